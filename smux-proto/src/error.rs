@@ -1,0 +1,244 @@
+//! Error types. Each operation has its own enum; the reason a session ended is stored
+//! once and reported by every later call.
+
+use std::fmt;
+use std::io;
+
+/// A peer protocol recognised from the first bytes of a connection that does not speak
+/// smux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotSmux {
+    /// An HTTP/1 request or response, or the HTTP/2 preface.
+    Http,
+    /// A TLS record (handshake or alert).
+    Tls,
+    /// An SSH banner.
+    Ssh,
+}
+
+impl NotSmux {
+    /// Recognises a foreign protocol from the first bytes a peer sent.
+    pub(crate) fn recognise(first: &[u8]) -> Option<NotSmux> {
+        const HTTP: [&[u8]; 10] = [
+            b"GET ",
+            b"POST ",
+            b"PUT ",
+            b"HEAD ",
+            b"DELETE ",
+            b"OPTIONS ",
+            b"PATCH ",
+            b"CONNECT ",
+            b"HTTP/",
+            b"PRI * HTTP/2",
+        ];
+        if HTTP.iter().any(|p| first.starts_with(p)) {
+            return Some(NotSmux::Http);
+        }
+        // TLS record: content type 20..=23 (handshake is 22), then version major 3.
+        if first.len() >= 2 && (20..=23).contains(&first[0]) && first[1] == 3 {
+            return Some(NotSmux::Tls);
+        }
+        if first.starts_with(b"SSH-") {
+            return Some(NotSmux::Ssh);
+        }
+        None
+    }
+}
+
+impl fmt::Display for NotSmux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotSmux::Http => "HTTP",
+            NotSmux::Tls => "TLS",
+            NotSmux::Ssh => "SSH",
+        })
+    }
+}
+
+/// A violation of the protocol by the peer. Every one ends the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtocolError {
+    /// The peer does not speak smux: its first bytes are another protocol.
+    NotSmux(NotSmux),
+    /// A header carried a command byte this protocol does not define.
+    UnknownCommand(u8),
+    /// A PSH frame announced more payload than the configured maximum frame size.
+    FrameTooLarge {
+        /// Announced payload length.
+        len: u32,
+        /// Configured maximum (`Config::max_frame`).
+        max: u32,
+    },
+    /// The peer sent more unconfirmed bytes on a stream than the window allows.
+    WindowExceeded {
+        /// The stream.
+        id: u16,
+        /// Unconfirmed bytes after the offending frame.
+        unconfirmed: u64,
+        /// Configured window (`Config::window`).
+        window: u32,
+    },
+    /// The connection ended in the middle of a frame.
+    TruncatedFrame {
+        /// Bytes of the unfinished frame that had arrived.
+        have: usize,
+    },
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::NotSmux(p) => write!(f, "peer does not speak smux (it sent {p})"),
+            ProtocolError::UnknownCommand(c) => write!(f, "unknown frame command {c}"),
+            ProtocolError::FrameTooLarge { len, max } => {
+                write!(f, "PSH frame of {len} bytes exceeds the maximum of {max}")
+            }
+            ProtocolError::WindowExceeded {
+                id,
+                unconfirmed,
+                window,
+            } => write!(
+                f,
+                "peer overran the window of stream {id}: {unconfirmed} unconfirmed bytes, window {window}"
+            ),
+            ProtocolError::TruncatedFrame { have } => {
+                write!(f, "connection ended inside a frame ({have} bytes of it arrived)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The application closed the session.
+    Local,
+    /// The transport reached end-of-file at a frame boundary.
+    PeerClosed,
+    /// Nothing arrived from the peer for `Config::keepalive_timeout`.
+    KeepaliveTimeout,
+    /// The peer broke the protocol.
+    Protocol(ProtocolError),
+    /// The transport failed; the adapter reported this error kind and message.
+    Transport(io::ErrorKind, String),
+}
+
+impl EndReason {
+    /// The `io::ErrorKind` that best describes this reason, for adapters that report
+    /// stream failures as `io::Error`.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            EndReason::Local => io::ErrorKind::NotConnected,
+            EndReason::PeerClosed => io::ErrorKind::ConnectionAborted,
+            EndReason::KeepaliveTimeout => io::ErrorKind::TimedOut,
+            EndReason::Protocol(_) => io::ErrorKind::InvalidData,
+            EndReason::Transport(kind, _) => *kind,
+        }
+    }
+
+    /// An `io::Error` carrying this reason.
+    pub fn to_io_error(&self) -> io::Error {
+        io::Error::new(self.io_kind(), SessionEnded(self.clone()))
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::Local => f.write_str("session closed locally"),
+            EndReason::PeerClosed => f.write_str("peer closed the connection"),
+            EndReason::KeepaliveTimeout => f.write_str("keepalive timeout: peer went silent"),
+            EndReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            EndReason::Transport(_, msg) => write!(f, "transport error: {msg}"),
+        }
+    }
+}
+
+/// The error every operation returns once the session has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnded(pub EndReason);
+
+impl fmt::Display for SessionEnded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session ended: {}", self.0)
+    }
+}
+
+impl std::error::Error for SessionEnded {}
+
+/// Why `Session::open` failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// All 65,536 stream IDs are in use (open, or closing and awaiting the peer's FIN).
+    IdsExhausted,
+    /// The session has ended.
+    SessionEnded(EndReason),
+}
+
+/// Why a stream write accepted nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// No room now: the stream's window or the session's send queue is full. Nothing
+    /// was accepted; a `Writable` event follows when there is room.
+    Blocked,
+    /// The application already closed this stream.
+    Closed,
+    /// The peer closed the stream (its FIN arrived): nothing more can be sent.
+    PeerClosed,
+    /// No stream with this ID is known to the application.
+    UnknownStream,
+    /// The session has ended.
+    SessionEnded(EndReason),
+}
+
+/// Why a stream read returned no data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// No data buffered yet; a `Readable` event follows when some arrives.
+    Blocked,
+    /// The application already closed this stream.
+    Closed,
+    /// No stream with this ID is known to the application.
+    UnknownStream,
+    /// The session has ended.
+    SessionEnded(EndReason),
+}
+
+macro_rules! display_and_io {
+    ($t:ident, $($pat:pat => ($kind:expr, $msg:expr)),* $(,)?) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($pat => f.write_str($msg),)*
+                    Self::SessionEnded(r) => write!(f, "session ended: {r}"),
+                }
+            }
+        }
+        impl std::error::Error for $t {}
+        impl From<$t> for io::Error {
+            fn from(e: $t) -> io::Error {
+                match e {
+                    $($pat => io::Error::new($kind, e),)*
+                    $t::SessionEnded(r) => r.to_io_error(),
+                }
+            }
+        }
+    };
+}
+
+display_and_io!(OpenError,
+    OpenError::IdsExhausted => (io::ErrorKind::Other, "all 65536 stream IDs are in use"),
+);
+display_and_io!(WriteError,
+    WriteError::Blocked => (io::ErrorKind::WouldBlock, "stream window or send queue is full"),
+    WriteError::Closed => (io::ErrorKind::NotConnected, "stream was closed locally"),
+    WriteError::PeerClosed => (io::ErrorKind::BrokenPipe, "peer closed the stream"),
+    WriteError::UnknownStream => (io::ErrorKind::NotFound, "unknown stream"),
+);
+display_and_io!(ReadError,
+    ReadError::Blocked => (io::ErrorKind::WouldBlock, "no data buffered yet"),
+    ReadError::Closed => (io::ErrorKind::NotConnected, "stream was closed locally"),
+    ReadError::UnknownStream => (io::ErrorKind::NotFound, "unknown stream"),
+);
