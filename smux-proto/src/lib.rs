@@ -79,6 +79,8 @@
 mod config;
 mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 pub mod probe;
 mod session;
