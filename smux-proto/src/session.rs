@@ -759,6 +759,69 @@ impl Session {
         }
     }
 
+    /// Checks the session's internal invariants and panics if one is broken. For tests
+    /// and fuzzing; not part of the stable API.
+    #[doc(hidden)]
+    pub fn assert_invariants(&self) {
+        let window = self.config.window as usize;
+        let (mut inn, mut out) = (0usize, 0usize);
+        for (id, s) in &self.streams {
+            let sent = s.in_flight as usize + s.send_len();
+            assert!(
+                sent <= window,
+                "stream {id}: {sent} unconfirmed bytes > window"
+            );
+            assert!(
+                s.recv_len <= s.unacked,
+                "stream {id}: buffered more than received"
+            );
+            assert!(
+                s.unacked as usize <= window,
+                "stream {id}: unacked > window"
+            );
+            assert!(s.consumed <= s.unacked, "stream {id}: consumed > unacked");
+            inn += s.recv_len as usize;
+            out += s.send_len();
+            assert!(
+                self.end.is_some() || self.ids.contains(*id),
+                "stream {id} without ID"
+            );
+        }
+        assert_eq!(inn, self.stats.buffered_in, "buffered_in drifted");
+        assert!(
+            self.stats.buffered_in <= self.config.max_buffered_in,
+            "input bound broken"
+        );
+        if self.end.is_none() {
+            assert_eq!(out, self.stats.buffered_out, "buffered_out drifted");
+            assert!(
+                self.stats.buffered_out <= self.config.max_buffered_out,
+                "output bound broken"
+            );
+            assert_eq!(
+                self.ids.used() as usize,
+                self.streams.len(),
+                "ID map and table differ"
+            );
+        }
+        assert!(
+            self.backlog.len() <= self.config.accept_backlog,
+            "backlog bound broken"
+        );
+        assert!(
+            self.answers <= self.config.max_pending_answers,
+            "answer bound broken"
+        );
+    }
+
+    /// IDs of every stream record (open or closing), sorted. For tests and fuzzing.
+    #[doc(hidden)]
+    pub fn stream_ids(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.streams.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     fn remove(&mut self, id: u16) {
         if let Some(mut s) = self.streams.remove(&id) {
             let dropped = s.discard_recv(&mut self.pool);

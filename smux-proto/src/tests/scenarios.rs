@@ -1,0 +1,538 @@
+//! Hand-written scenarios: each checks one behaviour of the protocol.
+
+use std::time::Duration;
+
+use super::{frames, read_all, Pair};
+use crate::error::{EndReason, OpenError, ProtocolError, ReadError, WriteError};
+use crate::frame::{Cmd, Header};
+use crate::{Config, Event, Role, StreamId};
+
+fn small() -> Config {
+    Config {
+        window: 1000,
+        cfm_threshold: 500,
+        max_frame: 100,
+        max_buffered_in: 100_000,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_new_session_sends_nothing_until_asked() {
+    let mut p = Pair::new(Config::default());
+    p.transmit(false, usize::MAX);
+    p.transmit(true, usize::MAX);
+    assert!(p.ab.is_empty() && p.ba.is_empty());
+    p.advance(Duration::from_secs(9));
+    p.transmit(false, usize::MAX);
+    assert!(p.ab.is_empty(), "no PIN before the interval");
+}
+
+#[test]
+fn open_write_read_and_full_close_free_both_ids() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    assert_eq!(id, StreamId(0), "the dialler allocates from the bottom");
+    p.a.write(id, b"ping").unwrap();
+    p.settle();
+    assert_eq!(p.events_b[0], Event::Incoming(id));
+    let got = p.b.accept().unwrap();
+    assert_eq!(read_all(&mut p.b, got), (b"ping".to_vec(), false));
+    p.b.write(got, b"pong").unwrap();
+    p.settle();
+    assert_eq!(read_all(&mut p.a, id), (b"pong".to_vec(), false));
+
+    p.a.close(id).unwrap();
+    p.settle();
+    assert!(p.events_b.contains(&Event::Finished(got)));
+    // The passive side keeps the ID until its application releases the stream.
+    assert_eq!(p.a.stream_ids(), vec![0]);
+    assert_eq!(p.b.write(got, b"x"), Err(WriteError::PeerClosed));
+    assert_eq!(read_all(&mut p.b, got), (vec![], true));
+    let again = p.a.open().unwrap();
+    assert_eq!(
+        again,
+        StreamId(1),
+        "an ID is not reused before the handshake ends"
+    );
+    p.b.close(got).unwrap();
+    p.settle();
+    assert!(p.events_a.contains(&Event::Closed(id)));
+    assert!(p.events_b.contains(&Event::Closed(got)));
+    assert_eq!(p.a.stream_ids(), vec![1]);
+    assert_eq!(p.b.stream_ids(), vec![1]);
+    assert_eq!(p.a.open().unwrap(), StreamId(0), "freed IDs are reused");
+}
+
+#[test]
+fn buffered_data_stays_readable_after_peer_fin() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.write(id, b"last words").unwrap();
+    p.a.close(id).unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    assert_eq!(read_all(&mut p.b, got), (b"last words".to_vec(), true));
+}
+
+#[test]
+fn fin_follows_queued_data() {
+    let mut p = Pair::new(small());
+    let id = p.a.open().unwrap();
+    assert_eq!(p.a.write(id, &[7u8; 1000]).unwrap(), 1000);
+    p.a.close(id).unwrap();
+    // Hand out data in small slices: the FIN must come after all ten frames.
+    let mut got = Vec::new();
+    let mut eof = false;
+    for _ in 0..50 {
+        p.transmit(false, 150);
+        p.deliver(true, usize::MAX);
+        p.transmit(true, usize::MAX);
+        p.deliver(false, usize::MAX);
+        if let Some(s) = p.b.accept() {
+            assert_eq!(s, id);
+        }
+        let (d, e) = read_all(&mut p.b, id);
+        got.extend(d);
+        eof |= e;
+    }
+    assert_eq!(got, vec![7u8; 1000]);
+    assert!(eof);
+}
+
+#[test]
+fn simultaneous_close_completes_on_both_ends() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.a.close(id).unwrap();
+    p.b.close(got).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty());
+    assert!(p.b.stream_ids().is_empty());
+    assert!(p.events_a.contains(&Event::Closed(id)));
+    assert!(p.events_b.contains(&Event::Closed(got)));
+}
+
+#[test]
+fn simultaneous_open_binds_to_one_stream() {
+    let c = Config::default();
+    let mut p = Pair::with_roles(c.clone(), c, Role::Dialer, Role::Dialer);
+    let x = p.a.open().unwrap();
+    let y = p.b.open().unwrap();
+    assert_eq!(x, y);
+    p.a.write(x, b"from a").unwrap();
+    p.b.write(y, b"from b").unwrap();
+    p.settle();
+    assert_eq!(p.a.accept(), None, "the peer's SYN binds to our own stream");
+    assert_eq!(read_all(&mut p.a, x).0, b"from b");
+    assert_eq!(read_all(&mut p.b, y).0, b"from a");
+}
+
+#[test]
+fn acceptor_allocates_from_the_top() {
+    let mut p = Pair::new(Config::default());
+    assert_eq!(p.b.open().unwrap(), StreamId(65535));
+    assert_eq!(p.b.open().unwrap(), StreamId(65534));
+}
+
+#[test]
+fn opening_fails_clearly_when_all_ids_are_used() {
+    let mut p = Pair::new(Config::default());
+    for _ in 0..65536 {
+        p.a.open().unwrap();
+    }
+    assert_eq!(p.a.open(), Err(OpenError::IdsExhausted));
+    assert_eq!(p.a.stats().streams, 65536);
+}
+
+#[test]
+fn window_bounds_writes_and_cfm_reopens_it() {
+    let mut p = Pair::new(small());
+    let id = p.a.open().unwrap();
+    assert_eq!(p.a.write(id, &[1u8; 600]).unwrap(), 600);
+    assert_eq!(
+        p.a.write(id, &[1u8; 600]).unwrap(),
+        400,
+        "honest partial write"
+    );
+    assert_eq!(p.a.write(id, &[1u8; 1]), Err(WriteError::Blocked));
+    p.settle();
+    let got = p.b.accept().unwrap();
+    let mut buf = [0u8; 499];
+    assert_eq!(p.b.read(got, &mut buf).unwrap(), 499);
+    p.settle();
+    assert!(
+        !p.events_a.contains(&Event::Writable(id)),
+        "below threshold: no CFM yet"
+    );
+    assert_eq!(p.a.write(id, &[1u8; 1]), Err(WriteError::Blocked));
+    assert_eq!(p.b.read(got, &mut buf[..1]).unwrap(), 1);
+    p.settle();
+    assert!(p.events_a.contains(&Event::Writable(id)));
+    assert_eq!(p.a.writable_len(id), 500);
+    assert_eq!(p.a.write(id, &[1u8; 501]).unwrap(), 500);
+}
+
+#[test]
+fn psh_beyond_the_window_ends_the_session() {
+    let mut p = Pair::new(small());
+    let id = p.a.open().unwrap();
+    p.settle();
+    let mut input = frames(&[
+        (Header::new(Cmd::Psh, id.0, 100), &[0u8; 100]),
+        (Header::new(Cmd::Psh, id.0, 100), &[0u8; 100]),
+    ]);
+    for _ in 0..4 {
+        input.extend_from_slice(&frames(&[(Header::new(Cmd::Psh, id.0, 100), &[0u8; 100])]));
+    }
+    for _ in 0..5 {
+        input.extend_from_slice(&frames(&[(Header::new(Cmd::Psh, id.0, 100), &[0u8; 100])]));
+    }
+    p.a.handle_input(p.now, &mut input);
+    assert_eq!(
+        p.a.end_reason(),
+        Some(&EndReason::Protocol(ProtocolError::WindowExceeded {
+            id: id.0,
+            unconfirmed: 1100,
+            window: 1000
+        }))
+    );
+    assert_eq!(p.a.stats().protocol_errors, 1);
+    // Data that arrived before the error stays readable, then the reason is reported.
+    assert_eq!(read_all(&mut p.a, id).0.len(), 1000);
+    assert!(matches!(
+        p.a.read(id, &mut [0u8; 1]),
+        Err(ReadError::SessionEnded(_))
+    ));
+    assert!(matches!(
+        p.a.write(id, b"x"),
+        Err(WriteError::SessionEnded(_))
+    ));
+    assert!(matches!(p.a.open(), Err(OpenError::SessionEnded(_))));
+}
+
+#[test]
+fn oversized_and_unknown_frames_are_protocol_errors() {
+    let mut p = Pair::new(small());
+    p.a.handle_input(p.now, &mut frames(&[(Header::new(Cmd::Pin, 0, 0), &[])]));
+    let mut input = frames(&[(Header::new(Cmd::Psh, 3, 101), &[0u8; 101])]);
+    p.a.handle_input(p.now, &mut input);
+    assert_eq!(
+        p.a.end_reason(),
+        Some(&EndReason::Protocol(ProtocolError::FrameTooLarge {
+            len: 101,
+            max: 100
+        }))
+    );
+    let mut p = Pair::new(small());
+    p.a.handle_input(p.now, &mut frames(&[(Header::new(Cmd::Pin, 0, 0), &[])]));
+    p.a.handle_input(
+        p.now,
+        &mut bytes::BytesMut::from(&[6u8, 0, 0, 0, 0, 0, 0][..]),
+    );
+    assert_eq!(
+        p.a.end_reason(),
+        Some(&EndReason::Protocol(ProtocolError::UnknownCommand(6)))
+    );
+    assert!(p
+        .a
+        .poll_event()
+        .is_some_and(|e| matches!(e, Event::Ended(_))));
+}
+
+#[test]
+fn an_http_peer_is_named_as_such() {
+    let mut p = Pair::new(Config::default());
+    p.b.handle_input(
+        p.now,
+        &mut bytes::BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]),
+    );
+    assert_eq!(
+        p.b.end_reason(),
+        Some(&EndReason::Protocol(ProtocolError::NotSmux(
+            crate::NotSmux::Http
+        )))
+    );
+}
+
+#[test]
+fn strays_are_ignored() {
+    let mut p = Pair::new(small());
+    let id = p.a.open().unwrap();
+    p.a.write(id, &[1; 10]).unwrap();
+    p.settle();
+    let mut input = frames(&[
+        (Header::new(Cmd::Psh, 999, 5), b"stray"),
+        (Header::new(Cmd::Fin, 999, 0), &[]),
+        (Header::new(Cmd::Cfm, id.0, 1_000_000), &[]),
+        (Header::new(Cmd::Cfm, 999, 5), &[]),
+    ]);
+    p.a.handle_input(p.now, &mut input);
+    assert!(input.is_empty());
+    assert!(!p.a.is_ended());
+    assert_eq!(p.a.stats().bytes_discarded, 5);
+    // A CFM for more than was sent creates no extra credit.
+    assert_eq!(p.a.writable_len(id), 1000);
+    p.a.assert_invariants();
+}
+
+#[test]
+fn fin_twice_and_syn_for_a_closing_id_are_harmless() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.a.close(id).unwrap();
+    p.transmit(false, usize::MAX);
+    let mut input = frames(&[
+        (Header::new(Cmd::Syn, id.0, 0), &[]),
+        (Header::new(Cmd::Fin, id.0, 0), &[]),
+    ]);
+    p.a.handle_input(p.now, &mut input);
+    assert!(
+        p.a.stream_ids().is_empty(),
+        "the FIN completed the handshake"
+    );
+    p.a.handle_input(p.now, &mut frames(&[(Header::new(Cmd::Fin, id.0, 0), &[])]));
+    assert!(!p.a.is_ended());
+    p.deliver(true, usize::MAX);
+    p.b.handle_input(
+        p.now,
+        &mut frames(&[(Header::new(Cmd::Fin, got.0, 0), &[])]),
+    );
+    assert_eq!(read_all(&mut p.b, got), (vec![], true));
+    p.a.assert_invariants();
+    p.b.assert_invariants();
+}
+
+#[test]
+fn keepalive_pins_on_time_and_times_out_on_silence() {
+    let mut p = Pair::new(Config::default());
+    assert_eq!(p.a.poll_timeout(), Some(p.now + Duration::from_secs(10)));
+    p.advance(Duration::from_secs(10));
+    p.transmit(false, usize::MAX);
+    assert_eq!(&p.ab[..], &Header::new(Cmd::Pin, 0, 0).to_bytes());
+    p.deliver(true, usize::MAX);
+    // a hears nothing from b (b's PINs are dropped) and times out at 100 s.
+    for _ in 0..8 {
+        p.advance(Duration::from_secs(10));
+        p.transmit(false, usize::MAX);
+        p.transmit(true, usize::MAX);
+        p.ba.clear();
+        p.deliver(true, usize::MAX);
+    }
+    assert!(!p.a.is_ended());
+    assert!(!p.b.is_ended(), "b hears a's PINs");
+    p.advance(Duration::from_secs(10));
+    assert_eq!(p.a.end_reason(), Some(&EndReason::KeepaliveTimeout));
+    assert!(!p.b.is_ended());
+}
+
+#[test]
+fn pin_is_not_stuck_behind_bulk_data() {
+    let mut p = Pair::new(Config::default());
+    let ids: Vec<_> = (0..8).map(|_| p.a.open().unwrap()).collect();
+    for id in &ids {
+        p.a.write(*id, &vec![0u8; 512 * 1024]).unwrap();
+    }
+    p.transmit(false, 64 * 1024);
+    p.ab.clear();
+    p.advance(Duration::from_secs(10));
+    p.transmit(false, 1);
+    assert_eq!(&p.ab[..7], &Header::new(Cmd::Pin, 0, 0).to_bytes());
+}
+
+#[test]
+fn data_is_interleaved_round_robin() {
+    let mut p = Pair::new(Config::default());
+    let x = p.a.open().unwrap();
+    let y = p.a.open().unwrap();
+    p.a.write(x, &vec![1u8; 256 * 1024]).unwrap();
+    p.a.write(y, &vec![2u8; 256 * 1024]).unwrap();
+    p.transmit(false, 4 * 64 * 1024);
+    p.deliver(true, usize::MAX);
+    assert_eq!(p.b.readable_len(x), 128 * 1024);
+    assert_eq!(p.b.readable_len(y), 128 * 1024);
+}
+
+#[test]
+fn vrm_is_answered_and_ping_measures_rtt() {
+    let mut p = Pair::new(Config::default());
+    let mut input = frames(&[(Header::new(Cmd::Vrm, 0x1234, 0x11223344), &[])]);
+    p.b.handle_input(p.now, &mut input);
+    p.transmit(true, usize::MAX);
+    assert_eq!(
+        &p.ba[..],
+        &Header::new(Cmd::Vrm, 0x3420, 0x11442233).to_bytes()
+    );
+    p.ba.clear();
+
+    assert!(p.a.ping(p.now));
+    assert!(!p.a.ping(p.now), "one ping at a time");
+    p.transmit(false, usize::MAX);
+    p.deliver(true, usize::MAX);
+    p.now += Duration::from_millis(30);
+    p.transmit(true, usize::MAX);
+    p.deliver(false, usize::MAX);
+    assert_eq!(p.a.stats().rtt, Some(Duration::from_millis(30)));
+    p.transmit(false, usize::MAX);
+    assert!(p.ab.is_empty(), "an answer is not answered");
+}
+
+#[test]
+fn accept_backlog_refuses_with_fin() {
+    let c = Config {
+        accept_backlog: 2,
+        ..Config::default()
+    };
+    let mut p = Pair::new(c);
+    let ids: Vec<_> = (0..3).map(|_| p.a.open().unwrap()).collect();
+    p.settle();
+    assert_eq!(p.b.stats().streams_refused, 1);
+    assert_eq!(p.b.stats().accept_backlog, 2);
+    assert!(p.events_a.contains(&Event::Finished(ids[2])));
+    assert_eq!(p.a.write(ids[2], b"x"), Err(WriteError::PeerClosed));
+    p.a.close(ids[2]).unwrap();
+    p.settle();
+    assert_eq!(p.a.stream_ids(), vec![0, 1]);
+    assert_eq!(p.b.stream_ids(), vec![0, 1]);
+}
+
+#[test]
+fn the_input_bound_pauses_and_resumes_the_link() {
+    let c = Config {
+        max_buffered_in: 64 * 1024,
+        ..Config::default()
+    };
+    let mut p = Pair::new(c);
+    let x = p.a.open().unwrap();
+    let y = p.a.open().unwrap();
+    p.a.write(x, &vec![1u8; 100 * 1024]).unwrap();
+    p.a.write(y, &vec![2u8; 100 * 1024]).unwrap();
+    p.transmit(false, usize::MAX);
+    p.deliver(true, usize::MAX);
+    assert!(!p.b.wants_input());
+    assert!(p.b.stats().buffered_in <= 64 * 1024);
+    assert!(p.unconsumed(true) > 0, "the rest waits in the input buffer");
+    let mut total = 0;
+    for _ in 0..20 {
+        while let Some(_s) = p.b.accept() {}
+        total += read_all(&mut p.b, x).0.len() + read_all(&mut p.b, y).0.len();
+        p.deliver(true, usize::MAX);
+        p.b.assert_invariants();
+    }
+    assert_eq!(total, 200 * 1024);
+}
+
+#[test]
+fn vrm_flood_pauses_input_until_answers_are_sent() {
+    let c = Config {
+        max_pending_answers: 4,
+        ..Config::default()
+    };
+    let mut p = Pair::new(c);
+    let mut input = bytes::BytesMut::new();
+    for i in 0..10u16 {
+        Header::new(Cmd::Vrm, i, 0).encode(&mut input);
+    }
+    p.b.handle_input(p.now, &mut input);
+    assert_eq!(input.len(), 6 * 7);
+    assert!(!p.b.wants_input());
+    p.transmit(true, usize::MAX);
+    assert!(p.b.wants_input());
+    while !input.is_empty() {
+        p.b.handle_input(p.now, &mut input);
+        p.transmit(true, usize::MAX);
+    }
+    assert_eq!(p.ba.len(), 10 * 7);
+}
+
+#[test]
+fn local_close_ends_everything() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.close_session();
+    assert_eq!(
+        p.a.write(id, b"x"),
+        Err(WriteError::SessionEnded(EndReason::Local))
+    );
+    assert_eq!(p.a.poll_event(), Some(Event::Ended(EndReason::Local)));
+    assert_eq!(p.a.poll_timeout(), None);
+    p.a.handle_eof(0);
+    assert_eq!(
+        p.a.end_reason(),
+        Some(&EndReason::Local),
+        "the first reason stays"
+    );
+}
+
+#[test]
+fn eof_inside_a_frame_is_reported_as_truncated() {
+    let mut p = Pair::new(Config::default());
+    let mut input = bytes::BytesMut::from(&[2u8, 0, 0, 10, 0][..]);
+    p.a.handle_input(p.now, &mut input);
+    p.a.handle_eof(input.len());
+    assert_eq!(
+        p.a.end_reason(),
+        Some(&EndReason::Protocol(ProtocolError::TruncatedFrame {
+            have: 5
+        }))
+    );
+}
+
+/// The reference's reader can wait for its own writer; ours never does. Two sessions
+/// with tiny links, both writing bulk on many streams and echoing: it must complete.
+#[test]
+fn bulk_both_ways_over_tiny_links_completes() {
+    let mut p = Pair::new(Config::default());
+    const STREAMS: usize = 64;
+    const EACH: usize = 300 * 1000;
+    let ids: Vec<_> = (0..STREAMS).map(|_| p.a.open().unwrap()).collect();
+    let mut sent = vec![0usize; STREAMS];
+    let mut echoed = vec![0usize; STREAMS];
+    let mut pending_echo: std::collections::HashMap<StreamId, Vec<u8>> = Default::default();
+    let mut back = vec![0usize; STREAMS];
+    let chunk = vec![0xABu8; 16 * 1024];
+    let link = 8 * 1024;
+    let mut rounds = 0;
+    while back.iter().sum::<usize>() < STREAMS * EACH {
+        rounds += 1;
+        assert!(rounds < 200_000, "stalled: {back:?}");
+        for (i, id) in ids.iter().enumerate() {
+            let want = (EACH - sent[i]).min(chunk.len());
+            if want > 0 {
+                sent[i] += p.a.write(*id, &chunk[..want]).unwrap_or(0);
+            }
+        }
+        // A link that takes at most 8 KiB per round in each direction.
+        if p.ab.len() < link {
+            p.transmit(false, link);
+        }
+        if p.ba.len() < link {
+            p.transmit(true, link);
+        }
+        p.deliver(true, link);
+        p.deliver(false, link);
+        while p.b.accept().is_some() {}
+        for id in &ids {
+            let mut buf = vec![0u8; 32 * 1024];
+            let q = pending_echo.entry(*id).or_default();
+            if let Ok(n) = p.b.read(*id, &mut buf) {
+                q.extend_from_slice(&buf[..n]);
+            }
+            if !q.is_empty() {
+                if let Ok(n) = p.b.write(*id, q) {
+                    q.drain(..n);
+                    echoed[id.0 as usize] += n;
+                }
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            back[i] += read_all(&mut p.a, *id).0.len();
+        }
+        p.drain_events();
+    }
+    assert_eq!(echoed.iter().sum::<usize>(), STREAMS * EACH);
+}
