@@ -66,12 +66,14 @@
 //!
 //! # Costs
 //!
-//! An idle open stream costs 32 bytes of state plus its slot in a hash table (about
-//! 80 bytes in all, see the `idle_stream_cost` test); buffers exist only while data is
-//! queued and are recycled through a small pool when drained. In steady state the data
-//! path does not allocate per frame, and a written payload is copied once (into the
-//! stream's send buffer); frames of 1 KiB and more go to the transport as their own
-//! segment of a vectored write.
+//! Measured by `tests/cost.rs` with a counting allocator (10,000 streams): an idle
+//! open stream costs 80 bytes of heap on the opening end and 84 on the accepting end
+//! (a 32-byte record plus its hash-table slot); buffers exist only while data is
+//! queued and go back to a small pool when drained. Moving 64 KiB writes on four
+//! streams between two sessions made 0 allocations in 1,000 frames once warm. A
+//! written payload is copied once (into the stream's send buffer); frames of 1 KiB and
+//! more go to the transport as their own segment of a vectored write, and received
+//! payloads of 16 KiB and more are handed to the reader without a copy.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

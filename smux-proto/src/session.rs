@@ -537,7 +537,13 @@ impl Session {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let ev = self.events.pop_front()?;
+        let Some(ev) = self.events.pop_front() else {
+            // A burst (thousands of incoming streams) must not pin its queue forever.
+            if self.events.capacity() > 1024 {
+                self.events = VecDeque::new();
+            }
+            return None;
+        };
         if let Event::Readable(StreamId(id)) = ev {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.set(flag::READABLE_QUEUED, false);
