@@ -1,0 +1,5 @@
+//! The `smux` command-line tool (being written).
+
+fn main() {
+    println!("smux: not yet implemented");
+}
