@@ -1,1 +1,103 @@
-//! placeholder
+//! smux on Tokio: many independent byte streams over one connection.
+//!
+//! This crate binds the sans-IO protocol core [`smux_proto`] to Tokio. A [`Session`]
+//! runs over any `AsyncRead + AsyncWrite + Unpin + Send` transport (a TCP stream, a
+//! TLS stream, a Unix socket...); it opens and accepts [`Stream`]s, which implement
+//! Tokio's [`AsyncRead`](tokio::io::AsyncRead) and
+//! [`AsyncWrite`](tokio::io::AsyncWrite). The wire format is that of the Go smux
+//! variant the project follows (7-byte headers, 16-bit recycled stream IDs, a
+//! 512 KiB window per stream), so either end may be the Go reference.
+//!
+//! ```
+//! use smux_tokio::{Config, Listener};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! // A server that echoes every stream back.
+//! let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((session, _peer)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Ok(stream) = session.accept().await {
+//!                 tokio::spawn(async move {
+//!                     let (mut r, mut w) = tokio::io::split(stream);
+//!                     let _ = tokio::io::copy(&mut r, &mut w).await;
+//!                 });
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! // A client with two streams on one connection.
+//! let session = smux_tokio::connect(addr, Config::default()).await?;
+//! let mut a = session.open().await?;
+//! let mut b = session.open().await?;
+//! a.write_all(b"hello").await?;
+//! b.write_all(b"world").await?;
+//! let mut buf = [0u8; 5];
+//! b.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"world");
+//! a.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Tasks
+//!
+//! Each session spawns exactly **one** task, its driver, which owns the transport;
+//! streams have none. The driver reads the transport, feeds the core, writes what the
+//! core has to send with vectored writes, runs the keepalive timer from the core's
+//! next deadline (no polling) and wakes the tasks waiting on streams. It keeps
+//! reading while its writes are blocked, so a peer that stops reading only while its
+//! own writes are blocked cannot deadlock with it, and it yields to the runtime after
+//! a bounded amount of work per wake-up. When the session ends, every pending and
+//! later call fails promptly, the driver shuts the transport down and its task ends.
+//! A session must be created inside a Tokio runtime (with the `time` driver enabled).
+//!
+//! State is one `std::sync::Mutex` per session around the core and the parked
+//! wakers; it is never held across an await point or a system call.
+//!
+//! # Streams
+//!
+//! * No head-of-line blocking: each stream has its own window, so a stream nobody
+//!   reads stalls only itself.
+//! * Shutting a stream down ([`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown))
+//!   or dropping it sends our FIN after everything written. The protocol has no
+//!   half-close: the FIN ends both directions.
+//! * [`Stream::into_split`] gives halves for two tasks.
+//! * Deadlines with honest counts: [`Stream::write_all_before`] reports exactly how
+//!   many bytes were accepted when the deadline passed ([`PartialWrite`]), so the
+//!   caller resends exactly the rest; [`Stream::read_before`] bounds a read.
+//!
+//! # Sessions
+//!
+//! [`connect`] and [`Listener`] cover TCP (with `TCP_NODELAY`); [`Session::new`] takes
+//! any transport. Dropping the last [`Session`] clone, or [`Session::close`], ends
+//! the session. [`Session::end_reason`] says why it ended (closed here, peer closed,
+//! keepalive timeout, protocol error, I/O error); [`Session::stats`] gives counters.
+//! [`is_smux`] tells whether the peer of a fresh connection speaks smux.
+//!
+//! # Logging
+//!
+//! Through the [`tracing`](https://docs.rs/tracing) facade: session start and end
+//! (with the reason) at debug level, abnormal ends at info, protocol errors at warn,
+//! refused streams (full accept backlog) at debug. Nothing is printed.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod driver;
+mod net;
+mod probe;
+mod session;
+mod shared;
+mod stream;
+
+pub use net::{connect, Listener};
+pub use probe::{is_smux, is_smux_at};
+pub use session::Session;
+pub use smux_proto::{Config, EndReason, Role, Stats, StreamId};
+pub use stream::{PartialWrite, ReadHalf, Stream, WriteHalf};

@@ -1,0 +1,222 @@
+//! The session handle.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use smux_proto::{Config, ConfigError, EndReason, OpenError, Role, Stats};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::driver::Driver;
+use crate::shared::{now, wake, Shared};
+use crate::stream::Stream;
+
+/// A smux session over one transport: opens and accepts [`Stream`]s.
+///
+/// `Session::new` spawns **one** Tokio task, the session's driver, which owns the
+/// transport; streams add no task of their own. The handle is cheap to clone (all
+/// clones share the session); dropping the last clone ends the session, like
+/// [`Session::close`], even if [`Stream`]s are still alive: their calls then fail.
+///
+/// When the session ends for any reason (closed here, the peer closed the transport,
+/// keepalive timeout, protocol error, I/O error), every pending and later call on its
+/// streams returns an error, the driver shuts the transport down, and its task ends.
+#[derive(Clone)]
+pub struct Session {
+    handle: Arc<Handle>,
+}
+
+/// Ends the session when the last [`Session`] clone is dropped.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let driver = {
+            let mut g = self.shared.lock();
+            g.core.close_session();
+            g.take_driver()
+        };
+        wake(driver);
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.shared().lock();
+        f.debug_struct("Session")
+            .field("tag", &self.shared().tag)
+            .field("core", &g.core)
+            .finish()
+    }
+}
+
+static SESSION_TAGS: AtomicU64 = AtomicU64::new(1);
+
+impl Session {
+    /// Starts a session over `transport` and spawns its driver task.
+    ///
+    /// `role` says which end this is: [`Role::Dialer`] for the end that opened the
+    /// connection, [`Role::Acceptor`] for the end that accepted it (the two ends take
+    /// new stream IDs from opposite ends of the ID space).
+    ///
+    /// # Panics
+    ///
+    /// If `config` is invalid (see [`Config::validate`]; [`Session::try_new`] returns
+    /// the error instead) or if called outside a Tokio runtime.
+    pub fn new<T>(transport: T, config: Config, role: Role) -> Session
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match Session::try_new(transport, config, role) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Session::new`], but returns an invalid configuration as an error.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a Tokio runtime.
+    pub fn try_new<T>(transport: T, config: Config, role: Role) -> Result<Session, ConfigError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let core = smux_proto::Session::new(config, role, now())?;
+        let tag = SESSION_TAGS.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared::new(core, tag));
+        tracing::debug!(session = tag, ?role, "smux session started");
+        tokio::spawn(Driver::new(transport, shared.clone()));
+        Ok(Session {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Opens a new stream. The peer learns of it with the stream's first frame; data
+    /// can be written at once.
+    ///
+    /// Fails when the session has ended, or with a clear error when all 65,536 stream
+    /// IDs are in use (open, or closing and awaiting the peer's FIN).
+    pub async fn open(&self) -> io::Result<Stream> {
+        let (result, driver) = {
+            let mut g = self.shared().lock();
+            let r = g.core.open();
+            let d = if r.is_ok() { g.take_driver() } else { None };
+            (r, d)
+        };
+        wake(driver);
+        match result {
+            Ok(id) => Ok(Stream::new(self.shared().clone(), id)),
+            Err(OpenError::IdsExhausted) => Err(io::Error::other(
+                "smux: all 65536 stream IDs are in use; close streams or open another session",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits for the next stream the peer opened.
+    ///
+    /// Fails once the session has ended and no opened stream is left to accept.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for the next stream the peer opened (see [`Session::accept`]).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
+        let mut g = self.shared().lock();
+        let inner = &mut *g;
+        if let Some(id) = inner.core.accept() {
+            drop(g);
+            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id)));
+        }
+        if let Some(reason) = inner.core.end_reason() {
+            return Poll::Ready(Err(reason.to_io_error()));
+        }
+        inner.waiters.wait_accept(cx.waker());
+        Poll::Pending
+    }
+
+    /// Ends the session now: every stream fails, data not yet sent is dropped, and the
+    /// driver shuts the transport down and ends. To finish streams gracefully, shut
+    /// them down and wait for the peer before closing the session.
+    pub fn close(&self) {
+        let driver = {
+            let mut g = self.shared().lock();
+            g.core.close_session();
+            g.take_driver()
+        };
+        wake(driver);
+    }
+
+    /// Waits until the session has ended and its driver task has finished (the
+    /// transport is shut down and dropped); returns why it ended. Does not end the
+    /// session itself: see [`Session::close`].
+    pub async fn closed(&self) -> EndReason {
+        poll_fn(|cx| {
+            let mut g = self.shared().lock();
+            if g.driver_done {
+                let reason = g.core.end_reason().cloned().unwrap_or(EndReason::Local);
+                return Poll::Ready(reason);
+            }
+            if !g.done_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                g.done_waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// True once the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared().lock().core.is_ended()
+    }
+
+    /// Why the session ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.shared().lock().core.end_reason().cloned()
+    }
+
+    /// Current figures: streams, buffered bytes, frames and bytes moved, round-trip
+    /// time.
+    pub fn stats(&self) -> Stats {
+        self.shared().lock().core.stats()
+    }
+
+    /// Sends a VRM challenge to measure the round-trip time; [`Session::rtt`] reports
+    /// it once the answer arrived. Returns false if a ping is already outstanding or
+    /// the session has ended.
+    pub fn ping(&self) -> bool {
+        let (sent, driver) = {
+            let mut g = self.shared().lock();
+            let sent = g.core.ping(now());
+            (sent, if sent { g.take_driver() } else { None })
+        };
+        wake(driver);
+        sent
+    }
+
+    /// The round-trip time measured by the last answered [`Session::ping`].
+    pub fn rtt(&self) -> Option<Duration> {
+        self.shared().lock().core.stats().rtt
+    }
+
+    /// Which end of the connection this session is.
+    pub fn role(&self) -> Role {
+        self.shared().lock().core.role()
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> Config {
+        self.shared().lock().core.config().clone()
+    }
+}

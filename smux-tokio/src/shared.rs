@@ -1,0 +1,67 @@
+//! The state every handle of one session shares: the core, the parked wakers and the
+//! driver's waker, behind one mutex that is never held across an await or a syscall.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use smux_proto::{Session as Core, Waiters};
+
+/// Everything behind the lock.
+pub(crate) struct Inner {
+    pub(crate) core: Core,
+    pub(crate) waiters: Waiters,
+    /// The driver task's waker, taken (and so woken at most once) by whoever gives it
+    /// work; the driver parks it again each time it looks at the core.
+    pub(crate) driver: Option<Waker>,
+    /// Set once the driver task has finished (transport shut down).
+    pub(crate) driver_done: bool,
+    /// Tasks waiting in `Session::closed`.
+    pub(crate) done_waiters: Vec<Waker>,
+}
+
+impl Inner {
+    /// Takes the driver's waker so the caller can wake it after unlocking.
+    pub(crate) fn take_driver(&mut self) -> Option<Waker> {
+        self.driver.take()
+    }
+}
+
+/// One session's shared state.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    /// A number for log lines (unique within the process).
+    pub(crate) tag: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(core: Core, tag: u64) -> Shared {
+        Shared {
+            inner: Mutex::new(Inner {
+                core,
+                waiters: Waiters::new(),
+                driver: None,
+                driver_done: false,
+                done_waiters: Vec::new(),
+            }),
+            tag,
+        }
+    }
+
+    /// Locks the state. The core does not panic, so a poisoned lock (a panic in our
+    /// own code between lock and unlock) still holds consistent state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Wakes `w` if present; called after the lock is released.
+pub(crate) fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+/// The current time as the core sees it: Tokio's clock, so paused-time tests work.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -1,0 +1,112 @@
+//! Stream IDs: recycled past 65,536 opens, and a clear error when all 65,536 are in
+//! use at once.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{bounded, pair};
+use smux_tokio::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config() -> Config {
+    Config {
+        accept_backlog: 70_000,
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seventy_thousand_streams_one_after_another() {
+    const TOTAL: usize = 70_000;
+    bounded(60, "70,000 sequential streams", async {
+        let (client, server) = pair(config(), config()).await;
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        let acceptor = tokio::spawn(async move {
+            let mut max_id = 0;
+            for _ in 0..TOTAL {
+                let mut s = server.accept().await.expect("accept");
+                max_id = max_id.max(s.id().0);
+                let mut b = [0u8; 4];
+                s.read_exact(&mut b).await.expect("read");
+                count.fetch_add(1, Ordering::Relaxed);
+                // Dropping the stream answers the client's FIN: the ID is free again.
+            }
+            (server, max_id)
+        });
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..TOTAL {
+            let mut s = client.open().await.expect("open");
+            ids.insert(s.id().0);
+            s.write_all(&(i as u32).to_le_bytes()).await.expect("write");
+            drop(s);
+            // Keep a bounded number of closes in flight, so IDs are reused at once.
+            while i + 1 - served.load(Ordering::Relaxed) > 256 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let (server, max_id) = acceptor.await.expect("acceptor");
+        // Everything handshaken away on both ends.
+        while client.stats().streams > 0 || server.stats().streams > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!(
+            "{TOTAL} streams opened and closed; {} distinct IDs used, highest {max_id}",
+            ids.len()
+        );
+        assert!(ids.len() < TOTAL, "IDs were recycled");
+        assert_eq!(client.stats().protocol_errors, 0);
+        assert!(client.end_reason().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_ids_in_use_then_a_clear_error() {
+    const ALL: usize = 65_536;
+    bounded(60, "65,536 open streams", async {
+        let (client, server) = pair(config(), config()).await;
+        let acceptor = tokio::spawn(async move {
+            let mut held = Vec::with_capacity(ALL);
+            for _ in 0..ALL {
+                held.push(server.accept().await.expect("accept"));
+            }
+            (server, held)
+        });
+        let mut streams = Vec::with_capacity(ALL);
+        for _ in 0..ALL {
+            streams.push(client.open().await.expect("open"));
+        }
+        let err = client.open().await.expect_err("open past 65,536");
+        println!("open #65,537: {err}");
+        assert!(
+            err.to_string().contains("65536 stream IDs are in use"),
+            "{err}"
+        );
+        let (server, mut held) = acceptor.await.expect("acceptor");
+        assert_eq!(held.len(), ALL);
+        assert_eq!(client.stats().streams, ALL);
+
+        // Closing one stream on both ends frees its ID for the next open.
+        let last = streams.pop().expect("a stream");
+        let id = last.id();
+        drop(last);
+        let pos = held.iter().position(|s| s.id() == id).expect("peer's end");
+        let mut peer = held.swap_remove(pos);
+        let mut b = [0u8; 1];
+        assert_eq!(peer.read(&mut b).await.expect("eof"), 0);
+        drop(peer);
+        let again = loop {
+            match client.open().await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        };
+        assert_eq!(again.id(), id);
+        assert!(client.end_reason().is_none() && server.end_reason().is_none());
+    })
+    .await;
+}
