@@ -1,1 +1,114 @@
-//! placeholder
+//! smux for smol and every futures-io transport.
+//!
+//! This crate binds the sans-IO protocol core [`smux_proto`] to
+//! [futures-io](https://docs.rs/futures-io) transports and the
+//! [async-io](https://docs.rs/async-io) reactor that smol uses. One
+//! [`Session`] carries many independent [`Stream`]s over one reliable, ordered
+//! connection (TCP, TLS, a Unix socket...); each stream implements
+//! `AsyncRead` + `AsyncWrite`.
+//!
+//! # Tasks: spawn the driver
+//!
+//! futures-io has no global spawner, so every way of making a session
+//! ([`Session::new`], [`connect`], [`Listener::accept`]) returns the session together
+//! with its [`Driver`]: a future that moves bytes between the transport and the
+//! protocol core, fires the keepalive timer and wakes the tasks waiting on streams.
+//! **Spawn the driver on any executor** (`smol::spawn(driver).detach()`); without it
+//! nothing is sent or received.
+//!
+//! That is the only task a session needs: **one task per session, none per stream**.
+//! The driver completes (with the session's [`EndReason`]) once the session has
+//! ended and the transport is closed; every pending and later call on the session or
+//! its streams then fails promptly.
+//!
+//! # Example
+//!
+//! An echo server and a client over loopback TCP:
+//!
+//! ```
+//! use smol::io::{AsyncReadExt, AsyncWriteExt};
+//! use smux_smol::{connect, Config, Listener};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! smol::block_on(async {
+//!     let listener = Listener::bind("127.0.0.1:0", Config::default())?;
+//!     let addr = listener.local_addr()?;
+//!
+//!     // Server: one session per connection, one task per stream it serves.
+//!     smol::spawn(async move {
+//!         let (session, driver, _peer) = listener.accept().await?;
+//!         smol::spawn(driver).detach();
+//!         while let Ok(stream) = session.accept().await {
+//!             smol::spawn(async move {
+//!                 let (reader, mut writer) = stream.split();
+//!                 let _ = smol::io::copy(reader, &mut writer).await;
+//!             })
+//!             .detach();
+//!         }
+//!         std::io::Result::Ok(())
+//!     })
+//!     .detach();
+//!
+//!     // Client.
+//!     let (session, driver) = connect(addr, Config::default()).await?;
+//!     smol::spawn(driver).detach();
+//!     let mut stream = session.open().await?;
+//!     stream.write_all(b"hello smux").await?;
+//!     let mut buf = [0u8; 10];
+//!     stream.read_exact(&mut buf).await?;
+//!     assert_eq!(&buf, b"hello smux");
+//!
+//!     // Closing the stream sends its FIN; closing the session ends everything.
+//!     stream.close().await?;
+//!     session.close();
+//!     assert_eq!(session.closed().await, smux_smol::EndReason::Local);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # Flow control and head-of-line freedom
+//!
+//! Each stream has its own window (512 KiB by default): a writer waits once that many
+//! of its bytes are unconfirmed, and the reader confirms bytes as the application
+//! consumes them. A stream that is never read therefore holds back only its own
+//! writer; every other stream keeps flowing. The driver keeps reading the transport
+//! while its own writes are blocked, so two ends can never wait on each other.
+//!
+//! # Deadlines
+//!
+//! [`Stream::write_with_deadline`] writes a whole buffer unless a deadline passes; on
+//! timeout its [`PartialWrite`] error reports exactly how many bytes were accepted
+//! (they will be delivered), so the application resends precisely the rest.
+//! [`Stream::read_with_deadline`] bounds a read. Plain `AsyncWrite::poll_write`
+//! returns as soon as some bytes were accepted, so cancelling it (with a timeout
+//! combinator) never loses a count either.
+//!
+//! # Peer detection
+//!
+//! [`is_smux`] sends the protocol's VRM challenge on a fresh connection and checks the
+//! answer, reading exactly the 7 answer bytes, so the connection can then be wrapped
+//! in a session. [`is_smux_addr`] connects first.
+//!
+//! # Logging
+//!
+//! Through the [`tracing`](https://docs.rs/tracing) facade: session start and end
+//! (with the reason) at `debug`/`info`, protocol errors at `warn`, refused streams
+//! and exhausted IDs at `debug`. The library never prints.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod deadline;
+mod net;
+mod probe;
+mod session;
+mod stream;
+
+pub use deadline::PartialWrite;
+pub use net::{connect, Listener, TcpTransport};
+pub use probe::{is_smux, is_smux_addr};
+pub use session::{Driver, Session};
+pub use stream::{ReadHalf, Stream, WriteHalf};
+
+pub use smux_proto::{Config, EndReason, Role, Stats, StreamId};

@@ -1,0 +1,118 @@
+//! TCP conveniences: dial a session, or listen for them.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use smux_proto::{Config, Role};
+
+use crate::session::{Driver, Session};
+
+/// The transport of sessions made by [`connect`] and [`Listener`].
+pub type TcpTransport = Async<TcpStream>;
+
+fn invalid(e: smux_proto::ConfigError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+/// Runs `fut`, failing with `TimedOut` if it takes longer than `timeout`.
+async fn with_timeout<F, R>(fut: F, timeout: Option<Duration>) -> io::Result<R>
+where
+    F: Future<Output = io::Result<R>>,
+{
+    let mut fut = pin!(fut);
+    let mut timer = timeout.map_or_else(Timer::never, Timer::after);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        match pin!(&mut timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Opens a TCP connection to the first address of `addr` that answers.
+pub(crate) async fn connect_tcp<A: ToSocketAddrs>(
+    addr: A,
+    timeout: Option<Duration>,
+) -> io::Result<Async<TcpStream>> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match with_timeout(Async::<TcpStream>::connect(a), timeout).await {
+            Ok(s) => {
+                // The session coalesces frames itself; small ones must not wait.
+                s.get_ref().set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+    }))
+}
+
+/// Connects to `addr` over TCP and starts a dialling session on the connection.
+///
+/// Returns the session and its [`Driver`]: spawn the driver
+/// (`smol::spawn(driver).detach()`). Host names are resolved with the system's
+/// blocking resolver on the calling thread; pass an IP address (or resolve first,
+/// e.g. with `async-net`) to avoid that.
+pub async fn connect<A: ToSocketAddrs>(
+    addr: A,
+    config: Config,
+) -> io::Result<(Session, Driver<TcpTransport>)> {
+    config.validate().map_err(invalid)?;
+    let tcp = connect_tcp(addr, None).await?;
+    Session::new(tcp, config, Role::Dialer).map_err(invalid)
+}
+
+/// A TCP listener that yields a session for every accepted connection.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: Async<TcpListener>,
+    config: Config,
+}
+
+impl Listener {
+    /// Listens on `addr`; accepted connections get sessions with `config`.
+    pub fn bind<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Listener> {
+        config.validate().map_err(invalid)?;
+        let tcp = TcpListener::bind(addr)?;
+        Ok(Listener {
+            tcp: Async::new(tcp)?,
+            config,
+        })
+    }
+
+    /// Wraps a listener that is already bound.
+    pub fn from_tcp(tcp: Async<TcpListener>, config: Config) -> io::Result<Listener> {
+        config.validate().map_err(invalid)?;
+        Ok(Listener { tcp, config })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.get_ref().local_addr()
+    }
+
+    /// Waits for the next connection and starts an accepting session on it. Returns
+    /// the session, its [`Driver`] (spawn it) and the peer's address.
+    pub async fn accept(&self) -> io::Result<(Session, Driver<TcpTransport>, SocketAddr)> {
+        let (tcp, peer) = self.tcp.accept().await?;
+        tcp.get_ref().set_nodelay(true)?;
+        let (session, driver) =
+            Session::new(tcp, self.config.clone(), Role::Acceptor).map_err(invalid)?;
+        Ok((session, driver, peer))
+    }
+}
