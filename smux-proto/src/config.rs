@@ -24,7 +24,8 @@ pub struct Config {
     /// The session ends if nothing arrives for this long (default 100 s).
     pub keepalive_timeout: Duration,
     /// Streams opened by the peer and not yet accepted (default 1024). A SYN beyond
-    /// this is refused by answering FIN at once.
+    /// this is refused by answering FIN at once; 0 refuses every incoming stream
+    /// (a session that only opens).
     pub accept_backlog: usize,
     /// Bytes buffered for reading across all streams of the session (default 32 MiB).
     /// At the bound the session stops taking input until the application reads.

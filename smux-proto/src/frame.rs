@@ -148,11 +148,6 @@ impl Decoder {
             Err(e) => return Err(e),
         };
         if header.cmd == Cmd::Psh && header.length > self.max_frame {
-            if self.first {
-                if let Some(kind) = NotSmux::recognise(buf) {
-                    return Err(ProtocolError::NotSmux(kind));
-                }
-            }
             return Err(ProtocolError::FrameTooLarge {
                 len: header.length,
                 max: self.max_frame,

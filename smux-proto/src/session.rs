@@ -342,7 +342,11 @@ impl Session {
     }
 
     /// Reports that the transport reached end-of-file. `leftover` is the number of
-    /// received bytes not consumed by `handle_input` (a partial frame).
+    /// received bytes `handle_input` left unconsumed.
+    ///
+    /// While [`Session::wants_input`] is false the leftover may hold whole frames the
+    /// application has not made room for yet: keep feeding them to `handle_input` as
+    /// it reads, and call this only once input is wanted again, so no byte is lost.
     pub fn handle_eof(&mut self, leftover: usize) {
         if leftover > 0 && self.end.is_none() {
             self.protocol_error(ProtocolError::TruncatedFrame { have: leftover });
@@ -414,15 +418,19 @@ impl Session {
 
     // ----- output ----------------------------------------------------------------
 
-    /// Appends frames to `out`: all control frames, then data frames round-robin across
-    /// streams until `out` holds at least `limit` bytes or no data is left.
+    /// Appends frames to `out` until it holds at least `limit` bytes or nothing is left:
+    /// control frames first (CFM, then SYN, FIN, PIN, VRM in order), then data frames
+    /// round-robin across streams, one frame per stream per turn.
+    ///
+    /// Call it when `out` has (mostly) been written: everything in `out` counts as
+    /// sent, and what does not fit stays queued in the session under its bounds.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Transmit, limit: usize) {
         let _ = now;
         if self.end.is_some() {
             return;
         }
         loop {
-            self.emit_control(out);
+            self.emit_control(out, limit);
             if out.len() >= limit {
                 break;
             }
@@ -441,19 +449,15 @@ impl Session {
         self.stats.bytes_sent += crate::frame::HEADER_LEN as u64;
     }
 
-    fn emit_control(&mut self, out: &mut Transmit) {
-        while let Some(h) = self.ctrl.pop_front() {
-            match h.cmd {
-                Cmd::Vrm if self.answers > 0 => self.answers -= 1,
-                Cmd::Pin => self.pin_queued = false,
-                _ => {}
-            }
-            self.emit(out, h);
-            if h.cmd == Cmd::Fin {
-                self.fin_sent(h.id);
-            }
-        }
-        while let Some(id) = self.cfm.pop_front() {
+    /// Emits pending CFMs, then queued control frames, while `out` is below `limit`
+    /// (at least one frame when it starts empty). Frames left over stay queued, so a
+    /// flood of VRM requests stays within `max_pending_answers` instead of growing the
+    /// adapter's buffer.
+    fn emit_control(&mut self, out: &mut Transmit, limit: usize) {
+        while out.len() < limit {
+            let Some(id) = self.cfm.pop_front() else {
+                break;
+            };
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
@@ -465,6 +469,25 @@ impl Session {
             s.unacked -= n;
             self.emit(out, Header::new(Cmd::Cfm, id, n));
         }
+        while out.len() < limit {
+            let Some(h) = self.ctrl.pop_front() else {
+                break;
+            };
+            match h.cmd {
+                Cmd::Vrm if !self.is_ping(h) => self.answers -= 1,
+                Cmd::Pin => self.pin_queued = false,
+                _ => {}
+            }
+            self.emit(out, h);
+            if h.cmd == Cmd::Fin {
+                self.fin_sent(h.id);
+            }
+        }
+    }
+
+    fn is_ping(&self, h: Header) -> bool {
+        self.ping
+            .is_some_and(|(_, a, b)| (h.id, h.length) == (a, b))
     }
 
     fn emit_data(&mut self, id: u16, out: &mut Transmit) {
@@ -711,6 +734,7 @@ impl Session {
     /// byte already accepted. The ID is freed when the peer's FIN has also arrived
     /// (an [`Event::Closed`] says so).
     pub fn close(&mut self, id: StreamId) -> Result<(), WriteError> {
+        self.check_live().map_err(WriteError::SessionEnded)?;
         let s = self
             .streams
             .get_mut(&id.0)
@@ -721,6 +745,9 @@ impl Session {
             State::Closing { .. } => return Err(WriteError::Closed),
         };
         let dropped = s.discard_recv(&mut self.pool);
+        // Nothing more will be read, so no CFM may follow our FIN: a late CFM could
+        // reach a new stream that reuses the ID.
+        s.consumed = 0;
         let fin = if s.send_len() > 0 {
             LocalFin::Waiting
         } else {

@@ -536,3 +536,50 @@ fn bulk_both_ways_over_tiny_links_completes() {
     }
     assert_eq!(echoed.iter().sum::<usize>(), STREAMS * EACH);
 }
+
+#[test]
+fn no_cfm_follows_our_fin() {
+    let c = Config {
+        cfm_threshold: 10,
+        ..Config::default()
+    };
+    let mut p = Pair::new(c);
+    let id = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.write(got, &[5u8; 100]).unwrap();
+    p.settle();
+    assert_eq!(read_all(&mut p.a, id).0.len(), 100);
+    p.a.close(id).unwrap();
+    p.transmit(false, usize::MAX);
+    assert_eq!(
+        &p.ab[..],
+        &Header::new(Cmd::Fin, id.0, 0).to_bytes(),
+        "FIN alone"
+    );
+}
+
+#[test]
+fn control_frames_respect_the_transmit_limit() {
+    let mut p = Pair::new(Config::default());
+    let mut input = bytes::BytesMut::new();
+    for i in 0..100u16 {
+        Header::new(Cmd::Vrm, i, 0).encode(&mut input);
+    }
+    p.b.handle_input(p.now, &mut input);
+    p.transmit(true, 70);
+    assert_eq!(p.ba.len(), 70, "ten answers, the rest stays queued");
+    assert!(p.b.has_transmit());
+    p.b.assert_invariants();
+}
+
+#[test]
+fn closing_after_the_end_reports_the_end() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.handle_eof(0);
+    assert_eq!(
+        p.a.close(id),
+        Err(WriteError::SessionEnded(EndReason::PeerClosed))
+    );
+}
