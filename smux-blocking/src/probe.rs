@@ -1,0 +1,114 @@
+//! Peer detection: does the other end of a fresh connection speak smux?
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use smux_proto::{Probe, Verdict};
+
+use crate::transport::ReadTimeout;
+
+/// A fresh challenge: seeded from the clock and a process-wide counter (the challenge
+/// only has to differ between probes, not resist guessing). A challenge whose expected
+/// answer equals itself is skipped, so an echo server can never pass.
+fn challenge() -> Probe {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let probe = Probe::from_seed(nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if probe.challenge() != probe.expected() {
+            return probe;
+        }
+    }
+}
+
+/// Tells whether the peer of a fresh connection speaks smux: sends a VRM challenge and
+/// waits up to `timeout` for the verify code.
+///
+/// `Ok(true)`: the peer answered with the right verify code. `Ok(false)`: it answered
+/// something else, closed the connection, or did not answer in time. `Err`: writing or
+/// reading the transport failed. Reads exactly the 7 bytes of the answer and nothing
+/// more, so the connection can then be handed to a [`Session`](crate::Session) (the
+/// peer must not open streams before it answered). The transport's read timeout is
+/// restored before returning. Never panics.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use std::net::TcpListener;
+/// use std::time::Duration;
+/// use smux_blocking::{is_smux, Config, Role, Session};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let (mut tcp, _) = listener.accept()?;
+/// if is_smux(&mut tcp, Duration::from_secs(2))? {
+///     let session = Session::new(tcp, Config::default(), Role::Acceptor)?;
+///     // ...
+/// #   drop(session);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn is_smux<T>(transport: &mut T, timeout: Duration) -> io::Result<bool>
+where
+    T: Read + Write + ReadTimeout,
+{
+    let previous = transport.read_timeout()?;
+    let result = probe(transport, timeout);
+    let restored = transport.set_read_timeout(previous);
+    let verdict = result?;
+    restored?;
+    Ok(verdict)
+}
+
+fn probe<T>(transport: &mut T, timeout: Duration) -> io::Result<bool>
+where
+    T: Read + Write + ReadTimeout,
+{
+    let p = challenge();
+    let deadline = Instant::now() + timeout;
+    transport.write_all(&p.challenge())?;
+    transport.flush()?;
+    let mut answer = [0u8; 7];
+    let mut have = 0;
+    while have < answer.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        transport.set_read_timeout(Some(left))?;
+        match transport.read(&mut answer[have..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => have += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(p.judge(&answer) == Verdict::Smux)
+}
+
+/// Connects to `addr` (within `timeout`) and probes it with [`is_smux`] (within the
+/// same `timeout` again). A refused or failed connection is an error.
+pub fn probe_addr<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<bool> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(mut tcp) => return is_smux(&mut tcp, timeout),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+    }))
+}

@@ -1,0 +1,532 @@
+//! The session: one core behind a mutex, a reader thread and a writer thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use smux_proto::{Config, EndReason, Event, Role, Stats, Transmit, Waiters};
+
+use crate::poller::{PollerState, Reg};
+use crate::signal::{lock, Signal};
+use crate::stream::Stream;
+use crate::transport::{Parts, Transport};
+
+/// Bytes asked of the transport per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of frames taken from the core per transport write round: bounds how long the
+/// lock is held and how stale the round-robin order can get.
+const FILL_LIMIT: usize = 256 * 1024;
+/// Segments passed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// Everything the lock protects: the core and who waits on it.
+pub(crate) struct Inner {
+    pub(crate) core: smux_proto::Session,
+    pub(crate) waiters: Waiters,
+    /// The writer thread waits on `Shared::writer_cv`.
+    writer_parked: bool,
+    /// The reader thread waits on `Shared::reader_cv` (the core takes no input).
+    reader_parked: bool,
+    /// Streams registered with a poller.
+    pub(crate) regs: HashMap<u16, Reg>,
+    /// Pollers of this session, by key.
+    pub(crate) pollers: HashMap<u64, PollerState>,
+    pub(crate) next_key: u64,
+    /// `Stats::streams_refused` already logged.
+    refused_logged: u64,
+}
+
+/// State shared by the session handle, its streams, its pollers and its threads.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    writer_cv: Condvar,
+    reader_cv: Condvar,
+    /// Fired when a stream arrives to accept or the session ends.
+    accept: Arc<Signal>,
+    accept_waker: Waker,
+    closer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    role: Role,
+}
+
+/// Wakes every waker in `woken`.
+fn wake_all(woken: Vec<Waker>) {
+    for w in woken {
+        w.wake();
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Runs `f` under the lock, then delivers the events it caused: wakers are woken
+    /// after the lock is released, and the transport is shut down if the session ended.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut g = self.lock();
+        let r = f(&mut g);
+        self.release(g);
+        r
+    }
+
+    /// Settles the events of the last core calls, unlocks, and wakes.
+    fn release(&self, mut g: MutexGuard<'_, Inner>) {
+        let woken = self.settle(&mut g);
+        let ended = g.core.is_ended();
+        drop(g);
+        wake_all(woken);
+        if ended {
+            self.shutdown_transport();
+        }
+    }
+
+    /// Drains the core's events into the waiter table and the pollers, and nudges the
+    /// reader and writer threads if they have something to do. Returns the wakers to
+    /// wake once the lock is released.
+    fn settle(&self, g: &mut Inner) -> Vec<Waker> {
+        let mut woken = Vec::new();
+        while let Some(ev) = g.core.poll_event() {
+            g.waiters.dispatch(&ev, &mut woken);
+            g.route_to_pollers(&ev, &mut woken);
+            if let Event::Ended(reason) = &ev {
+                log_end(self.role, reason);
+            }
+        }
+        let ended = g.core.is_ended();
+        if g.writer_parked && (ended || g.core.has_transmit()) {
+            g.writer_parked = false;
+            self.writer_cv.notify_one();
+        }
+        if g.reader_parked && (ended || g.core.wants_input()) {
+            g.reader_parked = false;
+            self.reader_cv.notify_one();
+        }
+        woken
+    }
+
+    /// Runs the transport's closer once, so blocked transport calls return.
+    pub(crate) fn shutdown_transport(&self) {
+        let closer = lock(&self.closer).take();
+        if let Some(close) = closer {
+            close();
+        }
+    }
+
+    /// The error every call reports once the session has ended.
+    pub(crate) fn ended_error(g: &Inner) -> Option<io::Error> {
+        g.core.end_reason().map(EndReason::to_io_error)
+    }
+}
+
+fn log_end(role: Role, reason: &EndReason) {
+    match reason {
+        EndReason::Protocol(e) => {
+            tracing::warn!(?role, error = %e, "smux session ended by a protocol error")
+        }
+        EndReason::Transport(..) | EndReason::KeepaliveTimeout => {
+            tracing::info!(?role, %reason, "smux session ended")
+        }
+        EndReason::Local | EndReason::PeerClosed => {
+            tracing::debug!(?role, %reason, "smux session ended")
+        }
+    }
+}
+
+// ----- threads -------------------------------------------------------------------
+
+/// The reader thread: reads the transport while the core takes input and feeds it.
+fn reader_loop(shared: Arc<Shared>, mut rd: Box<dyn Read + Send>) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let mut g = shared.lock();
+        loop {
+            if g.core.is_ended() {
+                shared.release(g);
+                return;
+            }
+            if g.core.wants_input() {
+                if buf.is_empty() {
+                    break;
+                }
+                // Bytes left over from a stall: apply them before reading more.
+                g.core.handle_input(Instant::now(), &mut buf);
+                if g.core.wants_input() {
+                    break;
+                }
+                let woken = shared.settle(&mut g);
+                if !woken.is_empty() {
+                    drop(g);
+                    wake_all(woken);
+                    g = shared.lock();
+                    continue;
+                }
+            }
+            g.reader_parked = true;
+            g = shared
+                .reader_cv
+                .wait(g)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        g.reader_parked = false;
+        shared.release(g);
+
+        let old = buf.len();
+        buf.resize(old + READ_CHUNK, 0);
+        let res = rd.read(&mut buf[old..]);
+        let n = *res.as_ref().unwrap_or(&0);
+        buf.truncate(old + n);
+        match res {
+            Ok(0) => {
+                shared.with(|i| i.core.handle_eof(buf.len()));
+                return;
+            }
+            Ok(_) => shared.with(|i| {
+                i.core.handle_input(Instant::now(), &mut buf);
+                i.log_refused();
+            }),
+            Err(e) if retry_kind(e.kind()) => {}
+            Err(e) => {
+                shared.with(|i| i.core.handle_transport_error(&e));
+                return;
+            }
+        }
+    }
+}
+
+/// Errors after which a transport call is simply made again.
+fn retry_kind(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The writer thread: runs the timers, takes frames from the core under the lock and
+/// writes them with the lock released.
+fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
+    let mut tx = Transmit::new();
+    loop {
+        let mut g = shared.lock();
+        loop {
+            let now = Instant::now();
+            if g.core.poll_timeout().is_some_and(|t| now >= t) {
+                g.core.handle_timeout(now);
+            }
+            if g.core.has_transmit() {
+                g.core.poll_transmit(now, &mut tx, FILL_LIMIT);
+            }
+            if !tx.is_empty() || g.core.is_ended() {
+                break;
+            }
+            let woken = shared.settle(&mut g);
+            if !woken.is_empty() {
+                drop(g);
+                wake_all(woken);
+                g = shared.lock();
+                continue;
+            }
+            g.writer_parked = true;
+            g = match g.core.poll_timeout() {
+                Some(t) => {
+                    let wait = t.saturating_duration_since(now);
+                    shared
+                        .writer_cv
+                        .wait_timeout(g, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => shared
+                    .writer_cv
+                    .wait(g)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+            g.writer_parked = false;
+        }
+        if g.core.is_ended() {
+            shared.release(g);
+            return;
+        }
+        shared.release(g);
+        if let Err(e) = write_transmit(&shared, &mut *wr, &mut tx) {
+            shared.with(|i| i.core.handle_transport_error(&e));
+            return;
+        }
+    }
+}
+
+/// Writes all of `tx`. Returns early (with `Ok`) if the session ends meanwhile.
+fn write_transmit(shared: &Shared, wr: &mut dyn Write, tx: &mut Transmit) -> io::Result<()> {
+    while !tx.is_empty() {
+        let res = {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = tx.io_slices(&mut slices);
+            wr.write_vectored(&slices[..n])
+        };
+        match res {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => tx.advance(n),
+            Err(e) if retry_kind(e.kind()) => {
+                // The transport's write timeout: run the timers while the peer is not
+                // reading, so a dead peer is still noticed.
+                let ended = shared.with(|i| {
+                    let now = Instant::now();
+                    if i.core.poll_timeout().is_some_and(|t| now >= t) {
+                        i.core.handle_timeout(now);
+                    }
+                    i.core.is_ended()
+                });
+                if ended {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    wr.flush()
+}
+
+impl Inner {
+    fn log_refused(&mut self) {
+        let refused = self.core.stats().streams_refused;
+        if refused > self.refused_logged {
+            tracing::debug!(
+                refused = refused - self.refused_logged,
+                "smux refused incoming streams: accept backlog full"
+            );
+            self.refused_logged = refused;
+        }
+    }
+}
+
+// ----- the public handle -----------------------------------------------------------
+
+/// One smux session over one transport.
+///
+/// It runs two threads: a reader that moves bytes from the transport into the
+/// protocol core, and a writer that runs the timers (keepalive) and moves frames from
+/// the core to the transport. Streams add no threads.
+///
+/// `Session` is a cheap handle: clones share the session, and the session ends when
+/// the last clone is dropped (or [`Session::close`] is called). Its methods take
+/// `&self`, so one thread can accept while others open.
+#[derive(Clone)]
+pub struct Session {
+    handle: Arc<Handle>,
+}
+
+/// Ends the session when the last `Session` clone goes away.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        close_shared(&self.shared);
+    }
+}
+
+fn close_shared(shared: &Shared) {
+    shared.with(|i| i.core.close_session());
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.shared().lock();
+        f.debug_struct("Session")
+            .field("role", &self.shared().role)
+            .field("end", &g.core.end_reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts a session over `transport` (a [`std::net::TcpStream`], a Unix stream, or
+    /// [`Parts`]) with the given role: [`Role::Dialer`] on the end that opened the
+    /// connection, [`Role::Acceptor`] on the other.
+    ///
+    /// Fails if the configuration is invalid, the transport cannot be taken apart or a
+    /// thread cannot be started.
+    pub fn new<T: Transport>(transport: T, config: Config, role: Role) -> io::Result<Session> {
+        let core = smux_proto::Session::new(config, role, Instant::now())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let Parts {
+            reader,
+            writer,
+            closer,
+        } = transport.into_parts()?;
+        let (accept, accept_waker) = Signal::new();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                core,
+                waiters: Waiters::new(),
+                writer_parked: false,
+                reader_parked: false,
+                regs: HashMap::new(),
+                pollers: HashMap::new(),
+                next_key: 0,
+                refused_logged: 0,
+            }),
+            writer_cv: Condvar::new(),
+            reader_cv: Condvar::new(),
+            accept,
+            accept_waker,
+            closer: Mutex::new(closer),
+            threads: Mutex::new(Vec::with_capacity(2)),
+            role,
+        });
+        let session = Session {
+            handle: Arc::new(Handle {
+                shared: shared.clone(),
+            }),
+        };
+        let s = shared.clone();
+        let r = thread::Builder::new()
+            .name("smux-reader".into())
+            .spawn(move || reader_loop(s, reader))?;
+        lock(&shared.threads).push(r);
+        let s = shared.clone();
+        let w = thread::Builder::new()
+            .name("smux-writer".into())
+            .spawn(move || writer_loop(s, writer))?;
+        lock(&shared.threads).push(w);
+        tracing::debug!(?role, "smux session started");
+        Ok(session)
+    }
+
+    /// Starts a session over two halves of a transport that can be read and written
+    /// from two threads at once, and a function that shuts the transport down (it must
+    /// make blocked reads and writes on the halves return). Equivalent to
+    /// `Session::new(Parts::new(reader, writer).with_closer(closer), ..)`.
+    pub fn from_halves<R, W, C>(
+        reader: R,
+        writer: W,
+        closer: C,
+        config: Config,
+        role: Role,
+    ) -> io::Result<Session>
+    where
+        R: Read + Send + 'static,
+        W: Write + Send + 'static,
+        C: FnOnce() + Send + 'static,
+    {
+        Session::new(Parts::new(reader, writer).with_closer(closer), config, role)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Opens a new stream. Never waits: the peer learns of the stream with its first
+    /// frame. Fails once the session has ended, or when all 65,536 stream IDs are in
+    /// use (the error then carries [`smux_proto::OpenError::IdsExhausted`]).
+    pub fn open(&self) -> io::Result<Stream> {
+        let shared = self.shared();
+        let id = shared.with(|i| i.core.open())?;
+        Ok(Stream::new(shared.clone(), id))
+    }
+
+    /// Waits for the next stream the peer opens. Fails once the session has ended and
+    /// no opened stream is left to accept.
+    pub fn accept(&self) -> io::Result<Stream> {
+        self.accept_until(None)
+    }
+
+    /// Like [`Session::accept`], but gives up after `timeout` with an
+    /// [`io::ErrorKind::TimedOut`] error.
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<Stream> {
+        self.accept_until(Some(Instant::now() + timeout))
+    }
+
+    /// The next stream the peer opened, without waiting: `Ok(None)` if there is none
+    /// yet. For event loops with a [`Poller`](crate::Poller).
+    pub fn try_accept(&self) -> io::Result<Option<Stream>> {
+        let shared = self.shared();
+        let r = shared.with(|i| match i.core.accept() {
+            Some(id) => Ok(Some(id)),
+            None => match Shared::ended_error(i) {
+                Some(e) => Err(e),
+                None => Ok(None),
+            },
+        })?;
+        Ok(r.map(|id| Stream::new(shared.clone(), id)))
+    }
+
+    fn accept_until(&self, deadline: Option<Instant>) -> io::Result<Stream> {
+        let shared = self.shared();
+        loop {
+            let mut seen = 0;
+            let r = shared.with(|i| match i.core.accept() {
+                Some(id) => Some(Ok(id)),
+                None => match Shared::ended_error(i) {
+                    Some(e) => Some(Err(e)),
+                    None => {
+                        seen = shared.accept.epoch();
+                        i.waiters.wait_accept(&shared.accept_waker);
+                        None
+                    }
+                },
+            });
+            match r {
+                Some(Ok(id)) => return Ok(Stream::new(shared.clone(), id)),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    if !shared.accept.wait(seen, deadline) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no stream arrived before the accept timeout",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the session now: every stream and every pending call fails, bytes not yet
+    /// written to the transport are dropped, the transport is shut down and both
+    /// threads exit. To deliver everything first, close the streams and wait for the
+    /// peer to close them before closing the session.
+    pub fn close(&self) {
+        close_shared(self.shared());
+    }
+
+    /// Why the session ended, or `None` while it runs.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.shared().lock().core.end_reason().cloned()
+    }
+
+    /// True once the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared().lock().core.is_ended()
+    }
+
+    /// The session's figures (streams, buffered bytes, frames and bytes moved, the
+    /// round-trip time of the last [`Session::ping`]).
+    pub fn stats(&self) -> Stats {
+        self.shared().lock().core.stats()
+    }
+
+    /// Sends a VRM challenge to measure the round-trip time; the answer sets
+    /// [`Stats::rtt`]. Returns false if one is already outstanding or the session ended.
+    pub fn ping(&self) -> bool {
+        self.shared().with(|i| i.core.ping(Instant::now()))
+    }
+
+    /// The session's role.
+    pub fn role(&self) -> Role {
+        self.shared().role
+    }
+
+    /// Waits until the session has ended and both of its threads have exited.
+    pub fn join(&self) {
+        let threads: Vec<JoinHandle<()>> = lock(&self.shared().threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}

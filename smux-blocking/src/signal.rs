@@ -1,0 +1,96 @@
+//! Thread wake-ups: a [`Waker`] that a blocked thread waits on.
+//!
+//! The core's [`smux_proto::Waiters`] table holds `std::task::Waker`s, the same type the
+//! async adapters park. Here a waker is an [`Arc<Signal>`]: waking it bumps a counter
+//! and notifies a condition variable, so a thread that noted the counter before
+//! releasing the session lock cannot miss a wake-up that comes after.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Wake, Waker};
+use std::time::Instant;
+
+/// Locks `m`, ignoring poisoning: no user code runs under the adapter's locks, and the
+/// state they guard stays consistent between calls.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A wake-up counter with a condition variable.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    epoch: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Signal {
+    /// A new signal and the waker that fires it.
+    pub(crate) fn new() -> (Arc<Signal>, Waker) {
+        let s = Arc::new(Signal::default());
+        let w = Waker::from(s.clone());
+        (s, w)
+    }
+
+    /// The current count; pass it to [`Signal::wait`].
+    pub(crate) fn epoch(&self) -> u64 {
+        *lock(&self.epoch)
+    }
+
+    /// Fires the signal.
+    pub(crate) fn notify(&self) {
+        *lock(&self.epoch) += 1;
+        self.cv.notify_all();
+    }
+
+    /// Waits until the signal fired after `seen` was read, or until `deadline`.
+    /// Returns false if the deadline passed first.
+    pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
+        let mut g = lock(&self.epoch);
+        while *g == seen {
+            match deadline {
+                None => g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    g = self
+                        .cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.notify();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_wake_after_the_epoch_was_read_is_not_lost() {
+        let (s, w) = Signal::new();
+        let seen = s.epoch();
+        w.wake_by_ref();
+        assert!(s.wait(seen, Some(Instant::now())));
+        let seen = s.epoch();
+        assert!(!s.wait(seen, Some(Instant::now() + Duration::from_millis(5))));
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.wait(seen, None));
+        w.wake();
+        assert!(t.join().unwrap());
+    }
+}

@@ -1,0 +1,360 @@
+//! A stream: std `Read` + `Write` over one smux stream.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use smux_proto::{ReadError, StreamId, WriteError};
+
+use crate::session::{Inner, Shared};
+use crate::signal::{lock, Signal};
+
+/// One stream of a session, read and written like a `TcpStream`.
+///
+/// `Stream` implements [`Read`] and [`Write`], and so does `&Stream`, so one thread can
+/// read while another writes (or use [`Stream::try_clone`]). Reads return buffered
+/// data, then end-of-file (`Ok(0)`) after the peer closed the stream. Writes wait for
+/// window and return as soon as some bytes were accepted; accepted bytes are sent by
+/// the session's writer thread, so [`Write::flush`] has nothing to do.
+///
+/// Closing: [`Stream::shutdown`], or dropping the last handle, sends our FIN after
+/// every accepted byte. In this protocol FIN closes both directions: the peer reads
+/// what was sent and then end-of-file, and its writes fail. The stream's ID is freed
+/// when the peer's FIN has come back, in the background.
+///
+/// Deadlines follow the seed's honest semantics: with a write timeout, a write that
+/// accepted some bytes before the deadline returns their count, and a write returns
+/// [`io::ErrorKind::TimedOut`] only if it accepted nothing, so resending exactly the
+/// rest never duplicates data.
+pub struct Stream {
+    inner: Arc<StreamInner>,
+}
+
+struct StreamInner {
+    id: StreamId,
+    shared: Arc<Shared>,
+    signal: Arc<Signal>,
+    waker: Waker,
+    opts: Mutex<Opts>,
+    /// Set (under the session lock) once the stream was closed locally: its ID may be
+    /// reused by another stream, so no call may reach the core under it again.
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Opts {
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    nonblocking: bool,
+}
+
+/// Which way a blocked call waits.
+#[derive(Clone, Copy)]
+enum Dir {
+    Read,
+    Write,
+}
+
+/// The outcome of one attempt of a blocking call.
+enum Step<T> {
+    Done(io::Result<T>),
+    Blocked,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.inner.id)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        let _ = close_stream(&self.shared, self.id, &self.closed);
+    }
+}
+
+/// Closes stream `id` once; later calls do nothing.
+fn close_stream(shared: &Shared, id: StreamId, closed: &AtomicBool) -> io::Result<()> {
+    shared.with(|i| {
+        if closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        i.waiters.forget(id);
+        i.deregister(id);
+        match i.core.close(id) {
+            Ok(()) | Err(WriteError::SessionEnded(_)) | Err(WriteError::UnknownStream) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "stream was shut down locally")
+}
+
+impl Stream {
+    pub(crate) fn new(shared: Arc<Shared>, id: StreamId) -> Stream {
+        let (signal, waker) = Signal::new();
+        Stream {
+            inner: Arc::new(StreamInner {
+                id,
+                shared,
+                signal,
+                waker,
+                opts: Mutex::new(Opts::default()),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// Checked under the session lock: false once the stream was closed locally.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// The stream's ID on the wire.
+    pub fn id(&self) -> StreamId {
+        self.inner.id
+    }
+
+    /// Another handle to the same stream, sharing its timeouts and blocking mode. The
+    /// stream closes when the last handle is dropped.
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Closes the stream: our FIN goes out after every accepted byte, and every later
+    /// call on any handle of this stream fails with [`io::ErrorKind::NotConnected`]
+    /// (calls blocked on it return that error now). Calling it again does nothing.
+    pub fn shutdown(&self) -> io::Result<()> {
+        let r = close_stream(&self.inner.shared, self.inner.id, &self.inner.closed);
+        self.inner.signal.notify();
+        r
+    }
+
+    /// Sets how long a read waits for data; `None` (the default) waits forever. A
+    /// read that times out fails with [`io::ErrorKind::TimedOut`]. Like `TcpStream`, a
+    /// zero duration is an error.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        lock(&self.inner.opts).read_timeout = timeout;
+        Ok(())
+    }
+
+    /// Sets how long a write waits for window; `None` (the default) waits forever. A
+    /// write that accepted nothing before the deadline fails with
+    /// [`io::ErrorKind::TimedOut`]; one that accepted some bytes returns their count.
+    /// A zero duration is an error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        lock(&self.inner.opts).write_timeout = timeout;
+        Ok(())
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(lock(&self.inner.opts).read_timeout)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(lock(&self.inner.opts).write_timeout)
+    }
+
+    /// In non-blocking mode reads and writes that would wait fail with
+    /// [`io::ErrorKind::WouldBlock`] instead; use a [`Poller`](crate::Poller) to learn
+    /// when to retry.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        lock(&self.inner.opts).nonblocking = nonblocking;
+        Ok(())
+    }
+
+    /// Bytes that a read can return now without waiting.
+    pub fn readable_len(&self) -> usize {
+        let id = self.inner.id;
+        self.inner.shared.with(|i| {
+            if self.is_live() {
+                i.core.readable_len(id)
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Bytes that a write can accept now without waiting.
+    pub fn writable_len(&self) -> usize {
+        let id = self.inner.id;
+        self.inner.shared.with(|i| {
+            if self.is_live() {
+                i.core.writable_len(id)
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Writes as much of `buf` as the stream accepts before `deadline`, waiting for
+    /// window as needed (the seed's write with a deadline). Returns the count accepted:
+    /// all of `buf`, or fewer if the deadline passed, in which case the caller decides
+    /// whether to send the rest. Fails with [`io::ErrorKind::TimedOut`] only if nothing
+    /// was accepted, and with the stream's error only if nothing was accepted before
+    /// it. Ignores the stream's own write timeout and non-blocking mode.
+    pub fn write_before(&self, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.write_until(&buf[done..], Some(deadline), false) {
+                Ok(n) => done += n,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    fn opts(&self) -> Opts {
+        *lock(&self.inner.opts)
+    }
+
+    fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+        timeout.map(|t| Instant::now() + t)
+    }
+
+    /// Runs `op` under the lock until it is done; waits between attempts.
+    fn blocking<T>(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+        mut op: impl FnMut(&mut Inner) -> Step<T>,
+    ) -> io::Result<T> {
+        let s = &*self.inner;
+        loop {
+            let mut seen = 0;
+            let step = s.shared.with(|i| {
+                if !self.is_live() {
+                    return Step::Done(Err(closed_error()));
+                }
+                let step = op(i);
+                if let Step::Blocked = step {
+                    if nonblocking {
+                        return Step::Done(Err(io::ErrorKind::WouldBlock.into()));
+                    }
+                    seen = s.signal.epoch();
+                    match dir {
+                        Dir::Read => i.waiters.wait_read(s.id, &s.waker),
+                        Dir::Write => i.waiters.wait_write(s.id, &s.waker),
+                    }
+                }
+                step
+            });
+            match step {
+                Step::Done(r) => return r,
+                Step::Blocked => {
+                    if !s.signal.wait(seen, deadline) {
+                        let what = match dir {
+                            Dir::Read => "read timed out",
+                            Dir::Write => "write timed out with nothing accepted",
+                        };
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, what));
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let o = self.opts();
+        let id = self.inner.id;
+        self.blocking(
+            Dir::Read,
+            Self::deadline(o.read_timeout),
+            o.nonblocking,
+            |i| match i.core.read(id, buf) {
+                Ok(n) => Step::Done(Ok(n)),
+                Err(ReadError::Blocked) => Step::Blocked,
+                Err(e) => Step::Done(Err(e.into())),
+            },
+        )
+    }
+
+    fn write_until(
+        &self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let id = self.inner.id;
+        self.blocking(Dir::Write, deadline, nonblocking, |i| {
+            match i.core.write(id, buf) {
+                Ok(n) => Step::Done(Ok(n)),
+                Err(WriteError::Blocked) => Step::Blocked,
+                Err(e) => Step::Done(Err(e.into())),
+            }
+        })
+    }
+
+    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        let o = self.opts();
+        self.write_until(buf, Self::deadline(o.write_timeout), o.nonblocking)
+    }
+}
+
+fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a zero duration timeout",
+        ));
+    }
+    Ok(())
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! Basic behaviour of sessions and streams over loopback TCP.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::thread;
+use std::time::Duration;
+
+use common::{bounded, pair};
+use smux_blocking::{connect, Config, Listener};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn echo_one_stream() {
+    bounded(LIMIT, || {
+        let (c, s) = pair();
+        let server = thread::spawn(move || {
+            let mut st = s.accept().expect("accept");
+            let mut buf = Vec::new();
+            st.read_to_end(&mut buf).expect("read to end");
+            assert_eq!(buf, b"hello smux");
+            drop(st);
+            s
+        });
+        let mut st = c.open().expect("open");
+        st.write_all(b"hello smux").expect("write");
+        st.shutdown().expect("shutdown");
+        let s = server.join().expect("server");
+        assert!(s.end_reason().is_none());
+    });
+}
+
+#[test]
+fn request_response_with_two_threads_on_one_stream() {
+    bounded(LIMIT, || {
+        let (c, s) = pair();
+        let server = thread::spawn(move || {
+            let st = s.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = (&st).read(&mut buf).expect("read");
+                if n == 0 {
+                    break;
+                }
+                (&st).write_all(&buf[..n]).expect("echo");
+            }
+            s
+        });
+        let st = c.open().expect("open");
+        let reader = st.try_clone().expect("clone");
+        let total = 3 * 1024 * 1024;
+        let r = thread::spawn(move || {
+            let mut got = vec![0u8; total];
+            (&reader).read_exact(&mut got).expect("read back");
+            got
+        });
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        (&st).write_all(&data).expect("write");
+        let got = r.join().expect("reader");
+        assert!(got == data, "echoed bytes differ");
+        drop(st);
+        let _s = server.join().expect("server");
+    });
+}
+
+#[test]
+fn timeouts_nonblocking_and_shutdown() {
+    bounded(LIMIT, || {
+        let (c, s) = pair();
+        let st = c.open().expect("open");
+        (&st).write_all(b"x").expect("write");
+        let peer = s.accept_timeout(Duration::from_secs(5)).expect("accept");
+        let mut one = [0u8; 1];
+        (&peer).read_exact(&mut one).expect("first byte");
+
+        // Read timeout with nothing to read.
+        peer.set_read_timeout(Some(Duration::from_millis(30)))
+            .unwrap();
+        let e = (&peer).read(&mut one).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert!(peer.set_read_timeout(Some(Duration::ZERO)).is_err());
+
+        // Non-blocking read.
+        peer.set_nonblocking(true).unwrap();
+        let e = (&peer).read(&mut one).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+
+        // Non-blocking write until the window is full.
+        st.set_nonblocking(true).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut accepted = 0usize;
+        loop {
+            match (&st).write(&chunk) {
+                Ok(n) => accepted += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        assert_eq!(accepted, 512 * 1024 - 1, "window minus the first byte");
+
+        // Accept timeout with nothing opened.
+        let e = c.accept_timeout(Duration::from_millis(20)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert!(c.try_accept().unwrap().is_none());
+
+        // Shutdown: later calls fail locally; the peer reads the data, then EOF.
+        st.shutdown().unwrap();
+        assert_eq!(
+            (&st).write(b"y").unwrap_err().kind(),
+            ErrorKind::NotConnected
+        );
+        peer.set_nonblocking(false).unwrap();
+        peer.set_read_timeout(None).unwrap();
+        let mut rest = Vec::new();
+        (&peer).read_to_end(&mut rest).expect("read to end");
+        assert_eq!(rest.len(), accepted);
+        assert_eq!(
+            (&peer).write(b"z").unwrap_err().kind(),
+            ErrorKind::BrokenPipe
+        );
+        drop(peer);
+        // Both FINs crossed: the stream is gone on both ends.
+        for _ in 0..500 {
+            if c.stats().streams == 0 && s.stats().streams == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(c.stats().streams, 0);
+        assert_eq!(s.stats().streams, 0);
+    });
+}
+
+#[test]
+fn listener_connect_and_close() {
+    bounded(LIMIT, || {
+        let l = Listener::bind("127.0.0.1:0", Config::default()).expect("bind");
+        let addr = l.local_addr().unwrap();
+        let t = thread::spawn(move || {
+            let (s, _) = l.accept().expect("accept session");
+            let mut st = s.accept().expect("accept stream");
+            let mut buf = [0u8; 5];
+            st.read_exact(&mut buf).unwrap();
+            st.write_all(&buf).unwrap();
+            // The peer closes the session: pending calls fail.
+            let e = s.accept().unwrap_err();
+            s.join();
+            (e.kind(), s.end_reason())
+        });
+        let c = connect(addr, Config::default()).expect("connect");
+        let mut st = c.open().unwrap();
+        st.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        st.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        c.close();
+        c.join();
+        assert_eq!(c.end_reason(), Some(smux_blocking::EndReason::Local));
+        assert!(st.write(b"x").is_err());
+        assert!(c.open().is_err());
+        let (kind, reason) = t.join().unwrap();
+        assert_eq!(kind, ErrorKind::ConnectionAborted);
+        assert_eq!(reason, Some(smux_blocking::EndReason::PeerClosed));
+    });
+}
