@@ -1,0 +1,146 @@
+//! Stream behaviour: end-of-file, shutdown, split halves, echo under load, ping.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bounded, pair, Rng};
+use smux_tokio::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_fin_after_the_data() {
+    bounded(20, "shutdown", async {
+        let (client, server) = pair(Config::default(), Config::default()).await;
+        let mut s = client.open().await.expect("open");
+        let data = Rng::new(1).bytes(1 << 20);
+        let writer = {
+            let data = data.clone();
+            tokio::spawn(async move {
+                s.write_all(&data).await.expect("write");
+                s.shutdown().await.expect("shutdown");
+                // No half-close: after our FIN, reads are end-of-file, writes fail.
+                let mut b = [0u8; 1];
+                assert_eq!(s.read(&mut b).await.expect("read"), 0);
+                assert!(s.write(b"x").await.is_err());
+            })
+        };
+        let mut peer = server.accept().await.expect("accept");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.expect("read to end");
+        assert!(got == data, "all data, then end-of-file");
+        assert!(
+            peer.write_all(b"late").await.is_err(),
+            "peer's FIN ends writes"
+        );
+        writer.await.expect("writer");
+        drop(peer);
+        // The handshake completes in the background and frees the ID on both ends.
+        while client.stats().streams + server.stats().streams > 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_work_from_two_tasks() {
+    bounded(20, "split", async {
+        let (client, server) = pair(Config::default(), Config::default()).await;
+        let s = client.open().await.expect("open");
+        let id = s.id();
+        let (mut r, mut w) = s.into_split();
+        assert_eq!((r.id(), w.id()), (id, id));
+        tokio::spawn(async move {
+            let peer = server.accept().await.expect("accept");
+            let (mut pr, mut pw) = peer.into_split();
+            tokio::io::copy(&mut pr, &mut pw).await.expect("echo");
+            server
+        });
+        let data = Rng::new(2).bytes(3 << 20);
+        let expected = data.clone();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; expected.len()];
+            r.read_exact(&mut got).await.expect("read");
+            assert!(got == expected);
+        });
+        // Writing 3 MiB before reading any echo: needs the two halves (and a driver
+        // that reads while its writes are blocked).
+        w.write_all(&data).await.expect("write");
+        reader.await.expect("reader");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_many_streams_writing_before_reading() {
+    // The deadlock the Go reference shows with a peer that stops reading whenever its
+    // writes are blocked: 64 streams each write 300 KB before reading their echo.
+    bounded(60, "echo", async {
+        let (client, server) = pair(Config::default(), Config::default()).await;
+        tokio::spawn(async move {
+            while let Ok(s) = server.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let mut s = client.open().await.expect("open");
+            tasks.push(tokio::spawn(async move {
+                let data = Rng::new(i).bytes(300_000);
+                s.write_all(&data).await.expect("write");
+                let mut got = vec![0u8; data.len()];
+                s.read_exact(&mut got).await.expect("read");
+                assert!(got == data);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("stream task");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_stream_closes_it_and_ping_measures_rtt() {
+    bounded(20, "drop and ping", async {
+        let (client, server) = pair(Config::default(), Config::default()).await;
+        let mut s = client.open().await.expect("open");
+        s.write_all(b"bye").await.expect("write");
+        drop(s);
+        let mut peer = server.accept().await.expect("accept");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"bye");
+
+        assert!(client.rtt().is_none());
+        assert!(client.ping());
+        while client.rtt().is_none() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let stats = client.stats();
+        assert!(stats.frames_sent > 0 && stats.bytes_received > 0);
+        assert_eq!(client.role(), smux_tokio::Role::Dialer);
+        assert_eq!(server.role(), smux_tokio::Role::Acceptor);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_config_is_an_error() {
+    let bad = Config {
+        window: 0,
+        ..Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = smux_tokio::connect(listener.local_addr().unwrap(), bad.clone())
+        .await
+        .expect_err("invalid config");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(smux_tokio::Listener::bind("127.0.0.1:0", bad)
+        .await
+        .is_err());
+}
