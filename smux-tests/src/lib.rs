@@ -1,0 +1,1 @@
+//! Helpers shared by the cross-adapter, hostile-peer, fault and soak tests in `tests/`.
