@@ -40,7 +40,7 @@
 //!         smol::spawn(driver).detach();
 //!         while let Ok(stream) = session.accept().await {
 //!             smol::spawn(async move {
-//!                 let (reader, mut writer) = stream.split();
+//!                 let (reader, mut writer) = stream.into_split();
 //!                 let _ = smol::io::copy(reader, &mut writer).await;
 //!             })
 //!             .detach();
@@ -77,10 +77,10 @@
 //!
 //! # Deadlines
 //!
-//! [`Stream::write_with_deadline`] writes a whole buffer unless a deadline passes; on
+//! [`Stream::write_all_before`] writes a whole buffer unless a deadline passes; on
 //! timeout its [`PartialWrite`] error reports exactly how many bytes were accepted
 //! (they will be delivered), so the application resends precisely the rest.
-//! [`Stream::read_with_deadline`] bounds a read. Plain `AsyncWrite::poll_write`
+//! [`Stream::read_before`] bounds a read. Plain `AsyncWrite::poll_write`
 //! returns as soon as some bytes were accepted, so cancelling it (with a timeout
 //! combinator) never loses a count either.
 //!
@@ -88,7 +88,7 @@
 //!
 //! [`is_smux`] sends the protocol's VRM challenge on a fresh connection and checks the
 //! answer, reading exactly the 7 answer bytes, so the connection can then be wrapped
-//! in a session. [`is_smux_addr`] connects first.
+//! in a session. [`is_smux_at`] connects first.
 //!
 //! # Logging
 //!
@@ -107,7 +107,7 @@ mod stream;
 
 pub use deadline::PartialWrite;
 pub use net::{connect, Listener, TcpTransport};
-pub use probe::{is_smux, is_smux_addr};
+pub use probe::{is_smux, is_smux_at};
 pub use session::{Driver, Session};
 pub use stream::{ReadHalf, Stream, WriteHalf};
 

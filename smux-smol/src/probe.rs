@@ -103,7 +103,7 @@ where
 /// Connects to `addr` over TCP and runs [`is_smux`] on the new connection, all
 /// within `timeout`. `Err` if the connection cannot be made (a closed port, for
 /// example) or fails.
-pub async fn is_smux_addr<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<bool> {
+pub async fn is_smux_at<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<bool> {
     let start = Instant::now();
     let mut tcp = crate::net::connect_tcp(addr, Some(timeout)).await?;
     let left = timeout.saturating_sub(start.elapsed());

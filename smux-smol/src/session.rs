@@ -247,17 +247,32 @@ impl Session {
         lock(self.shared()).session.stats()
     }
 
-    /// Sends a keepalive-independent round-trip probe; a later [`Session::stats`]
-    /// reports the measured [`Stats::rtt`]. Returns false if one is already
-    /// outstanding or the session has ended.
+    /// Sends a VRM challenge to measure the round-trip time; [`Session::rtt`] reports
+    /// it once the answer arrived. Returns false if a ping is already outstanding or
+    /// the session has ended.
     pub fn ping(&self) -> bool {
         let (sent, driver) = {
             let mut g = lock(self.shared());
             let sent = g.session.ping(Instant::now());
-            (sent, g.take_driver())
+            (sent, if sent { g.take_driver() } else { None })
         };
         wake(driver);
         sent
+    }
+
+    /// The round-trip time measured by the last answered [`Session::ping`].
+    pub fn rtt(&self) -> Option<Duration> {
+        lock(self.shared()).session.stats().rtt
+    }
+
+    /// Which end of the connection this session is.
+    pub fn role(&self) -> Role {
+        lock(self.shared()).session.role()
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> Config {
+        lock(self.shared()).session.config().clone()
     }
 }
 

@@ -95,16 +95,12 @@ impl Core {
         Poll::Ready(Ok(()))
     }
 
-    async fn write_with_deadline(
-        &self,
-        buf: &[u8],
-        deadline: Instant,
-    ) -> Result<usize, PartialWrite> {
+    async fn write_all_before(&self, buf: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
         let mut timer = Timer::at(deadline);
         let mut written = 0;
         poll_fn(|cx| loop {
             if written == buf.len() {
-                return Poll::Ready(Ok(written));
+                return Poll::Ready(Ok(()));
             }
             match self.poll_write(cx, &buf[written..]) {
                 Poll::Ready(Ok(n)) => written += n,
@@ -124,7 +120,7 @@ impl Core {
         .await
     }
 
-    async fn read_with_deadline(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    async fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         let mut timer = Timer::at(deadline);
         poll_fn(|cx| match self.poll_read(cx, buf) {
             Poll::Pending => {
@@ -157,8 +153,8 @@ impl Core {
 ///   reused only after the peer's FIN came back; that happens in the background.
 /// * Dropping the stream closes it the same way.
 ///
-/// For reading and writing from two tasks at once, [`Stream::split`] it.
-/// [`Stream::write_with_deadline`] and [`Stream::read_with_deadline`] bound a
+/// For reading and writing from two tasks at once, [`Stream::into_split`] it.
+/// [`Stream::write_all_before`] and [`Stream::read_before`] bound a
 /// transfer in time and report exactly what was done.
 pub struct Stream {
     core: Arc<Core>,
@@ -185,7 +181,7 @@ impl Stream {
     /// Splits the stream into a read half and a write half that can be used from two
     /// tasks at once. The stream closes when both halves are dropped (or when the
     /// write half is closed).
-    pub fn split(self) -> (ReadHalf, WriteHalf) {
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         (
             ReadHalf {
                 core: self.core.clone(),
@@ -197,26 +193,21 @@ impl Stream {
     /// Writes all of `buf` unless `deadline` passes first, with the seed's honest
     /// timeout: on timeout (or any other failure) the error says exactly how many
     /// bytes were accepted, and those will be delivered; resend only the rest.
-    /// Returns `buf.len()` on success.
     ///
     /// If this future is dropped before completing, the count is lost: some prefix
     /// of `buf` may have been accepted. Bound the call with the deadline instead.
-    pub async fn write_with_deadline(
+    pub async fn write_all_before(
         &mut self,
         buf: &[u8],
         deadline: Instant,
-    ) -> Result<usize, PartialWrite> {
-        self.core.write_with_deadline(buf, deadline).await
+    ) -> Result<(), PartialWrite> {
+        self.core.write_all_before(buf, deadline).await
     }
 
     /// Reads into `buf` like `AsyncReadExt::read`, but fails with
     /// [`io::ErrorKind::TimedOut`] if no data (nor end-of-file) arrived by `deadline`.
-    pub async fn read_with_deadline(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Instant,
-    ) -> io::Result<usize> {
-        self.core.read_with_deadline(buf, deadline).await
+    pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.core.read_before(buf, deadline).await
     }
 }
 
@@ -249,7 +240,7 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// The reading half of a [`Stream`] (see [`Stream::split`]).
+/// The reading half of a [`Stream`] (see [`Stream::into_split`]).
 pub struct ReadHalf {
     core: Arc<Core>,
 }
@@ -268,13 +259,9 @@ impl ReadHalf {
         self.core.id
     }
 
-    /// See [`Stream::read_with_deadline`].
-    pub async fn read_with_deadline(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Instant,
-    ) -> io::Result<usize> {
-        self.core.read_with_deadline(buf, deadline).await
+    /// See [`Stream::read_before`].
+    pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.core.read_before(buf, deadline).await
     }
 }
 
@@ -288,7 +275,7 @@ impl AsyncRead for ReadHalf {
     }
 }
 
-/// The writing half of a [`Stream`] (see [`Stream::split`]). Closing it closes the
+/// The writing half of a [`Stream`] (see [`Stream::into_split`]). Closing it closes the
 /// whole stream: smux has no half-close.
 pub struct WriteHalf {
     core: Arc<Core>,
@@ -308,13 +295,13 @@ impl WriteHalf {
         self.core.id
     }
 
-    /// See [`Stream::write_with_deadline`].
-    pub async fn write_with_deadline(
+    /// See [`Stream::write_all_before`].
+    pub async fn write_all_before(
         &mut self,
         buf: &[u8],
         deadline: Instant,
-    ) -> Result<usize, PartialWrite> {
-        self.core.write_with_deadline(buf, deadline).await
+    ) -> Result<(), PartialWrite> {
+        self.core.write_all_before(buf, deadline).await
     }
 }
 

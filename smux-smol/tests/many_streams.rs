@@ -17,7 +17,7 @@ const MAX_LEN: usize = 4096;
 /// Sends `payload` (length and checksum first) while reading the peer's payload, and
 /// checks what arrived. Returns the number of payload bytes received.
 async fn exchange(stream: Stream, payload: Vec<u8>) -> io::Result<usize> {
-    let (mut r, mut w) = stream.split();
+    let (mut r, mut w) = stream.into_split();
     let writer = async {
         let mut hdr = [0u8; 12];
         hdr[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());

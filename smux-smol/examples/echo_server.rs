@@ -1,0 +1,45 @@
+//! An smux echo server: every stream of every session gets its bytes back.
+//!
+//! ```text
+//! cargo run -p smux-smol --example smol_echo_server -- 127.0.0.1:9000
+//! cargo run -p smux-smol --example smol_many_streams_client -- 127.0.0.1:9000 1000
+//! ```
+//!
+//! One task per session runs its driver, one task per stream copies bytes; the
+//! session itself needs no other task.
+
+use std::io;
+
+use smux_smol::{Config, Listener, Session, Stream};
+
+fn main() -> io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".into());
+    smol::block_on(async {
+        let listener = Listener::bind(addr.as_str(), Config::default())?;
+        println!("smux echo server on {}", listener.local_addr()?);
+        loop {
+            let (session, driver, peer) = listener.accept().await?;
+            println!("{peer}: session started");
+            smol::spawn(async move {
+                let reason = driver.await;
+                println!("{peer}: session ended: {reason}");
+            })
+            .detach();
+            smol::spawn(serve(session)).detach();
+        }
+    })
+}
+
+async fn serve(session: Session) {
+    while let Ok(stream) = session.accept().await {
+        smol::spawn(echo(stream)).detach();
+    }
+}
+
+async fn echo(stream: Stream) {
+    let (reader, mut writer) = stream.into_split();
+    // Ends at the peer's FIN (end-of-file); dropping the halves closes the stream.
+    let _ = smol::io::copy(reader, &mut writer).await;
+}
