@@ -431,8 +431,7 @@ impl Session {
         Ok(Stream::new(shared.clone(), id))
     }
 
-    /// Waits for the next stream the peer opens. Fails once the session has ended and
-    /// no opened stream is left to accept.
+    /// Waits for the next stream the peer opens. Fails once the session has ended.
     pub fn accept(&self) -> io::Result<Stream> {
         self.accept_until(None)
     }
@@ -447,12 +446,9 @@ impl Session {
     /// yet. For event loops with a [`Poller`](crate::Poller).
     pub fn try_accept(&self) -> io::Result<Option<Stream>> {
         let shared = self.shared();
-        let r = shared.with(|i| match i.core.accept() {
-            Some(id) => Ok(Some(id)),
-            None => match Shared::ended_error(i) {
-                Some(e) => Err(e),
-                None => Ok(None),
-            },
+        let r = shared.with(|i| match Shared::ended_error(i) {
+            Some(e) => Err(e),
+            None => Ok(i.core.accept()),
         })?;
         Ok(r.map(|id| Stream::new(shared.clone(), id)))
     }
@@ -461,16 +457,18 @@ impl Session {
         let shared = self.shared();
         loop {
             let mut seen = 0;
-            let r = shared.with(|i| match i.core.accept() {
-                Some(id) => Some(Ok(id)),
-                None => match Shared::ended_error(i) {
-                    Some(e) => Some(Err(e)),
+            let r = shared.with(|i| {
+                if let Some(e) = Shared::ended_error(i) {
+                    return Some(Err(e));
+                }
+                match i.core.accept() {
+                    Some(id) => Some(Ok(id)),
                     None => {
                         seen = shared.accept.epoch();
                         i.waiters.wait_accept(&shared.accept_waker);
                         None
                     }
-                },
+                }
             });
             match r {
                 Some(Ok(id)) => return Ok(Stream::new(shared.clone(), id)),

@@ -104,9 +104,12 @@ impl Fnv {
 /// Deterministic bytes of a stream: position `k` of the stream seeded with `seed`.
 /// Generated 8 bytes at a time so both ends can produce any range cheaply.
 pub fn data_at(seed: u64, start: u64, out: &mut [u8]) {
+    let mut word = 0u64;
     for (i, b) in out.iter_mut().enumerate() {
         let k = start + i as u64;
-        let word = Rng(seed ^ (k / 8).wrapping_mul(0xA24B_AED4_963E_E407)).next_u64();
+        if i == 0 || k % 8 == 0 {
+            word = Rng(seed ^ (k / 8).wrapping_mul(0xA24B_AED4_963E_E407)).next_u64();
+        }
         *b = (word >> ((k % 8) * 8)) as u8;
     }
 }

@@ -1,0 +1,83 @@
+//! Honest write deadlines: a write that hits its deadline reports exactly what was
+//! accepted; resending exactly the rest delivers every byte once and in order.
+
+mod common;
+
+use std::io::{ErrorKind, Read};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{bounded, pair, Fnv, Rng};
+
+const TOTAL: usize = 4 * 1024 * 1024;
+
+#[test]
+fn random_short_write_deadlines_lose_and_duplicate_nothing() {
+    bounded(Duration::from_secs(120), || {
+        let (c, s) = pair();
+        let mut data = vec![0u8; TOTAL];
+        Rng(42).fill(&mut data);
+        let mut want = Fnv::default();
+        want.update(&data);
+
+        let reader = thread::spawn(move || {
+            let mut st = s.accept().expect("accept");
+            // A slow reader, so the window fills and deadlines hit.
+            let mut buf = vec![0u8; 4096];
+            let mut got = Fnv::default();
+            let mut n_total = 0usize;
+            let mut reads = 0u64;
+            loop {
+                let n = st.read(&mut buf).expect("read");
+                if n == 0 {
+                    break;
+                }
+                got.update(&buf[..n]);
+                n_total += n;
+                reads += 1;
+                if reads % 4 == 0 {
+                    thread::sleep(Duration::from_micros(200));
+                }
+            }
+            (n_total, got, s)
+        });
+
+        let st = c.open().expect("open");
+        let mut rng = Rng(7);
+        let (mut pos, mut timeouts, mut partial, mut writes) = (0usize, 0u64, 0u64, 0u64);
+        while pos < TOTAL {
+            let len = (rng.range(1, 1 << 20) as usize).min(TOTAL - pos);
+            let deadline = Duration::from_micros(rng.range(200, 4000));
+            let chunk = &data[pos..pos + len];
+            writes += 1;
+            let r = if rng.next_u64() % 2 == 0 {
+                // std `Write` with a write timeout: returns once something was accepted.
+                st.set_write_timeout(Some(deadline)).unwrap();
+                std::io::Write::write(&mut &st, chunk)
+            } else {
+                // The seed's write: accepts as much as possible until the deadline.
+                st.write_before(chunk, Instant::now() + deadline)
+            };
+            match r {
+                Ok(n) => {
+                    assert!(n > 0 && n <= len);
+                    if n < len {
+                        partial += 1;
+                    }
+                    pos += n; // resend exactly the rest
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => timeouts += 1,
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        drop(st);
+        let (n_total, got, s) = reader.join().expect("reader");
+        println!(
+            "{writes} writes with random deadlines: {partial} partial, {timeouts} timed out \
+             with nothing accepted"
+        );
+        assert_eq!(n_total, TOTAL, "byte count");
+        assert_eq!(got, want, "every byte once and in order");
+        assert!(c.end_reason().is_none() && s.end_reason().is_none());
+    });
+}

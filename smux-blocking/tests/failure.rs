@@ -1,0 +1,145 @@
+//! Session failure and keepalive: calls fail promptly and the session's threads exit.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{bounded, tcp_pair};
+use smux_blocking::{Config, EndReason, Events, Interest, Role, Session};
+
+#[test]
+fn transport_shut_down_under_active_reads_and_writes() {
+    bounded(Duration::from_secs(60), || {
+        let (ct, st) = tcp_pair();
+        let killer = ct.try_clone().expect("clone");
+        let c = Session::new(ct, Config::default(), Role::Dialer).unwrap();
+        let s = Session::new(st, Config::default(), Role::Acceptor).unwrap();
+
+        // Four streams the client reads (the server sends nothing) and four it writes
+        // (the server does not read, so the writers block on the window).
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut server_side = Vec::new();
+        for i in 0..8 {
+            let st = c.open().unwrap();
+            (&st).write_all(b"!").unwrap();
+            server_side.push(s.accept().unwrap());
+            let done = done_tx.clone();
+            thread::spawn(move || {
+                let r = if i % 2 == 0 {
+                    let mut buf = [0u8; 1024];
+                    (&st).read(&mut buf).map(|_| ())
+                } else {
+                    let chunk = vec![1u8; 64 * 1024];
+                    loop {
+                        if let Err(e) = (&st).write(&chunk) {
+                            break Err(e);
+                        }
+                    }
+                };
+                done.send(("stream", r.err().map(|e| e.kind()))).unwrap();
+            });
+        }
+        // A blocked accept and a blocked poller.
+        let c2 = c.clone();
+        let done = done_tx.clone();
+        thread::spawn(move || {
+            let r = c2.accept().err().map(|e| e.kind());
+            done.send(("accept", r)).unwrap();
+        });
+        let c3 = c.clone();
+        let done = done_tx.clone();
+        let probe_stream = c.open().unwrap();
+        thread::spawn(move || {
+            let poller = c3.poller();
+            poller
+                .register(&probe_stream, 7, Interest::READABLE)
+                .unwrap();
+            let mut events = Events::with_capacity(8);
+            let n = poller.wait(&mut events, None).unwrap();
+            let closed = n == 1 && events.iter().all(|e| e.token() == 7 && e.is_closed());
+            done.send(("poller", (!closed).then_some(ErrorKind::Other)))
+                .unwrap();
+            drop(probe_stream);
+        });
+        drop(done_tx);
+        thread::sleep(Duration::from_millis(50));
+
+        let start = Instant::now();
+        killer.shutdown(Shutdown::Both).unwrap();
+        let mut failures = 0;
+        for (what, kind) in done_rx.iter() {
+            assert!(
+                kind.is_some() || what == "poller",
+                "{what} did not fail after the transport was shut down"
+            );
+            if what == "poller" {
+                assert_eq!(kind, None, "poller did not report the stream closed");
+            }
+            failures += 1;
+        }
+        assert_eq!(failures, 10);
+        // Every session thread exits, on both ends.
+        c.join();
+        s.join();
+        println!(
+            "all calls failed and all threads exited {:?} after the shutdown",
+            start.elapsed()
+        );
+        assert!(c.end_reason().is_some());
+        assert!(s.end_reason().is_some());
+        assert!(c.open().is_err());
+        assert!(s.accept().is_err());
+        drop(server_side);
+    });
+}
+
+#[test]
+fn a_silent_peer_is_detected_by_keepalive() {
+    bounded(Duration::from_secs(30), || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let silent = thread::spawn(move || {
+            // Accepts and then says nothing; reads whatever comes so writes never block.
+            let (mut tcp, _) = l.accept().unwrap();
+            let mut sink = Vec::new();
+            let _ = tcp.read_to_end(&mut sink);
+            sink.len()
+        });
+        let config = Config {
+            keepalive_interval: Duration::from_millis(50),
+            keepalive_timeout: Duration::from_millis(300),
+            ..Config::default()
+        };
+        let start = Instant::now();
+        let c = smux_blocking::connect(addr, config).unwrap();
+        let e = c.accept().expect_err("accept ends with the session");
+        let took = start.elapsed();
+        assert_eq!(c.end_reason(), Some(EndReason::KeepaliveTimeout));
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        c.join();
+        // The session shut the transport down, so the silent end sees end-of-file.
+        let sunk = silent.join().unwrap();
+        println!("silent peer detected after {took:?}; it was sent {sunk} bytes of PINs");
+        assert!(sunk > 0 && sunk % 7 == 0);
+    });
+}
+
+#[test]
+fn live_peers_keep_each_other_alive_with_short_keepalive() {
+    bounded(Duration::from_secs(30), || {
+        let config = Config {
+            keepalive_interval: Duration::from_millis(50),
+            keepalive_timeout: Duration::from_millis(300),
+            ..Config::default()
+        };
+        let (c, s) = common::pair_with(config.clone(), config);
+        thread::sleep(Duration::from_millis(1000));
+        assert_eq!(c.end_reason(), None);
+        assert_eq!(s.end_reason(), None);
+        assert!(c.stats().frames_received > 0, "PINs arrived");
+    });
+}

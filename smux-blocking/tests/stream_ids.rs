@@ -1,0 +1,111 @@
+//! Stream IDs: recycled past 65,536 streams, and a clear error when all are in use.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use common::{bounded, pair_with};
+use smux_blocking::{Config, OpenError, StreamId};
+
+fn server_config() -> Config {
+    Config {
+        accept_backlog: 70_000,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn seventy_thousand_streams_one_after_another() {
+    bounded(Duration::from_secs(180), || {
+        const TOTAL: usize = 70_000;
+        let (c, s) = pair_with(Config::default(), server_config());
+        let server = thread::spawn(move || {
+            // Accept each stream and close it at once.
+            for _ in 0..TOTAL {
+                drop(s.accept().expect("accept"));
+            }
+            s
+        });
+        let mut max_id = 0;
+        for i in 0..TOTAL {
+            let st = c.open().expect("open");
+            max_id = max_id.max(st.id().0);
+            drop(st);
+            // Keep a bounded number of close handshakes in flight.
+            if i % 1024 == 1023 {
+                while c.stats().streams > 4096 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let s = server.join().expect("server");
+        for _ in 0..5000 {
+            if c.stats().streams == 0 && s.stats().streams == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!((c.stats().streams, s.stats().streams), (0, 0));
+        println!("{TOTAL} streams opened and closed; highest ID used: {max_id}");
+        // More streams than IDs went through the session: IDs were recycled.
+        assert!(c.end_reason().is_none());
+        let mut st = c.open().expect("open after recycling");
+        st.write_all(b"still works").unwrap();
+    });
+}
+
+#[test]
+fn all_ids_in_use_then_a_clear_error() {
+    bounded(Duration::from_secs(180), || {
+        let (c, s) = pair_with(Config::default(), server_config());
+        let (tx, rx) = mpsc::channel::<u16>();
+        let server = thread::spawn(move || {
+            // Accept and hold every stream.
+            let mut held = HashMap::new();
+            for _ in 0..65_536 {
+                let st = s.accept().expect("accept");
+                held.insert(st.id(), st);
+            }
+            // Close the one the client closed, so its ID is freed on both ends.
+            let id = StreamId(rx.recv().expect("id to close"));
+            let mut st = held.remove(&id).expect("held");
+            let mut rest = Vec::new();
+            st.read_to_end(&mut rest).expect("end of file");
+            drop(st);
+            let again = s.accept().expect("accept again");
+            assert_eq!(again.id(), id);
+            held.insert(again.id(), again);
+            let _ = rx.recv();
+            held.len()
+        });
+        let mut open = Vec::with_capacity(65_536);
+        for _ in 0..65_536 {
+            open.push(c.open().expect("open"));
+        }
+        let err = c.open().expect_err("the 65,537th open must fail");
+        let inner = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<OpenError>())
+            .cloned();
+        assert_eq!(inner, Some(OpenError::IdsExhausted), "error: {err}");
+        println!("open #65537: {err}");
+        // Closing one stream frees its ID once the peer answered the FIN.
+        let st = open.pop().unwrap();
+        let id = st.id();
+        drop(st);
+        tx.send(id.0).unwrap();
+        let again = loop {
+            match c.open() {
+                Ok(st) => break st,
+                Err(_) => thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        assert_eq!(again.id(), id);
+        tx.send(0).unwrap();
+        assert_eq!(server.join().expect("server"), 65_536);
+    });
+}
