@@ -1,0 +1,230 @@
+//! The wire protocol spoken by hand: a frame writer that can also write what the
+//! protocol forbids, a frame parser, and loopback sockets with chosen buffer sizes.
+//!
+//! A header is 7 bytes: `cmd` (u8), stream `id` (u16 little-endian), `length` (u32
+//! little-endian); a PSH header is followed by `length` payload bytes.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Opens a stream.
+pub const SYN: u8 = 0;
+/// Closes a stream.
+pub const FIN: u8 = 1;
+/// Carries stream data.
+pub const PSH: u8 = 2;
+/// Confirms consumed bytes.
+pub const CFM: u8 = 3;
+/// Verify challenge or answer.
+pub const VRM: u8 = 4;
+/// Keepalive.
+pub const PIN: u8 = 5;
+/// Header length.
+pub const HEADER: usize = 7;
+
+/// The 7 bytes of a header, whatever the values (an undefined `cmd`, a `length` that
+/// is a lie...).
+pub fn header(cmd: u8, id: u16, length: u32) -> [u8; HEADER] {
+    let i = id.to_le_bytes();
+    let l = length.to_le_bytes();
+    [cmd, i[0], i[1], l[0], l[1], l[2], l[3]]
+}
+
+/// A buffer of frames to write in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Frames(Vec<u8>);
+
+impl Frames {
+    /// An empty buffer.
+    pub fn new() -> Frames {
+        Frames::default()
+    }
+
+    /// Any header.
+    pub fn raw(&mut self, cmd: u8, id: u16, length: u32) -> &mut Frames {
+        self.0.extend_from_slice(&header(cmd, id, length));
+        self
+    }
+
+    /// Raw bytes (a payload written apart from its header, a cut-off header...).
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Frames {
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    /// SYN for `id`.
+    pub fn syn(&mut self, id: u16) -> &mut Frames {
+        self.raw(SYN, id, 0)
+    }
+
+    /// FIN for `id`.
+    pub fn fin(&mut self, id: u16) -> &mut Frames {
+        self.raw(FIN, id, 0)
+    }
+
+    /// PSH of `payload` on `id`.
+    pub fn psh(&mut self, id: u16, payload: &[u8]) -> &mut Frames {
+        self.raw(PSH, id, payload.len() as u32).bytes(payload)
+    }
+
+    /// CFM of `n` bytes on `id`.
+    pub fn cfm(&mut self, id: u16, n: u32) -> &mut Frames {
+        self.raw(CFM, id, n)
+    }
+
+    /// VRM carrying `(a, b)`.
+    pub fn vrm(&mut self, a: u16, b: u32) -> &mut Frames {
+        self.raw(VRM, a, b)
+    }
+
+    /// PIN.
+    pub fn pin(&mut self) -> &mut Frames {
+        self.raw(PIN, 0, 0)
+    }
+
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Number of bytes written so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Forgets the frames, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// One frame read from the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Command byte.
+    pub cmd: u8,
+    /// Stream ID (or first VRM value).
+    pub id: u16,
+    /// Length field.
+    pub length: u32,
+    /// PSH payload (empty for every other command).
+    pub payload: Bytes,
+}
+
+/// Splits a byte stream into frames. Every command but PSH is taken as a bare header.
+#[derive(Debug, Default)]
+pub struct Parser {
+    buf: BytesMut,
+}
+
+impl Parser {
+    /// An empty parser.
+    pub fn new() -> Parser {
+        Parser::default()
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, if one has arrived.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        if self.buf.len() < HEADER {
+            return None;
+        }
+        let b = &self.buf[..HEADER];
+        let cmd = b[0];
+        let id = u16::from_le_bytes([b[1], b[2]]);
+        let length = u32::from_le_bytes([b[3], b[4], b[5], b[6]]);
+        let plen = if cmd == PSH { length as usize } else { 0 };
+        if self.buf.len() < HEADER + plen {
+            return None;
+        }
+        self.buf.advance(HEADER);
+        let payload = self.buf.split_to(plen).freeze();
+        Some(Frame {
+            cmd,
+            id,
+            length,
+            payload,
+        })
+    }
+
+    /// Bytes received that do not yet form a whole frame.
+    pub fn leftover(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// A connected loopback TCP pair `(dialler's end, acceptor's end)`. With `buffers`,
+/// both sockets get that send and receive buffer size (the kernel may round it), so a
+/// peer that stops reading pushes back after little data.
+pub async fn loopback(buffers: Option<u32>) -> io::Result<(TcpStream, TcpStream)> {
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let ls = TcpSocket::new_v4()?;
+    let cs = TcpSocket::new_v4()?;
+    if let Some(n) = buffers {
+        for s in [&ls, &cs] {
+            s.set_recv_buffer_size(n)?;
+            s.set_send_buffer_size(n)?;
+        }
+    }
+    ls.bind(addr)?;
+    let listener: TcpListener = ls.listen(16)?;
+    let (c, a) = tokio::join!(cs.connect(listener.local_addr()?), listener.accept());
+    let (c, (a, _)) = (c?, a?);
+    c.set_nodelay(true)?;
+    a.set_nodelay(true)?;
+    Ok((c, a))
+}
+
+/// Shared state a raw peer's reader task updates frame by frame.
+pub type Shared<S> = std::sync::Arc<std::sync::Mutex<S>>;
+
+/// Spawns a task that reads `r` until end-of-file or an error, hands every frame to
+/// `on_frame` under `state`'s lock, and returns the count of bytes left over that did
+/// not form a whole frame. While `gate` is false it does not read at all (a peer
+/// that stopped reading: its TCP receive window fills).
+pub fn spawn_reader<S, F>(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    state: Shared<S>,
+    gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    mut on_frame: F,
+) -> tokio::task::JoinHandle<usize>
+where
+    S: Send + 'static,
+    F: FnMut(&mut S, Frame) + Send + 'static,
+{
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let mut parser = Parser::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(g) = &gate {
+                while !g.load(Ordering::Acquire) {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return parser.leftover(),
+                Ok(n) => parser.push(&buf[..n]),
+            }
+            let mut st = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            while let Some(f) = parser.next_frame() {
+                on_frame(&mut st, f);
+            }
+        }
+    })
+}

@@ -1,0 +1,831 @@
+//! A hand-written misbehaving peer, speaking raw frames over loopback TCP, against a
+//! Tokio session (`smux-tokio`, the accepting end).
+//!
+//! Each case says what the session must do (keep going, refuse, or end with a
+//! precise `EndReason`) and checks the peak live heap of the whole process (session,
+//! runtime and the hostile peer itself) against a bound derived from the session's
+//! configuration. The core-level versions of some cases, on simulated time, live in
+//! `smux-proto/src/tests/scenarios.rs`; these run the real adapter over real sockets.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use smux_proto::{verify_code, EndReason, ProtocolError};
+use smux_tests::mem::{kib, mib, Counting, Probe};
+use smux_tests::wire::{self, loopback, spawn_reader, Frame, Frames};
+use smux_tests::{eventually, lock, pattern, pattern_sum, run, serial, within, Checksum};
+use smux_tokio::{Config, Role, Session, Stream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Fixed costs every case may spend on top of its configured bounds: the Tokio
+/// runtime, the sockets, the driver's 64 KiB read buffer and 256 KiB transmit buffer,
+/// the 8 KiB ID bitmap, the peer's own buffers.
+const BASE: usize = mib(2);
+
+/// Our session (accepting end) and the raw peer's halves (dialling end).
+async fn setup(config: Config, buffers: Option<u32>) -> (Session, OwnedReadHalf, OwnedWriteHalf) {
+    let (dial, acc) = loopback(buffers).await.expect("loopback");
+    let session = Session::new(acc, config, Role::Acceptor);
+    let (r, w) = dial.into_split();
+    (session, r, w)
+}
+
+async fn send(w: &mut OwnedWriteHalf, f: &Frames) {
+    w.write_all(f.as_bytes()).await.expect("peer write");
+}
+
+/// Waits for the session to end (driver finished) and returns why.
+async fn ended(s: &Session) -> EndReason {
+    within(20, "session end", s.closed()).await
+}
+
+/// Reads the peer's socket to end-of-file (the session shut its transport down),
+/// then closes it, as a peer that sees the end does.
+async fn close_after_eof(mut r: OwnedReadHalf, w: OwnedWriteHalf) -> usize {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    within(20, "peer sees end-of-file", async {
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    drop((r, w));
+    total
+}
+
+async fn read_all(s: &mut Stream) -> Vec<u8> {
+    let mut v = Vec::new();
+    within(20, "read stream to end-of-file", s.read_to_end(&mut v))
+        .await
+        .expect("stream read");
+    v
+}
+
+async fn accept(s: &Session) -> Stream {
+    within(20, "accept", s.accept()).await.expect("accept")
+}
+
+fn protocol(e: EndReason) -> ProtocolError {
+    match e {
+        EndReason::Protocol(p) => p,
+        other => panic!("expected a protocol error, the session ended with {other:?}"),
+    }
+}
+
+/// PSH beyond the stream's window: the session ends with `WindowExceeded`, naming the
+/// stream and the exact overrun; the window's bytes stay readable, then reads fail.
+#[test]
+fn psh_beyond_the_window_ends_the_session() {
+    let _g = serial();
+    let probe = Probe::start();
+    let config = Config::default();
+    let window = config.window as usize;
+    run(async {
+        let (s, r, mut w) = setup(config.clone(), None).await;
+        let data = smux_tests::pattern_vec(1, window + 1);
+        let mut f = Frames::new();
+        f.syn(1);
+        for chunk in data.chunks(64 * 1024) {
+            f.psh(1, chunk);
+        }
+        send(&mut w, &f).await;
+        drop(f);
+        close_after_eof(r, w).await;
+        let reason = ended(&s).await;
+        assert_eq!(
+            protocol(reason),
+            ProtocolError::WindowExceeded {
+                id: 1,
+                unconfirmed: window as u64 + 1,
+                window: window as u32,
+            }
+        );
+        // The stream was never accepted before the end, so it is still in the backlog.
+        let mut st = accept(&s).await;
+        let mut buf = vec![0u8; window];
+        within(10, "read buffered window", st.read_exact(&mut buf))
+            .await
+            .expect("buffered bytes stay readable");
+        assert_eq!(buf, data[..window]);
+        let err = st.read(&mut [0u8; 1]).await.expect_err("then reads fail");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    });
+    probe.check("PSH beyond the window", BASE + 4 * window);
+}
+
+/// PSH announcing more than `max_frame`: the session ends with `FrameTooLarge` from
+/// the header alone, without buffering the announced payload (even 4 GiB).
+#[test]
+fn psh_longer_than_max_frame_ends_the_session() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        for len in [64 * 1024 + 1, u32::MAX] {
+            let (s, r, mut w) = setup(Config::default(), None).await;
+            let mut f = Frames::new();
+            f.syn(1).raw(wire::PSH, 1, len).bytes(&[7u8; 1000]);
+            send(&mut w, &f).await;
+            close_after_eof(r, w).await;
+            assert_eq!(
+                protocol(ended(&s).await),
+                ProtocolError::FrameTooLarge {
+                    len,
+                    max: 64 * 1024
+                }
+            );
+        }
+    });
+    probe.check("PSH longer than max_frame", BASE);
+}
+
+/// PSH for an ID that was never opened: dropped and counted; the session keeps
+/// going. 16 MiB of such data does not grow memory.
+#[test]
+fn psh_for_an_unknown_id_is_discarded() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        let (s, _r, mut w) = setup(Config::default(), None).await;
+        let mut f = Frames::new();
+        f.psh(77, &[0xAB; 64 * 1024]);
+        for _ in 0..256 {
+            send(&mut w, &f).await;
+        }
+        f.clear();
+        f.syn(1).psh(1, b"hello").fin(1);
+        send(&mut w, &f).await;
+        let mut st = accept(&s).await;
+        assert_eq!(st.id().0, 1);
+        assert_eq!(read_all(&mut st).await, b"hello");
+        let stats = s.stats();
+        assert_eq!(stats.bytes_discarded, 16 * 1024 * 1024);
+        assert_eq!(stats.protocol_errors, 0);
+        assert!(!s.is_closed());
+    });
+    probe.check("PSH for an unknown ID (16 MiB)", BASE + mib(1));
+}
+
+/// A command byte the protocol does not define: `UnknownCommand` naming the byte.
+#[test]
+fn unknown_command_ends_the_session() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        for cmd in [6u8, 0x7F, 0xFF] {
+            let (s, r, mut w) = setup(Config::default(), None).await;
+            let mut f = Frames::new();
+            f.syn(1).psh(1, b"x").raw(cmd, 1, 0);
+            send(&mut w, &f).await;
+            close_after_eof(r, w).await;
+            assert_eq!(
+                protocol(ended(&s).await),
+                ProtocolError::UnknownCommand(cmd)
+            );
+        }
+    });
+    probe.check("unknown command", BASE);
+}
+
+/// The connection ends inside a frame: `TruncatedFrame` with the exact count of bytes
+/// of the unfinished frame; at a frame boundary the end is `PeerClosed`.
+#[test]
+fn connection_end_inside_a_frame_is_truncated() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        let cut_header = {
+            let mut f = Frames::new();
+            f.syn(1).bytes(&wire::header(wire::PSH, 1, 100)[..3]);
+            f
+        };
+        let cut_payload = {
+            let mut f = Frames::new();
+            f.syn(1).raw(wire::PSH, 1, 100).bytes(&[1u8; 40]);
+            f
+        };
+        let whole = {
+            let mut f = Frames::new();
+            f.syn(1).psh(1, b"complete");
+            f
+        };
+        let cases = [
+            (cut_header, Some(3)),
+            (cut_payload, Some(wire::HEADER + 40)),
+            (whole, None),
+        ];
+        for (frames, have) in cases {
+            let (s, r, mut w) = setup(Config::default(), None).await;
+            send(&mut w, &frames).await;
+            w.shutdown().await.expect("peer shutdown");
+            close_after_eof(r, w).await;
+            let reason = ended(&s).await;
+            match have {
+                Some(have) => assert_eq!(protocol(reason), ProtocolError::TruncatedFrame { have }),
+                None => assert_eq!(reason, EndReason::PeerClosed),
+            }
+        }
+    });
+    probe.check("connection end inside a frame", BASE);
+}
+
+/// What the peer's reader counts.
+#[derive(Default)]
+struct Tally {
+    /// Frames received, by command.
+    frames: [u64; 8],
+    /// FIN frames received, by stream.
+    fins: HashMap<u16, u32>,
+    /// SYN frames received, by stream.
+    syns: Vec<u16>,
+    /// PSH payload received, by stream.
+    psh: HashMap<u16, Checksum>,
+}
+
+fn tally(t: &mut Tally, f: Frame) {
+    t.frames[(f.cmd as usize).min(7)] += 1;
+    match f.cmd {
+        wire::FIN => *t.fins.entry(f.id).or_default() += 1,
+        wire::SYN => t.syns.push(f.id),
+        wire::PSH => t.psh.entry(f.id).or_default().update(&f.payload),
+        _ => {}
+    }
+}
+
+fn new_tally() -> Arc<Mutex<Tally>> {
+    Arc::new(Mutex::new(Tally::default()))
+}
+
+/// 65,536 SYNs the application never accepts: 1,024 wait in the backlog, the other
+/// 64,512 are refused with one FIN each, every ID is then taken (opening fails
+/// cleanly), and once the peer answers those FINs the IDs come back and the link
+/// carries new streams both ways.
+#[test]
+fn syn_flood_beyond_the_backlog_is_refused_with_fin() {
+    let _g = serial();
+    let probe = Probe::start();
+    let config = Config::default();
+    let backlog = config.accept_backlog;
+    let refused = 65_536 - backlog;
+    run(async {
+        let (s, r, mut w) = setup(config.clone(), None).await;
+        let t = new_tally();
+        let reader = spawn_reader(r, t.clone(), None, tally);
+        let mut f = Frames::new();
+        for id in 0..=u16::MAX {
+            f.syn(id);
+        }
+        send(&mut w, &f).await;
+        eventually(30, "64,512 refusing FINs", || {
+            lock(&t).frames[wire::FIN as usize] == refused as u64
+        })
+        .await;
+        {
+            let t = lock(&t);
+            for id in 0..=u16::MAX {
+                let want = u32::from(id as usize >= backlog);
+                assert_eq!(t.fins.get(&id).copied().unwrap_or(0), want, "FINs for {id}");
+            }
+        }
+        let stats = s.stats();
+        assert_eq!(stats.accept_backlog, backlog);
+        assert_eq!(stats.streams_refused, refused as u64);
+        assert_eq!(stats.streams, 65_536);
+        let err = s.open().await.expect_err("every ID is taken");
+        assert!(err.to_string().contains("65536"), "{err}");
+
+        // The peer completes the refused handshakes: those IDs are free again.
+        f.clear();
+        for id in backlog..65_536 {
+            f.fin(id as u16);
+        }
+        send(&mut w, &f).await;
+        drop(f);
+        eventually(20, "refused streams released", || {
+            s.stats().streams == backlog
+        })
+        .await;
+
+        // The link still carries data both ways.
+        let mut mine = s.open().await.expect("open after release");
+        mine.write_all(b"ours").await.expect("write");
+        let mut g = Frames::new();
+        g.psh(0, b"theirs").fin(0);
+        send(&mut w, &g).await;
+        let mut first = accept(&s).await;
+        assert_eq!(first.id().0, 0, "the backlog is first come, first served");
+        assert_eq!(read_all(&mut first).await, b"theirs");
+        let id = mine.id().0;
+        eventually(10, "peer receives our stream", || {
+            let t = lock(&t);
+            t.syns.contains(&id) && t.psh.get(&id) == Some(&Checksum::of(b"ours"))
+        })
+        .await;
+        assert_eq!(s.stats().protocol_errors, 0);
+        s.close();
+        within(10, "peer reader ends", reader)
+            .await
+            .expect("reader");
+    });
+    // 65,536 stream records (about 100 bytes each with their table slot), the FIN
+    // queue, and the peer's own 450 KiB of SYNs and tally.
+    probe.check("65,536 SYNs never accepted", BASE + 65_536 * 256);
+}
+
+/// A peer opens 1,100 streams and fills every window (64 KiB each, 68.75 MiB in all)
+/// against `max_buffered_in` = 4 MiB, while the application reads nothing: buffered
+/// input stops at the bound and the peer's writes stall. Then the application drains
+/// every stream and every byte arrives intact.
+#[test]
+fn many_full_windows_pause_the_link_and_lose_nothing() {
+    let _g = serial();
+    let probe = Probe::start();
+    const STREAMS: u16 = 1_100;
+    const FRAME: usize = 16 * 1024;
+    let config = Config {
+        window: 64 * 1024,
+        cfm_threshold: 32 * 1024,
+        max_frame: FRAME as u32,
+        max_buffered_in: mib(4),
+        accept_backlog: 2_048,
+        ..Config::default()
+    };
+    let window = config.window as usize;
+    let total = STREAMS as u64 * window as u64;
+    let bound_in = config.max_buffered_in;
+    let peak_paused = run(async {
+        let (s, r, mut w) = setup(config.clone(), None).await;
+        let t = new_tally();
+        let reader = spawn_reader(r, t.clone(), None, tally);
+        let written = Arc::new(AtomicU64::new(0));
+        let wr = written.clone();
+        let writer = tokio::spawn(async move {
+            let mut f = Frames::new();
+            for id in 1..=STREAMS {
+                f.syn(id);
+            }
+            send(&mut w, &f).await;
+            let mut chunk = vec![0u8; FRAME];
+            for round in 0..window / FRAME {
+                for id in 1..=STREAMS {
+                    pattern(u64::from(id), (round * FRAME) as u64, &mut chunk);
+                    f.clear();
+                    f.psh(id, &chunk);
+                    if round + 1 == window / FRAME {
+                        f.fin(id);
+                    }
+                    send(&mut w, &f).await;
+                    wr.fetch_add(FRAME as u64, Ordering::Relaxed);
+                }
+            }
+            w
+        });
+        eventually(30, "buffered input reaches its bound", || {
+            s.stats().buffered_in + FRAME > bound_in
+        })
+        .await;
+        // Paused: the bound holds and the peer cannot finish.
+        for _ in 0..20 {
+            let st = s.stats();
+            assert!(
+                st.buffered_in <= bound_in,
+                "{} > {bound_in}",
+                st.buffered_in
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sent = written.load(Ordering::Relaxed);
+        assert!(
+            sent < total,
+            "the link did not pause: peer wrote everything"
+        );
+        let peak_paused = probe.peak();
+        eprintln!(
+            "paused with {} KiB buffered, peer wrote {} of {} MiB; peak so far {} KiB",
+            s.stats().buffered_in / 1024,
+            sent >> 20,
+            total >> 20,
+            peak_paused / 1024
+        );
+
+        // Drain: every stream, concurrently, checked against the pattern.
+        let mut tasks = Vec::new();
+        for _ in 0..STREAMS {
+            let mut st = accept(&s).await;
+            tasks.push(tokio::spawn(async move {
+                let id = st.id().0;
+                let mut c = Checksum::new();
+                let mut buf = vec![0u8; 8 * 1024];
+                loop {
+                    let n = st.read(&mut buf).await.expect("stream read");
+                    if n == 0 {
+                        break;
+                    }
+                    c.update(&buf[..n]);
+                }
+                (id, c)
+            }));
+        }
+        let mut seen = vec![false; STREAMS as usize + 1];
+        for task in tasks {
+            let (id, c) = within(60, "drain", task).await.expect("reader task");
+            assert_eq!(c.len(), window as u64, "stream {id} length");
+            assert_eq!(
+                c.sum(),
+                pattern_sum(u64::from(id), window as u64),
+                "stream {id}"
+            );
+            seen[id as usize] = true;
+        }
+        assert!(seen[1..].iter().all(|x| *x), "every stream was delivered");
+        let _w = within(10, "peer writer", writer).await.expect("writer");
+        let st = s.stats();
+        assert_eq!(st.streams_refused, 0);
+        assert_eq!(st.protocol_errors, 0);
+        assert_eq!(st.buffered_in, 0);
+        eventually(10, "every stream closed", || s.stats().streams == 0).await;
+        s.close();
+        within(10, "peer reader ends", reader)
+            .await
+            .expect("reader");
+        peak_paused
+    });
+    eprintln!(
+        "many full windows: peak while paused {} KiB for {} KiB buffered",
+        peak_paused / 1024,
+        bound_in / 1024
+    );
+    // Payloads of 16 KiB and more are kept as slices of the driver's read buffer, so
+    // while the application reads streams in another order than their data arrived,
+    // read-buffer blocks stay pinned by a slice or two: up to the read-chunk ratio
+    // (64 KiB reserve / 16 KiB slice = 4) over the counted bytes.
+    probe.check(
+        "1,100 full windows, max_buffered_in 4 MiB",
+        BASE + 4 * bound_in + STREAMS as usize * kib(1),
+    );
+    assert!(
+        peak_paused <= BASE + 2 * bound_in,
+        "while paused: {peak_paused} bytes"
+    );
+}
+
+/// CFM for more bytes than were ever sent is clamped: it creates no credit, so the
+/// next write still stops at exactly one window of unconfirmed bytes.
+#[test]
+fn cfm_beyond_what_was_sent_creates_no_credit() {
+    let _g = serial();
+    let probe = Probe::start();
+    let config = Config::default();
+    let window = config.window as usize;
+    run(async {
+        let (s, r, mut w) = setup(config.clone(), None).await;
+        let t = new_tally();
+        let _reader = spawn_reader(r, t.clone(), None, tally);
+        let mut st = s.open().await.expect("open");
+        let id = st.id().0;
+        st.write_all(&[1u8; 1000]).await.expect("write");
+        eventually(10, "peer receives 1000 bytes", || {
+            lock(&t).psh.get(&id).map_or(0, |c| c.len()) == 1000
+        })
+        .await;
+        let mut f = Frames::new();
+        f.cfm(id, 10_000_000);
+        send(&mut w, &f).await;
+        // Let the bogus CFM land before writing again (it is applied in order with a
+        // PIN-free round trip: a VRM we send is answered after it).
+        f.clear();
+        f.vrm(1, 2);
+        send(&mut w, &f).await;
+        eventually(10, "VRM answered", || {
+            lock(&t).frames[wire::VRM as usize] == 1
+        })
+        .await;
+        let data = vec![2u8; 2 * window];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        let e = st
+            .write_all_before(&data, deadline)
+            .await
+            .expect_err("the window stops the write");
+        assert!(e.is_timeout(), "{e}");
+        assert_eq!(e.written(), window, "exactly one window, no extra credit");
+        eventually(10, "peer receives the window", || {
+            lock(&t).psh.get(&id).map_or(0, |c| c.len()) == (1000 + window) as u64
+        })
+        .await;
+        assert_eq!(s.stats().buffered_out, 0);
+        assert!(!s.is_closed());
+        // Honest credit still works: confirm half a window, exactly that much more
+        // goes out.
+        f.clear();
+        f.cfm(id, (window / 2) as u32);
+        send(&mut w, &f).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        let e = st
+            .write_all_before(&data[..window], deadline)
+            .await
+            .expect_err("half a window of credit");
+        assert_eq!(e.written(), window / 2);
+    });
+    probe.check("CFM beyond what was sent", BASE + 4 * window);
+}
+
+/// FIN for an ID that was never opened is ignored; the ID can then be opened.
+#[test]
+fn fin_for_an_unknown_id_is_ignored() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        let (s, _r, mut w) = setup(Config::default(), None).await;
+        let mut f = Frames::new();
+        f.fin(999).fin(12_345).fin(u16::MAX);
+        f.syn(999).psh(999, b"after").fin(999);
+        send(&mut w, &f).await;
+        let mut st = accept(&s).await;
+        assert_eq!(st.id().0, 999);
+        assert_eq!(read_all(&mut st).await, b"after");
+        drop(st);
+        eventually(10, "stream released", || s.stats().streams == 0).await;
+        assert!(!s.is_closed());
+        assert_eq!(s.stats().protocol_errors, 0);
+    });
+    probe.check("FIN for an unknown ID", BASE);
+}
+
+/// FIN twice (and a third time once the stream is gone) changes nothing; the ID is
+/// reused cleanly and the new stream sees only its own data.
+#[test]
+fn fin_twice_is_harmless() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        let (s, r, mut w) = setup(Config::default(), None).await;
+        let t = new_tally();
+        let _reader = spawn_reader(r, t.clone(), None, tally);
+        let mut f = Frames::new();
+        f.syn(5).psh(5, b"one").fin(5).fin(5);
+        send(&mut w, &f).await;
+        let mut st = accept(&s).await;
+        assert_eq!(read_all(&mut st).await, b"one");
+        drop(st);
+        eventually(10, "our FIN", || lock(&t).fins.get(&5) == Some(&1)).await;
+        eventually(10, "stream released", || s.stats().streams == 0).await;
+        f.clear();
+        f.fin(5).syn(5).psh(5, b"two").fin(5);
+        send(&mut w, &f).await;
+        let mut st = accept(&s).await;
+        assert_eq!(st.id().0, 5);
+        assert_eq!(read_all(&mut st).await, b"two");
+        drop(st);
+        eventually(10, "second FIN", || lock(&t).fins.get(&5) == Some(&2)).await;
+        eventually(10, "stream released", || s.stats().streams == 0).await;
+        assert!(!s.is_closed());
+    });
+    probe.check("FIN twice", BASE);
+}
+
+/// SYN (and data) for an ID we are still closing: no new stream appears, the data is
+/// dropped, and the handshake completes on the peer's FIN; the ID is then reused.
+#[test]
+fn syn_for_an_id_we_are_still_closing_is_ignored() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        let (s, r, mut w) = setup(Config::default(), None).await;
+        let t = new_tally();
+        let _reader = spawn_reader(r, t.clone(), None, tally);
+        let mut st = s.open().await.expect("open");
+        let id = st.id().0;
+        st.write_all(b"x").await.expect("write");
+        st.shutdown().await.expect("close");
+        drop(st);
+        eventually(10, "our FIN", || lock(&t).fins.get(&id) == Some(&1)).await;
+        let mut f = Frames::new();
+        f.syn(id).psh(id, b"stray").syn(7).psh(7, b"marker").fin(7);
+        send(&mut w, &f).await;
+        let mut first = accept(&s).await;
+        assert_eq!(first.id().0, 7, "no stream appeared for the closing ID");
+        assert_eq!(read_all(&mut first).await, b"marker");
+        drop(first);
+        let stats = s.stats();
+        assert_eq!(stats.bytes_discarded, 5);
+        eventually(10, "stream 7 released", || s.stats().streams == 1).await;
+        f.clear();
+        f.fin(id);
+        send(&mut w, &f).await;
+        eventually(10, "closing stream released", || s.stats().streams == 0).await;
+        let mut again = s.open().await.expect("reopen");
+        assert_eq!(again.id().0, id, "the ID is free again");
+        again.write_all(b"new").await.expect("write");
+        eventually(10, "peer sees the new stream", || {
+            let t = lock(&t);
+            t.syns.iter().filter(|x| **x == id).count() == 2
+                && t.psh.get(&id).map_or(0, |c| c.len()) == 4
+        })
+        .await;
+        assert!(!s.is_closed());
+    });
+    probe.check("SYN for an ID we are still closing", BASE);
+}
+
+/// 200,000 VRM challenges from a peer that does not read: answers pile up only to
+/// `max_pending_answers` (plus what the transport holds), then input pauses and the
+/// peer's writes stall. Once it reads, every challenge has its exact answer, in order.
+#[test]
+fn vrm_flood_is_answered_within_bounds() {
+    let _g = serial();
+    let probe = Probe::start();
+    const N: u32 = 200_000;
+    let config = Config::default();
+    let answers = config.max_pending_answers;
+    run(async {
+        let (s, r, mut w) = setup(config.clone(), Some(16 * 1024)).await;
+        let gate = Arc::new(AtomicBool::new(false));
+        #[derive(Default)]
+        struct Answers {
+            n: u32,
+            wrong: u32,
+        }
+        let got = Arc::new(Mutex::new(Answers::default()));
+        let reader = spawn_reader(r, got.clone(), Some(gate.clone()), |a: &mut Answers, f| {
+            let want = verify_code(a.n as u16, a.n.wrapping_mul(7));
+            if f.cmd != wire::VRM || (f.id, f.length) != want {
+                a.wrong += 1;
+            }
+            a.n += 1;
+        });
+        let written = Arc::new(AtomicU64::new(0));
+        let wr = written.clone();
+        let writer = tokio::spawn(async move {
+            let mut f = Frames::new();
+            for i in 0..N {
+                f.vrm(i as u16, i.wrapping_mul(7));
+                if f.len() >= 7 * 1024 {
+                    send(&mut w, &f).await;
+                    wr.fetch_add(f.len() as u64, Ordering::Relaxed);
+                    f.clear();
+                }
+            }
+            send(&mut w, &f).await;
+            wr.fetch_add(f.len() as u64, Ordering::Relaxed);
+            w
+        });
+        // Wait until the peer's writes stall (no progress for 300 ms).
+        let mut last = u64::MAX;
+        within(30, "the flood stalls", async {
+            loop {
+                let now = written.load(Ordering::Relaxed);
+                if now == last {
+                    break;
+                }
+                last = now;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+        .await;
+        assert!(
+            last < u64::from(N) * 7,
+            "input did not pause: the peer wrote all {N} challenges while not reading"
+        );
+        eprintln!("VRM flood stalled after {} of {N} challenges", last / 7);
+        let stalled_peak = probe.peak();
+        gate.store(true, Ordering::Release);
+        let _w = within(60, "flood completes", writer).await.expect("writer");
+        eventually(60, "every challenge answered", || lock(&got).n == N).await;
+        assert_eq!(lock(&got).wrong, 0, "answers match, in order");
+        assert!(!s.is_closed());
+        assert_eq!(s.stats().protocol_errors, 0);
+        s.close();
+        within(10, "reader ends", reader).await.expect("reader");
+        eprintln!("VRM flood: peak while stalled {} KiB", stalled_peak / 1024);
+    });
+    probe.check("VRM flood", BASE + answers * 64);
+}
+
+/// A peer that never sends PIN (nor anything else): the session ends with
+/// `KeepaliveTimeout`, having sent its own PINs meanwhile.
+#[test]
+fn a_silent_peer_times_out() {
+    let _g = serial();
+    let probe = Probe::start();
+    let config = Config {
+        keepalive_interval: Duration::from_millis(100),
+        keepalive_timeout: Duration::from_millis(600),
+        ..Config::default()
+    };
+    run(async {
+        let (s, r, mut w) = setup(config, None).await;
+        let t = new_tally();
+        let reader = spawn_reader(r, t.clone(), None, tally);
+        let mut f = Frames::new();
+        f.syn(1).psh(1, b"then silence");
+        send(&mut w, &f).await;
+        within(10, "peer sees end-of-file", reader)
+            .await
+            .expect("reader");
+        drop(w);
+        assert_eq!(ended(&s).await, EndReason::KeepaliveTimeout);
+        assert!(lock(&t).frames[wire::PIN as usize] >= 1, "we sent PINs");
+        let mut st = accept(&s).await;
+        let mut buf = [0u8; 12];
+        st.read_exact(&mut buf).await.expect("buffered data");
+        assert_eq!(&buf, b"then silence");
+        let e = st.read(&mut buf).await.expect_err("then the end");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    });
+    probe.check("silent peer", BASE);
+}
+
+/// A peer that stops reading while we write on 8 streams: writes stop with honest
+/// counts at their deadline, the send queue never exceeds `max_buffered_out`, a
+/// stream the peer writes to is still read meanwhile, and once the peer reads again
+/// it gets exactly the accepted bytes of every stream, then its FIN.
+#[test]
+fn a_peer_that_stops_reading() {
+    let _g = serial();
+    let probe = Probe::start();
+    const STREAMS: usize = 8;
+    const SIZE: usize = 1024 * 1024;
+    let config = Config {
+        max_buffered_out: mib(1),
+        ..Config::default()
+    };
+    let bound_out = config.max_buffered_out;
+    run(async {
+        let (s, r, mut w) = setup(config, Some(16 * 1024)).await;
+        let gate = Arc::new(AtomicBool::new(false));
+        let t = new_tally();
+        let reader = spawn_reader(r, t.clone(), Some(gate.clone()), tally);
+        let data = Arc::new(smux_tests::pattern_vec(9, SIZE));
+        let mut writers = Vec::new();
+        for _ in 0..STREAMS {
+            let mut st = s.open().await.expect("open");
+            let data = data.clone();
+            writers.push(tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                let e = st
+                    .write_all_before(&data, deadline)
+                    .await
+                    .expect_err("the peer is not reading");
+                assert!(e.is_timeout(), "{e}");
+                (st, e.written())
+            }));
+        }
+        // Meanwhile the peer writes on its own stream, and we read it.
+        let mut f = Frames::new();
+        f.syn(3);
+        for i in 0..16u64 {
+            let mut chunk = vec![0u8; 4096];
+            pattern(3, i * 4096, &mut chunk);
+            f.psh(3, &chunk);
+        }
+        f.fin(3);
+        send(&mut w, &f).await;
+        let mut theirs = accept(&s).await;
+        let got = read_all(&mut theirs).await;
+        assert_eq!(Checksum::of(&got).sum(), pattern_sum(3, 64 * 1024));
+        let mut max_out = 0;
+        let mut results = Vec::new();
+        for h in writers {
+            while !h.is_finished() {
+                max_out = max_out.max(s.stats().buffered_out);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            results.push(within(10, "writer", h).await.expect("writer task"));
+        }
+        assert!(max_out <= bound_out, "send queue {max_out} > {bound_out}");
+        let accepted: usize = results.iter().map(|(_, n)| n).sum();
+        eprintln!(
+            "peer not reading: {accepted} bytes accepted on {STREAMS} streams, send queue peaked at {max_out}"
+        );
+        assert!(accepted < STREAMS * SIZE);
+        // The peer reads again: each stream delivers exactly its accepted prefix.
+        let expect: Vec<(u16, usize)> = results.into_iter().map(|(st, n)| (st.id().0, n)).collect();
+        gate.store(true, Ordering::Release);
+        eventually(20, "every FIN after its data", || {
+            let t = lock(&t);
+            expect.iter().all(|(id, _)| t.fins.get(id) == Some(&1))
+        })
+        .await;
+        for (id, n) in &expect {
+            let c = lock(&t).psh.get(id).cloned().unwrap_or_default();
+            assert_eq!(c.len(), *n as u64, "stream {id}: accepted count is exact");
+            assert_eq!(c.sum(), Checksum::of(&data[..*n]).sum(), "stream {id}");
+        }
+        assert!(!s.is_closed());
+        s.close();
+        within(10, "reader ends", reader).await.expect("reader");
+    });
+    probe.check(
+        "peer that stops reading",
+        BASE + SIZE + bound_out + kib(256),
+    );
+}
