@@ -101,6 +101,6 @@ pub use error::{
 pub use frame::{Cmd, Frame, Header};
 pub use id::{IdMap, Role};
 pub use probe::{verify_code, Probe, Verdict};
-pub use session::{Event, Session, Stats, StreamId};
+pub use session::{Event, Session, Stats, StreamId, StreamState};
 pub use transmit::Transmit;
 pub use wake::Waiters;

@@ -50,6 +50,18 @@ pub enum Event {
     Ended(EndReason),
 }
 
+/// Where a stream is in its life cycle, as the application sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamState {
+    /// Both directions open.
+    Open,
+    /// The peer's FIN arrived: reads drain the buffer, then report end-of-file; writes
+    /// fail.
+    Finished,
+    /// The application closed it; the close handshake is still completing.
+    Closing,
+}
+
 /// Figures the application can read at any time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -608,7 +620,8 @@ impl Session {
         let ended = self.end.clone();
         match self.streams.get_mut(&id.0) {
             Some(s) if matches!(s.state, State::Closing { .. }) => Err(ReadError::Closed),
-            Some(s) if s.recv_len > 0 => Ok(s),
+            // Buffered data, and the end-of-file after a peer's FIN, outlive the session.
+            Some(s) if s.recv_len > 0 || s.state == State::PeerFin => Ok(s),
             _ if ended.is_some() => Err(ReadError::SessionEnded(ended.expect("checked"))),
             Some(s) => Ok(s),
             None => Err(ReadError::UnknownStream),
@@ -665,6 +678,43 @@ impl Session {
         if s.consumed >= threshold && !s.has(flag::CFM_QUEUED) && self.end.is_none() {
             s.set(flag::CFM_QUEUED, true);
             self.cfm.push_back(id);
+        }
+    }
+
+    /// Where stream `id` is in its life cycle, `None` if no such stream exists. Has no
+    /// side effects (unlike a probing read or write).
+    pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
+        self.streams.get(&id.0).map(|s| match s.state {
+            State::Open => StreamState::Open,
+            State::PeerFin => StreamState::Finished,
+            State::Closing { .. } => StreamState::Closing,
+        })
+    }
+
+    /// Asks for an [`Event::Writable`] for stream `id` once a write can accept bytes:
+    /// at once if it can now, else when room appears. For event loops that learn "no
+    /// room" from [`Session::writable_len`] instead of a refused write.
+    pub fn want_writable(&mut self, id: StreamId) {
+        if self.end.is_some() {
+            return;
+        }
+        let room = self.writable_len(id);
+        let window = self.config.window;
+        let Some(s) = self
+            .streams
+            .get_mut(&id.0)
+            .filter(|s| s.state == State::Open)
+        else {
+            return;
+        };
+        if room > 0 {
+            self.events.push_back(Event::Writable(id));
+            return;
+        }
+        s.set(flag::WRITE_BLOCKED, true);
+        if s.send_room(window) > 0 && !s.has(flag::OUT_WAITER) {
+            s.set(flag::OUT_WAITER, true);
+            self.out_waiters.push(id.0);
         }
     }
 

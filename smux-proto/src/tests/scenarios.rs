@@ -583,3 +583,42 @@ fn closing_after_the_end_reports_the_end() {
         Err(WriteError::SessionEnded(EndReason::PeerClosed))
     );
 }
+
+#[test]
+fn end_of_file_outlives_the_session() {
+    let mut p = Pair::new(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.write(id, b"x").unwrap();
+    p.a.close(id).unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    assert_eq!(p.b.stream_state(got), Some(crate::StreamState::Finished));
+    p.b.handle_eof(0);
+    assert_eq!(read_all(&mut p.b, got), (b"x".to_vec(), true));
+}
+
+#[test]
+fn want_writable_arms_an_event_without_a_refused_write() {
+    let mut p = Pair::new(small());
+    let id = p.a.open().unwrap();
+    let room = p.a.writable_len(id);
+    assert_eq!(p.a.write(id, &vec![0u8; room]).unwrap(), room);
+    p.a.want_writable(id);
+    p.settle();
+    assert!(!p.events_a.contains(&Event::Writable(id)));
+    let got = p.b.accept().unwrap();
+    read_all(&mut p.b, got);
+    p.settle();
+    assert!(p.events_a.contains(&Event::Writable(id)));
+    p.events_a.clear();
+    p.a.want_writable(id);
+    p.drain_events();
+    assert_eq!(
+        p.events_a,
+        vec![Event::Writable(id)],
+        "room now: the event comes at once"
+    );
+    assert_eq!(p.a.stream_state(id), Some(crate::StreamState::Open));
+    p.a.close(id).unwrap();
+    assert_eq!(p.a.stream_state(id), Some(crate::StreamState::Closing));
+}
