@@ -31,13 +31,22 @@ const TRANSMIT_LIMIT: usize = 256 * 1024;
 const MAX_SLICES: usize = 64;
 /// Rounds per wake-up before the task yields to the runtime.
 const ROUNDS_PER_POLL: usize = 32;
-/// How long shutting the transport down may take once the session has ended.
+/// How long shutting the transport down, then reading until the peer closes too, may
+/// take once the session has ended.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long reading goes on after writing failed, to take in what the peer sent
+/// before it went away.
+const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
+    /// The session ended: shutting the transport's write side down.
     ShuttingDown,
+    /// Reading (and dropping) until the peer closes its side too, so that closing
+    /// the socket with unread data does not reset the connection under the peer
+    /// before it has read everything we sent.
+    Draining,
     Done,
 }
 
@@ -49,10 +58,16 @@ pub(crate) struct Driver<T> {
     tx: Transmit,
     sleep: Pin<Box<Sleep>>,
     armed: Option<std::time::Instant>,
+    /// The transport's read side reached end-of-file.
     read_eof: bool,
+    /// Reading failed (the error is in `io_error` until reported).
+    read_failed: bool,
     needs_flush: bool,
     timer_fired: bool,
+    /// A read error, reported to the core at the next round.
     io_error: Option<io::Error>,
+    /// Writing failed: reading goes on until it fails too, or until the instant.
+    write_failed: Option<(io::Error, std::time::Instant)>,
     phase: Phase,
     woken: Vec<Waker>,
 }
@@ -70,9 +85,11 @@ where
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
             armed: None,
             read_eof: false,
+            read_failed: false,
             needs_flush: false,
             timer_fired: false,
             io_error: None,
+            write_failed: None,
             phase: Phase::Running,
             woken: Vec::new(),
         }
@@ -92,7 +109,9 @@ where
             if wants_input {
                 progress |= self.poll_read(cx);
             }
-            progress |= self.poll_write(cx);
+            if self.write_failed.is_none() {
+                progress |= self.poll_write(cx);
+            }
             if let Some(d) = deadline {
                 if self.armed != Some(d) {
                     self.sleep.as_mut().reset(tokio::time::Instant::from_std(d));
@@ -131,6 +150,14 @@ where
         if let Some(e) = self.io_error.take() {
             core.handle_transport_error(&e);
         }
+        if self
+            .write_failed
+            .as_ref()
+            .is_some_and(|(_, until)| now >= *until)
+        {
+            let (e, _) = self.write_failed.take().expect("checked");
+            core.handle_transport_error(&e);
+        }
         if !self.rbuf.is_empty() && core.wants_input() {
             core.handle_input(now, &mut self.rbuf);
         }
@@ -142,8 +169,18 @@ where
             self.timer_fired = false;
             core.handle_timeout(now);
         }
+        if inner.closing && !core.is_ended() {
+            let flushed = self.tx.is_empty() && !core.has_transmit() && !self.needs_flush;
+            if flushed || inner.linger.is_some_and(|d| now >= d) {
+                core.close_session();
+            }
+        }
         if self.tx.len() < TRANSMIT_LIMIT {
             core.poll_transmit(now, &mut self.tx, TRANSMIT_LIMIT);
+        }
+        if self.write_failed.is_some() {
+            // Nothing can be written any more.
+            self.tx = Transmit::new();
         }
         let stats = core.stats();
         if stats.streams_refused > refused {
@@ -154,16 +191,22 @@ where
                 "smux: refused incoming streams, accept backlog full"
             );
         }
-        while let Some(ev) = core.poll_event() {
+        while let Some(ev) = inner.core.poll_event() {
             if let Event::Ended(reason) = &ev {
                 log_end(self.shared.tag, reason);
             }
-            inner.waiters.dispatch(&ev, &mut self.woken);
+            inner.dispatch(&ev, &mut self.woken);
         }
         let core = &inner.core;
+        let linger = inner.linger.filter(|_| inner.closing);
+        let write_failed = self.write_failed.as_ref().map(|(_, until)| *until);
+        let deadline = [core.poll_timeout(), linger, write_failed]
+            .into_iter()
+            .flatten()
+            .min();
         (
             core.wants_input() && !self.read_eof,
-            core.poll_timeout(),
+            deadline,
             core.is_ended(),
         )
     }
@@ -177,7 +220,10 @@ where
         match read.poll(cx) {
             Poll::Ready(Ok(0)) => self.read_eof = true,
             Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => self.io_error = Some(e),
+            Poll::Ready(Err(e)) => {
+                self.read_failed = true;
+                self.io_error = Some(e);
+            }
             Poll::Pending => return false,
         }
         true
@@ -192,7 +238,7 @@ where
             let n = self.tx.io_slices(&mut slices);
             match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => {
-                    self.io_error = Some(io::ErrorKind::WriteZero.into());
+                    self.fail_write(io::ErrorKind::WriteZero.into());
                     return true;
                 }
                 Poll::Ready(Ok(k)) => {
@@ -201,7 +247,7 @@ where
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => {
-                    self.io_error = Some(e);
+                    self.fail_write(e);
                     return true;
                 }
                 Poll::Pending => return progress,
@@ -211,7 +257,7 @@ where
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.needs_flush = false,
                 Poll::Ready(Err(e)) => {
-                    self.io_error = Some(e);
+                    self.fail_write(e);
                     return true;
                 }
                 Poll::Pending => {}
@@ -220,15 +266,48 @@ where
         progress
     }
 
-    /// Shuts the transport down, within a grace period.
+    /// Records a failed write. The peer may have sent more before it went away, so
+    /// reading goes on (for a while) unless it already stopped.
+    fn fail_write(&mut self, e: io::Error) {
+        self.tx = Transmit::new();
+        self.needs_flush = false;
+        if self.read_eof || self.read_failed {
+            self.io_error.get_or_insert(e);
+        } else {
+            self.write_failed = Some((e, now() + WRITE_FAIL_GRACE));
+        }
+    }
+
+    /// Shuts the transport's write side down (skipped if writing failed).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Poll::Ready(r) = Pin::new(&mut self.io).poll_shutdown(cx) {
-            if let Err(e) = r {
-                tracing::trace!(session = self.shared.tag, error = %e, "smux: transport shutdown failed");
-            }
+        if self.write_failed.is_some() {
             return Poll::Ready(());
         }
-        self.sleep.as_mut().poll(cx)
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Ready(Err(e)) => {
+                tracing::trace!(session = self.shared.tag, error = %e, "smux: transport shutdown failed");
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Reads and drops input until the peer closes its side (or reading fails).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read_eof || self.read_failed {
+            return Poll::Ready(());
+        }
+        for _ in 0..ROUNDS_PER_POLL {
+            self.rbuf.clear();
+            match self.poll_read(cx) {
+                false => return Poll::Pending,
+                true if self.read_eof || self.read_failed => return Poll::Ready(()),
+                true => {}
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Marks the driver finished and wakes everyone still waiting.
@@ -254,8 +333,15 @@ where
             let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
             this.sleep.as_mut().reset(grace);
         }
+        let expired = this.sleep.as_mut().poll(cx).is_ready();
         if this.phase == Phase::ShuttingDown {
-            if this.poll_shutdown(cx).is_pending() {
+            if this.poll_shutdown(cx).is_pending() && !expired {
+                return Poll::Pending;
+            }
+            this.phase = Phase::Draining;
+        }
+        if this.phase == Phase::Draining {
+            if this.poll_drain(cx).is_pending() && !expired {
                 return Poll::Pending;
             }
             this.finish();
@@ -290,7 +376,7 @@ fn teardown(shared: &Shared) {
             if let Event::Ended(reason) = &ev {
                 log_end(shared.tag, reason);
             }
-            inner.waiters.dispatch(&ev, &mut woken);
+            inner.dispatch(&ev, &mut woken);
         }
         inner.waiters.take_all(&mut woken);
         inner.driver_done = true;

@@ -76,7 +76,8 @@
 //!
 //! [`connect`] and [`Listener`] cover TCP (with `TCP_NODELAY`); [`Session::new`] takes
 //! any transport. Dropping the last [`Session`] clone, or [`Session::close`], ends
-//! the session. [`Session::end_reason`] says why it ended (closed here, peer closed,
+//! the session at once; [`Session::shutdown`] first writes out everything already
+//! written on its streams. [`Session::end_reason`] says why it ended (closed here, peer closed,
 //! keepalive timeout, protocol error, I/O error); [`Session::stats`] gives counters.
 //! [`is_smux`] tells whether the peer of a fresh connection speaks smux.
 //!

@@ -19,8 +19,11 @@ use crate::stream::Stream;
 ///
 /// `Session::new` spawns **one** Tokio task, the session's driver, which owns the
 /// transport; streams add no task of their own. The handle is cheap to clone (all
-/// clones share the session); dropping the last clone ends the session, like
-/// [`Session::close`], even if [`Stream`]s are still alive: their calls then fail.
+/// clones share the session). Dropping the last clone ends the session, even if
+/// [`Stream`]s are still alive (their calls then fail), but like closing a TCP
+/// socket it lets the driver write out what was already written first (at most for
+/// 10 seconds); see [`Session::shutdown`] to wait for that, and [`Session::close`]
+/// to drop it instead.
 ///
 /// When the session ends for any reason (closed here, the peer closed the transport,
 /// keepalive timeout, protocol error, I/O error), every pending and later call on its
@@ -35,13 +38,12 @@ struct Handle {
     shared: Arc<Shared>,
 }
 
+/// How long a dropped session may take to write out what was queued.
+const LINGER: Duration = Duration::from_secs(10);
+
 impl Drop for Handle {
     fn drop(&mut self) {
-        let driver = {
-            let mut g = self.shared.lock();
-            g.core.close_session();
-            g.take_driver()
-        };
+        let driver = self.shared.lock().start_closing(Some(now() + LINGER));
         wake(driver);
     }
 }
@@ -110,7 +112,14 @@ impl Session {
     pub async fn open(&self) -> io::Result<Stream> {
         let (result, driver) = {
             let mut g = self.shared().lock();
+            if g.closing && !g.core.is_ended() {
+                return Err(crate::shared::Inner::closing_error());
+            }
             let r = g.core.open();
+            if let Ok(id) = r {
+                // A reused ID: forget what was known of its previous stream.
+                g.finished.remove(&id.0);
+            }
             let d = if r.is_ok() { g.take_driver() } else { None };
             (r, d)
         };
@@ -142,6 +151,9 @@ impl Session {
         if let Some(reason) = inner.core.end_reason() {
             return Poll::Ready(Err(reason.to_io_error()));
         }
+        if inner.closing {
+            return Poll::Ready(Err(crate::shared::Inner::closing_error()));
+        }
         inner.waiters.wait_accept(cx.waker());
         Poll::Pending
     }
@@ -156,6 +168,17 @@ impl Session {
             g.take_driver()
         };
         wake(driver);
+    }
+
+    /// Ends the session gracefully and waits until it has ended: new opens and
+    /// writes are refused at once, everything already written on its streams (and the
+    /// FINs of closed streams) is written to the transport, then the session ends as
+    /// with [`Session::close`] and the driver finishes. Waits as long as the transport
+    /// takes the data: bound it with a timeout, and call [`Session::close`] after one.
+    pub async fn shutdown(&self) -> EndReason {
+        let driver = self.shared().lock().start_closing(None);
+        wake(driver);
+        self.closed().await
     }
 
     /// Waits until the session has ended and its driver task has finished (the

@@ -1,10 +1,11 @@
 //! The state every handle of one session shares: the core, the parked wakers and the
 //! driver's waker, behind one mutex that is never held across an await or a syscall.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
-use smux_proto::{Session as Core, Waiters};
+use smux_proto::{Event, Session as Core, Waiters};
 
 /// Everything behind the lock.
 pub(crate) struct Inner {
@@ -17,9 +18,52 @@ pub(crate) struct Inner {
     pub(crate) driver_done: bool,
     /// Tasks waiting in `Session::closed`.
     pub(crate) done_waiters: Vec<Waker>,
+    /// Set by a graceful close: opens and writes are refused, and the driver ends the
+    /// session once everything queued is written (or at `linger`, if set).
+    pub(crate) closing: bool,
+    pub(crate) linger: Option<std::time::Instant>,
+    /// Streams whose peer FIN arrived (from `Finished` events until `Closed`): their
+    /// reads end in end-of-file even if the session ends afterwards. Works around the
+    /// core reporting `SessionEnded` there (see /work/notes/core-requests.md).
+    pub(crate) finished: HashSet<u16>,
 }
 
 impl Inner {
+    /// Starts a graceful close (see `closing`); returns the driver's waker to wake.
+    pub(crate) fn start_closing(&mut self, linger: Option<std::time::Instant>) -> Option<Waker> {
+        if self.core.is_ended() {
+            return None;
+        }
+        if !self.closing {
+            self.linger = linger;
+        } else if let (Some(old), Some(new)) = (self.linger, linger) {
+            self.linger = Some(old.min(new));
+        }
+        self.closing = true;
+        self.take_driver()
+    }
+
+    /// The error for opens and writes once a graceful close started.
+    pub(crate) fn closing_error() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotConnected, "smux session is closing")
+    }
+}
+
+impl Inner {
+    /// Dispatches one core event: collects the wakers it concerns into `woken`.
+    pub(crate) fn dispatch(&mut self, ev: &Event, woken: &mut Vec<Waker>) {
+        match ev {
+            Event::Finished(id) => {
+                self.finished.insert(id.0);
+            }
+            Event::Closed(id) => {
+                self.finished.remove(&id.0);
+            }
+            _ => {}
+        }
+        self.waiters.dispatch(ev, woken);
+    }
+
     /// Takes the driver's waker so the caller can wake it after unlocking.
     pub(crate) fn take_driver(&mut self) -> Option<Waker> {
         self.driver.take()
@@ -42,6 +86,9 @@ impl Shared {
                 driver: None,
                 driver_done: false,
                 done_waiters: Vec::new(),
+                closing: false,
+                linger: None,
+                finished: HashSet::new(),
             }),
             tag,
         }

@@ -86,6 +86,8 @@ impl StreamRef {
                     return Poll::Pending;
                 }
                 Err(ReadError::Blocked) => break,
+                // The peer had finished the stream before the session ended.
+                Err(ReadError::SessionEnded(_)) if inner.finished.contains(&self.id.0) => break,
                 Err(e) if got == 0 => return Poll::Ready(Err(e.into())),
                 Err(_) => break,
             }
@@ -109,6 +111,9 @@ impl StreamRef {
                 io::ErrorKind::NotConnected,
                 "smux stream was shut down",
             )));
+        }
+        if inner.closing && !inner.core.is_ended() {
+            return Poll::Ready(Err(crate::shared::Inner::closing_error()));
         }
         match inner.core.write(self.id, data) {
             Ok(n) => {

@@ -144,3 +144,46 @@ async fn invalid_config_is_an_error() {
         .await
         .is_err());
 }
+
+/// Writes on four streams, closes them, then ends the session with `shutdown().await`
+/// (or by dropping it): the peer still receives every byte, then end-of-file.
+async fn queued_data_survives_the_session_end(wait: bool) {
+    let (client, server) = pair(Config::default(), Config::default()).await;
+    let data = Rng::new(3).bytes(400_000);
+    for _ in 0..4 {
+        let mut s = client.open().await.expect("open");
+        // Within the window (512 KiB), so the writes complete before any read.
+        s.write_all(&data).await.expect("write");
+        s.shutdown().await.expect("shutdown");
+    }
+    if wait {
+        assert_eq!(client.shutdown().await, smux_tokio::EndReason::Local);
+        assert!(client.open().await.is_err());
+    }
+    drop(client);
+    for _ in 0..4 {
+        let mut peer = server.accept().await.expect("accept");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.expect("read to end");
+        assert!(got == data);
+    }
+    assert_eq!(
+        bounded(15, "server", server.closed()).await,
+        smux_tokio::EndReason::PeerClosed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_session_shutdown_delivers_everything() {
+    bounded(
+        20,
+        "graceful shutdown",
+        queued_data_survives_the_session_end(true),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_session_delivers_everything() {
+    bounded(20, "drop", queued_data_survives_the_session_end(false)).await;
+}
