@@ -1,6 +1,181 @@
-//! smux over std sockets and threads.
+//! smux over std sockets and threads, with a readiness poller for event loops.
 //!
-//! TODO crate docs
+//! This crate binds the [`smux_proto`] state machine to blocking std I/O. Many
+//! independent byte streams ([`Stream`], std [`Read`](std::io::Read) +
+//! [`Write`](std::io::Write)) share one connection ([`Session`]) over TCP, a Unix
+//! socket, TLS or anything else that moves bytes in order. Each stream has its own
+//! 512 KiB window, so a stream nobody reads never stalls the others.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use smux_blocking::{connect, Config, Listener};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let listener = Listener::bind("127.0.0.1:0", Config::default())?;
+//! let addr = listener.local_addr()?;
+//! let server = std::thread::spawn(move || -> std::io::Result<()> {
+//!     let (session, _peer) = listener.accept()?;
+//!     let stream = session.accept()?;
+//!     // Echo: read and write the same stream through two shared references.
+//!     std::io::copy(&mut &stream, &mut &stream)?;
+//!     Ok(())
+//! });
+//!
+//! let session = connect(addr, Config::default())?;
+//! let mut stream = session.open()?;
+//! stream.write_all(b"hello")?;
+//! let mut buf = [0u8; 5];
+//! stream.read_exact(&mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! drop(stream); // our FIN: the server's copy sees end-of-file and returns
+//! server.join().unwrap()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Threads
+//!
+//! A session runs **two threads**, whatever its number of streams: a reader that
+//! reads the transport and feeds the core (only while the core takes input, and it
+//! never waits on writing), and a writer that runs the timers (keepalive) and writes
+//! the frames the core produces. Frames are taken from the core under the session
+//! lock and written with the lock released, so user calls never wait behind a
+//! system call. Blocked calls wait on a condition variable woken through the core's
+//! [`Waiters`](smux_proto::Waiters) table, the same table the async adapters drive.
+//! When a session ends, both threads exit ([`Session::join`] waits for them), the
+//! transport is shut down, and every pending and later call fails promptly with an
+//! error that carries the [`EndReason`].
+//!
+//! # Streams
+//!
+//! [`Session::open`] opens a stream; [`Session::accept`] (or
+//! [`Session::accept_timeout`], [`Session::try_accept`]) returns the streams the peer
+//! opened. `&Stream` implements `Read` and `Write` too, so one thread can read while
+//! another writes; [`Stream::try_clone`] gives another owned handle.
+//! [`Stream::shutdown`] or dropping the last handle sends our FIN after every byte
+//! already written; in this protocol a FIN closes both directions (the peer reads the
+//! remaining data, then end-of-file, and can no longer write). The stream's ID is freed
+//! once the peer's FIN has come back.
+//!
+//! Writes return as soon as the stream's window accepted some bytes; those bytes will
+//! be sent unless the session fails, so [`Write::flush`](std::io::Write::flush) has
+//! nothing to do. [`Session::flush`] waits until everything accepted has reached the
+//! transport, and [`Session::close`] ends the session at once.
+//!
+//! # Deadlines
+//!
+//! [`Stream::set_read_timeout`] and [`Stream::set_write_timeout`] bound each call.
+//! Write deadlines are honest, as the seed asks: a write that hits its deadline
+//! after some bytes were accepted returns `Ok(n)` with exactly that count, and fails
+//! with [`TimedOut`](std::io::ErrorKind::TimedOut) only if nothing was accepted. So
+//! resending exactly the rest never duplicates or loses a byte.
+//! [`Stream::write_before`] is the seed's deadline write: it keeps accepting until all
+//! of the buffer is taken or the deadline passes, and returns the count.
+//!
+//! # Event-driven use ("aio")
+//!
+//! [`Stream::set_nonblocking`] makes reads and writes fail with
+//! [`WouldBlock`](std::io::ErrorKind::WouldBlock) instead of waiting, and a
+//! [`Poller`] reports which streams of a session are readable, writable or closed,
+//! and when streams wait to be accepted, like `epoll` (level-triggered). One thread
+//! can serve thousands of streams this way (`examples/aio_server.rs` serves 10,000):
+//!
+//! ```
+//! use std::io::{ErrorKind, Read, Write};
+//! use std::time::Duration;
+//! use smux_blocking::{connect, Config, Events, Interest, Listener};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let listener = Listener::bind("127.0.0.1:0", Config::default())?;
+//! let client = connect(listener.local_addr()?, Config::default())?;
+//! let (server, _) = listener.accept()?;
+//!
+//! let poller = server.poller();
+//! poller.watch_accept(usize::MAX);
+//! let mut streams = Vec::new();
+//! for i in 0..3u8 {
+//!     client.open()?.write_all(&[i])?; // the handle is dropped: FIN follows the byte
+//! }
+//! let mut events = Events::with_capacity(64);
+//! let (mut got, mut finished) = (Vec::new(), 0);
+//! while finished < 3 {
+//!     poller.wait(&mut events, Some(Duration::from_secs(10)))?;
+//!     for ev in &events {
+//!         if ev.is_accept() {
+//!             while let Some(s) = server.try_accept()? {
+//!                 s.set_nonblocking(true)?;
+//!                 poller.register(&s, streams.len(), Interest::READABLE)?;
+//!                 streams.push(Some(s));
+//!             }
+//!         } else if let Some(s) = streams[ev.token()].as_mut() {
+//!             let mut buf = [0u8; 16];
+//!             match s.read(&mut buf) {
+//!                 Ok(0) => {
+//!                     streams[ev.token()] = None; // end-of-file: close our side
+//!                     finished += 1;
+//!                 }
+//!                 Ok(n) => got.extend_from_slice(&buf[..n]),
+//!                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+//!                 Err(e) => return Err(e),
+//!             }
+//!         }
+//!     }
+//! }
+//! got.sort();
+//! assert_eq!(got, [0, 1, 2]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Transports
+//!
+//! [`Session::new`] takes any [`Transport`]: [`std::net::TcpStream`] and (on Unix)
+//! `UnixStream` are split with `try_clone` into a read handle, a write handle and a
+//! handle that shuts the socket down when the session ends. For other transports,
+//! build [`Parts`] from a reader and a writer that can be used from two threads at
+//! once (or call [`Session::from_halves`]), with a closer that makes their blocked
+//! calls return. The transport must be in blocking mode.
+//!
+//! **TLS.** A TLS stream such as `rustls::StreamOwned` or `native_tls::TlsStream` is
+//! one object that needs `&mut` to read and to write, so it cannot be split. Putting
+//! it behind a mutex shared by the two halves does *not* work: the reader thread would
+//! hold the lock while blocked in `read`, and the writer (and with it the keepalive)
+//! would wait until the peer sends something; if the peer waits for us, both stop.
+//! What works is to lock only for the in-memory TLS work and do the socket I/O
+//! outside the lock, on two clones of the TCP socket: the read half reads ciphertext
+//! from its socket clone without the lock, then locks the TLS state to feed it
+//! (`read_tls`, `process_new_packets`) and takes out plaintext; the write half locks
+//! to encrypt (`writer().write_all`, then `write_tls` into a buffer), unlocks, and
+//! writes the ciphertext to its clone. Records the TLS layer wants to send while
+//! reading (alerts, key updates) must be written too, e.g. by the read half through
+//! a mutex around the write socket. The closer shuts the TCP socket down. Terminating
+//! TLS in front of the process, or an async adapter (`smux-tokio` with a splittable
+//! TLS stream), are the alternatives.
+//!
+//! # Peer detection
+//!
+//! [`is_smux`] sends the protocol's VRM challenge on a fresh connection and waits
+//! for the verify code; it reads exactly the 7 answer bytes, so the connection can
+//! then be given to a session. [`probe_addr`] connects and probes.
+//!
+//! # Keepalive and timers
+//!
+//! The writer thread sends a PIN every `keepalive_interval` and ends the session
+//! ([`EndReason::KeepaliveTimeout`]) when nothing arrived for `keepalive_timeout`.
+//! Timers wait on a condition variable until the core's next deadline; nothing
+//! polls. While a transport write is blocked (the peer does not read) the timers
+//! run when the write returns: TCP and Unix transports get a 250 ms write timeout
+//! on the writer's handle for this, other transports only when their write
+//! returns.
+//!
+//! # Logging
+//!
+//! Through the [`tracing`](https://docs.rs/tracing) facade: session start and end
+//! with the reason (`debug`, or `info` for keepalive and transport failures),
+//! protocol errors (`warn`), refused streams when the accept backlog is full
+//! (`debug`). Nothing is printed.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -20,3 +195,6 @@ pub use session::Session;
 pub use smux_proto::{Config, EndReason, OpenError, Role, Stats, StreamId};
 pub use stream::Stream;
 pub use transport::{Parts, ReadTimeout, Transport};
+
+/// The protocol core this crate drives, for its configuration, error and frame types.
+pub use smux_proto as proto;

@@ -32,6 +32,10 @@ pub(crate) struct Inner {
     writer_parked: bool,
     /// The reader thread waits on `Shared::reader_cv` (the core takes no input).
     reader_parked: bool,
+    /// The writer thread holds frames it has not finished writing.
+    writing: bool,
+    /// Threads waiting in `Session::flush`.
+    flush_waiters: usize,
     /// Streams registered with a poller.
     pub(crate) regs: HashMap<u16, Reg>,
     /// Pollers of this session, by key.
@@ -49,6 +53,8 @@ pub(crate) struct Shared {
     /// Fired when a stream arrives to accept or the session ends.
     accept: Arc<Signal>,
     accept_waker: Waker,
+    /// Fired when everything taken from the core has been written.
+    flushed: Arc<Signal>,
     closer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     role: Role,
@@ -102,6 +108,9 @@ impl Shared {
         if g.writer_parked && (ended || g.core.has_transmit()) {
             g.writer_parked = false;
             self.writer_cv.notify_one();
+        }
+        if g.flush_waiters > 0 && (ended || (!g.writing && !g.core.has_transmit())) {
+            self.flushed.notify();
         }
         if g.reader_parked && (ended || g.core.wants_input()) {
             g.reader_parked = false;
@@ -222,8 +231,10 @@ fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
                 g.core.poll_transmit(now, &mut tx, FILL_LIMIT);
             }
             if !tx.is_empty() || g.core.is_ended() {
+                g.writing = !tx.is_empty();
                 break;
             }
+            g.writing = false;
             let woken = shared.settle(&mut g);
             if !woken.is_empty() {
                 drop(g);
@@ -367,6 +378,8 @@ impl Session {
                 waiters: Waiters::new(),
                 writer_parked: false,
                 reader_parked: false,
+                writing: false,
+                flush_waiters: 0,
                 regs: HashMap::new(),
                 pollers: HashMap::new(),
                 next_key: 0,
@@ -376,6 +389,7 @@ impl Session {
             reader_cv: Condvar::new(),
             accept,
             accept_waker,
+            flushed: Arc::new(Signal::default()),
             closer: Mutex::new(closer),
             threads: Mutex::new(Vec::with_capacity(2)),
             role,
@@ -485,10 +499,44 @@ impl Session {
         }
     }
 
+    /// Waits until every byte accepted so far (stream data, and the FINs of closed
+    /// streams) has been written to the transport, or until `timeout` passes
+    /// ([`io::ErrorKind::TimedOut`]). Fails if the session ends first. Call it before
+    /// [`Session::close`] to close without dropping queued data.
+    pub fn flush(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let shared = self.shared();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let mut seen = 0;
+            let r = shared.with(|i| {
+                if let Some(e) = Shared::ended_error(i) {
+                    return Some(Err(e));
+                }
+                if !i.writing && !i.core.has_transmit() {
+                    return Some(Ok(()));
+                }
+                seen = shared.flushed.epoch();
+                i.flush_waiters += 1;
+                None
+            });
+            if let Some(r) = r {
+                return r;
+            }
+            let notified = shared.flushed.wait(seen, deadline);
+            shared.with(|i| i.flush_waiters -= 1);
+            if !notified {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "session not flushed before the timeout",
+                ));
+            }
+        }
+    }
+
     /// Ends the session now: every stream and every pending call fails, bytes not yet
     /// written to the transport are dropped, the transport is shut down and both
-    /// threads exit. To deliver everything first, close the streams and wait for the
-    /// peer to close them before closing the session.
+    /// threads exit. To deliver everything first, drop or shut down the streams and
+    /// call [`Session::flush`] before closing.
     pub fn close(&self) {
         close_shared(self.shared());
     }
