@@ -116,10 +116,6 @@ impl Session {
                 return Err(crate::shared::Inner::closing_error());
             }
             let r = g.core.open();
-            if let Ok(id) = r {
-                // A reused ID: forget what was known of its previous stream.
-                g.finished.remove(&id.0);
-            }
             let d = if r.is_ok() { g.take_driver() } else { None };
             (r, d)
         };

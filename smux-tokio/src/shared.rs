@@ -1,7 +1,6 @@
 //! The state every handle of one session shares: the core, the parked wakers and the
 //! driver's waker, behind one mutex that is never held across an await or a syscall.
 
-use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
@@ -22,10 +21,6 @@ pub(crate) struct Inner {
     /// session once everything queued is written (or at `linger`, if set).
     pub(crate) closing: bool,
     pub(crate) linger: Option<std::time::Instant>,
-    /// Streams whose peer FIN arrived (from `Finished` events until `Closed`): their
-    /// reads end in end-of-file even if the session ends afterwards. Works around the
-    /// core reporting `SessionEnded` there (see /work/notes/core-requests.md).
-    pub(crate) finished: HashSet<u16>,
 }
 
 impl Inner {
@@ -52,15 +47,6 @@ impl Inner {
 impl Inner {
     /// Dispatches one core event: collects the wakers it concerns into `woken`.
     pub(crate) fn dispatch(&mut self, ev: &Event, woken: &mut Vec<Waker>) {
-        match ev {
-            Event::Finished(id) => {
-                self.finished.insert(id.0);
-            }
-            Event::Closed(id) => {
-                self.finished.remove(&id.0);
-            }
-            _ => {}
-        }
         self.waiters.dispatch(ev, woken);
     }
 
@@ -88,7 +74,6 @@ impl Shared {
                 done_waiters: Vec::new(),
                 closing: false,
                 linger: None,
-                finished: HashSet::new(),
             }),
             tag,
         }

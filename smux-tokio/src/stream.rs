@@ -86,8 +86,6 @@ impl StreamRef {
                     return Poll::Pending;
                 }
                 Err(ReadError::Blocked) => break,
-                // The peer had finished the stream before the session ended.
-                Err(ReadError::SessionEnded(_)) if inner.finished.contains(&self.id.0) => break,
                 Err(e) if got == 0 => return Poll::Ready(Err(e.into())),
                 Err(_) => break,
             }
