@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use smux_proto::{Event as CoreEvent, StreamId};
+use smux_proto::{Event as CoreEvent, StreamId, StreamState};
 
 use crate::session::{Inner, Session, Shared};
 use crate::signal::Signal;
@@ -228,33 +228,23 @@ impl Inner {
     }
 
     /// Readiness of registered stream `id` as event flags.
-    fn readiness(&mut self, id: StreamId) -> u8 {
-        let core = &mut self.core;
-        // A zero-length chunk read never consumes: `Ok(None)` is end-of-file.
-        let eof_or_err = matches!(core.read_chunk(id, 0), Ok(None) | Err(_));
-        // A zero-length write never accepts: it fails only if the stream cannot be
-        // written any more.
-        let write_err = core.write(id, &[]).is_err();
-        let mut flags = 0;
-        if eof_or_err || core.readable_len(id) > 0 {
-            flags |= READABLE;
-        }
-        if write_err || core.writable_len(id) > 0 {
-            flags |= WRITABLE;
-        }
-        if eof_or_err || write_err {
-            flags |= CLOSED;
-        }
-        flags
-    }
-
-    /// Makes the core report `Writable` for `id` once it has room again. Only called
-    /// when the stream is open and has no room, so the one-byte write is refused
-    /// (`Blocked`) and accepts nothing; the refusal is what arms the event.
-    fn arm_writable(&mut self, id: StreamId) {
-        debug_assert_eq!(self.core.writable_len(id), 0);
-        if self.core.writable_len(id) == 0 {
-            let _ = self.core.write(id, &[0]);
+    fn readiness(&self, id: StreamId) -> u8 {
+        let core = &self.core;
+        let ended = core.is_ended();
+        match core.stream_state(id) {
+            Some(StreamState::Open) if !ended => {
+                let mut flags = 0;
+                if core.readable_len(id) > 0 {
+                    flags |= READABLE;
+                }
+                if core.writable_len(id) > 0 {
+                    flags |= WRITABLE;
+                }
+                flags
+            }
+            // Finished: reads drain the buffer then report end-of-file, writes fail.
+            // Ended, closing or unknown: calls do not wait, they fail.
+            _ => READABLE | WRITABLE | CLOSED,
         }
     }
 
@@ -314,7 +304,8 @@ impl Inner {
                 }
             }
             if interest.is_writable() && flags & WRITABLE == 0 {
-                self.arm_writable(StreamId(id));
+                // No `Writable` event would come unless a write had been refused.
+                self.core.want_writable(StreamId(id));
             }
         }
     }

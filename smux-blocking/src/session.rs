@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::thread::{self, JoinHandle};
@@ -302,6 +303,21 @@ fn write_transmit(shared: &Shared, wr: &mut dyn Write, tx: &mut Transmit) -> io:
     wr.flush()
 }
 
+/// Runs a session thread; if it panics (a bug), ends the session so that no call
+/// waits forever on a thread that is gone.
+fn guarded<T>(shared: Arc<Shared>, name: &str, body: fn(Arc<Shared>, T), arg: T) {
+    let s = shared.clone();
+    if panic::catch_unwind(AssertUnwindSafe(move || body(s, arg))).is_err() {
+        tracing::error!(
+            thread = name,
+            "smux session thread panicked; ending the session"
+        );
+        let err = io::Error::other(format!("smux {name} thread panicked"));
+        shared.with(|i| i.core.handle_transport_error(&err));
+        shared.shutdown_transport();
+    }
+}
+
 impl Inner {
     fn log_refused(&mut self) {
         let refused = self.core.stats().streams_refused;
@@ -402,12 +418,12 @@ impl Session {
         let s = shared.clone();
         let r = thread::Builder::new()
             .name("smux-reader".into())
-            .spawn(move || reader_loop(s, reader))?;
+            .spawn(move || guarded(s, "reader", reader_loop, reader))?;
         lock(&shared.threads).push(r);
         let s = shared.clone();
         let w = thread::Builder::new()
             .name("smux-writer".into())
-            .spawn(move || writer_loop(s, writer))?;
+            .spawn(move || guarded(s, "writer", writer_loop, writer))?;
         lock(&shared.threads).push(w);
         tracing::debug!(?role, "smux session started");
         Ok(session)

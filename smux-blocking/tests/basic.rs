@@ -164,3 +164,54 @@ fn listener_connect_and_close() {
         assert_eq!(reason, Some(smux_blocking::EndReason::PeerClosed));
     });
 }
+
+#[cfg(unix)]
+#[test]
+fn unix_socket_and_separate_halves() {
+    use smux_blocking::{Role, Session};
+    use std::os::unix::net::UnixStream;
+    bounded(LIMIT, || {
+        // A Unix socket pair as the transport.
+        let (a, b) = UnixStream::pair().unwrap();
+        let c = Session::new(a, Config::default(), Role::Dialer).unwrap();
+        let s = Session::new(b, Config::default(), Role::Acceptor).unwrap();
+        let mut st = c.open().unwrap();
+        st.write_all(b"over unix").unwrap();
+        let mut peer = s.accept().unwrap();
+        let mut buf = [0u8; 9];
+        peer.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"over unix");
+
+        // Separate halves: two one-way socket pairs stand in for a split transport.
+        let (c_rd, s_wr) = UnixStream::pair().unwrap();
+        let (s_rd, c_wr) = UnixStream::pair().unwrap();
+        let closers = [c_rd.try_clone().unwrap(), c_wr.try_clone().unwrap()];
+        let c2 = Session::from_halves(
+            c_rd,
+            c_wr,
+            move || {
+                for h in &closers {
+                    let _ = h.shutdown(std::net::Shutdown::Both);
+                }
+            },
+            Config::default(),
+            Role::Dialer,
+        )
+        .unwrap();
+        let s2 =
+            Session::from_halves(s_rd, s_wr, || {}, Config::default(), Role::Acceptor).unwrap();
+        let mut st = c2.open().unwrap();
+        st.write_all(b"halves").unwrap();
+        let mut peer = s2.accept().unwrap();
+        let mut buf = [0u8; 6];
+        peer.read_exact(&mut buf).unwrap();
+        peer.write_all(&buf).unwrap();
+        st.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"halves");
+        // Closing ends both: the closer shuts the client's halves down.
+        c2.close();
+        c2.join();
+        assert!(s2.accept().is_err());
+        s2.join();
+    });
+}

@@ -8,8 +8,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bounded, data_at, pair, Fnv, Rng};
-use smux_blocking::{Events, Interest, Poller, Session, Stream};
+use common::{bounded, data_at, pair_with, Fnv, Rng};
+use smux_blocking::{Config, Events, Interest, Poller, Session, Stream};
 
 const STREAMS: usize = 1200;
 const MAX_EACH_WAY: u64 = 4096;
@@ -318,7 +318,12 @@ fn drive_clients(session: Session, seed: u64) -> u64 {
 #[test]
 fn thousand_streams_random_amounts_both_ways() {
     bounded(Duration::from_secs(120), || {
-        let (c, s) = pair();
+        // All streams are opened at once: let the server's backlog hold them all.
+        let server_config = Config {
+            accept_backlog: STREAMS,
+            ..Config::default()
+        };
+        let (c, s) = pair_with(Config::default(), server_config);
         let server = thread::spawn(move || {
             let n = serve(s.clone());
             (n, s)
@@ -328,6 +333,7 @@ fn thousand_streams_random_amounts_both_ways() {
         let total = drive_clients(c.clone(), seed);
         let (served, s) = server.join().expect("server thread");
         assert_eq!(served, STREAMS);
+        assert_eq!(s.stats().streams_refused, 0);
         let took = start.elapsed();
         println!(
             "{STREAMS} streams, {:.2} MiB payload in {:?}",
