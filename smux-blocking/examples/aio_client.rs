@@ -114,8 +114,7 @@ fn main() -> io::Result<()> {
     );
     // Deliver the FINs of the last streams before ending the session.
     drop(calls);
-    session.flush(Some(std::time::Duration::from_secs(5)))?;
-    session.close();
+    session.shutdown(Some(std::time::Duration::from_secs(5)));
     if failed > 0 {
         return Err(io::Error::other(format!("{failed} streams failed")));
     }

@@ -68,7 +68,6 @@ fn main() -> io::Result<()> {
          ({:.1} MiB/s)",
         total / secs
     );
-    session.flush(Some(std::time::Duration::from_secs(5)))?;
-    session.close();
+    session.shutdown(Some(std::time::Duration::from_secs(5)));
     Ok(())
 }

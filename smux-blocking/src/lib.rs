@@ -44,7 +44,7 @@
 //! lock and written with the lock released, so user calls never wait behind a
 //! system call. Blocked calls wait on a condition variable woken through the core's
 //! [`Waiters`](smux_proto::Waiters) table, the same table the async adapters drive.
-//! When a session ends, both threads exit ([`Session::join`] waits for them), the
+//! When a session ends, both threads exit ([`Session::closed`] waits for them), the
 //! transport is shut down, and every pending and later call fails promptly with an
 //! error that carries the [`EndReason`].
 //!
@@ -62,7 +62,8 @@
 //! Writes return as soon as the stream's window accepted some bytes; those bytes will
 //! be sent unless the session fails, so [`Write::flush`](std::io::Write::flush) has
 //! nothing to do. [`Session::flush`] waits until everything accepted has reached the
-//! transport, and [`Session::close`] ends the session at once.
+//! transport, [`Session::shutdown`] ends the session after that, and
+//! [`Session::close`] ends it at once.
 //!
 //! # Deadlines
 //!
@@ -158,7 +159,7 @@
 //!
 //! [`is_smux`] sends the protocol's VRM challenge on a fresh connection and waits
 //! for the verify code; it reads exactly the 7 answer bytes, so the connection can
-//! then be given to a session. [`probe_addr`] connects and probes.
+//! then be given to a session. [`is_smux_at`] connects and probes.
 //!
 //! # Keepalive and timers
 //!
@@ -190,10 +191,10 @@ mod transport;
 
 pub use net::{connect, Listener};
 pub use poller::{Event, Events, Interest, Poller};
-pub use probe::{is_smux, probe_addr};
+pub use probe::{is_smux, is_smux_at};
 pub use session::Session;
 pub use smux_proto::{Config, EndReason, OpenError, Role, Stats, StreamId};
-pub use stream::Stream;
+pub use stream::{PartialWrite, Stream};
 pub use transport::{Parts, ReadTimeout, Transport};
 
 /// The protocol core this crate drives, for its configuration, error and frame types.

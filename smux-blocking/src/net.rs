@@ -46,7 +46,7 @@ impl Listener {
     }
 
     /// Wraps a bound TCP listener.
-    pub fn from_std(tcp: TcpListener, config: Config) -> io::Result<Listener> {
+    pub fn from_tcp(tcp: TcpListener, config: Config) -> io::Result<Listener> {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -58,9 +58,19 @@ impl Listener {
         self.tcp.local_addr()
     }
 
+    /// The configuration of accepted sessions.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The underlying TCP listener.
     pub fn get_ref(&self) -> &TcpListener {
         &self.tcp
+    }
+
+    /// Takes the TCP listener back.
+    pub fn into_inner(self) -> TcpListener {
+        self.tcp
     }
 
     /// Waits for the next connection and starts an accepting session on it.

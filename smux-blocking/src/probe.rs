@@ -100,7 +100,7 @@ where
 
 /// Connects to `addr` (within `timeout`) and probes it with [`is_smux`] (within the
 /// same `timeout` again). A refused or failed connection is an error.
-pub fn probe_addr<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<bool> {
+pub fn is_smux_at<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<bool> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&a, timeout) {

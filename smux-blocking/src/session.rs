@@ -6,7 +6,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     writing: bool,
     /// Threads waiting in `Session::flush`.
     flush_waiters: usize,
+    /// `Session::shutdown` began: opens and writes are refused.
+    pub(crate) closing: bool,
     /// Streams registered with a poller.
     pub(crate) regs: HashMap<u16, Reg>,
     /// Pollers of this session, by key.
@@ -57,7 +59,10 @@ pub(crate) struct Shared {
     /// Fired when everything taken from the core has been written.
     flushed: Arc<Signal>,
     closer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Session threads still running.
+    running: Mutex<usize>,
+    /// Notified when a session thread exits.
+    exited: Condvar,
     role: Role,
 }
 
@@ -126,6 +131,11 @@ impl Shared {
         if let Some(close) = closer {
             close();
         }
+    }
+
+    /// The error opens and writes report while `Session::shutdown` runs.
+    pub(crate) fn closing_error() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, "smux session is closing")
     }
 
     /// The error every call reports once the session has ended.
@@ -316,6 +326,27 @@ fn guarded<T>(shared: Arc<Shared>, name: &str, body: fn(Arc<Shared>, T), arg: T)
         shared.with(|i| i.core.handle_transport_error(&err));
         shared.shutdown_transport();
     }
+    *lock(&shared.running) -= 1;
+    shared.exited.notify_all();
+}
+
+/// Starts one session thread.
+fn spawn<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    name: &'static str,
+    body: fn(Arc<Shared>, T),
+    arg: T,
+) -> io::Result<()> {
+    *lock(&shared.running) += 1;
+    let s = shared.clone();
+    let r = thread::Builder::new()
+        .name(format!("smux-{name}"))
+        .spawn(move || guarded(s, name, body, arg));
+    if let Err(e) = r {
+        *lock(&shared.running) -= 1;
+        return Err(e);
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -396,6 +427,7 @@ impl Session {
                 reader_parked: false,
                 writing: false,
                 flush_waiters: 0,
+                closing: false,
                 regs: HashMap::new(),
                 pollers: HashMap::new(),
                 next_key: 0,
@@ -407,7 +439,8 @@ impl Session {
             accept_waker,
             flushed: Arc::new(Signal::default()),
             closer: Mutex::new(closer),
-            threads: Mutex::new(Vec::with_capacity(2)),
+            running: Mutex::new(0),
+            exited: Condvar::new(),
             role,
         });
         let session = Session {
@@ -415,16 +448,8 @@ impl Session {
                 shared: shared.clone(),
             }),
         };
-        let s = shared.clone();
-        let r = thread::Builder::new()
-            .name("smux-reader".into())
-            .spawn(move || guarded(s, "reader", reader_loop, reader))?;
-        lock(&shared.threads).push(r);
-        let s = shared.clone();
-        let w = thread::Builder::new()
-            .name("smux-writer".into())
-            .spawn(move || guarded(s, "writer", writer_loop, writer))?;
-        lock(&shared.threads).push(w);
+        spawn(&shared, "reader", reader_loop, reader)?;
+        spawn(&shared, "writer", writer_loop, writer)?;
         tracing::debug!(?role, "smux session started");
         Ok(session)
     }
@@ -457,7 +482,12 @@ impl Session {
     /// use (the error then carries [`smux_proto::OpenError::IdsExhausted`]).
     pub fn open(&self) -> io::Result<Stream> {
         let shared = self.shared();
-        let id = shared.with(|i| i.core.open())?;
+        let id = shared.with(|i| {
+            if i.closing && !i.core.is_ended() {
+                return Err(Shared::closing_error());
+            }
+            i.core.open().map_err(io::Error::from)
+        })?;
         Ok(Stream::new(shared.clone(), id))
     }
 
@@ -584,11 +614,41 @@ impl Session {
         self.shared().role
     }
 
-    /// Waits until the session has ended and both of its threads have exited.
-    pub fn join(&self) {
-        let threads: Vec<JoinHandle<()>> = lock(&self.shared().threads).drain(..).collect();
-        for t in threads {
-            let _ = t.join();
+    /// The round-trip time measured by the last answered [`Session::ping`].
+    pub fn rtt(&self) -> Option<Duration> {
+        self.stats().rtt
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> Config {
+        self.shared().lock().core.config().clone()
+    }
+
+    /// Ends the session gracefully: new opens and writes are refused at once,
+    /// everything already written on its streams (and the FINs of closed streams) is
+    /// written to the transport, waiting up to `timeout` for that (`None`: no limit),
+    /// then the session ends as with [`Session::close`]. Waits until the session's
+    /// threads have exited and returns why the session ended.
+    pub fn shutdown(&self, timeout: Option<Duration>) -> EndReason {
+        self.shared().with(|i| i.closing = true);
+        let _ = self.flush(timeout);
+        self.close();
+        self.closed()
+    }
+
+    /// Waits until the session has ended and both of its threads have exited (the
+    /// transport is shut down and dropped); returns why it ended. Does not end the
+    /// session itself: see [`Session::close`].
+    pub fn closed(&self) -> EndReason {
+        let shared = self.shared();
+        let mut running = lock(&shared.running);
+        while *running > 0 {
+            running = shared
+                .exited
+                .wait(running)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+        drop(running);
+        self.end_reason().unwrap_or(EndReason::Local)
     }
 }

@@ -223,6 +223,28 @@ impl Stream {
         Ok(done)
     }
 
+    /// Writes all of `data` unless `deadline` passes first (ignoring the stream's write
+    /// timeout and non-blocking mode). On failure the [`PartialWrite`] tells exactly
+    /// how many bytes were accepted (they will be sent); nothing after them was, so
+    /// resending `data[written..]` sends everything exactly once.
+    pub fn write_all_before(&self, data: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
+        let mut written = 0;
+        while written < data.len() {
+            match self.write_until(&data[written..], Some(deadline), false) {
+                Ok(n) => written += n,
+                Err(error) => return Err(PartialWrite { written, error }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads into `buf` unless `deadline` passes first, in which case it fails with
+    /// [`io::ErrorKind::TimedOut`] and nothing was read; `Ok(0)` is end-of-file.
+    /// Ignores the stream's read timeout and non-blocking mode.
+    pub fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.read_until(buf, Some(deadline), false)
+    }
+
     fn opts(&self) -> Opts {
         *lock(&self.inner.opts)
     }
@@ -275,21 +297,27 @@ impl Stream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let o = self.opts();
+        self.read_until(buf, Self::deadline(o.read_timeout), o.nonblocking)
+    }
+
+    fn read_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let o = self.opts();
         let id = self.inner.id;
-        self.blocking(
-            Dir::Read,
-            Self::deadline(o.read_timeout),
-            o.nonblocking,
-            |i| match i.core.read(id, buf) {
+        self.blocking(Dir::Read, deadline, nonblocking, |i| {
+            match i.core.read(id, buf) {
                 Ok(n) => Step::Done(Ok(n)),
                 Err(ReadError::Blocked) => Step::Blocked,
                 Err(e) => Step::Done(Err(e.into())),
-            },
-        )
+            }
+        })
     }
 
     fn write_until(
@@ -303,6 +331,9 @@ impl Stream {
         }
         let id = self.inner.id;
         self.blocking(Dir::Write, deadline, nonblocking, |i| {
+            if i.closing && !i.core.is_ended() {
+                return Step::Done(Err(Shared::closing_error()));
+            }
             match i.core.write(id, buf) {
                 Ok(n) => Step::Done(Ok(n)),
                 Err(WriteError::Blocked) => Step::Blocked,
@@ -314,6 +345,63 @@ impl Stream {
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
         let o = self.opts();
         self.write_until(buf, Self::deadline(o.write_timeout), o.nonblocking)
+    }
+}
+
+/// A write with a deadline that did not complete: carries the exact number of bytes
+/// the stream accepted before it stopped.
+///
+/// Those `written` bytes will reach the peer (unless the session fails); the rest was
+/// not sent at all. [`PartialWrite::error`] says why it stopped: an error of kind
+/// [`io::ErrorKind::TimedOut`] when the deadline passed, otherwise the stream's or
+/// the session's failure.
+#[derive(Debug)]
+pub struct PartialWrite {
+    written: usize,
+    error: io::Error,
+}
+
+impl PartialWrite {
+    /// Bytes accepted before the write stopped.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Why the write stopped.
+    pub fn error(&self) -> &io::Error {
+        &self.error
+    }
+
+    /// True if the deadline passed (as opposed to a stream or session failure).
+    pub fn is_timeout(&self) -> bool {
+        self.error.kind() == io::ErrorKind::TimedOut
+    }
+
+    /// The error, dropping the count.
+    pub fn into_error(self) -> io::Error {
+        self.error
+    }
+}
+
+impl fmt::Display for PartialWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} after {} bytes were written",
+            self.error, self.written
+        )
+    }
+}
+
+impl std::error::Error for PartialWrite {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<PartialWrite> for io::Error {
+    fn from(p: PartialWrite) -> io::Error {
+        p.error
     }
 }
 

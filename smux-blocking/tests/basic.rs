@@ -145,7 +145,7 @@ fn listener_connect_and_close() {
             st.write_all(&buf).unwrap();
             // The peer closes the session: pending calls fail.
             let e = s.accept().unwrap_err();
-            s.join();
+            s.closed();
             (e.kind(), s.end_reason())
         });
         let c = connect(addr, Config::default()).expect("connect");
@@ -155,7 +155,7 @@ fn listener_connect_and_close() {
         st.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hello");
         c.close();
-        c.join();
+        c.closed();
         assert_eq!(c.end_reason(), Some(smux_blocking::EndReason::Local));
         assert!(st.write(b"x").is_err());
         assert!(c.open().is_err());
@@ -210,8 +210,31 @@ fn unix_socket_and_separate_halves() {
         assert_eq!(&buf, b"halves");
         // Closing ends both: the closer shuts the client's halves down.
         c2.close();
-        c2.join();
+        c2.closed();
         assert!(s2.accept().is_err());
-        s2.join();
+        s2.closed();
+    });
+}
+
+#[test]
+fn graceful_shutdown_delivers_what_was_written() {
+    bounded(LIMIT, || {
+        let (c, s) = pair();
+        let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 253) as u8).collect();
+        let mut st = c.open().unwrap();
+        st.write_all(&data).unwrap();
+        let other = c.open().unwrap();
+        drop(st);
+        let c2 = c.clone();
+        let reason = thread::spawn(move || c2.shutdown(Some(Duration::from_secs(10))));
+        let mut peer = s.accept().unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got)
+            .expect("all data, then end-of-file");
+        assert!(got == data);
+        assert_eq!(reason.join().unwrap(), smux_blocking::EndReason::Local);
+        assert!(c.open().is_err());
+        assert!((&other).write(b"x").is_err());
+        assert_eq!(s.closed(), smux_blocking::EndReason::PeerClosed);
     });
 }

@@ -50,13 +50,21 @@ fn random_short_write_deadlines_lose_and_duplicate_nothing() {
             let deadline = Duration::from_micros(rng.range(200, 4000));
             let chunk = &data[pos..pos + len];
             writes += 1;
-            let r = if rng.next_u64() % 2 == 0 {
-                // std `Write` with a write timeout: returns once something was accepted.
-                st.set_write_timeout(Some(deadline)).unwrap();
-                std::io::Write::write(&mut &st, chunk)
-            } else {
+            let r = match rng.next_u64() % 3 {
+                0 => {
+                    // std `Write` with a write timeout: returns once something was
+                    // accepted.
+                    st.set_write_timeout(Some(deadline)).unwrap();
+                    std::io::Write::write(&mut &st, chunk)
+                }
                 // The seed's write: accepts as much as possible until the deadline.
-                st.write_before(chunk, Instant::now() + deadline)
+                1 => st.write_before(chunk, Instant::now() + deadline),
+                // All or a count: the error carries what was accepted.
+                _ => match st.write_all_before(chunk, Instant::now() + deadline) {
+                    Ok(()) => Ok(len),
+                    Err(p) if p.is_timeout() && p.written() > 0 => Ok(p.written()),
+                    Err(p) => Err(p.into_error()),
+                },
             };
             match r {
                 Ok(n) => {

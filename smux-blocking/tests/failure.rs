@@ -83,8 +83,8 @@ fn transport_shut_down_under_active_reads_and_writes() {
         }
         assert_eq!(failures, 10);
         // Every session thread exits, on both ends.
-        c.join();
-        s.join();
+        c.closed();
+        s.closed();
         println!(
             "all calls failed and all threads exited {:?} after the shutdown",
             start.elapsed()
@@ -120,7 +120,7 @@ fn a_silent_peer_is_detected_by_keepalive() {
         let took = start.elapsed();
         assert_eq!(c.end_reason(), Some(EndReason::KeepaliveTimeout));
         assert_eq!(e.kind(), ErrorKind::TimedOut);
-        c.join();
+        c.closed();
         // The session shut the transport down, so the silent end sees end-of-file.
         let sunk = silent.join().unwrap();
         println!("silent peer detected after {took:?}; it was sent {sunk} bytes of PINs");

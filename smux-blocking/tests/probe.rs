@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::bounded;
-use smux_blocking::{connect, is_smux, probe_addr, Config, Role, Session};
+use smux_blocking::{connect, is_smux, is_smux_at, Config, Role, Session};
 use smux_proto::{verify_code, Header};
 
 const SHORT: Duration = Duration::from_millis(200);
@@ -71,7 +71,7 @@ fn false_against_a_silent_server_after_the_timeout() {
             let mut buf = Vec::new();
             let _ = tcp.read_to_end(&mut buf);
         });
-        assert!(!probe_addr(addr, SHORT).expect("probe"));
+        assert!(!is_smux_at(addr, SHORT).expect("probe"));
         t.join().unwrap();
     });
 }
@@ -82,7 +82,7 @@ fn err_against_a_closed_port() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        assert!(probe_addr(addr, SHORT).is_err());
+        assert!(is_smux_at(addr, SHORT).is_err());
     });
 }
 
