@@ -167,9 +167,9 @@
 //! ([`EndReason::KeepaliveTimeout`]) when nothing arrived for `keepalive_timeout`.
 //! Timers wait on a condition variable until the core's next deadline; nothing
 //! polls. While a transport write is blocked (the peer does not read) the timers
-//! run when the write returns: TCP and Unix transports get a 250 ms write timeout
-//! on the writer's handle for this, other transports only when their write
-//! returns.
+//! run when the write returns: on Unix, TCP and Unix-socket transports get a 250 ms
+//! write timeout on the writer's handle for this; with other transports the timers
+//! run when the blocked write returns.
 //!
 //! # Logging
 //!

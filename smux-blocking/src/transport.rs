@@ -9,6 +9,7 @@ use std::time::Duration;
 /// How long a write to a TCP or Unix transport may block before the writer thread
 /// looks at its timers again (so a peer that neither reads nor sends is still caught by
 /// the keepalive timeout while a write is stuck).
+#[cfg(unix)]
 const WRITE_CHECK: Duration = Duration::from_millis(250);
 
 type Closer = Box<dyn FnOnce() + Send>;
@@ -67,9 +68,10 @@ impl Parts {
 /// apart into [`Parts`].
 ///
 /// Implemented for [`TcpStream`] and (on Unix) `UnixStream` through `try_clone`, and for
-/// [`Parts`] itself. Both sockets are switched to blocking mode, and their write half
-/// gets a short write timeout so the writer thread keeps running its timers while the
-/// peer does not read.
+/// [`Parts`] itself. Both sockets are switched to blocking mode, and on Unix their write
+/// half gets a short write timeout (250 ms) so the writer thread keeps running its
+/// timers while the peer does not read. The socket is shared with any clone the
+/// caller kept, so those settings apply to the clone too.
 pub trait Transport {
     /// Takes the transport apart.
     fn into_parts(self) -> io::Result<Parts>;
@@ -86,6 +88,9 @@ impl Transport for TcpStream {
         self.set_nonblocking(false)?;
         let reader = self.try_clone()?;
         let closer = self.try_clone()?;
+        // On Unix a timed-out send leaves the socket usable; Windows documents its
+        // state as indeterminate after a send timeout, so there writes just block.
+        #[cfg(unix)]
         self.set_write_timeout(Some(WRITE_CHECK))?;
         Ok(Parts::new(reader, self).with_closer(move || {
             let _ = closer.shutdown(Shutdown::Both);

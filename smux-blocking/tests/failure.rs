@@ -143,3 +143,50 @@ fn live_peers_keep_each_other_alive_with_short_keepalive() {
         assert!(c.stats().frames_received > 0, "PINs arrived");
     });
 }
+
+#[test]
+fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block() {
+    bounded(Duration::from_secs(60), || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        let peer = thread::spawn(move || {
+            // Accepts, then neither reads nor writes until told to go.
+            let (tcp, _) = l.accept().unwrap();
+            let _ = rx.recv();
+            drop(tcp);
+        });
+        let config = Config {
+            // A large window, so our writes fill the socket buffers.
+            window: 64 * 1024 * 1024,
+            keepalive_interval: Duration::from_millis(100),
+            keepalive_timeout: Duration::from_millis(600),
+            ..Config::default()
+        };
+        let c = smux_blocking::connect(addr, config).unwrap();
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let st = c.open().unwrap();
+                thread::spawn(move || {
+                    let chunk = vec![9u8; 256 * 1024];
+                    let mut total = 0usize;
+                    loop {
+                        match (&st).write(&chunk) {
+                            Ok(n) => total += n,
+                            Err(e) => return (total, e.kind()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reason = c.closed();
+        assert_eq!(reason, EndReason::KeepaliveTimeout);
+        for w in writers {
+            let (total, kind) = w.join().unwrap();
+            println!("writer stopped after {total} bytes: {kind:?}");
+            assert_eq!(kind, ErrorKind::TimedOut);
+        }
+        tx.send(()).unwrap();
+        peer.join().unwrap();
+    });
+}
