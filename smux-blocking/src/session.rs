@@ -491,7 +491,10 @@ impl Session {
         Ok(Stream::new(shared.clone(), id))
     }
 
-    /// Waits for the next stream the peer opens. Fails once the session has ended.
+    /// Waits for the next stream the peer opens. Fails once the session has ended and
+    /// no stream is left to accept: streams the peer opened before the end can still
+    /// be accepted, and their buffered data read (then end-of-file if the peer closed
+    /// them, or the session's error).
     pub fn accept(&self) -> io::Result<Stream> {
         self.accept_until(None)
     }
@@ -506,9 +509,12 @@ impl Session {
     /// yet. For event loops with a [`Poller`](crate::Poller).
     pub fn try_accept(&self) -> io::Result<Option<Stream>> {
         let shared = self.shared();
-        let r = shared.with(|i| match Shared::ended_error(i) {
-            Some(e) => Err(e),
-            None => Ok(i.core.accept()),
+        let r = shared.with(|i| match i.core.accept() {
+            Some(id) => Ok(Some(id)),
+            None => match Shared::ended_error(i) {
+                Some(e) => Err(e),
+                None => Ok(None),
+            },
         })?;
         Ok(r.map(|id| Stream::new(shared.clone(), id)))
     }
@@ -517,18 +523,16 @@ impl Session {
         let shared = self.shared();
         loop {
             let mut seen = 0;
-            let r = shared.with(|i| {
-                if let Some(e) = Shared::ended_error(i) {
-                    return Some(Err(e));
-                }
-                match i.core.accept() {
-                    Some(id) => Some(Ok(id)),
+            let r = shared.with(|i| match i.core.accept() {
+                Some(id) => Some(Ok(id)),
+                None => match Shared::ended_error(i) {
+                    Some(e) => Some(Err(e)),
                     None => {
                         seen = shared.accept.epoch();
                         i.waiters.wait_accept(&shared.accept_waker);
                         None
                     }
-                }
+                },
             });
             match r {
                 Some(Ok(id)) => return Ok(Stream::new(shared.clone(), id)),

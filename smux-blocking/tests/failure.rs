@@ -53,6 +53,7 @@ fn transport_shut_down_under_active_reads_and_writes() {
         let c3 = c.clone();
         let done = done_tx.clone();
         let probe_stream = c.open().unwrap();
+        server_side.push(s.accept().unwrap());
         thread::spawn(move || {
             let poller = c3.poller();
             poller
