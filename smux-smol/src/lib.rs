@@ -21,6 +21,20 @@
 //! ended and the transport is closed; every pending and later call on the session or
 //! its streams then fails promptly.
 //!
+//! # Ending a session
+//!
+//! [`Session::close`] ends it at once (unsent data is dropped);
+//! [`Session::shutdown`] first writes out everything already written on its
+//! streams, then ends it and waits for the driver; dropping the last [`Session`]
+//! handle does the same as `shutdown` in the background (for at most 10 seconds).
+//! Streams the peer had finished still read their data and end-of-file afterwards.
+//! [`Session::end_reason`] says why a session ended: closed here, peer closed,
+//! keepalive timeout, protocol error or I/O error.
+//!
+//! [`connect`] and [`Listener`] cover TCP (with `TCP_NODELAY`, over
+//! [`TcpTransport`]); [`Session::new`] takes any futures-io transport, e.g. a TLS
+//! stream or a Unix socket.
+//!
 //! # Example
 //!
 //! An echo server and a client over loopback TCP:

@@ -1,19 +1,108 @@
 //! TCP conveniences: dial a session, or listen for them.
 
 use std::future::{poll_fn, Future};
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::pin::pin;
-use std::task::Poll;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::pin::{pin, Pin};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
+use futures_io::{AsyncRead, AsyncWrite};
 use smux_proto::{Config, Role};
 
 use crate::session::{Driver, Session};
 
-/// The transport of sessions made by [`connect`] and [`Listener`].
-pub type TcpTransport = Async<TcpStream>;
+/// A TCP connection as a session transport: the transport of sessions made by
+/// [`connect`] and [`Listener`].
+///
+/// It is `Async<TcpStream>` with one difference: closing it (`poll_close`) shuts the
+/// connection's write side down, so the peer sees end-of-file, whereas
+/// `Async<TcpStream>` only flushes there. The session's driver relies on that to
+/// end a session cleanly (it then reads until the peer closes too).
+#[derive(Debug)]
+pub struct TcpTransport {
+    inner: Async<TcpStream>,
+}
+
+impl TcpTransport {
+    /// Wraps a connected socket (made non-blocking and registered with the reactor).
+    pub fn new(stream: TcpStream) -> io::Result<TcpTransport> {
+        Ok(TcpTransport {
+            inner: Async::new(stream)?,
+        })
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &TcpStream {
+        self.inner.get_ref()
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().peer_addr()
+    }
+
+    /// The reactor-registered socket.
+    pub fn into_inner(self) -> Async<TcpStream> {
+        self.inner
+    }
+}
+
+impl From<Async<TcpStream>> for TcpTransport {
+    fn from(inner: Async<TcpStream>) -> TcpTransport {
+        TcpTransport { inner }
+    }
+}
+
+impl AsyncRead for TcpTransport {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+
+    fn poll_read_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read_vectored(cx, bufs)
+    }
+}
+
+impl AsyncWrite for TcpTransport {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// Flushes, then shuts the write side down (the peer reads end-of-file).
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        match self.inner.get_ref().shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
 
 fn invalid(e: smux_proto::ConfigError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
@@ -45,14 +134,14 @@ where
 pub(crate) async fn connect_tcp<A: ToSocketAddrs>(
     addr: A,
     timeout: Option<Duration>,
-) -> io::Result<Async<TcpStream>> {
+) -> io::Result<TcpTransport> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match with_timeout(Async::<TcpStream>::connect(a), timeout).await {
             Ok(s) => {
                 // The session coalesces frames itself; small ones must not wait.
                 s.get_ref().set_nodelay(true)?;
-                return Ok(s);
+                return Ok(TcpTransport::from(s));
             }
             Err(e) => last = Some(e),
         }
@@ -111,6 +200,7 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<(Session, Driver<TcpTransport>, SocketAddr)> {
         let (tcp, peer) = self.tcp.accept().await?;
         tcp.get_ref().set_nodelay(true)?;
+        let tcp = TcpTransport::from(tcp);
         let (session, driver) =
             Session::new(tcp, self.config.clone(), Role::Acceptor).map_err(invalid)?;
         Ok((session, driver, peer))

@@ -19,15 +19,23 @@ use crate::stream::Stream;
 const TX_LIMIT: usize = 256 * 1024;
 /// The transmit buffer is refilled only when it holds less than this.
 const TX_LOW: usize = 64 * 1024;
-/// Bytes read from the transport per read call.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bounds of the bytes offered to one transport read. The size adapts: it doubles
+/// after a read that filled it and shrinks towards what reads return, so a trickle
+/// of small reads does not zero a large buffer each time.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 128 * 1024;
 /// Slices per vectored write.
 const MAX_SLICES: usize = 64;
 /// Loop turns per wake-up of the driver before it yields to the executor.
 const BUDGET: usize = 32;
-/// How long a driver whose session was closed locally keeps trying to write what the
-/// core already handed over and to close the transport.
-const LINGER: Duration = Duration::from_secs(2);
+/// How long a dropped session may take to write out what its streams had written.
+const LINGER: Duration = Duration::from_secs(10);
+/// Once the session ended: how long closing the transport's write side, then reading
+/// until the peer closes too, may take.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long reading goes on after writing failed, to take in what the peer sent
+/// before it went away.
+const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything a session's handles and its driver share, behind one mutex.
 pub(crate) struct Inner {
@@ -39,6 +47,10 @@ pub(crate) struct Inner {
     driver_done: bool,
     /// Tasks waiting in [`Session::closed`].
     done_waiters: Vec<Waker>,
+    /// Set by a graceful close: opens, accepts and writes are refused, and the driver
+    /// ends the session once everything queued is written (or at `linger`, if set).
+    pub(crate) closing: bool,
+    linger: Option<Instant>,
 }
 
 pub(crate) type Shared = Arc<Mutex<Inner>>;
@@ -54,6 +66,30 @@ impl Inner {
     pub(crate) fn take_driver(&mut self) -> Option<Waker> {
         self.driver.take()
     }
+
+    /// Starts a graceful close (see `closing`); returns the driver's waker to wake.
+    fn start_closing(&mut self, linger: Option<Instant>) -> Option<Waker> {
+        if self.session.is_ended() {
+            return None;
+        }
+        self.linger = match (self.closing, self.linger, linger) {
+            (false, _, new) => new,
+            (true, Some(old), Some(new)) => Some(old.min(new)),
+            (true, old, _) => old,
+        };
+        self.closing = true;
+        self.take_driver()
+    }
+
+    /// True while a graceful close runs: new work is refused.
+    pub(crate) fn refuses_work(&self) -> bool {
+        self.closing && !self.session.is_ended()
+    }
+}
+
+/// The error of opens, accepts and writes once a graceful close started.
+pub(crate) fn closing_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "smux session is closing")
 }
 
 /// Wakes an optional waker (after the lock was released).
@@ -73,7 +109,14 @@ pub(crate) fn wake(w: Option<Waker>) {
 /// the session has ended.
 ///
 /// `Session` is a cheap handle: clones share the session. Dropping the last handle
-/// ends the session (like [`Session::close`]); streams still open then fail.
+/// ends the session even if [`Stream`]s are still alive (their calls then fail),
+/// but like closing a TCP socket it lets the driver write out what was already
+/// written first (for at most 10 seconds); [`Session::shutdown`] does that and
+/// waits, [`Session::close`] drops it instead.
+///
+/// When the session ends for any reason (closed here, the peer closed the
+/// transport, keepalive timeout, protocol error, I/O error), every pending and later
+/// call on it and on its streams fails promptly; [`Session::end_reason`] says why.
 ///
 /// [`connect`]: crate::connect
 /// [`Listener`]: crate::Listener
@@ -89,22 +132,10 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        close_shared(&self.shared);
+        // Like closing a TCP socket: what was written still goes out (bounded).
+        let driver = lock(&self.shared).start_closing(Some(Instant::now() + LINGER));
+        wake(driver);
     }
-}
-
-fn close_shared(shared: &Shared) {
-    let mut woken = Vec::new();
-    {
-        let mut g = lock(shared);
-        let inner = &mut *g;
-        if !inner.session.is_ended() {
-            inner.session.close_session();
-        }
-        inner.waiters.take_all(&mut woken);
-        woken.extend(inner.take_driver());
-    }
-    woken.into_iter().for_each(Waker::wake);
 }
 
 impl fmt::Debug for Session {
@@ -143,20 +174,10 @@ impl Session {
             driver: None,
             driver_done: false,
             done_waiters: Vec::new(),
+            closing: false,
+            linger: None,
         }));
-        let driver = Driver {
-            shared: shared.clone(),
-            io: Some(transport),
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            tx: Transmit::new(),
-            woken: Vec::new(),
-            timer: Timer::never(),
-            timer_at: None,
-            eof: false,
-            flush_pending: false,
-            closing: None,
-            result: None,
-        };
+        let driver = Driver::new(shared.clone(), transport);
         let session = Session {
             handle: Arc::new(Handle { shared }),
         };
@@ -176,6 +197,9 @@ impl Session {
     pub async fn open(&self) -> io::Result<Stream> {
         let (id, driver) = {
             let mut g = lock(self.shared());
+            if g.refuses_work() {
+                return Err(closing_error());
+            }
             let id = g.session.open().map_err(|e| {
                 if matches!(e, smux_proto::OpenError::IdsExhausted) {
                     tracing::debug!("smux open refused: all stream IDs are in use");
@@ -204,15 +228,44 @@ impl Session {
         if let Some(r) = inner.session.end_reason() {
             return Poll::Ready(Err(r.to_io_error()));
         }
+        if inner.closing {
+            return Poll::Ready(Err(closing_error()));
+        }
         inner.waiters.wait_accept(cx.waker());
         Poll::Pending
     }
 
     /// Ends the session now: every stream fails, pending calls return an error, data
     /// not yet handed to the transport is dropped, and the driver closes the
-    /// transport and completes. Does nothing if the session already ended.
+    /// transport and completes. Does nothing if the session already ended. To finish
+    /// streams gracefully, close them and wait for the peer first, or use
+    /// [`Session::shutdown`].
     pub fn close(&self) {
-        close_shared(self.shared());
+        let mut woken = Vec::new();
+        {
+            let mut g = lock(self.shared());
+            let inner = &mut *g;
+            inner.session.close_session();
+            while let Some(ev) = inner.session.poll_event() {
+                if let Event::Ended(reason) = &ev {
+                    log_end(reason);
+                }
+                inner.waiters.dispatch(&ev, &mut woken);
+            }
+            woken.extend(inner.take_driver());
+        }
+        woken.into_iter().for_each(Waker::wake);
+    }
+
+    /// Ends the session gracefully and waits until the driver has completed: new
+    /// opens, accepts and writes are refused at once, everything already written on
+    /// the streams (and the FINs of closed streams) is written to the transport, then
+    /// the session ends as with [`Session::close`]. Waits as long as the transport
+    /// takes the data: bound it with a timeout, and call [`Session::close`] after one.
+    pub async fn shutdown(&self) -> EndReason {
+        let driver = lock(self.shared()).start_closing(None);
+        wake(driver);
+        self.closed().await
     }
 
     /// Waits until the driver has completed (the session ended and the transport was
@@ -287,7 +340,12 @@ impl Session {
 /// been closed. Dropping it before then ends the session with a transport error.
 ///
 /// Reading the transport never waits for writing: while the peer is not taking our
-/// bytes, its frames (and its confirmations) are still read and applied.
+/// bytes, its frames (and its confirmations) are still read and applied. Once the
+/// session was closed locally the driver closes the transport's write side and reads
+/// on until the peer closes too (for at most 2 seconds), so closing a socket with
+/// unread input does not reset the connection under a peer still reading our last
+/// bytes. Likewise a failed write does not end the session before reading has
+/// taken in what the peer sent before it went away (at most 2 seconds).
 pub struct Driver<T> {
     shared: Shared,
     /// The transport; `None` once it has been closed and dropped.
@@ -298,19 +356,38 @@ pub struct Driver<T> {
     timer: Timer,
     /// The instant `timer` is armed for.
     timer_at: Option<Instant>,
+    /// Bytes offered to the next transport read.
+    read_size: usize,
+    /// The transport's read side reached end-of-file.
     eof: bool,
+    /// Reading the transport failed.
+    read_failed: bool,
     flush_pending: bool,
-    /// Set once the session ended: how long closing the transport may take.
-    closing: Option<Instant>,
+    /// Writing failed: reading goes on until it stops too, or until the instant.
+    write_failed: Option<(io::Error, Instant)>,
+    phase: Phase,
+    /// Set once the session ended: when closing the transport gives up.
+    grace: Option<Instant>,
     result: Option<EndReason>,
+}
+
+/// Where the driver is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// The session ended: writing out what a local close had handed over, then
+    /// closing the transport's write side.
+    ShuttingDown,
+    /// Reading and dropping input until the peer closes its side too.
+    Draining,
 }
 
 impl<T> fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Driver")
+            .field("phase", &self.phase)
             .field("pending_out", &self.tx.len())
             .field("pending_in", &self.rbuf.len())
-            .field("closing", &self.closing.is_some())
             .field("result", &self.result)
             .finish()
     }
@@ -319,7 +396,7 @@ impl<T> fmt::Debug for Driver<T> {
 /// What one locked turn of the driver found.
 struct Turn {
     wants_input: bool,
-    timeout: Option<Instant>,
+    deadline: Option<Instant>,
     ended: Option<EndReason>,
 }
 
@@ -327,6 +404,26 @@ impl<T> Driver<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    fn new(shared: Shared, io: T) -> Driver<T> {
+        Driver {
+            shared,
+            io: Some(io),
+            rbuf: BytesMut::with_capacity(READ_MAX),
+            tx: Transmit::new(),
+            woken: Vec::new(),
+            timer: Timer::never(),
+            timer_at: None,
+            read_size: READ_MIN,
+            eof: false,
+            read_failed: false,
+            flush_pending: false,
+            write_failed: None,
+            phase: Phase::Running,
+            grace: None,
+            result: None,
+        }
+    }
+
     /// Feeds pending input, runs due timers, fills the transmit buffer and collects
     /// the wakers of events, all under the lock.
     fn core_turn(&mut self, cx: &Context<'_>, now: Instant) -> Turn {
@@ -337,6 +434,14 @@ where
             _ => inner.driver = Some(cx.waker().clone()),
         }
         let s = &mut inner.session;
+        if self
+            .write_failed
+            .as_ref()
+            .is_some_and(|(_, until)| now >= *until)
+        {
+            let (e, _) = self.write_failed.take().expect("checked");
+            s.handle_transport_error(&e);
+        }
         if s.poll_timeout().is_some_and(|t| now >= t) {
             s.handle_timeout(now);
         }
@@ -351,8 +456,24 @@ where
                 );
             }
         }
+        if self.eof && !s.is_ended() && (self.rbuf.is_empty() || s.wants_input()) {
+            // Everything that arrived has been applied; what is left is a partial
+            // frame. (While input is stalled, the frames still buffered wait for the
+            // application to read.)
+            s.handle_eof(self.rbuf.len());
+        }
         if self.tx.len() < TX_LOW {
             s.poll_transmit(now, &mut self.tx, TX_LIMIT);
+        }
+        if self.write_failed.is_some() {
+            // Nothing can be written any more.
+            self.tx = Transmit::new();
+        }
+        if inner.closing && !s.is_ended() {
+            let flushed = self.tx.is_empty() && !s.has_transmit() && !self.flush_pending;
+            if flushed || inner.linger.is_some_and(|t| now >= t) {
+                s.close_session();
+            }
         }
         while let Some(ev) = s.poll_event() {
             if let Event::Ended(reason) = &ev {
@@ -360,24 +481,41 @@ where
             }
             inner.waiters.dispatch(&ev, &mut self.woken);
         }
+        let s = &inner.session;
+        let linger = inner.linger.filter(|_| inner.closing);
+        let write_failed = self.write_failed.as_ref().map(|(_, until)| *until);
         Turn {
-            wants_input: s.wants_input(),
-            timeout: s.poll_timeout(),
+            wants_input: s.wants_input() && !self.eof && !self.read_failed,
+            deadline: [s.poll_timeout(), linger, write_failed]
+                .into_iter()
+                .flatten()
+                .min(),
             ended: s.end_reason().cloned(),
         }
     }
 
-    fn fail(&mut self, err: &io::Error) {
-        let mut g = lock(&self.shared);
-        g.session.handle_transport_error(err);
+    /// Records a failed write. The peer may have sent more before it went away, so
+    /// reading goes on for a while unless it already stopped.
+    fn fail_write(&mut self, e: io::Error) {
+        self.tx = Transmit::new();
+        self.flush_pending = false;
+        if self.eof || self.read_failed {
+            lock(&self.shared).session.handle_transport_error(&e);
+        } else {
+            tracing::trace!(error = %e, "smux transport write failed; reading on");
+            self.write_failed = Some((e, Instant::now() + WRITE_FAIL_GRACE));
+        }
     }
 
-    /// Writes as much of the transmit buffer as the transport takes now. Returns true
-    /// if anything happened.
+    /// Writes as much of the transmit buffer as the transport takes now, then
+    /// flushes. Returns true if anything happened.
     fn write_out(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(io) = self.io.as_mut() else {
             return false;
         };
+        if self.write_failed.is_some() {
+            return false;
+        }
         let mut progress = false;
         let mut error = None;
         while !self.tx.is_empty() {
@@ -403,13 +541,16 @@ where
         }
         if error.is_none() && self.tx.is_empty() && self.flush_pending {
             match Pin::new(&mut *io).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.flush_pending = false,
+                Poll::Ready(Ok(())) => {
+                    self.flush_pending = false;
+                    progress = true;
+                }
                 Poll::Ready(Err(e)) => error = Some(e),
                 Poll::Pending => {}
             }
         }
         if let Some(e) = error {
-            self.fail(&e);
+            self.fail_write(e);
             return true;
         }
         progress
@@ -422,7 +563,7 @@ where
             return false;
         };
         let start = self.rbuf.len();
-        self.rbuf.resize(start + READ_CHUNK, 0);
+        self.rbuf.resize(start + self.read_size, 0);
         let res = Pin::new(io).poll_read(cx, &mut self.rbuf[start..]);
         let got = match &res {
             Poll::Ready(Ok(n)) => *n,
@@ -430,25 +571,30 @@ where
         };
         self.rbuf.truncate(start + got);
         match res {
-            Poll::Ready(Ok(0)) => {
-                self.eof = true;
-                let mut g = lock(&self.shared);
-                g.session.handle_eof(self.rbuf.len());
-                true
+            Poll::Ready(Ok(0)) => self.eof = true,
+            Poll::Ready(Ok(n)) => {
+                self.read_size = if n == self.read_size {
+                    (n * 2).min(READ_MAX)
+                } else {
+                    n.next_power_of_two().clamp(READ_MIN, READ_MAX)
+                };
             }
-            Poll::Ready(Ok(_)) => true,
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Poll::Ready(Err(e)) => {
-                self.fail(&e);
-                true
+                self.read_failed = true;
+                // A read error trumps a pending write error: report it now.
+                self.write_failed = None;
+                lock(&self.shared).session.handle_transport_error(&e);
             }
-            Poll::Pending => false,
+            Poll::Pending => return false,
         }
+        true
     }
 
-    /// Keeps the timer armed no later than the core's next deadline. A deadline that
-    /// moved later (keepalive pushed back by traffic) does not re-arm it: the early
-    /// wake-up re-arms it then, which saves a timer update per received frame.
+    /// Keeps the timer armed no later than `deadline`. A deadline that moved later
+    /// (keepalive pushed back by traffic) does not re-arm it: the early wake-up
+    /// re-arms it then, which saves a timer update per received frame. Returns true
+    /// if the timer fired.
     fn poll_timer(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> bool {
         let Some(t) = deadline else {
             return false;
@@ -464,46 +610,79 @@ where
         false
     }
 
-    /// After the session ended: write out what a locally closed session had already
-    /// handed over, close the transport (bounded by [`LINGER`]), then finish.
+    /// After the session ended: write out what a local close had already handed
+    /// over, close the transport's write side and, after a local close, read until
+    /// the peer closes too, all within [`SHUTDOWN_GRACE`]; then finish.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>, reason: EndReason) -> Poll<EndReason> {
-        let deadline = *self.closing.get_or_insert_with(|| Instant::now() + LINGER);
-        if reason != EndReason::Local {
-            self.tx = Transmit::new();
+        if self.phase == Phase::Running {
+            self.phase = Phase::ShuttingDown;
+            self.grace = Some(Instant::now() + SHUTDOWN_GRACE);
+            if reason != EndReason::Local {
+                self.tx = Transmit::new();
+            }
         }
-        let done = loop {
-            let Some(io) = self.io.as_mut() else {
-                break true;
-            };
-            if !self.tx.is_empty() {
-                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                let n = self.tx.io_slices(&mut slices);
-                match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]) {
-                    Poll::Ready(Ok(k)) if k > 0 => {
-                        self.tx.advance(k);
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Poll::Ready(_) => self.tx = Transmit::new(),
-                    Poll::Pending => break false,
-                }
-            }
-            match Pin::new(&mut *io).poll_close(cx) {
-                Poll::Ready(_) => break true,
-                Poll::Pending => break false,
-            }
-        };
-        if !done {
-            if self.timer_at != Some(deadline) {
-                self.timer.set_at(deadline);
-                self.timer_at = Some(deadline);
-            }
-            if Pin::new(&mut self.timer).poll(cx).is_pending() {
+        let grace = self.grace.expect("set above");
+        if self.timer_at != Some(grace) {
+            self.timer.set_at(grace);
+            self.timer_at = Some(grace);
+        }
+        let expired = Pin::new(&mut self.timer).poll(cx).is_ready();
+        if self.phase == Phase::ShuttingDown {
+            if self.poll_close_write(cx).is_pending() && !expired {
                 return Poll::Pending;
             }
+            self.phase = Phase::Draining;
+        }
+        // Draining only protects bytes we sent on a local close; after a failure or a
+        // silent peer there is nothing to protect.
+        if reason == EndReason::Local && self.poll_drain(cx).is_pending() && !expired {
+            return Poll::Pending;
         }
         self.finish();
         Poll::Ready(reason)
+    }
+
+    /// Writes what is left of the transmit buffer, then closes the transport.
+    fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Ready(());
+        };
+        if self.write_failed.is_some() {
+            return Poll::Ready(());
+        }
+        while !self.tx.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = self.tx.io_slices(&mut slices);
+            match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(k)) if k > 0 => self.tx.advance(k),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match Pin::new(&mut *io).poll_close(cx) {
+            Poll::Ready(Err(e)) => {
+                tracing::trace!(error = %e, "smux transport close failed");
+                Poll::Ready(())
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Reads and drops input until the peer closes its side (or reading fails).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..BUDGET {
+            if self.eof || self.read_failed || self.io.is_none() {
+                return Poll::Ready(());
+            }
+            self.rbuf.clear();
+            if !self.read_in(cx) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Drops the transport, marks the driver done and wakes everyone still waiting.
@@ -511,27 +690,35 @@ where
         self.io = None;
         self.tx = Transmit::new();
         self.rbuf = BytesMut::new();
-        let mut woken = std::mem::take(&mut self.woken);
-        let reason = {
-            let mut g = lock(&self.shared);
-            let inner = &mut *g;
-            if !inner.session.is_ended() {
-                let err = io::Error::other("smux driver dropped before the session ended");
-                inner.session.handle_transport_error(&err);
-                if let Some(r) = inner.session.end_reason() {
-                    log_end(r);
-                }
-            }
-            while inner.session.poll_event().is_some() {}
-            inner.driver_done = true;
-            inner.driver = None;
-            inner.waiters.take_all(&mut woken);
-            woken.append(&mut inner.done_waiters);
-            inner.session.end_reason().cloned()
-        };
-        self.result = reason;
-        woken.drain(..).for_each(Waker::wake);
+        self.result = Some(teardown(&self.shared));
     }
+}
+
+/// Marks the session's driver done: ends the session if it still runs (the driver
+/// was dropped), wakes every waiting task, and returns the end reason.
+fn teardown(shared: &Shared) -> EndReason {
+    let mut woken = Vec::new();
+    let reason = {
+        let mut g = lock(shared);
+        let inner = &mut *g;
+        if !inner.session.is_ended() {
+            let err = io::Error::other("smux driver dropped before the session ended");
+            inner.session.handle_transport_error(&err);
+        }
+        while let Some(ev) = inner.session.poll_event() {
+            if let Event::Ended(reason) = &ev {
+                log_end(reason);
+            }
+            inner.waiters.dispatch(&ev, &mut woken);
+        }
+        inner.driver_done = true;
+        inner.driver = None;
+        inner.waiters.take_all(&mut woken);
+        woken.append(&mut inner.done_waiters);
+        inner.session.end_reason().cloned()
+    };
+    woken.into_iter().for_each(Waker::wake);
+    reason.unwrap_or(EndReason::Local)
 }
 
 fn log_end(reason: &EndReason) {
@@ -557,6 +744,10 @@ where
         if let Some(r) = &this.result {
             return Poll::Ready(r.clone());
         }
+        if this.phase != Phase::Running {
+            let reason = lock(&this.shared).session.end_reason().cloned();
+            return this.poll_shutdown(cx, reason.unwrap_or(EndReason::Local));
+        }
         for _ in 0..BUDGET {
             let turn = this.core_turn(cx, Instant::now());
             this.woken.drain(..).for_each(Waker::wake);
@@ -564,10 +755,10 @@ where
                 return this.poll_shutdown(cx, reason);
             }
             let mut progress = this.write_out(cx);
-            if turn.wants_input && !this.eof {
+            if turn.wants_input {
                 progress |= this.read_in(cx);
             }
-            progress |= this.poll_timer(cx, turn.timeout);
+            progress |= this.poll_timer(cx, turn.deadline);
             if !progress {
                 return Poll::Pending;
             }
@@ -580,26 +771,9 @@ where
 
 impl<T> Drop for Driver<T> {
     fn drop(&mut self) {
-        if self.result.is_some() {
-            return;
+        if self.result.is_none() {
+            self.io = None;
+            teardown(&self.shared);
         }
-        self.io = None;
-        let mut woken = Vec::new();
-        {
-            let mut g = lock(&self.shared);
-            let inner = &mut *g;
-            if !inner.session.is_ended() {
-                let err = io::Error::other("smux driver dropped before the session ended");
-                inner.session.handle_transport_error(&err);
-                if let Some(r) = inner.session.end_reason() {
-                    log_end(r);
-                }
-            }
-            inner.driver_done = true;
-            inner.driver = None;
-            inner.waiters.take_all(&mut woken);
-            woken.append(&mut inner.done_waiters);
-        }
-        woken.into_iter().for_each(Waker::wake);
     }
 }

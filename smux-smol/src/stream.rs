@@ -13,7 +13,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use smux_proto::{ReadError, StreamId, WriteError};
 
 use crate::deadline::PartialWrite;
-use crate::session::{lock, wake, Shared};
+use crate::session::{closing_error, lock, wake, Shared};
 
 /// What a [`Stream`] and its halves share; dropping it closes the stream.
 struct Core {
@@ -63,6 +63,9 @@ impl Core {
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut g = lock(&self.shared);
         let inner = &mut *g;
+        if inner.refuses_work() {
+            return Poll::Ready(Err(closing_error()));
+        }
         match inner.session.write(self.id, buf) {
             Ok(n) => {
                 let driver = inner.take_driver();

@@ -137,10 +137,12 @@ fn silent_peer_is_detected_by_keepalive() {
         let mut stream = session.open().await.unwrap();
         let mut buf = [0u8; 8];
         let err = stream.read(&mut buf).await.expect_err("read must fail");
+        let detected = start.elapsed();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         let reason = session.closed().await;
         println!(
-            "silent peer detected after {:?} (keepalive timeout 500 ms)",
+            "silent peer detected after {detected:?} (keepalive timeout 500 ms), \
+             driver finished after {:?}",
             start.elapsed()
         );
         assert_eq!(reason, EndReason::KeepaliveTimeout);

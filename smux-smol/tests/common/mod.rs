@@ -36,7 +36,7 @@ pub async fn tcp_pair() -> (TcpTransport, TcpTransport) {
         listener.accept(),
     )
     .await;
-    (dialed.unwrap(), accepted.unwrap().0)
+    (dialed.unwrap().into(), accepted.unwrap().0.into())
 }
 
 /// A dialling and an accepting session over loopback TCP, drivers spawned.
