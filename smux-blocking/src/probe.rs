@@ -34,7 +34,8 @@ fn challenge() -> Probe {
 /// reading the transport failed. Reads exactly the 7 bytes of the answer and nothing
 /// more, so the connection can then be handed to a [`Session`](crate::Session) (the
 /// peer must not open streams before it answered). The transport's read timeout is
-/// restored before returning. Never panics.
+/// restored before returning. The transport must be in blocking mode (a
+/// non-blocking socket would report "no answer" at once). Never panics.
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {

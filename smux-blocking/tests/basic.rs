@@ -238,3 +238,13 @@ fn graceful_shutdown_delivers_what_was_written() {
         assert_eq!(s.closed(), smux_blocking::EndReason::PeerClosed);
     });
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<smux_blocking::Session>();
+    check::<smux_blocking::Stream>();
+    check::<smux_blocking::Poller>();
+    check::<smux_blocking::Listener>();
+    check::<smux_blocking::Events>();
+}
