@@ -29,6 +29,8 @@ const READ_RESERVE: usize = 64 * 1024;
 const TRANSMIT_LIMIT: usize = 256 * 1024;
 /// Segments handed to one vectored write.
 const MAX_SLICES: usize = 64;
+/// Without vectored writes, segments are gathered into writes of up to this size.
+const COALESCE: usize = 64 * 1024;
 /// Rounds per wake-up before the task yields to the runtime.
 const ROUNDS_PER_POLL: usize = 32;
 /// How long shutting the transport down, then reading until the peer closes too, may
@@ -70,6 +72,10 @@ pub(crate) struct Driver<T> {
     write_failed: Option<(io::Error, std::time::Instant)>,
     phase: Phase,
     woken: Vec<Waker>,
+    /// Whether the transport writes vectors efficiently; if not, small segments are
+    /// gathered into `scratch` for each write.
+    vectored: bool,
+    scratch: Vec<u8>,
 }
 
 impl<T> Driver<T>
@@ -78,7 +84,6 @@ where
 {
     pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
         Driver {
-            io,
             shared,
             rbuf: BytesMut::with_capacity(READ_RESERVE),
             tx: Transmit::new(),
@@ -92,6 +97,9 @@ where
             write_failed: None,
             phase: Phase::Running,
             woken: Vec::new(),
+            vectored: io.is_write_vectored(),
+            scratch: Vec::new(),
+            io,
         }
     }
 
@@ -236,7 +244,22 @@ where
         while !self.tx.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = self.tx.io_slices(&mut slices);
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+            let io = Pin::new(&mut self.io);
+            let written = if self.vectored || slices[0].len() >= COALESCE {
+                io.poll_write_vectored(cx, &slices[..n])
+            } else {
+                // Without vectored writes every small frame (a 7-byte header) would be
+                // its own write: gather small segments into one buffer first.
+                self.scratch.clear();
+                for s in &slices[..n] {
+                    if self.scratch.len() + s.len() > COALESCE && !self.scratch.is_empty() {
+                        break;
+                    }
+                    self.scratch.extend_from_slice(s);
+                }
+                io.poll_write(cx, &self.scratch)
+            };
+            match written {
                 Poll::Ready(Ok(0)) => {
                     self.fail_write(io::ErrorKind::WriteZero.into());
                     return true;

@@ -187,3 +187,89 @@ async fn graceful_session_shutdown_delivers_everything() {
 async fn dropping_the_session_delivers_everything() {
     bounded(20, "drop", queued_data_survives_the_session_end(false)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_transport_works_even_without_vectored_writes() {
+    // An in-memory pipe: not TCP, and without vectored writes (the driver gathers
+    // small frames into larger writes).
+    bounded(30, "duplex", async {
+        let (a, b) = tokio::io::duplex(16 * 1024);
+        let (a, b) = (Plain(a), Plain(b));
+        assert!(!tokio::io::AsyncWrite::is_write_vectored(&a));
+        let client = smux_tokio::Session::new(a, Config::default(), smux_tokio::Role::Dialer);
+        let server = smux_tokio::Session::new(b, Config::default(), smux_tokio::Role::Acceptor);
+        tokio::spawn(async move {
+            while let Ok(s) = server.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let mut s = client.open().await.expect("open");
+            tasks.push(tokio::spawn(async move {
+                let mut rng = Rng::new(100 + i);
+                for _ in 0..20 {
+                    let len = 1 + rng.below(3000) as usize;
+                    let data = rng.bytes(len);
+                    s.write_all(&data).await.expect("write");
+                    let mut got = vec![0u8; data.len()];
+                    s.read_exact(&mut got).await.expect("read");
+                    assert!(got == data);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("stream task");
+        }
+    })
+    .await;
+}
+
+/// A transport that forwards reads and writes only (no vectored writes).
+struct Plain<T>(T);
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Plain<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Plain<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<smux_tokio::Session>();
+    check::<smux_tokio::Stream>();
+    check::<smux_tokio::ReadHalf>();
+    check::<smux_tokio::WriteHalf>();
+    check::<smux_tokio::Listener>();
+    check::<smux_tokio::PartialWrite>();
+}
