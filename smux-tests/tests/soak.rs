@@ -1,0 +1,281 @@
+//! A bounded-time soak of two Tokio sessions over loopback TCP (about 5 s by default;
+//! `SMUX_SOAK_SECS=<n>` for longer).
+//!
+//! Eight stream slots (four opened by each end) run lifetime after lifetime until the
+//! time is up: open a stream, send a random amount (0 to 2 MiB) of seeded data in
+//! random pieces, each under a random write deadline; on a deadline the write reports
+//! exactly how many bytes it accepted and the rest, exactly, is sent again. Now and
+//! then the writer gives up early (the reader must get exactly the accepted prefix)
+//! or the reader closes early (it must have got a correct prefix). Readers stall at
+//! random. Every lifetime is checked by length and checksum against what was sent;
+//! only a few streams are open at once, so IDs are recycled many times over.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smux_tests::{lock, pattern, pattern_sum, run, seed, serial, within, Checksum, Rng};
+use smux_tokio::{Config, Role, Session, Stream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SLOTS_PER_END: usize = 4;
+const MAX_SIZE: u64 = 2 * 1024 * 1024;
+
+/// What a reader saw on one lifetime.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    len: u64,
+    sum: u64,
+    closed_early: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    lifetimes: AtomicU64,
+    bytes: AtomicU64,
+    timeouts: AtomicU64,
+    resent: AtomicU64,
+    writer_aborts: AtomicU64,
+    reader_closes: AtomicU64,
+    stalls: AtomicU64,
+}
+
+struct Shared {
+    reports: Mutex<HashMap<u64, Report>>,
+    totals: Totals,
+    /// Times each stream ID was opened, per opening end.
+    ids: [Mutex<HashMap<u16, u64>>; 2],
+    next_seq: AtomicU64,
+}
+
+fn count(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+/// One lifetime on the opening side: header, data under deadlines, close, check.
+async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
+    let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
+    let mut st = s.open().await.expect("open");
+    *lock(&sh.ids[end]).entry(st.id().0).or_default() += 1;
+    let size = if rng.chance(1, 8) {
+        rng.range(0, MAX_SIZE + 1)
+    } else {
+        rng.range(0, 256 * 1024)
+    };
+    let abort_at = rng.chance(1, 10).then(|| rng.range(0, size + 1));
+    let mut head = [0u8; 16];
+    head[..8].copy_from_slice(&seq.to_le_bytes());
+    head[8..].copy_from_slice(&size.to_le_bytes());
+    st.write_all(&head).await.expect("header");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    let mut peer_gone = false;
+    while off < size {
+        if abort_at.is_some_and(|a| off >= a) {
+            count(&sh.totals.writer_aborts, 1);
+            break;
+        }
+        let n = rng.range(1, buf.len() as u64 + 1).min(size - off) as usize;
+        pattern(seq, off, &mut buf[..n]);
+        let mut piece = &buf[..n];
+        while !piece.is_empty() {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(rng.range(1, 30));
+            match st.write_all_before(piece, deadline).await {
+                Ok(()) => {
+                    off += piece.len() as u64;
+                    piece = &[];
+                }
+                Err(e) if e.is_timeout() => {
+                    // Exactly `written` bytes were taken: resend exactly the rest.
+                    off += e.written() as u64;
+                    piece = &piece[e.written()..];
+                    count(&sh.totals.timeouts, 1);
+                    count(&sh.totals.resent, piece.len() as u64);
+                }
+                Err(e) => {
+                    // Only a reader that closed early may stop us.
+                    assert_eq!(
+                        e.error().kind(),
+                        std::io::ErrorKind::BrokenPipe,
+                        "lifetime {seq}: {e}"
+                    );
+                    off += e.written() as u64;
+                    peer_gone = true;
+                    break;
+                }
+            }
+        }
+        if peer_gone {
+            break;
+        }
+    }
+    st.shutdown().await.expect("close");
+    drop(st);
+    let report = within(60, "the reader's report", async {
+        loop {
+            if let Some(r) = lock(&sh.reports).remove(&seq) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    if report.closed_early {
+        assert!(report.len <= off, "lifetime {seq}: got more than accepted");
+    } else {
+        assert!(
+            !peer_gone,
+            "lifetime {seq}: write failed, reader did not close"
+        );
+        assert_eq!(
+            report.len, off,
+            "lifetime {seq}: accepted bytes == received"
+        );
+    }
+    assert_eq!(
+        report.sum,
+        pattern_sum(seq, report.len),
+        "lifetime {seq}: checksum"
+    );
+    count(&sh.totals.lifetimes, 1);
+    count(&sh.totals.bytes, report.len);
+}
+
+/// The accepting side of one lifetime: reads with random stalls and sizes, checks
+/// every byte against the pattern, sometimes closes early, and reports.
+async fn reader(mut st: Stream, sh: Arc<Shared>, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut head = [0u8; 16];
+    st.read_exact(&mut head).await.expect("header");
+    let seq = u64::from_le_bytes(head[..8].try_into().expect("8"));
+    let size = u64::from_le_bytes(head[8..].try_into().expect("8"));
+    let close_at = rng.chance(1, 10).then(|| rng.range(0, size + 1));
+    let mut c = Checksum::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut want = vec![0u8; 64 * 1024];
+    let mut closed_early = false;
+    loop {
+        if close_at.is_some_and(|a| c.len() >= a) {
+            closed_early = true;
+            count(&sh.totals.reader_closes, 1);
+            break;
+        }
+        if rng.chance(1, 16) {
+            count(&sh.totals.stalls, 1);
+            tokio::time::sleep(Duration::from_millis(rng.range(1, 50))).await;
+        }
+        let k = rng.range(1, buf.len() as u64 + 1) as usize;
+        let n = st.read(&mut buf[..k]).await.expect("stream read");
+        if n == 0 {
+            break;
+        }
+        pattern(seq, c.len(), &mut want[..n]);
+        assert!(
+            buf[..n] == want[..n],
+            "lifetime {seq}: wrong bytes at {}",
+            c.len()
+        );
+        c.update(&buf[..n]);
+    }
+    drop(st);
+    lock(&sh.reports).insert(
+        seq,
+        Report {
+            len: c.len(),
+            sum: c.sum(),
+            closed_early,
+        },
+    );
+}
+
+#[test]
+fn soak() {
+    let _g = serial();
+    let secs: u64 = std::env::var("SMUX_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let base = seed("soak");
+    let sh = Arc::new(Shared {
+        reports: Mutex::default(),
+        totals: Totals::default(),
+        ids: Default::default(),
+        next_seq: AtomicU64::new(0),
+    });
+    let stop = Instant::now() + Duration::from_secs(secs);
+    run(async {
+        let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
+        let a = Session::new(a, Config::default(), Role::Dialer);
+        let b = Session::new(b, Config::default(), Role::Acceptor);
+        let mut acceptors = Vec::new();
+        for (k, s) in [&a, &b].into_iter().enumerate() {
+            let (s, sh) = (s.clone(), sh.clone());
+            acceptors.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while let Ok(st) = s.accept().await {
+                    i += 1;
+                    tokio::spawn(reader(st, sh.clone(), base ^ (k as u64) << 60 ^ i));
+                }
+            }));
+        }
+        let mut slots = Vec::new();
+        for slot in 0..2 * SLOTS_PER_END {
+            let end = slot % 2;
+            let s = [&a, &b][end].clone();
+            let sh = sh.clone();
+            let mut rng = Rng::new(base.wrapping_add(slot as u64 * 0x9E37));
+            slots.push(tokio::spawn(async move {
+                while Instant::now() < stop {
+                    lifetime(&s, end, &sh, &mut rng).await;
+                }
+            }));
+        }
+        for t in slots {
+            within(secs + 60, "soak slots", t).await.expect("slot task");
+        }
+        // Every handshake completes: no stream is left on either end.
+        smux_tests::eventually(20, "all streams released", || {
+            a.stats().streams == 0 && b.stats().streams == 0
+        })
+        .await;
+        for s in [&a, &b] {
+            let st = s.stats();
+            assert!(!s.is_closed());
+            assert_eq!(st.protocol_errors, 0);
+            assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
+        }
+        a.close();
+        b.close();
+        for t in acceptors {
+            within(20, "acceptors end", t).await.expect("acceptor task");
+        }
+    });
+    let t = &sh.totals;
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let opens: Vec<(u64, usize)> = sh
+        .ids
+        .iter()
+        .map(|m| {
+            let m = lock(m);
+            (m.values().sum(), m.len())
+        })
+        .collect();
+    let reused: u64 = opens.iter().map(|(n, d)| n - *d as u64).sum();
+    let distinct: usize = opens.iter().map(|(_, d)| d).sum();
+    eprintln!(
+        "soak {secs} s: {} lifetimes, {} MiB checked, {} write deadlines hit ({} KiB resent exactly), \
+         {} writer aborts, {} early reader closes, {} read stalls; {} distinct IDs reused {} times",
+        ld(&t.lifetimes),
+        ld(&t.bytes) >> 20,
+        ld(&t.timeouts),
+        ld(&t.resent) >> 10,
+        ld(&t.writer_aborts),
+        ld(&t.reader_closes),
+        ld(&t.stalls),
+        distinct,
+        reused
+    );
+    assert!(ld(&t.lifetimes) >= 20, "the soak did some work");
+    assert!(reused > ld(&t.lifetimes) / 2, "IDs were recycled");
+}
