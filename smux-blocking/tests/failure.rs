@@ -191,3 +191,46 @@ fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block() {
         peer.join().unwrap();
     });
 }
+
+#[test]
+fn a_protocol_violation_ends_the_session() {
+    bounded(Duration::from_secs(30), || {
+        let (ct, mut raw) = tcp_pair();
+        let c = Session::new(ct, Config::default(), Role::Dialer).unwrap();
+        let st = c.open().unwrap();
+        let blocked = thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            (&st).read(&mut buf).map_err(|e| e.kind())
+        });
+        // A header with a command byte the protocol does not define.
+        raw.write_all(&[9, 0, 0, 0, 0, 0, 0]).unwrap();
+        let reason = c.closed();
+        assert!(
+            matches!(
+                reason,
+                EndReason::Protocol(smux_blocking::proto::ProtocolError::UnknownCommand(9))
+            ),
+            "{reason:?}"
+        );
+        assert_eq!(blocked.join().unwrap(), Err(ErrorKind::InvalidData));
+        // The session shut the connection down.
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest);
+    });
+}
+
+#[test]
+fn dropping_the_last_session_handle_ends_the_session() {
+    bounded(Duration::from_secs(30), || {
+        let (ct, mut raw) = tcp_pair();
+        let c = Session::new(ct, Config::default(), Role::Dialer).unwrap();
+        let st = c.open().unwrap();
+        drop(c);
+        // The transport is shut down: the raw peer reads the SYN (if it was sent),
+        // then end-of-file.
+        let mut got = Vec::new();
+        raw.read_to_end(&mut got).unwrap();
+        assert!(got.len() <= 7);
+        assert!((&st).write(b"x").is_err());
+    });
+}
