@@ -73,7 +73,10 @@
 //! with [`TimedOut`](std::io::ErrorKind::TimedOut) only if nothing was accepted. So
 //! resending exactly the rest never duplicates or loses a byte.
 //! [`Stream::write_before`] is the seed's deadline write: it keeps accepting until all
-//! of the buffer is taken or the deadline passes, and returns the count.
+//! of the buffer is taken or the deadline passes, and returns the count;
+//! [`Stream::write_all_before`] does the same and reports a shortfall as a
+//! [`PartialWrite`] error that carries the count, like the async adapters.
+//! [`Stream::read_before`] reads with a deadline.
 //!
 //! # Event-driven use ("aio")
 //!
