@@ -13,7 +13,15 @@ async fn main() -> std::io::Result<()> {
     let listener = Listener::bind(&addr, Config::default()).await?;
     eprintln!("smux echo server on {}", listener.local_addr()?);
     loop {
-        let (session, peer) = listener.accept().await?;
+        let (session, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually about one connection (reset, out of descriptors): go on.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         eprintln!("{peer}: session started");
         tokio::spawn(async move {
             let reason = serve(session).await;

@@ -44,10 +44,15 @@ impl Listener {
     }
 
     /// Waits for the next connection and starts a session on it (with `TCP_NODELAY`).
-    /// Returns the session and the peer's address.
+    /// Returns the session and the peer's address. Errors are those of the TCP
+    /// listener's `accept`; like them, most concern one connection only (a reset,
+    /// running out of file descriptors), so a server loop should log them and go on.
     pub async fn accept(&self) -> io::Result<(Session, SocketAddr)> {
         let (tcp, addr) = self.tcp.accept().await?;
-        tcp.set_nodelay(true)?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            // Only a latency optimisation; the connection is still usable.
+            tracing::debug!(%addr, error = %e, "smux: could not set TCP_NODELAY");
+        }
         let session =
             Session::try_new(tcp, self.config.clone(), Role::Acceptor).map_err(invalid)?;
         Ok((session, addr))
