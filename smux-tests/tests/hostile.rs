@@ -500,8 +500,8 @@ fn cfm_beyond_what_was_sent_creates_no_credit() {
         let mut f = Frames::new();
         f.cfm(id, 10_000_000);
         send(&mut w, &f).await;
-        // Let the bogus CFM land before writing again (it is applied in order with a
-        // PIN-free round trip: a VRM we send is answered after it).
+        // Frames are applied in order, so once the VRM that follows the CFM is
+        // answered, the CFM has been applied.
         f.clear();
         f.vrm(1, 2);
         send(&mut w, &f).await;
@@ -526,8 +526,12 @@ fn cfm_beyond_what_was_sent_creates_no_credit() {
         // Honest credit still works: confirm half a window, exactly that much more
         // goes out.
         f.clear();
-        f.cfm(id, (window / 2) as u32);
+        f.cfm(id, (window / 2) as u32).vrm(3, 4);
         send(&mut w, &f).await;
+        eventually(10, "CFM applied", || {
+            lock(&t).frames[wire::VRM as usize] == 2
+        })
+        .await;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
         let e = st
             .write_all_before(&data[..window], deadline)
