@@ -20,7 +20,15 @@ fn main() -> io::Result<()> {
         let listener = Listener::bind(addr.as_str(), Config::default())?;
         println!("smux echo server on {}", listener.local_addr()?);
         loop {
-            let (session, driver, peer) = listener.accept().await?;
+            let (session, driver, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // E.g. out of file descriptors: wait a little and go on.
+                    eprintln!("accept failed: {e}");
+                    smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             println!("{peer}: session started");
             smol::spawn(async move {
                 let reason = driver.await;

@@ -199,7 +199,9 @@ impl Listener {
     /// the session, its [`Driver`] (spawn it) and the peer's address.
     pub async fn accept(&self) -> io::Result<(Session, Driver<TcpTransport>, SocketAddr)> {
         let (tcp, peer) = self.tcp.accept().await?;
-        tcp.get_ref().set_nodelay(true)?;
+        // Best effort: a connection already reset by its peer still gets a session,
+        // which then ends at once, instead of failing the accept loop.
+        let _ = tcp.get_ref().set_nodelay(true);
         let tcp = TcpTransport::from(tcp);
         let (session, driver) =
             Session::new(tcp, self.config.clone(), Role::Acceptor).map_err(invalid)?;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything a session's handles and its driver share, behind one mutex.
 pub(crate) struct Inner {
+    /// A process-unique number for log lines.
+    tag: u64,
     pub(crate) session: smux_proto::Session,
     pub(crate) waiters: Waiters,
     /// The driver's waker; taken (and woken) by calls that gave the core work.
@@ -54,6 +57,8 @@ pub(crate) struct Inner {
 }
 
 pub(crate) type Shared = Arc<Mutex<Inner>>;
+
+static SESSION_TAGS: AtomicU64 = AtomicU64::new(1);
 
 /// Locks the shared state. A poisoned lock is taken anyway: the core never panics on
 /// input, and a panic elsewhere must not turn every later call into a panic.
@@ -167,8 +172,10 @@ impl Session {
     {
         let now = Instant::now();
         let session = smux_proto::Session::new(config, role, now)?;
-        tracing::debug!(?role, "smux session started");
+        let tag = SESSION_TAGS.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(session = tag, ?role, "smux session started");
         let shared = Arc::new(Mutex::new(Inner {
+            tag,
             session,
             waiters: Waiters::new(),
             driver: None,
@@ -202,7 +209,10 @@ impl Session {
             }
             let id = g.session.open().map_err(|e| {
                 if matches!(e, smux_proto::OpenError::IdsExhausted) {
-                    tracing::debug!("smux open refused: all stream IDs are in use");
+                    tracing::debug!(
+                        session = g.tag,
+                        "smux open refused: all stream IDs are in use"
+                    );
                 }
                 io::Error::from(e)
             })?;
@@ -248,7 +258,7 @@ impl Session {
             inner.session.close_session();
             while let Some(ev) = inner.session.poll_event() {
                 if let Event::Ended(reason) = &ev {
-                    log_end(reason);
+                    log_end(inner.tag, reason);
                 }
                 inner.waiters.dispatch(&ev, &mut woken);
             }
@@ -451,6 +461,7 @@ where
             let refused_now = s.stats().streams_refused;
             if refused_now > refused {
                 tracing::debug!(
+                    session = inner.tag,
                     count = refused_now - refused,
                     "smux refused incoming streams: accept backlog full"
                 );
@@ -477,7 +488,7 @@ where
         }
         while let Some(ev) = s.poll_event() {
             if let Event::Ended(reason) = &ev {
-                log_end(reason);
+                log_end(inner.tag, reason);
             }
             inner.waiters.dispatch(&ev, &mut self.woken);
         }
@@ -502,7 +513,7 @@ where
         if self.eof || self.read_failed {
             lock(&self.shared).session.handle_transport_error(&e);
         } else {
-            tracing::trace!(error = %e, "smux transport write failed; reading on");
+            tracing::debug!(error = %e, "smux transport write failed; reading on");
             self.write_failed = Some((e, Instant::now() + WRITE_FAIL_GRACE));
         }
     }
@@ -707,7 +718,7 @@ fn teardown(shared: &Shared) -> EndReason {
         }
         while let Some(ev) = inner.session.poll_event() {
             if let Event::Ended(reason) = &ev {
-                log_end(reason);
+                log_end(inner.tag, reason);
             }
             inner.waiters.dispatch(&ev, &mut woken);
         }
@@ -721,14 +732,16 @@ fn teardown(shared: &Shared) -> EndReason {
     reason.unwrap_or(EndReason::Local)
 }
 
-fn log_end(reason: &EndReason) {
+fn log_end(tag: u64, reason: &EndReason) {
     match reason {
         EndReason::Local | EndReason::PeerClosed => {
-            tracing::debug!(%reason, "smux session ended");
+            tracing::debug!(session = tag, %reason, "smux session ended");
         }
-        EndReason::Protocol(e) => tracing::warn!(error = %e, "smux session ended: protocol error"),
+        EndReason::Protocol(e) => {
+            tracing::warn!(session = tag, error = %e, "smux session ended by a protocol error");
+        }
         EndReason::KeepaliveTimeout | EndReason::Transport(..) => {
-            tracing::info!(%reason, "smux session ended");
+            tracing::info!(session = tag, %reason, "smux session ended");
         }
     }
 }

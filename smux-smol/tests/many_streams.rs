@@ -101,3 +101,17 @@ fn thousand_concurrent_streams_both_ways() {
         p.server_driver.await;
     });
 }
+
+/// Handles can move between tasks and threads.
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<smux_smol::Session>();
+    send_sync::<Stream>();
+    send_sync::<smux_smol::ReadHalf>();
+    send_sync::<smux_smol::WriteHalf>();
+    send_sync::<smux_smol::PartialWrite>();
+    send::<smux_smol::Driver<smux_smol::TcpTransport>>();
+    send_sync::<smux_smol::Listener>();
+}
