@@ -118,12 +118,19 @@ async fn blocking_client_tokio_server() {
             for t in threads {
                 t.join().expect("stream thread");
             }
+            // Dropping a blocking session drops what is still queued (the FINs of
+            // the streams just closed): write it out first.
+            session
+                .flush(Some(std::time::Duration::from_secs(5)))
+                .expect("flush");
         });
         let (session, _) = listener.accept().await.expect("accept");
-        tokio_echo(session).await;
+        tokio_echo(session.clone()).await;
         tokio::task::spawn_blocking(move || client.join().expect("client"))
             .await
             .expect("join");
+        // (The session was kept until the client finished.)
+        drop(session);
     })
     .await;
 }
@@ -202,10 +209,12 @@ async fn smol_client_tokio_server() {
             })
         });
         let (session, _) = listener.accept().await.expect("accept");
-        tokio_echo(session).await;
+        tokio_echo(session.clone()).await;
         tokio::task::spawn_blocking(move || client.join().expect("client"))
             .await
             .expect("join");
+        // (The session was kept until the client finished.)
+        drop(session);
     })
     .await;
 }
