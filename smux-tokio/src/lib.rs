@@ -75,10 +75,13 @@
 //! # Sessions
 //!
 //! [`connect`] and [`Listener`] cover TCP (with `TCP_NODELAY`); [`Session::new`] takes
-//! any transport. Dropping the last [`Session`] clone, or [`Session::close`], ends
-//! the session at once; [`Session::shutdown`] first writes out everything already
-//! written on its streams. [`Session::end_reason`] says why it ended (closed here, peer closed,
-//! keepalive timeout, protocol error, I/O error); [`Session::stats`] gives counters.
+//! any transport. [`Session::close`] ends the session at once, dropping what is still
+//! queued; [`Session::shutdown`] refuses new writes, writes out everything already
+//! written on its streams, then ends it, and dropping the last [`Session`] clone does
+//! the same in the background (like closing a TCP socket, for at most 10 s).
+//! [`Session::end_reason`] says why it ended (closed here, peer closed, keepalive
+//! timeout, protocol error, I/O error); [`Session::closed`] waits for it;
+//! [`Session::stats`] gives counters.
 //! [`is_smux`] tells whether the peer of a fresh connection speaks smux.
 //!
 //! # Logging
