@@ -1,0 +1,621 @@
+//! `smux bench`: the same scenarios over loopback TCP for raw TCP, smux-rs and the
+//! other Rust multiplexers, in one process run, repetitions interleaved across
+//! systems, medians in a table.
+
+pub mod scenarios;
+pub mod systems;
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::args::Args;
+use scenarios::{Metrics, Outcome, Params, Scenario};
+use systems::System;
+
+/// Worker threads of the benchmark's Tokio runtime.
+pub const WORKERS: usize = 2;
+
+const USAGE: &str = "\
+usage: smux bench [options]
+
+Runs loopback TCP benchmarks of raw TCP, smux-rs and other Rust multiplexers.
+
+options:
+  --scenarios LIST   comma-separated: bulk-N, rr-N, churn, idle, hol
+                     (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol)
+  --systems LIST     comma-separated: tcp, smux-rs, yamux, tokio-yamux,
+                     tokio-yamux+peek, async-smux
+                     (default: all but tokio-yamux+peek)
+  --duration D       measurement window per run, e.g. 750ms or 2s (default 750ms)
+  --warmup D         time before each window opens (default 250ms)
+  --reps N           repetitions; each figure is the median (default 3)
+  --idle-streams N   streams of the idle scenario (default 10000)
+  --timeout D        bound on each waiting phase; past it a system is 'hung' (default 5s)
+  --max-heap MB      stop a run when the process heap passes this (default 2048)
+  --json FILE        also write the results as JSON to FILE
+  --quick            a few seconds in all: short windows, 1 repetition, 1000 idle
+                     streams, 500ms timeout, 512 MB heap bound
+  -h, --help         this text
+";
+
+/// Parsed options.
+#[derive(Debug)]
+pub struct Options {
+    scenarios: Vec<Scenario>,
+    systems: Vec<System>,
+    reps: usize,
+    params: Params,
+    json: Option<PathBuf>,
+}
+
+fn parse(mut args: Args) -> Result<Option<Options>, String> {
+    let mut scenarios = Scenario::ALL.to_vec();
+    let mut systems = System::DEFAULT.to_vec();
+    let mut reps = None;
+    let mut duration = None;
+    let mut warmup = None;
+    let mut idle_streams = None;
+    let mut phase_timeout = None;
+    let mut json = None;
+    let mut max_heap = None;
+    let mut quick = false;
+    while let Some(arg) = args.next_flag()? {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "--scenarios" => {
+                scenarios = list(&args.value(&arg)?, Scenario::parse, "scenario")?;
+            }
+            "--systems" => {
+                systems = list(&args.value(&arg)?, System::parse, "system")?;
+            }
+            "--duration" => duration = Some(args.duration(&arg)?),
+            "--warmup" => warmup = Some(args.duration(&arg)?),
+            "--timeout" => phase_timeout = Some(args.duration(&arg)?),
+            "--reps" => reps = Some(args.number(&arg, 1, 1000)?),
+            "--idle-streams" => idle_streams = Some(args.number(&arg, 1, 60_000)?),
+            "--max-heap" => max_heap = Some(args.number(&arg, 16, 1 << 20)?),
+            "--json" => json = Some(PathBuf::from(args.value(&arg)?)),
+            "--quick" => quick = true,
+            _ => return Err(format!("unknown option {arg}\n\n{USAGE}")),
+        }
+    }
+    let (d, w, r, i, t, h) = if quick {
+        (60, 30, 1, 1000, 500, 512)
+    } else {
+        (750, 250, 3, 10_000, 5000, 2048)
+    };
+    let ms = Duration::from_millis;
+    Ok(Some(Options {
+        scenarios,
+        systems,
+        reps: reps.unwrap_or(r),
+        params: Params {
+            duration: duration.unwrap_or(ms(d)),
+            warmup: warmup.unwrap_or(ms(w)),
+            phase_timeout: phase_timeout.unwrap_or(ms(t)),
+            idle_streams: idle_streams.unwrap_or(i),
+            max_heap: max_heap.unwrap_or(h) << 20,
+        },
+        json,
+    }))
+}
+
+fn list<T: PartialEq>(
+    s: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let v = parse(name).ok_or_else(|| format!("unknown {what} '{name}'"))?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no {what} given"));
+    }
+    Ok(out)
+}
+
+/// Entry point of `smux bench`.
+pub fn main(args: Args) -> ExitCode {
+    let opts = match parse(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smux bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smux bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// All repetitions of one scenario on one system, and their summary.
+struct Cell {
+    scenario: Scenario,
+    system: System,
+    outcomes: Vec<Outcome>,
+    peak_heap: u64,
+}
+
+impl Cell {
+    fn done(&self) -> Vec<&Metrics> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Done(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Median of each figure over the repetitions that finished.
+    fn median(&self) -> Option<Metrics> {
+        let done = self.done();
+        if done.is_empty() {
+            return None;
+        }
+        let med = |f: fn(&Metrics) -> Option<f64>| {
+            let mut v: Vec<f64> = done.iter().filter_map(|m| f(m)).collect();
+            if v.is_empty() {
+                return None;
+            }
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            Some(if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            })
+        };
+        Some(Metrics {
+            mbps: med(|m| m.mbps),
+            slowest_mbps: med(|m| m.slowest_mbps),
+            fastest_mbps: med(|m| m.fastest_mbps),
+            p50_us: med(|m| m.p50_us),
+            p99_us: med(|m| m.p99_us),
+            rps: med(|m| m.rps),
+            streams_per_s: med(|m| m.streams_per_s),
+            client_bytes: med(|m| m.client_bytes),
+            server_bytes: med(|m| m.server_bytes),
+            hol_fraction: med(|m| m.hol_fraction),
+        })
+    }
+
+    /// What to print when no repetition finished.
+    fn failure(&self) -> String {
+        self.outcomes
+            .iter()
+            .find_map(|o| match o {
+                Outcome::Hung(w) => Some(format!("hung ({w})")),
+                Outcome::Failed(e) => Some(format!("failed: {e}")),
+                Outcome::NotApplicable => Some("n/a".to_string()),
+                Outcome::Done(_) => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn not_done(&self) -> usize {
+        self.outcomes.len() - self.done().len()
+    }
+}
+
+/// The figure ratios are taken on.
+fn primary(scenario: Scenario, m: &Metrics) -> Option<f64> {
+    match scenario {
+        Scenario::Bulk(_) => m.mbps,
+        Scenario::Rr(1) => m.p50_us,
+        Scenario::Rr(_) => m.rps,
+        Scenario::Churn => m.streams_per_s,
+        Scenario::Idle => Some(m.client_bytes? + m.server_bytes?),
+        Scenario::Hol => m.hol_fraction,
+    }
+}
+
+fn run(opts: &Options) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let p = &opts.params;
+    let mut cells: Vec<Cell> = Vec::new();
+    for &scenario in &opts.scenarios {
+        for &system in &opts.systems {
+            cells.push(Cell {
+                scenario,
+                system,
+                outcomes: Vec::new(),
+                peak_heap: 0,
+            });
+        }
+    }
+    let total = cells.len() * opts.reps;
+    let mut progress = Progress::new(total);
+    let run_limit = 3 * p.warmup + 3 * p.duration + 6 * p.phase_timeout;
+    let nsys = opts.systems.len();
+    for rep in 0..opts.reps {
+        for (si, &scenario) in opts.scenarios.iter().enumerate() {
+            // Rotate the order each repetition so no system always runs first.
+            for k in 0..nsys {
+                let cell = &mut cells[si * nsys + (k + rep) % nsys];
+                let system = cell.system;
+                progress.step(&format!(
+                    "rep {}/{} {} {}",
+                    rep + 1,
+                    opts.reps,
+                    scenario.name(),
+                    system.name()
+                ));
+                let heap_before = crate::alloc::live_total();
+                crate::alloc::reset_peak();
+                let outcome = if scenario == Scenario::Idle {
+                    scenarios::idle(system, p)
+                } else {
+                    rt.block_on(async {
+                        match tokio::time::timeout(run_limit, scenarios::run(scenario, system, p))
+                            .await
+                        {
+                            Ok(o) => o,
+                            Err(_) => Outcome::Hung("run".into()),
+                        }
+                    })
+                };
+                let growth = (crate::alloc::peak() - heap_before).max(0) as u64;
+                cell.peak_heap = cell.peak_heap.max(growth);
+                // Let aborted tasks and closing sessions wind down and give their memory
+                // back before the next run (bounded: a leak only costs the wait).
+                rt.block_on(async {
+                    let deadline = Instant::now() + p.phase_timeout / 2;
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        if crate::alloc::live_total() < heap_before + (8 << 20)
+                            || Instant::now() >= deadline
+                        {
+                            break;
+                        }
+                    }
+                });
+                cell.outcomes.push(outcome);
+            }
+        }
+    }
+    progress.finish();
+    let table = render(opts, &cells);
+    print!("{table}");
+    std::io::stdout().flush().ok();
+    if let Some(path) = &opts.json {
+        std::fs::write(path, json(opts, &cells))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10_000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn describe(scenario: Scenario, m: &Metrics) -> String {
+    let f = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "?".into());
+    match scenario {
+        Scenario::Bulk(1) => format!("{} MB/s", f(m.mbps)),
+        Scenario::Bulk(_) => format!(
+            "{} MB/s, per stream {}..{}",
+            f(m.mbps),
+            f(m.slowest_mbps),
+            f(m.fastest_mbps)
+        ),
+        Scenario::Rr(_) => format!(
+            "p50 {} us, p99 {} us, {} req/s",
+            f(m.p50_us),
+            f(m.p99_us),
+            f(m.rps)
+        ),
+        Scenario::Churn => format!("{} streams/s", f(m.streams_per_s)),
+        Scenario::Idle => format!(
+            "{} B + {} B per stream",
+            f(m.client_bytes),
+            f(m.server_bytes)
+        ),
+        Scenario::Hol => format!("{} ({} MB/s)", f(m.hol_fraction), f(m.mbps)),
+    }
+}
+
+fn render(opts: &Options, cells: &[Cell]) -> String {
+    let p = &opts.params;
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    rows.push([
+        "scenario".into(),
+        "system".into(),
+        "result (median)".into(),
+        "vs tcp".into(),
+        "vs smux-rs".into(),
+    ]);
+    let reference = |scenario: Scenario, system: System| {
+        cells
+            .iter()
+            .find(|c| c.scenario == scenario && c.system == system)
+            .and_then(Cell::median)
+            .and_then(|m| primary(scenario, &m))
+    };
+    for c in cells {
+        let (text, ratios) = match c.median() {
+            Some(m) => {
+                let mut text = describe(c.scenario, &m);
+                if c.not_done() > 0 {
+                    let _ = write!(
+                        text,
+                        " [{} of {} reps: {}]",
+                        c.not_done(),
+                        c.outcomes.len(),
+                        c.failure()
+                    );
+                }
+                let v = primary(c.scenario, &m);
+                let ratio = |r: Option<f64>| match (v, r) {
+                    (Some(v), Some(r)) if r > 0.0 => format!("{:.2}", v / r),
+                    _ => "-".into(),
+                };
+                (
+                    text,
+                    [
+                        ratio(reference(c.scenario, System::Tcp)),
+                        ratio(reference(c.scenario, System::SmuxRs)),
+                    ],
+                )
+            }
+            None => (c.failure(), ["-".into(), "-".into()]),
+        };
+        let [a, b] = ratios;
+        rows.push([c.scenario.name(), c.system.name().into(), text, a, b]);
+    }
+    let mut widths = [0usize; 5];
+    for r in &rows {
+        for (w, s) in widths.iter_mut().zip(r) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "smux bench: loopback TCP, {WORKERS} Tokio workers, {} KiB writes, TCP_NODELAY; \
+         window {:?} after {:?} warm-up; median of {} rep(s)",
+        scenarios::WRITE_SIZE / 1024,
+        p.duration,
+        p.warmup,
+        opts.reps
+    );
+    let mut last = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        if i > 1 && r[0] != last {
+            out.push('\n');
+        }
+        last = r[0].clone();
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4]
+        );
+    }
+    out.push_str(
+        "\nratios: this system's figure over the reference's: MB/s (bulk), p50 (rr-1, lower is \
+         better), req/s (rr-N), streams/s (churn), client+server bytes (idle, lower is better), \
+         fraction (hol)\n",
+    );
+    let _ = writeln!(
+        out,
+        "churn: {} concurrent loops; idle: {} streams, heap bytes per stream on the opening + \
+         accepting end; hol: {} streams next to one never read, throughput over the same run \
+         without it",
+        scenarios::CHURN_LOOPS,
+        p.idle_streams,
+        scenarios::HOL_STREAMS
+    );
+    out.push_str("peak heap growth during a run (both ends), worst run per system:");
+    for &s in &opts.systems {
+        let (peak, worst) = cells
+            .iter()
+            .filter(|c| c.system == s)
+            .map(|c| (c.peak_heap, c.scenario.name()))
+            .max()
+            .unwrap_or_default();
+        let _ = write!(out, " {} {:.1} MB ({worst});", s.name(), peak as f64 / 1e6);
+    }
+    out.pop();
+    out.push('\n');
+    if let Some(rss) = peak_rss() {
+        let _ = writeln!(out, "peak RSS of the whole run: {:.0} MB", rss as f64 / 1e6);
+    }
+    out
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_metrics(m: &Metrics) -> String {
+    let fields = [
+        ("mb_per_s", m.mbps),
+        ("slowest_stream_mb_per_s", m.slowest_mbps),
+        ("fastest_stream_mb_per_s", m.fastest_mbps),
+        ("p50_us", m.p50_us),
+        ("p99_us", m.p99_us),
+        ("req_per_s", m.rps),
+        ("streams_per_s", m.streams_per_s),
+        ("client_heap_bytes_per_stream", m.client_bytes),
+        ("server_heap_bytes_per_stream", m.server_bytes),
+        ("hol_fraction", m.hol_fraction),
+    ];
+    let body: Vec<String> = fields
+        .iter()
+        .filter_map(|(k, v)| v.filter(|v| v.is_finite()).map(|v| format!("\"{k}\": {v}")))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+fn json_outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Done(m) => format!("{{\"status\": \"ok\", \"metrics\": {}}}", json_metrics(m)),
+        Outcome::Hung(w) => format!("{{\"status\": \"hung\", \"detail\": {}}}", json_str(w)),
+        Outcome::Failed(e) => format!("{{\"status\": \"failed\", \"detail\": {}}}", json_str(e)),
+        Outcome::NotApplicable => "{\"status\": \"n/a\"}".into(),
+    }
+}
+
+fn json(opts: &Options, cells: &[Cell]) -> String {
+    let p = &opts.params;
+    let mut out = String::new();
+    let _ = writeln!(out, "{{");
+    let _ = writeln!(
+        out,
+        "  \"settings\": {{\"workers\": {WORKERS}, \"write_size\": {}, \"duration_s\": {}, \
+         \"warmup_s\": {}, \"reps\": {}, \"idle_streams\": {}, \"churn_loops\": {}, \
+         \"hol_streams\": {}}},",
+        scenarios::WRITE_SIZE,
+        p.duration.as_secs_f64(),
+        p.warmup.as_secs_f64(),
+        opts.reps,
+        p.idle_streams,
+        scenarios::CHURN_LOOPS,
+        scenarios::HOL_STREAMS
+    );
+    let _ = writeln!(out, "  \"results\": [");
+    for (i, c) in cells.iter().enumerate() {
+        let median = c
+            .median()
+            .map(|m| json_metrics(&m))
+            .unwrap_or_else(|| "null".into());
+        let status = if c.median().is_some() {
+            "ok".to_string()
+        } else {
+            c.failure()
+        };
+        let reps: Vec<String> = c.outcomes.iter().map(json_outcome).collect();
+        let _ = writeln!(
+            out,
+            "    {{\"scenario\": {}, \"system\": {}, \"status\": {}, \"median\": {}, \
+             \"peak_heap_bytes\": {}, \"reps\": [{}]}}{}",
+            json_str(&c.scenario.name()),
+            json_str(c.system.name()),
+            json_str(&status),
+            median,
+            c.peak_heap,
+            reps.join(", "),
+            if i + 1 < cells.len() { "," } else { "" }
+        );
+    }
+    let _ = writeln!(out, "  ]");
+    let _ = writeln!(out, "}}");
+    out
+}
+
+/// A progress bar on stderr (one line per step when stderr is not a terminal).
+struct Progress {
+    total: usize,
+    done: usize,
+    start: Instant,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            done: 0,
+            start: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn step(&mut self, what: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            const WIDTH: usize = 30;
+            let filled = WIDTH * self.done / self.total.max(1);
+            let _ = write!(
+                err,
+                "\r\x1b[2K[{}{}] {}/{} {:.0}s  {what}",
+                "#".repeat(filled),
+                ".".repeat(WIDTH - filled),
+                self.done,
+                self.total,
+                self.start.elapsed().as_secs_f64()
+            );
+        } else {
+            let _ = writeln!(
+                err,
+                "[{}/{} {:.1}s] {what}",
+                self.done + 1,
+                self.total,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+        let _ = err.flush();
+        self.done += 1;
+    }
+
+    fn finish(&self) {
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K");
+        }
+        let _ = writeln!(
+            err,
+            "smux bench: {} runs in {:.1}s",
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Peak RSS of this process in bytes (Linux only).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,491 @@
+//! The systems under test behind one small interface: an end that opens streams and
+//! an end that accepts them, each stream a boxed Tokio `AsyncRead + AsyncWrite`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+
+/// A stream of any system.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A boxed stream.
+pub type BoxIo = Box<dyn Io>;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Opens streams (the client end).
+pub trait Opener: Send + Sync + 'static {
+    /// Opens one stream.
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>>;
+}
+
+/// Accepts streams (the server end).
+pub trait Acceptor: Send + Sync + 'static {
+    /// Accepts one stream; an error means the session is gone.
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>>;
+}
+
+/// The systems the benchmark knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// One TCP connection per stream: the physical limit.
+    Tcp,
+    /// smux-rs through the Tokio adapter.
+    SmuxRs,
+    /// The `yamux` crate (rust-yamux).
+    Yamux,
+    /// The `tokio-yamux` crate, default behaviour.
+    TokioYamux,
+    /// `tokio-yamux` with a writer that polls `poll_peek` while blocked.
+    TokioYamuxPeek,
+    /// The `async_smux` crate.
+    AsyncSmux,
+}
+
+impl System {
+    /// All systems, in table order.
+    pub const ALL: [System; 6] = [
+        System::Tcp,
+        System::SmuxRs,
+        System::Yamux,
+        System::TokioYamux,
+        System::TokioYamuxPeek,
+        System::AsyncSmux,
+    ];
+
+    /// The systems run when none are named.
+    pub const DEFAULT: [System; 5] = [
+        System::Tcp,
+        System::SmuxRs,
+        System::Yamux,
+        System::TokioYamux,
+        System::AsyncSmux,
+    ];
+
+    /// The name used on the command line and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Tcp => "tcp",
+            System::SmuxRs => "smux-rs",
+            System::Yamux => "yamux",
+            System::TokioYamux => "tokio-yamux",
+            System::TokioYamuxPeek => "tokio-yamux+peek",
+            System::AsyncSmux => "async-smux",
+        }
+    }
+
+    /// Parses a name given by [`System::name`].
+    pub fn parse(s: &str) -> Option<System> {
+        System::ALL.into_iter().find(|sys| sys.name() == s)
+    }
+
+    /// Whether streams are separate TCP connections (no multiplexing).
+    pub fn is_raw(self) -> bool {
+        self == System::Tcp
+    }
+}
+
+/// What the two ends of one session are built from: a connected socket pair, or for
+/// raw TCP a listener and its address.
+pub enum Link {
+    /// One end of a connected TCP pair (non-blocking, not yet registered).
+    Socket(std::net::TcpStream),
+    /// The listening socket (server end of raw TCP).
+    Listener(std::net::TcpListener),
+    /// The address to connect to (client end of raw TCP).
+    Addr(SocketAddr),
+}
+
+/// Makes the links of one session: (client link, server link).
+pub fn links(system: System) -> io::Result<(Link, Link)> {
+    if system.is_raw() {
+        // std's backlog (128) would drop SYNs when a scenario opens 1024 connections
+        // at once; tokio's socket builder lets us ask for more. Needs a runtime.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(([127, 0, 0, 1], 0).into())?;
+        let listener = socket.listen(4096)?.into_std()?;
+        let addr = listener.local_addr()?;
+        return Ok((Link::Addr(addr), Link::Listener(listener)));
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let client = std::net::TcpStream::connect(addr)?;
+    let (server, _) = listener.accept()?;
+    for s in [&client, &server] {
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+    }
+    Ok((Link::Socket(client), Link::Socket(server)))
+}
+
+/// Tasks that die with the end that owns them.
+#[derive(Default)]
+pub struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, f: impl Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(f));
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// The client end of a session.
+pub struct ClientEnd {
+    /// Opens streams.
+    pub opener: Arc<dyn Opener>,
+    _tasks: Tasks,
+}
+
+/// The server end of a session.
+pub struct ServerEnd {
+    /// Accepts streams.
+    pub acceptor: Arc<dyn Acceptor>,
+    _tasks: Tasks,
+}
+
+fn socket(link: Link) -> io::Result<TcpStream> {
+    match link {
+        Link::Socket(s) => TcpStream::from_std(s),
+        _ => Err(io::Error::other("expected a connected socket")),
+    }
+}
+
+/// Builds the client end (inside the runtime that will drive it).
+pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
+    let mut tasks = Tasks::default();
+    let opener: Arc<dyn Opener> = match system {
+        System::Tcp => match link {
+            Link::Addr(addr) => Arc::new(TcpOpener(addr)),
+            _ => return Err(io::Error::other("raw TCP needs an address")),
+        },
+        System::SmuxRs => Arc::new(SmuxOpener(smux_tokio::Session::new(
+            socket(link)?,
+            smux_tokio::Config::default(),
+            smux_tokio::Role::Dialer,
+        ))),
+        System::Yamux => {
+            let (opener, _acceptor) = yamux_end(socket(link)?, yamux::Mode::Client, &mut tasks);
+            Arc::new(opener)
+        }
+        System::TokioYamux | System::TokioYamuxPeek => {
+            let session =
+                tokio_yamux::Session::new_client(socket(link)?, tokio_yamux::Config::default());
+            let (control, _acceptor) = tokio_yamux_end(session, &mut tasks);
+            Arc::new(TokioYamuxOpener {
+                control,
+                peek: system == System::TokioYamuxPeek,
+            })
+        }
+        System::AsyncSmux => {
+            let (connector, _acceptor, worker) = async_smux::MuxBuilder::client()
+                .with_connection(socket(link)?)
+                .build();
+            tasks.spawn(async move {
+                let _ = worker.await;
+            });
+            Arc::new(AsyncSmuxOpener(connector))
+        }
+    };
+    Ok(ClientEnd {
+        opener,
+        _tasks: tasks,
+    })
+}
+
+/// Builds the server end (inside the runtime that will drive it).
+pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
+    let mut tasks = Tasks::default();
+    let acceptor: Arc<dyn Acceptor> = match system {
+        System::Tcp => match link {
+            Link::Listener(l) => Arc::new(TcpAcceptor(TcpListener::from_std(l)?)),
+            _ => return Err(io::Error::other("raw TCP needs a listener")),
+        },
+        System::SmuxRs => Arc::new(SmuxAcceptor(smux_tokio::Session::new(
+            socket(link)?,
+            smux_tokio::Config::default(),
+            smux_tokio::Role::Acceptor,
+        ))),
+        System::Yamux => {
+            let (_opener, acceptor) = yamux_end(socket(link)?, yamux::Mode::Server, &mut tasks);
+            Arc::new(acceptor)
+        }
+        System::TokioYamux | System::TokioYamuxPeek => {
+            let session =
+                tokio_yamux::Session::new_server(socket(link)?, tokio_yamux::Config::default());
+            let (_control, acceptor) = tokio_yamux_end(session, &mut tasks);
+            Arc::new(acceptor)
+        }
+        System::AsyncSmux => {
+            let (_connector, acceptor, worker) = async_smux::MuxBuilder::server()
+                .with_connection(socket(link)?)
+                .build();
+            tasks.spawn(async move {
+                let _ = worker.await;
+            });
+            Arc::new(AsyncSmuxAcceptor(Mutex::new(acceptor)))
+        }
+    };
+    Ok(ServerEnd {
+        acceptor,
+        _tasks: tasks,
+    })
+}
+
+// ---- raw TCP ----
+
+struct TcpOpener(SocketAddr);
+
+impl Opener for TcpOpener {
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let s = TcpStream::connect(self.0).await?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}
+
+struct TcpAcceptor(TcpListener);
+
+impl Acceptor for TcpAcceptor {
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let (s, _) = self.0.accept().await?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}
+
+// ---- smux-rs ----
+
+struct SmuxOpener(smux_tokio::Session);
+
+impl Opener for SmuxOpener {
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move { Ok(Box::new(self.0.open().await?) as BoxIo) })
+    }
+}
+
+struct SmuxAcceptor(smux_tokio::Session);
+
+impl Acceptor for SmuxAcceptor {
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move { Ok(Box::new(self.0.accept().await?) as BoxIo) })
+    }
+}
+
+// ---- yamux (rust-yamux): one task owns the connection and must keep polling it ----
+
+type YamuxResult = Result<yamux::Stream, yamux::ConnectionError>;
+
+struct YamuxOpener(mpsc::UnboundedSender<oneshot::Sender<YamuxResult>>);
+
+impl Opener for YamuxOpener {
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.0.send(tx).map_err(|_| closed())?;
+            let s = rx.await.map_err(|_| closed())?.map_err(io::Error::other)?;
+            Ok(Box::new(s.compat()) as BoxIo)
+        })
+    }
+}
+
+struct YamuxAcceptor(Mutex<mpsc::UnboundedReceiver<yamux::Stream>>);
+
+impl Acceptor for YamuxAcceptor {
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let s = self.0.lock().await.recv().await.ok_or_else(closed)?;
+            Ok(Box::new(s.compat()) as BoxIo)
+        })
+    }
+}
+
+fn yamux_end(tcp: TcpStream, mode: yamux::Mode, tasks: &mut Tasks) -> (YamuxOpener, YamuxAcceptor) {
+    let mut cfg = yamux::Config::default();
+    // The default allows 512 streams; bulk-1024 and idle need more. Lifting the
+    // per-connection receive window cap first is what the crate requires for that.
+    cfg.set_max_connection_receive_window(None);
+    cfg.set_max_num_streams(65_536);
+    let mut conn = yamux::Connection::new(tcp.compat(), cfg, mode);
+    let (open_tx, mut open_rx) = mpsc::unbounded_channel::<oneshot::Sender<YamuxResult>>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    tasks.spawn(async move {
+        let mut waiting: Option<oneshot::Sender<YamuxResult>> = None;
+        let mut requests_open = true;
+        futures::future::poll_fn(|cx| {
+            loop {
+                if waiting.is_none() && requests_open {
+                    match open_rx.poll_recv(cx) {
+                        Poll::Ready(Some(tx)) => waiting = Some(tx),
+                        Poll::Ready(None) => requests_open = false,
+                        Poll::Pending => {}
+                    }
+                }
+                let Some(tx) = waiting.take() else { break };
+                match conn.poll_new_outbound(cx) {
+                    Poll::Ready(r) => {
+                        let _ = tx.send(r);
+                    }
+                    Poll::Pending => {
+                        waiting = Some(tx);
+                        break;
+                    }
+                }
+            }
+            loop {
+                match conn.poll_next_inbound(cx) {
+                    Poll::Ready(Some(Ok(s))) => {
+                        let _ = in_tx.send(s);
+                    }
+                    Poll::Ready(Some(Err(_))) | Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await;
+    });
+    (YamuxOpener(open_tx), YamuxAcceptor(Mutex::new(in_rx)))
+}
+
+// ---- tokio-yamux: the session is a `Stream` of inbound streams to keep polling ----
+
+struct TokioYamuxOpener {
+    control: tokio_yamux::Control,
+    peek: bool,
+}
+
+impl Opener for TokioYamuxOpener {
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let s = self
+                .control
+                .clone()
+                .open_stream()
+                .await
+                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+            if self.peek {
+                Ok(Box::new(PeekWhileBlocked(s)) as BoxIo)
+            } else {
+                Ok(Box::new(s) as BoxIo)
+            }
+        })
+    }
+}
+
+struct TokioYamuxAcceptor(Mutex<mpsc::UnboundedReceiver<tokio_yamux::StreamHandle>>);
+
+impl Acceptor for TokioYamuxAcceptor {
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let s = self.0.lock().await.recv().await.ok_or_else(closed)?;
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}
+
+fn tokio_yamux_end(
+    mut session: tokio_yamux::Session<TcpStream>,
+    tasks: &mut Tasks,
+) -> (tokio_yamux::Control, TokioYamuxAcceptor) {
+    let control = session.control();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    tasks.spawn(async move {
+        while let Some(Ok(s)) = session.next().await {
+            let _ = in_tx.send(s);
+        }
+    });
+    (control, TokioYamuxAcceptor(Mutex::new(in_rx)))
+}
+
+/// The workaround for tokio-yamux's write-only stall: window updates are processed
+/// only when the stream's read side is polled, so a blocked write also polls
+/// `poll_peek` (which reads nothing out of the stream).
+struct PeekWhileBlocked(tokio_yamux::StreamHandle);
+
+impl AsyncRead for PeekWhileBlocked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeekWhileBlocked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.0).poll_write(cx, buf) {
+            Poll::Pending => {
+                let mut byte = [0u8; 1];
+                let mut peek = ReadBuf::new(&mut byte);
+                let _ = self.0.poll_peek(cx, &mut peek);
+                Pin::new(&mut self.0).poll_write(cx, buf)
+            }
+            ready => ready,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+// ---- async-smux ----
+
+struct AsyncSmuxOpener(async_smux::MuxConnector<TcpStream>);
+
+impl Opener for AsyncSmuxOpener {
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let s = self
+                .0
+                .connect()
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}
+
+struct AsyncSmuxAcceptor(Mutex<async_smux::MuxAcceptor<TcpStream>>);
+
+impl Acceptor for AsyncSmuxAcceptor {
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let s = self.0.lock().await.accept().await.ok_or_else(closed)?;
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "session closed")
+}

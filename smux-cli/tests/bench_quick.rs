@@ -1,0 +1,93 @@
+//! The quick benchmark runs end to end on loopback and prints a row for every
+//! system and scenario. Timings are not asserted: they are the benchmark's job.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCENARIOS: [&str; 8] = [
+    "bulk-1",
+    "bulk-64",
+    "bulk-1024",
+    "rr-1",
+    "rr-64",
+    "churn",
+    "idle",
+    "hol",
+];
+const SYSTEMS: [&str; 5] = ["tcp", "smux-rs", "yamux", "tokio-yamux", "async-smux"];
+
+/// Runs `smux` with `args`, killing it after `limit`; returns (success, stdout, stderr).
+fn run_smux(args: &[&str], limit: Duration) -> (bool, String, String) {
+    let dir = std::env::temp_dir().join(format!("smux-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join(format!("out-{}", args.join("_").replace('/', "_")));
+    let err_path = out_path.with_extension("err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smux"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn smux");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "smux {args:?} did not finish within {limit:?}; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    (status.success(), out, err)
+}
+
+#[test]
+fn quick_bench_prints_a_row_per_system_and_scenario() {
+    let dir = std::env::temp_dir().join(format!("smux-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("bench.json");
+    let json_arg = json_path.to_str().unwrap();
+    let (ok, out, err) = run_smux(
+        &["bench", "--quick", "--json", json_arg],
+        Duration::from_secs(240),
+    );
+    assert!(ok, "smux bench failed\nstdout:\n{out}\nstderr:\n{err}");
+    for scenario in SCENARIOS {
+        for system in SYSTEMS {
+            let row = out.lines().any(|l| {
+                let mut words = l.split_whitespace();
+                words.next() == Some(scenario) && words.next() == Some(system)
+            });
+            assert!(row, "no row for {scenario} / {system} in:\n{out}");
+        }
+    }
+    assert!(
+        out.contains("vs tcp") && out.contains("vs smux-rs"),
+        "{out}"
+    );
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    assert_eq!(
+        json.matches("\"scenario\":").count(),
+        SCENARIOS.len() * SYSTEMS.len(),
+        "{json}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_rejects_unknown_names() {
+    let (ok, _, err) = run_smux(&["bench", "--systems", "nonesuch"], Duration::from_secs(30));
+    assert!(!ok);
+    assert!(err.contains("unknown system"), "{err}");
+    let (ok, _, err) = run_smux(&["bench", "--scenarios", "bulk-x"], Duration::from_secs(30));
+    assert!(!ok);
+    assert!(err.contains("unknown scenario"), "{err}");
+}
