@@ -163,3 +163,29 @@ async fn dropping_the_last_session_handle_ends_it() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_breaks_the_protocol_ends_the_session() {
+    bounded(20, "protocol error", async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.expect("accept");
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("write");
+            let mut sink = [0u8; 1024];
+            while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        let session = smux_tokio::connect(addr, Config::default())
+            .await
+            .expect("connect");
+        let reason = bounded(5, "session end", session.closed()).await;
+        println!("ended: {reason}");
+        assert!(matches!(reason, EndReason::Protocol(_)), "{reason:?}");
+        assert_eq!(session.stats().protocol_errors, 1);
+        let err = session.open().await.expect_err("open after the end");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    })
+    .await;
+}
