@@ -833,3 +833,255 @@ fn a_peer_that_stops_reading() {
         BASE + SIZE + bound_out + kib(256),
     );
 }
+
+// ----- the same flood against the smol and blocking adapters -------------------------
+
+/// Parameters of the many-windows flood.
+const FLOOD_STREAMS: u16 = 1_100;
+const FLOOD_FRAME: usize = 16 * 1024;
+
+fn flood_config() -> Config {
+    Config {
+        window: 64 * 1024,
+        cfm_threshold: 32 * 1024,
+        max_frame: FLOOD_FRAME as u32,
+        max_buffered_in: mib(4),
+        accept_backlog: 2_048,
+        ..Config::default()
+    }
+}
+
+/// A loopback pair of std sockets: (peer's end, application's end).
+fn std_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (a, _) = l.accept().expect("accept");
+    (c, a)
+}
+
+/// The hostile peer of the flood on plain threads: opens the streams, then fills every
+/// window round by round (each stream's `FLOOD_FRAME` slice of its pattern per round),
+/// FIN after the last round; a second thread reads and drops what we send. Returns the
+/// count of bytes written so far and both threads.
+fn std_flood_peer(
+    tcp: std::net::TcpStream,
+    window: usize,
+) -> (
+    Arc<AtomicU64>,
+    std::thread::JoinHandle<std::net::TcpStream>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::{Read, Write};
+    let mut rd = tcp.try_clone().expect("clone");
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(rd.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let written = Arc::new(AtomicU64::new(0));
+    let wr = written.clone();
+    let writer = std::thread::spawn(move || {
+        let mut tcp = tcp;
+        let mut f = Frames::new();
+        for id in 1..=FLOOD_STREAMS {
+            f.syn(id);
+        }
+        tcp.write_all(f.as_bytes()).expect("peer write");
+        let mut chunk = vec![0u8; FLOOD_FRAME];
+        let rounds = window / FLOOD_FRAME;
+        for round in 0..rounds {
+            for id in 1..=FLOOD_STREAMS {
+                pattern(u64::from(id), (round * FLOOD_FRAME) as u64, &mut chunk);
+                f.clear();
+                f.psh(id, &chunk);
+                if round + 1 == rounds {
+                    f.fin(id);
+                }
+                tcp.write_all(f.as_bytes()).expect("peer write");
+                wr.fetch_add(FLOOD_FRAME as u64, Ordering::Relaxed);
+            }
+        }
+        tcp
+    });
+    (written, writer, reader)
+}
+
+/// Polls `cond` until it holds, failing after `secs` (a hang guard), on any thread.
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Checks what was drained: every stream, its whole window, its own pattern.
+fn check_drained(got: &[(u16, Checksum)], window: usize) {
+    assert_eq!(got.len(), FLOOD_STREAMS as usize);
+    let mut seen = vec![false; FLOOD_STREAMS as usize + 1];
+    for (id, c) in got {
+        assert_eq!(c.len(), window as u64, "stream {id} length");
+        assert_eq!(
+            c.sum(),
+            pattern_sum(u64::from(*id), window as u64),
+            "stream {id}"
+        );
+        seen[*id as usize] = true;
+    }
+    assert!(seen[1..].iter().all(|x| *x), "every stream was delivered");
+}
+
+/// The flood against a smol session (`smux-smol`), drained by one task per stream.
+#[test]
+fn many_full_windows_smol() {
+    use smol::io::AsyncReadExt as _;
+    let _g = serial();
+    let probe = Probe::start();
+    let config = flood_config();
+    let (window, bound_in) = (config.window as usize, config.max_buffered_in);
+    let total = u64::from(FLOOD_STREAMS) * window as u64;
+    let (peer, app) = std_pair();
+    let (written, writer, reader) = std_flood_peer(peer, window);
+    let peak_paused = smol::block_on(async {
+        let io = smol::Async::new(app).expect("async socket");
+        let (s, driver) =
+            smux_smol::Session::new(io, config, smux_smol::Role::Acceptor).expect("session");
+        let driver = smol::spawn(driver);
+        let paused = {
+            let s = s.clone();
+            smol::unblock(move || {
+                wait_until(30, "buffered input reaches its bound", || {
+                    s.stats().buffered_in + FLOOD_FRAME > bound_in
+                });
+                for _ in 0..20 {
+                    assert!(s.stats().buffered_in <= bound_in);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        paused.await;
+        assert!(
+            written.load(Ordering::Relaxed) < total,
+            "the link did not pause"
+        );
+        let peak_paused = probe.peak();
+        let mut tasks = Vec::new();
+        for _ in 0..FLOOD_STREAMS {
+            let mut st = s.accept().await.expect("accept");
+            tasks.push(smol::spawn(async move {
+                let id = st.id().0;
+                let mut c = Checksum::new();
+                let mut buf = vec![0u8; 8 * 1024];
+                loop {
+                    let n = st.read(&mut buf).await.expect("stream read");
+                    if n == 0 {
+                        break;
+                    }
+                    c.update(&buf[..n]);
+                }
+                (id, c)
+            }));
+        }
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await);
+        }
+        check_drained(&got, window);
+        let st = s.stats();
+        assert_eq!(
+            (st.streams_refused, st.protocol_errors, st.buffered_in),
+            (0, 0, 0)
+        );
+        s.close();
+        let _ = driver.await;
+        peak_paused
+    });
+    drop(writer.join().expect("peer writer"));
+    reader.join().expect("peer reader");
+    eprintln!("smol: peak while paused {} KiB", peak_paused / 1024);
+    probe.check(
+        "smol: 1,100 full windows, max_buffered_in 4 MiB",
+        BASE + 8 * bound_in + FLOOD_STREAMS as usize * kib(1),
+    );
+}
+
+/// The flood against a blocking session (`smux-blocking`), drained by one thread that
+/// polls every stream without blocking. (Reading the streams one after the other with
+/// blocking reads would wait forever: the data a stream still lacks sits behind
+/// `max_buffered_in` bytes of other streams.)
+#[test]
+fn many_full_windows_blocking() {
+    use std::io::Read;
+    let _g = serial();
+    let probe = Probe::start();
+    let config = flood_config();
+    let (window, bound_in) = (config.window as usize, config.max_buffered_in);
+    let total = u64::from(FLOOD_STREAMS) * window as u64;
+    let (peer, app) = std_pair();
+    let (written, writer, reader) = std_flood_peer(peer, window);
+    let s =
+        smux_blocking::Session::new(app, config, smux_blocking::Role::Acceptor).expect("session");
+    wait_until(30, "buffered input reaches its bound", || {
+        s.stats().buffered_in + FLOOD_FRAME > bound_in
+    });
+    for _ in 0..20 {
+        assert!(s.stats().buffered_in <= bound_in);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        written.load(Ordering::Relaxed) < total,
+        "the link did not pause"
+    );
+    let peak_paused = probe.peak();
+    let mut open: Vec<(smux_blocking::Stream, Checksum)> = (0..FLOOD_STREAMS)
+        .map(|_| {
+            let st = s.accept_timeout(Duration::from_secs(20)).expect("accept");
+            st.set_nonblocking(true).expect("nonblocking");
+            (st, Checksum::new())
+        })
+        .collect();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8 * 1024];
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while !open.is_empty() {
+        assert!(std::time::Instant::now() < end, "drain: not within 60 s");
+        let mut progress = false;
+        let mut i = 0;
+        while i < open.len() {
+            match open[i].0.read(&mut buf) {
+                Ok(0) => {
+                    let (st, c) = open.swap_remove(i);
+                    got.push((st.id().0, c));
+                    progress = true;
+                    continue;
+                }
+                Ok(n) => {
+                    open[i].1.update(&buf[..n]);
+                    progress = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("stream read: {e}"),
+            }
+            i += 1;
+        }
+        if !progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    check_drained(&got, window);
+    let st = s.stats();
+    assert_eq!(
+        (st.streams_refused, st.protocol_errors, st.buffered_in),
+        (0, 0, 0)
+    );
+    s.close();
+    drop(writer.join().expect("peer writer"));
+    reader.join().expect("peer reader");
+    eprintln!("blocking: peak while paused {} KiB", peak_paused / 1024);
+    probe.check(
+        "blocking: 1,100 full windows, max_buffered_in 4 MiB",
+        BASE + 4 * bound_in + FLOOD_STREAMS as usize * kib(1),
+    );
+}
