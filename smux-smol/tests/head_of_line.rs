@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smux_smol::{Config, Session, Stream};
 
-use common::{fnv, pair, run};
+use common::{fnv, pair, random_bytes, run};
 
 const STREAMS: usize = 8;
 const PER_STREAM: usize = 2 * 1024 * 1024;
 
 /// The server side: the first byte of a stream says what to do.
-/// `S`: write forever (counting accepted bytes). `D`: write `PER_STREAM` bytes, close.
-async fn serve(mut stream: Stream, stalled_written: Arc<AtomicUsize>) {
+/// `S`: write forever (counting accepted bytes). `D`: write `data`, close.
+async fn serve(mut stream: Stream, data: Arc<Vec<u8>>, stalled_written: Arc<AtomicUsize>) {
     let mut cmd = [0u8; 1];
     if stream.read_exact(&mut cmd).await.is_err() {
         return;
@@ -30,22 +30,15 @@ async fn serve(mut stream: Stream, stalled_written: Arc<AtomicUsize>) {
             }
         }
         _ => {
-            let data = pattern(stream.id().0);
             stream.write_all(&data).await.expect("server write");
             stream.close().await.expect("server close");
         }
     }
 }
 
-fn pattern(seed: u16) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(u64::from(seed));
-    let mut v = vec![0u8; PER_STREAM];
-    rng.fill(&mut v);
-    v
-}
-
-/// Downloads `STREAMS` streams of `PER_STREAM` bytes at once; returns MiB/s.
-async fn download(session: &Session) -> f64 {
+/// Downloads `STREAMS` streams of `PER_STREAM` bytes at once, checking each against
+/// `sum`; returns MiB/s.
+async fn download(session: &Session, sum: u64) -> f64 {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..STREAMS {
@@ -56,7 +49,7 @@ async fn download(session: &Session) -> f64 {
             let mut got = Vec::with_capacity(PER_STREAM);
             s.read_to_end(&mut got).await.expect("download");
             assert_eq!(got.len(), PER_STREAM);
-            assert_eq!(fnv(&got), fnv(&pattern(s.id().0)), "stream {}", s.id());
+            assert_eq!(fnv(&got), sum, "stream {}", s.id());
         }));
     }
     for t in tasks {
@@ -73,16 +66,20 @@ fn unread_stream_does_not_block_the_others() {
         let window = config.window as usize;
         let p = pair(config.clone(), config).await;
         let stalled_written = Arc::new(AtomicUsize::new(0));
+        let data = Arc::new(random_bytes(&mut fastrand::Rng::with_seed(5), PER_STREAM));
+        let sum = fnv(&data);
         let server = p.server.clone();
         let counter = stalled_written.clone();
         smol::spawn(async move {
             while let Ok(s) = server.accept().await {
-                smol::spawn(serve(s, counter.clone())).detach();
+                smol::spawn(serve(s, data.clone(), counter.clone())).detach();
             }
         })
         .detach();
 
-        let baseline = download(&p.client).await;
+        // A first round warms up (allocations, TCP window) and is not measured.
+        download(&p.client, sum).await;
+        let baseline = download(&p.client, sum).await;
 
         // A stream we never read: its peer writes until the window is full.
         let mut stalled = p.client.open().await.unwrap();
@@ -91,7 +88,7 @@ fn unread_stream_does_not_block_the_others() {
             smol::Timer::after(Duration::from_millis(5)).await;
         }
 
-        let with_stall = download(&p.client).await;
+        let with_stall = download(&p.client, sum).await;
 
         // The stalled writer is still blocked at exactly one window.
         assert_eq!(stalled_written.load(Ordering::SeqCst), window);
