@@ -72,18 +72,25 @@ impl Inner {
         self.driver.take()
     }
 
-    /// Starts a graceful close (see `closing`); returns the driver's waker to wake.
-    fn start_closing(&mut self, linger: Option<Instant>) -> Option<Waker> {
+    /// Starts a graceful close (see `closing`); returns the wakers to wake: the
+    /// driver's, and those of pending calls, which now fail (accepts, writes) or
+    /// park again (reads).
+    fn start_closing(&mut self, linger: Option<Instant>) -> Vec<Waker> {
+        let mut woken = Vec::new();
         if self.session.is_ended() {
-            return None;
+            return woken;
         }
         self.linger = match (self.closing, self.linger, linger) {
             (false, _, new) => new,
             (true, Some(old), Some(new)) => Some(old.min(new)),
             (true, old, _) => old,
         };
+        if !self.closing {
+            self.waiters.take_all(&mut woken);
+        }
         self.closing = true;
-        self.take_driver()
+        woken.extend(self.take_driver());
+        woken
     }
 
     /// True while a graceful close runs: new work is refused.
@@ -138,8 +145,8 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         // Like closing a TCP socket: what was written still goes out (bounded).
-        let driver = lock(&self.shared).start_closing(Some(Instant::now() + LINGER));
-        wake(driver);
+        let woken = lock(&self.shared).start_closing(Some(Instant::now() + LINGER));
+        woken.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -273,8 +280,8 @@ impl Session {
     /// the session ends as with [`Session::close`]. Waits as long as the transport
     /// takes the data: bound it with a timeout, and call [`Session::close`] after one.
     pub async fn shutdown(&self) -> EndReason {
-        let driver = lock(self.shared()).start_closing(None);
-        wake(driver);
+        let woken = lock(self.shared()).start_closing(None);
+        woken.into_iter().for_each(Waker::wake);
         self.closed().await
     }
 
