@@ -9,6 +9,8 @@
 mod alloc;
 mod args;
 mod bench;
+mod probe;
+mod tunnel;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
     };
     match command.as_str() {
         "bench" => bench::main(args),
+        "tunnel" => tunnel::main(args),
+        "probe" => probe::main(args),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -1,0 +1,365 @@
+//! `smux tunnel`: TCP connections carried as streams of one multiplexed connection.
+//!
+//! The client accepts local TCP connections and opens one stream for each over a
+//! single smux session to the server (reconnecting with backoff when it drops); the
+//! server connects each stream to the target. Bytes are copied both ways until both
+//! directions are done. The smux protocol has no half-close: when one side reaches
+//! end-of-file, the stream is closed after what was read has been sent, which ends
+//! both directions once the other side has delivered what it already had.
+
+use std::io;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use smux_tokio::{Config, Session};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{sleep, timeout};
+use tracing::{debug, info, warn};
+
+use crate::args::Args;
+
+const USAGE: &str = "\
+usage: smux tunnel server --listen ADDR --to TARGET [options]
+       smux tunnel client --listen ADDR --server ADDR [options]
+
+The client accepts TCP connections on --listen and carries each as one stream of a
+single smux connection to the server, which connects it to --to.
+
+options:
+  --window BYTES            per-stream window, e.g. 512K or 4M (default 512K; both
+                            ends must use the same)
+  --keepalive D             keepalive interval, e.g. 10s (default 10s)
+  --keepalive-timeout D     end the session after this long without input (default 100s)
+  --connect-timeout D       bound on each TCP connect (default 10s)
+  --max-backoff D           client: longest wait between reconnects (default 30s)
+  --log LEVEL               error, warn, info, debug or trace (default info; RUST_LOG
+                            overrides)
+  -h, --help                this text
+";
+
+/// Options of both ends.
+#[derive(Debug, Clone)]
+struct Options {
+    listen: String,
+    to: Option<String>,
+    server: Option<String>,
+    config: Config,
+    connect_timeout: Duration,
+    max_backoff: Duration,
+    log: String,
+}
+
+fn parse_bytes(s: &str) -> Result<u32, String> {
+    let (num, scale) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1024),
+        Some((i, 'm' | 'M')) => (&s[..i], 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|&n| n > 0 && n <= u32::MAX as u64)
+        .map(|n| n as u32)
+        .ok_or_else(|| format!("expected a size like 512K or 4M, got '{s}'"))
+}
+
+fn parse(mut args: Args, server_side: bool) -> Result<Option<Options>, String> {
+    let mut o = Options {
+        listen: String::new(),
+        to: None,
+        server: None,
+        config: Config::default(),
+        connect_timeout: Duration::from_secs(10),
+        max_backoff: Duration::from_secs(30),
+        log: "info".into(),
+    };
+    let mut listen = None;
+    while let Some(arg) = args.next_flag()? {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "--listen" => listen = Some(args.value(&arg)?),
+            "--to" if server_side => o.to = Some(args.value(&arg)?),
+            "--server" if !server_side => o.server = Some(args.value(&arg)?),
+            "--window" => {
+                let w = parse_bytes(&args.value(&arg)?)?;
+                o.config.window = w;
+                o.config.cfm_threshold = (w / 2).max(1);
+            }
+            "--keepalive" => o.config.keepalive_interval = args.duration(&arg)?,
+            "--keepalive-timeout" => o.config.keepalive_timeout = args.duration(&arg)?,
+            "--connect-timeout" => o.connect_timeout = args.duration(&arg)?,
+            "--max-backoff" => o.max_backoff = args.duration(&arg)?,
+            "--log" => o.log = args.value(&arg)?,
+            _ => return Err(format!("unexpected argument '{arg}'\n\n{USAGE}")),
+        }
+    }
+    o.listen = listen.ok_or("--listen is required")?;
+    if server_side && o.to.is_none() {
+        return Err("--to is required".into());
+    }
+    if !server_side && o.server.is_none() {
+        return Err("--server is required".into());
+    }
+    o.config.validate().map_err(|e| e.to_string())?;
+    Ok(Some(o))
+}
+
+/// Entry point of `smux tunnel`.
+pub fn main(mut args: Args) -> ExitCode {
+    let side = match args.next_flag() {
+        Ok(Some(s)) if s == "server" || s == "client" => s,
+        Ok(Some(s)) if s == "-h" || s == "--help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprint!("smux tunnel: expected 'server' or 'client'\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let server_side = side == "server";
+    let opts = match parse(args, server_side) {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smux tunnel {side}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&opts.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smux tunnel: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let work = async {
+            if server_side {
+                server(opts).await
+            } else {
+                client(opts).await
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => {
+                info!("interrupted, exiting");
+                Ok(())
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr through `tracing`, at `level` unless `RUST_LOG` says otherwise.
+pub fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Copies both ways between a TCP connection and a stream until both are done.
+async fn splice(mut tcp: TcpStream, mut stream: smux_tokio::Stream, what: &str) {
+    let id = stream.id();
+    let started = Instant::now();
+    match tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut stream, 64 << 10, 64 << 10).await
+    {
+        Ok((up, down)) => debug!(
+            stream = %id,
+            sent = up,
+            received = down,
+            secs = started.elapsed().as_secs_f64(),
+            "{what} done"
+        ),
+        Err(e) => debug!(stream = %id, error = %e, "{what} ended with an error"),
+    }
+}
+
+async fn server(o: Options) -> io::Result<()> {
+    let target = o.to.clone().unwrap_or_default();
+    let listener = smux_tokio::Listener::bind(&o.listen, o.config.clone()).await?;
+    info!("listening on {} (target {target})", listener.local_addr()?);
+    loop {
+        let (session, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually one connection's problem (a reset, no descriptors left).
+                warn!(error = %e, "accept failed");
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        info!(%peer, "session started");
+        let target = target.clone();
+        let connect_timeout = o.connect_timeout;
+        tokio::spawn(async move {
+            let mut streams = 0u64;
+            while let Ok(stream) = session.accept().await {
+                streams += 1;
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let id = stream.id();
+                    let tcp = match timeout(connect_timeout, TcpStream::connect(&target)).await {
+                        Ok(Ok(tcp)) => tcp,
+                        Ok(Err(e)) => {
+                            warn!(stream = %id, %target, error = %e, "cannot connect to target");
+                            return;
+                        }
+                        Err(_) => {
+                            warn!(stream = %id, %target, "connecting to target timed out");
+                            return;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    debug!(stream = %id, %target, "stream connected to target");
+                    splice(tcp, stream, "stream").await;
+                });
+            }
+            let reason = session.closed().await;
+            info!(%peer, streams, reason = %reason, "session ended");
+        });
+    }
+}
+
+async fn client(o: Options) -> io::Result<()> {
+    let server = o.server.clone().unwrap_or_default();
+    let listener = TcpListener::bind(&o.listen).await?;
+    info!("listening on {} (server {server})", listener.local_addr()?);
+    let (tx, rx) = watch::channel(None::<Session>);
+    tokio::spawn(keep_connected(o.clone(), tx));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut rx = rx.clone();
+        let wait = o.connect_timeout;
+        tokio::spawn(async move {
+            let Some(stream) = open_stream(&mut rx, wait).await else {
+                warn!(%peer, "no connection to the server, dropping the local connection");
+                return;
+            };
+            debug!(%peer, stream = %stream.id(), "local connection opened a stream");
+            splice(tcp, stream, "connection").await;
+        });
+    }
+}
+
+/// Opens a stream on the current session, waiting up to `wait` for one to exist (the
+/// client may be reconnecting).
+async fn open_stream(
+    rx: &mut watch::Receiver<Option<Session>>,
+    wait: Duration,
+) -> Option<smux_tokio::Stream> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let session = rx.borrow_and_update().clone();
+        if let Some(session) = session {
+            match tokio::time::timeout_at(deadline, session.open()).await {
+                Ok(Ok(stream)) => return Some(stream),
+                Ok(Err(e)) => debug!(error = %e, "open failed, waiting for a new session"),
+                Err(_) => return None,
+            }
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Keeps one session to the server, reconnecting with exponential backoff.
+async fn keep_connected(o: Options, tx: watch::Sender<Option<Session>>) {
+    let server = o.server.clone().unwrap_or_default();
+    const FIRST: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST;
+    loop {
+        match timeout(
+            o.connect_timeout,
+            smux_tokio::connect(&server, o.config.clone()),
+        )
+        .await
+        {
+            Ok(Ok(session)) => {
+                info!(%server, "connected");
+                let since = Instant::now();
+                tx.send_replace(Some(session.clone()));
+                let reason = session.closed().await;
+                tx.send_replace(None);
+                warn!(%server, reason = %reason, "connection lost");
+                // A connection that lived a while earns a quick reconnect.
+                if since.elapsed() > Duration::from_secs(10) {
+                    backoff = FIRST;
+                }
+            }
+            Ok(Err(e)) => warn!(%server, error = %e, "cannot connect; retrying in {backoff:?}"),
+            Err(_) => warn!(%server, "connect timed out; retrying in {backoff:?}"),
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(o.max_backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("512K"), Ok(512 * 1024));
+        assert_eq!(parse_bytes("4m"), Ok(4 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn required_options() {
+        let args = |v: &[&str]| Args::new(v.iter().map(|s| s.to_string()));
+        assert!(parse(args(&["--listen", "127.0.0.1:0"]), true).is_err());
+        assert!(parse(args(&["--to", "127.0.0.1:1"]), true).is_err());
+        let o = parse(
+            args(&[
+                "--listen",
+                "127.0.0.1:0",
+                "--server",
+                "127.0.0.1:1",
+                "--window",
+                "1M",
+            ]),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.config.window, 1 << 20);
+        assert!(parse(args(&["--listen", "x", "--to", "y"]), false).is_err());
+    }
+}
