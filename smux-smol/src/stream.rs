@@ -5,12 +5,12 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{ReadError, StreamId, WriteError};
+use smux_proto::{Event, ReadError, StreamId, WriteError};
 
 use crate::deadline::PartialWrite;
 use crate::session::{closing_error, lock, wake, Shared};
@@ -82,9 +82,11 @@ impl Core {
     }
 
     fn poll_close(&self) -> Poll<io::Result<()>> {
-        let driver = {
+        let mut woken = Vec::new();
+        {
             let mut g = lock(&self.shared);
-            match g.session.close(self.id) {
+            let inner = &mut *g;
+            match inner.session.close(self.id) {
                 // Closing twice is fine; so is closing after the session ended.
                 Ok(())
                 | Err(WriteError::Closed)
@@ -92,9 +94,13 @@ impl Core {
                 | Err(WriteError::SessionEnded(_)) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
-            g.take_driver()
-        };
-        wake(driver);
+            // A read half parked on this stream learns at once that it was closed.
+            inner
+                .waiters
+                .dispatch(&Event::Finished(self.id), &mut woken);
+            woken.extend(inner.take_driver());
+        }
+        woken.into_iter().for_each(Waker::wake);
         Poll::Ready(Ok(()))
     }
 

@@ -70,3 +70,23 @@ fn dropped_session_still_delivers_and_finished_streams_read_eof() {
         assert!(p.server.accept().await.is_err());
     });
 }
+
+#[test]
+fn closing_the_write_half_wakes_a_parked_read_half() {
+    run(Duration::from_secs(30), async {
+        let p = pair(Config::default(), Config::default()).await;
+        let s = p.client.open().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        w.write_all(b"hi").await.unwrap();
+        // The peer takes the stream but never closes it (no FIN comes back).
+        let _peer = p.server.accept().await.unwrap();
+        let reader = smol::spawn(async move {
+            let mut buf = [0u8; 8];
+            r.read(&mut buf).await
+        });
+        smol::Timer::after(Duration::from_millis(50)).await;
+        w.close().await.unwrap();
+        let err = reader.await.expect_err("reading a closed stream fails");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
+    });
+}
