@@ -15,6 +15,10 @@ use smux_proto::{Event, ReadError, StreamId, WriteError};
 use crate::deadline::PartialWrite;
 use crate::session::{closing_error, lock, wake, Shared};
 
+fn timed_out(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, msg)
+}
+
 /// What a [`Stream`] and its halves share; dropping it closes the stream.
 struct Core {
     shared: Shared,
@@ -105,6 +109,9 @@ impl Core {
     }
 
     async fn write_all_before(&self, buf: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
+        if Instant::now() >= deadline {
+            return Err(PartialWrite::new(0, timed_out("write deadline passed")));
+        }
         let mut timer = Timer::at(deadline);
         let mut written = 0;
         poll_fn(|cx| loop {
@@ -118,8 +125,7 @@ impl Core {
                 }
                 Poll::Pending => {
                     if Instant::now() >= deadline || Pin::new(&mut timer).poll(cx).is_ready() {
-                        let error =
-                            io::Error::new(io::ErrorKind::TimedOut, "write deadline passed");
+                        let error = timed_out("write deadline passed");
                         return Poll::Ready(Err(PartialWrite::new(written, error)));
                     }
                     return Poll::Pending;
@@ -130,14 +136,14 @@ impl Core {
     }
 
     async fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        if Instant::now() >= deadline {
+            return Err(timed_out("read deadline passed"));
+        }
         let mut timer = Timer::at(deadline);
         poll_fn(|cx| match self.poll_read(cx, buf) {
             Poll::Pending => {
                 if Instant::now() >= deadline || Pin::new(&mut timer).poll(cx).is_ready() {
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "read deadline passed",
-                    )))
+                    Poll::Ready(Err(timed_out("read deadline passed")))
                 } else {
                     Poll::Pending
                 }
@@ -201,7 +207,8 @@ impl Stream {
 
     /// Writes all of `buf` unless `deadline` passes first, with the seed's honest
     /// timeout: on timeout (or any other failure) the error says exactly how many
-    /// bytes were accepted, and those will be delivered; resend only the rest.
+    /// bytes were accepted, and those will be delivered; resend only the rest. A
+    /// deadline already past writes nothing.
     ///
     /// If this future is dropped before completing, the count is lost: some prefix
     /// of `buf` may have been accepted. Bound the call with the deadline instead.
@@ -214,7 +221,8 @@ impl Stream {
     }
 
     /// Reads into `buf` like `AsyncReadExt::read`, but fails with
-    /// [`io::ErrorKind::TimedOut`] if no data (nor end-of-file) arrived by `deadline`.
+    /// [`io::ErrorKind::TimedOut`] if no data (nor end-of-file) arrived by `deadline`
+    /// (then nothing was read). `Ok(0)` is end-of-file.
     pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         self.core.read_before(buf, deadline).await
     }
