@@ -14,7 +14,14 @@ const SCENARIOS: [&str; 8] = [
     "idle",
     "hol",
 ];
-const SYSTEMS: [&str; 5] = ["tcp", "smux-rs", "yamux", "tokio-yamux", "async-smux"];
+const SYSTEMS: [&str; 6] = [
+    "tcp",
+    "smux-rs",
+    "smux-blocking",
+    "yamux",
+    "tokio-yamux",
+    "async-smux",
+];
 
 /// Runs `smux` with `args`, killing it after `limit`; returns (success, stdout, stderr).
 fn run_smux(args: &[&str], limit: Duration) -> (bool, String, String) {

@@ -2,6 +2,7 @@
 //! other Rust multiplexers, in one process run, repetitions interleaved across
 //! systems, medians in a table.
 
+mod blocking;
 pub mod scenarios;
 pub mod systems;
 
@@ -26,15 +27,15 @@ Runs loopback TCP benchmarks of raw TCP, smux-rs and other Rust multiplexers.
 options:
   --scenarios LIST   comma-separated: bulk-N, rr-N, churn, idle, hol
                      (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol)
-  --systems LIST     comma-separated: tcp, smux-rs, yamux, tokio-yamux,
-                     tokio-yamux+peek, async-smux
+  --systems LIST     comma-separated: tcp, smux-rs, smux-blocking, yamux,
+                     tokio-yamux, tokio-yamux+peek, async-smux
                      (default: all but tokio-yamux+peek)
-  --duration D       measurement window per run, e.g. 750ms or 2s (default 750ms)
-  --warmup D         time before each window opens (default 250ms)
+  --duration D       measurement window per run, e.g. 750ms or 2s (default 500ms)
+  --warmup D         time before each window opens (default 150ms)
   --reps N           repetitions; each figure is the median (default 3)
   --idle-streams N   streams of the idle scenario (default 10000)
   --timeout D        bound on each waiting phase; past it a system is 'hung' (default 5s)
-  --max-heap MB      stop a run when the process heap passes this (default 2048)
+  --max-heap MB      stop a run when the process heap passes this (default 1024)
   --json FILE        also write the results as JSON to FILE
   --quick            a few seconds in all: short windows, 1 repetition, 1000 idle
                      streams, 500ms timeout, 512 MB heap bound
@@ -88,7 +89,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, String> {
     let (d, w, r, i, t, h) = if quick {
         (60, 30, 1, 1000, 500, 512)
     } else {
-        (750, 250, 3, 10_000, 5000, 2048)
+        (500, 150, 3, 10_000, 5000, 1024)
     };
     let ms = Duration::from_millis;
     Ok(Some(Options {
@@ -162,10 +163,11 @@ impl Cell {
             .collect()
     }
 
-    /// Median of each figure over the repetitions that finished.
+    /// Median of each figure over the repetitions that finished (none unless at
+    /// least half of them did).
     fn median(&self) -> Option<Metrics> {
         let done = self.done();
-        if done.is_empty() {
+        if done.is_empty() || done.len() * 2 < self.outcomes.len() {
             return None;
         }
         let med = |f: fn(&Metrics) -> Option<f64>| {
@@ -262,7 +264,9 @@ fn run(opts: &Options) -> Result<(), String> {
                 ));
                 let heap_before = crate::alloc::live_total();
                 crate::alloc::reset_peak();
-                let outcome = if scenario == Scenario::Idle {
+                let outcome = if system == System::SmuxBlocking {
+                    blocking::run(scenario, p)
+                } else if scenario == Scenario::Idle {
                     scenarios::idle(system, p)
                 } else {
                     rt.block_on(async {
@@ -387,6 +391,15 @@ fn render(opts: &Options, cells: &[Cell]) -> String {
                     ],
                 )
             }
+            None if !c.done().is_empty() => (
+                format!(
+                    "{} [{} of {} reps finished]",
+                    c.failure(),
+                    c.done().len(),
+                    c.outcomes.len()
+                ),
+                ["-".into(), "-".into()],
+            ),
             None => (c.failure(), ["-".into(), "-".into()]),
         };
         let [a, b] = ratios;

@@ -145,7 +145,7 @@ pub enum Outcome {
 
 /// Why a run stopped early.
 #[derive(Debug)]
-enum Stop {
+pub(super) enum Stop {
     Hung(String),
     Failed(String),
 }
@@ -159,13 +159,13 @@ impl From<Stop> for Outcome {
     }
 }
 
-type Res<T> = Result<T, Stop>;
+pub(super) type Res<T> = Result<T, Stop>;
 
-fn hung(what: impl Into<String>) -> Stop {
+pub(super) fn hung(what: impl Into<String>) -> Stop {
     Stop::Hung(what.into())
 }
 
-fn failed(what: &str, e: io::Error) -> Stop {
+pub(super) fn failed(what: &str, e: io::Error) -> Stop {
     Stop::Failed(format!("{what}: {e}"))
 }
 
@@ -695,8 +695,15 @@ fn idle_inner(system: System, p: &Params) -> Res<Metrics> {
     let base_c = alloc::live(CLIENT);
     let base_s = alloc::live(SERVER);
     go.notify_one();
-    let deadline = Instant::now() + p.phase_timeout;
+    // Hung means no progress for a phase timeout, not slow progress.
+    let mut deadline = Instant::now() + p.phase_timeout;
+    let mut seen = 0;
     while accepted.load(Ordering::Acquire) < n {
+        let now = accepted.load(Ordering::Acquire);
+        if now > seen {
+            seen = now;
+            deadline = Instant::now() + p.phase_timeout;
+        }
         if Instant::now() >= deadline || client.is_finished() {
             release.notify_waiters();
             release.notify_one();

@@ -51,13 +51,16 @@ pub enum System {
     TokioYamuxPeek,
     /// The `async_smux` crate.
     AsyncSmux,
+    /// smux-rs through the blocking adapter (threads; some scenarios only).
+    SmuxBlocking,
 }
 
 impl System {
     /// All systems, in table order.
-    pub const ALL: [System; 6] = [
+    pub const ALL: [System; 7] = [
         System::Tcp,
         System::SmuxRs,
+        System::SmuxBlocking,
         System::Yamux,
         System::TokioYamux,
         System::TokioYamuxPeek,
@@ -65,9 +68,10 @@ impl System {
     ];
 
     /// The systems run when none are named.
-    pub const DEFAULT: [System; 5] = [
+    pub const DEFAULT: [System; 6] = [
         System::Tcp,
         System::SmuxRs,
+        System::SmuxBlocking,
         System::Yamux,
         System::TokioYamux,
         System::AsyncSmux,
@@ -82,6 +86,7 @@ impl System {
             System::TokioYamux => "tokio-yamux",
             System::TokioYamuxPeek => "tokio-yamux+peek",
             System::AsyncSmux => "async-smux",
+            System::SmuxBlocking => "smux-blocking",
         }
     }
 
@@ -172,6 +177,9 @@ fn socket(link: Link) -> io::Result<TcpStream> {
 pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
     let mut tasks = Tasks::default();
     let opener: Arc<dyn Opener> = match system {
+        System::SmuxBlocking => {
+            return Err(io::Error::other("the blocking adapter has no async end"))
+        }
         System::Tcp => match link {
             Link::Addr(addr) => Arc::new(TcpOpener(addr)),
             _ => return Err(io::Error::other("raw TCP needs an address")),
@@ -214,6 +222,9 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
 pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
     let mut tasks = Tasks::default();
     let acceptor: Arc<dyn Acceptor> = match system {
+        System::SmuxBlocking => {
+            return Err(io::Error::other("the blocking adapter has no async end"))
+        }
         System::Tcp => match link {
             Link::Listener(l) => Arc::new(TcpAcceptor(TcpListener::from_std(l)?)),
             _ => return Err(io::Error::other("raw TCP needs a listener")),
