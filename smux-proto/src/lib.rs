@@ -71,9 +71,11 @@
 //! (a 32-byte record plus its hash-table slot); buffers exist only while data is
 //! queued and go back to a small pool when drained. Moving 64 KiB writes on four
 //! streams between two sessions made 0 allocations in 1,000 frames once warm. A
-//! written payload is copied once (into the stream's send buffer); frames of 1 KiB and
-//! more go to the transport as their own segment of a vectored write, and received
-//! payloads of 16 KiB and more are handed to the reader without a copy.
+//! written payload is copied once (into the stream's send buffer), and frames of 1 KiB
+//! and more go to the transport as their own segment of a vectored write. A received
+//! payload is copied once into its stream's buffer, so the heap a stream holds is its
+//! counted bytes (within the buffer's growth factor), never a pinned slice of a larger
+//! read buffer, and the adapter reuses its read buffer in place.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

@@ -152,7 +152,7 @@ impl Session {
             pin_queued: false,
             out_waiters: Vec::new(),
             events: VecDeque::new(),
-            pool: Vec::new(),
+            pool: Pool::default(),
             stalled: None,
             ping: None,
             ping_seq: 0,
@@ -319,7 +319,7 @@ impl Session {
         }
         s.unacked += len as u32;
         let was_empty = s.recv_len == 0;
-        s.push_recv(payload, &mut self.pool);
+        s.push_recv(&payload, &mut self.pool);
         self.stats.buffered_in += len;
         if was_empty && !s.has(flag::READABLE_QUEUED) {
             s.set(flag::READABLE_QUEUED, true);

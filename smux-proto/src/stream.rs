@@ -12,19 +12,48 @@
 //! (`LocalFin::Waiting`) before it is queued and then sent. The ID is freed only on
 //! removal, so a new stream can never receive the old one's bytes.
 
-use std::collections::VecDeque;
-
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Payloads shorter than this are copied into the stream's own buffer instead of being
-/// kept as a slice of the transport's read buffer, so a trickle of tiny frames can
-/// neither pin large read buffers nor cost a chunk record each.
-pub(crate) const COPY_BELOW: usize = 16 * 1024;
+/// Drained buffer sets kept for reuse, so a busy session does not allocate (and fault
+/// in fresh pages) every time a stream's buffer empties and fills again. Boxed because
+/// they move in and out of streams, where an idle stream holds only a pointer.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Buffers>>,
+    /// Capacity held by `free`.
+    bytes: usize,
+}
 
-/// Drained buffer sets kept for reuse. Boxed because they move in and out of streams,
-/// where an idle stream holds only a pointer.
-#[allow(clippy::vec_box)]
-pub(crate) type Pool = Vec<Box<Buffers>>;
+impl Pool {
+    /// Most capacity the pool keeps.
+    const MAX_BYTES: usize = 8 * 1024 * 1024;
+    /// Buffers larger than this are freed rather than kept.
+    const KEEP: usize = 1024 * 1024;
+
+    fn take(&mut self) -> Box<Buffers> {
+        match self.free.pop() {
+            Some(b) => {
+                self.bytes -= b.capacity();
+                b
+            }
+            None => Box::default(),
+        }
+    }
+
+    fn put(&mut self, mut b: Box<Buffers>) {
+        if b.recv.capacity() > Self::KEEP {
+            b.recv = BytesMut::new();
+        }
+        if b.send.capacity() > Self::KEEP {
+            b.send = BytesMut::new();
+        }
+        if self.bytes + b.capacity() <= Self::MAX_BYTES && self.free.len() < 1024 {
+            self.bytes += b.capacity();
+            self.free.push(b);
+        }
+    }
+}
 
 /// Where our FIN is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +79,15 @@ pub(crate) enum State {
 
 /// Data buffers, allocated while data flows and recycled when drained, so an idle
 /// stream costs only its counters.
+///
+/// Received payloads are copied into `recv` rather than kept as slices of the
+/// transport's read buffer: a slice would pin its whole read allocation, so a peer
+/// could make memory exceed the counted bytes by the ratio of read size to frame size,
+/// and the adapter could never reuse its read buffer in place.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
-    /// Received payloads, oldest first; small payloads are merged into `tail`.
-    chunks: VecDeque<Bytes>,
-    /// Received bytes after the last chunk.
-    tail: BytesMut,
+    /// Received bytes not yet read.
+    recv: BytesMut,
     /// Bytes accepted by writes and not yet framed.
     pub(crate) send: BytesMut,
 }
@@ -63,21 +95,11 @@ pub(crate) struct Buffers {
 impl Buffers {
     /// Whether the buffers hold nothing and may be recycled.
     pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.tail.is_empty() && self.send.is_empty()
+        self.recv.is_empty() && self.send.is_empty()
     }
 
-    /// Prepares a drained buffer set for reuse, dropping large allocations.
-    pub(crate) fn recycle(&mut self) {
-        const KEEP: usize = 64 * 1024;
-        if self.chunks.capacity() > 16 {
-            self.chunks = VecDeque::new();
-        }
-        if self.tail.capacity() > KEEP {
-            self.tail = BytesMut::new();
-        }
-        if self.send.capacity() > KEEP {
-            self.send = BytesMut::new();
-        }
+    fn capacity(&self) -> usize {
+        self.recv.capacity() + self.send.capacity()
     }
 }
 
@@ -147,35 +169,20 @@ impl Stream {
     }
 
     pub(crate) fn bufs_mut(&mut self, pool: &mut Pool) -> &mut Buffers {
-        self.bufs
-            .get_or_insert_with(|| pool.pop().unwrap_or_default())
+        self.bufs.get_or_insert_with(|| pool.take())
     }
 
     /// Returns drained buffers to the pool.
     pub(crate) fn release_bufs(&mut self, pool: &mut Pool) {
-        const POOL_MAX: usize = 64;
         if self.bufs.as_ref().is_some_and(|b| b.is_empty()) {
-            let mut b = self.bufs.take().expect("checked above");
-            if pool.len() < POOL_MAX {
-                b.recycle();
-                pool.push(b);
-            }
+            pool.put(self.bufs.take().expect("checked above"));
         }
     }
 
     /// Buffers a received payload.
-    pub(crate) fn push_recv(&mut self, payload: Bytes, pool: &mut Pool) {
+    pub(crate) fn push_recv(&mut self, payload: &[u8], pool: &mut Pool) {
         self.recv_len += payload.len() as u32;
-        let b = self.bufs_mut(pool);
-        if payload.len() < COPY_BELOW {
-            b.tail.extend_from_slice(&payload);
-        } else {
-            if !b.tail.is_empty() {
-                let t = b.tail.split().freeze();
-                b.chunks.push_back(t);
-            }
-            b.chunks.push_back(payload);
-        }
+        self.bufs_mut(pool).recv.extend_from_slice(payload);
     }
 
     /// Copies buffered bytes into `out`; returns the count.
@@ -183,39 +190,22 @@ impl Stream {
         let Some(b) = self.bufs.as_mut() else {
             return 0;
         };
-        let mut n = 0;
-        while n < out.len() {
-            let src: &mut dyn Buf = match b.chunks.front_mut() {
-                Some(c) => c,
-                None if !b.tail.is_empty() => &mut b.tail,
-                None => break,
-            };
-            let k = src.remaining().min(out.len() - n);
-            src.copy_to_slice(&mut out[n..n + k]);
-            n += k;
-            if b.chunks.front().is_some_and(|c| c.is_empty()) {
-                b.chunks.pop_front();
-            }
-        }
+        let n = b.recv.len().min(out.len());
+        out[..n].copy_from_slice(&b.recv[..n]);
+        b.recv.advance(n);
         self.recv_len -= n as u32;
         self.release_bufs(pool);
         n
     }
 
-    /// Takes up to `max` buffered bytes as one chunk without copying large payloads.
+    /// Takes up to `max` buffered bytes as one chunk.
     pub(crate) fn read_chunk(&mut self, max: usize, pool: &mut Pool) -> Bytes {
         let Some(b) = self.bufs.as_mut() else {
             return Bytes::new();
         };
-        let out = match b.chunks.front_mut() {
-            Some(c) if c.len() <= max => b.chunks.pop_front().expect("front exists"),
-            Some(c) => c.split_to(max),
-            None => {
-                let k = b.tail.len().min(max);
-                b.tail.split_to(k).freeze()
-            }
-        };
-        self.recv_len -= out.len() as u32;
+        let n = b.recv.len().min(max);
+        let out = b.recv.split_to(n).freeze();
+        self.recv_len -= n as u32;
         self.release_bufs(pool);
         out
     }
@@ -224,8 +214,7 @@ impl Stream {
     pub(crate) fn discard_recv(&mut self, pool: &mut Pool) -> usize {
         let n = self.recv_len as usize;
         if let Some(b) = self.bufs.as_mut() {
-            b.chunks.clear();
-            b.tail.clear();
+            b.recv.clear();
         }
         self.recv_len = 0;
         self.release_bufs(pool);
@@ -247,30 +236,28 @@ mod tests {
     }
 
     #[test]
-    fn small_payloads_merge_and_large_ones_are_kept_whole() {
-        let mut pool = Vec::new();
+    fn received_bytes_are_read_in_order_and_buffers_recycled() {
+        let mut pool = Pool::default();
         let mut s = Stream::new();
-        s.push_recv(Bytes::from_static(b"ab"), &mut pool);
-        s.push_recv(Bytes::from_static(b"cd"), &mut pool);
-        let big = Bytes::from(vec![9u8; COPY_BELOW]);
-        s.push_recv(big.clone(), &mut pool);
-        s.push_recv(Bytes::from_static(b"ef"), &mut pool);
-        assert_eq!(s.bufs.as_ref().unwrap().chunks.len(), 2);
-        assert_eq!(s.recv_len as usize, 6 + COPY_BELOW);
+        s.push_recv(b"ab", &mut pool);
+        s.push_recv(b"cd", &mut pool);
+        s.push_recv(&[9u8; 20_000], &mut pool);
+        s.push_recv(b"ef", &mut pool);
+        assert_eq!(s.recv_len as usize, 20_006);
         let mut out = [0u8; 3];
         assert_eq!(s.read_into(&mut out, &mut pool), 3);
         assert_eq!(&out, b"abc");
         assert_eq!(s.read_chunk(1, &mut pool), Bytes::from_static(b"d"));
-        let chunk = s.read_chunk(usize::MAX, &mut pool);
         assert_eq!(
-            chunk.as_ptr(),
-            big.as_ptr(),
-            "large payloads are not copied"
+            s.read_chunk(20_000, &mut pool),
+            Bytes::from(vec![9u8; 20_000])
         );
         let mut rest = [0u8; 10];
         assert_eq!(s.read_into(&mut rest, &mut pool), 2);
         assert_eq!(&rest[..2], b"ef");
         assert!(s.bufs.is_none(), "drained buffers go back to the pool");
-        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.free.len(), 1);
+        s.push_recv(b"x", &mut pool);
+        assert!(pool.free.is_empty(), "and come out of it again");
     }
 }
