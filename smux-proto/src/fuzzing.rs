@@ -334,6 +334,9 @@ struct InputLog {
     shadow: BytesMut,
     decoder: Decoder,
     consumed: BytesMut,
+    /// Bytes and frames consumed so far.
+    total: u64,
+    frames: u64,
 }
 
 impl InputLog {
@@ -343,6 +346,8 @@ impl InputLog {
             shadow: BytesMut::new(),
             decoder: Decoder::new(max_frame),
             consumed: BytesMut::new(),
+            total: 0,
+            frames: 0,
         }
     }
 
@@ -359,7 +364,13 @@ impl InputLog {
         assert!(after <= before, "handle_input grew its input");
         self.consumed
             .extend_from_slice(&self.shadow.split_to(before - after));
-        frames_of(&mut self.decoder, &mut self.consumed, "consumed input")
+        self.total += (before - after) as u64;
+        let frames = frames_of(&mut self.decoder, &mut self.consumed, "consumed input");
+        self.frames += frames.len() as u64;
+        let st = s.stats();
+        assert_eq!(st.bytes_received, self.total, "bytes_received disagrees");
+        assert_eq!(st.frames_received, self.frames, "frames_received disagrees");
+        frames
     }
 }
 
@@ -611,7 +622,9 @@ impl SessionRun {
     }
 
     fn feed(&mut self) {
+        let was_ended = self.s.is_ended();
         let frames = self.input.feed(&mut self.s, self.now);
+        let last = frames.last().map(|f| f.header);
         if !frames.is_empty() {
             self.last_input = self.now;
         }
@@ -631,6 +644,53 @@ impl SessionRun {
                 Cmd::Fin => self.see(h.id),
                 Cmd::Vrm | Cmd::Pin => {}
             }
+        }
+        if let (false, Some(EndReason::Protocol(e))) = (was_ended, self.s.end_reason()) {
+            self.justify(*e, last);
+        }
+    }
+
+    /// Checks that the protocol error the last input caused is what the input shows.
+    fn justify(&self, e: ProtocolError, last: Option<Header>) {
+        let next = &self.input.buf;
+        let next_header = next.first_chunk::<HEADER_LEN>();
+        match e {
+            ProtocolError::NotSmux(_) => {
+                assert_eq!(self.input.total, 0, "NotSmux after valid frames");
+            }
+            ProtocolError::UnknownCommand(b) => {
+                assert!(
+                    next_header.is_some(),
+                    "UnknownCommand without a whole header"
+                );
+                assert_eq!(next[0], b, "UnknownCommand names the wrong byte");
+                assert_eq!(Cmd::from_u8(b), None, "UnknownCommand for a known command");
+            }
+            ProtocolError::FrameTooLarge { len, max } => {
+                let raw = next_header.expect("FrameTooLarge without a whole header");
+                let h = Header::parse(raw).expect("FrameTooLarge for an invalid header");
+                assert_eq!(
+                    (h.cmd, h.length),
+                    (Cmd::Psh, len),
+                    "FrameTooLarge misreports"
+                );
+                assert!(len > max && max == self.config.max_frame);
+            }
+            ProtocolError::WindowExceeded {
+                id,
+                unconfirmed,
+                window,
+            } => {
+                let h = last.expect("WindowExceeded without a frame");
+                assert_eq!((h.cmd, h.id), (Cmd::Psh, id), "WindowExceeded misreports");
+                assert!(unconfirmed > u64::from(window) && window == self.config.window);
+                let (recv, confirmed) = self.received.get(&id).copied().unwrap_or_default();
+                assert!(
+                    recv - confirmed > u64::from(window),
+                    "WindowExceeded although at most a window was unconfirmed on {id}"
+                );
+            }
+            ProtocolError::TruncatedFrame { .. } => panic!("TruncatedFrame from input"),
         }
     }
 
@@ -1428,7 +1488,9 @@ impl PairRun {
         }
     }
 
-    fn deliver(&mut self, side: usize, len: usize) {
+    /// Moves `len` bytes (0 = all) from the link into end `side` and lets it handle its
+    /// input; returns how many frames it consumed.
+    fn deliver(&mut self, side: usize, len: usize) -> usize {
         let peer = 1 - side;
         let n = if len == 0 {
             self.ends[peer].link.len()
@@ -1439,6 +1501,7 @@ impl PairRun {
         let end = &mut self.ends[side];
         end.input.push(&bytes);
         let frames = end.input.feed(&mut end.s, self.now);
+        let count = frames.len();
         for f in frames {
             let Header { cmd, id, length } = f.header;
             match cmd {
@@ -1471,6 +1534,7 @@ impl PairRun {
         }
         // Handled frames emit events; the model follows them before anything else.
         self.drain_events();
+        count
     }
 
     fn handle(&self, side: usize, sel: usize) -> Option<(u16, usize)> {
@@ -1679,7 +1743,9 @@ impl PairRun {
                 }
             }
             PairOp::Transmit { side, limit } => self.transmit(side.into(), limit.into()),
-            PairOp::Deliver { side, len } => self.deliver(side.into(), len.into()),
+            PairOp::Deliver { side, len } => {
+                self.deliver(side.into(), len.into());
+            }
             PairOp::Advance { ms } => self.advance(Duration::from_millis(4 * u64::from(ms))),
         }
         self.drain_events();
@@ -1734,10 +1800,10 @@ impl PairRun {
                 self.check();
             }
             for side in 0..2 {
-                if !self.ends[1 - side].link.is_empty() {
+                // Input paused at a buffer bound resumes here too, once reads made room.
+                if self.deliver(side, 0) > 0 {
                     progress = true;
                 }
-                self.deliver(side, 0);
                 self.check();
             }
             if !progress {
