@@ -4,7 +4,7 @@
 //! (The library itself runs two threads per session whatever the number of streams;
 //! see `aio_server.rs` for one thread serving every stream.)
 //!
-//! `cargo run --release -p smux-blocking --example echo_server -- [addr]`
+//! `cargo run --release -p smux-blocking --example blocking_echo_server -- [addr]`
 //! (default `127.0.0.1:7000`), then `many_streams_client`.
 
 use std::io;

@@ -4,7 +4,7 @@
 //! data on them in turns (write a chunk, read its echo), so many streams are live
 //! together without a thread each.
 //!
-//! `cargo run --release -p smux-blocking --example many_streams_client -- \
+//! `cargo run --release -p smux-blocking --example blocking_many_streams_client -- \
 //!     [addr] [streams] [bytes per stream]` (defaults `127.0.0.1:7000 1000 65536`),
 //! against `echo_server` or `aio_server`.
 
