@@ -146,7 +146,13 @@ fn serve_sinks(pair: &Pair, counters: Arc<Vec<AtomicU64>>) -> Arc<AtomicUsize> {
     started
 }
 
-fn start_writers(pair: &Pair, n: usize, tag: u8, p: &Params) -> Res<()> {
+fn start_writers(
+    pair: &Pair,
+    n: usize,
+    tag: u8,
+    p: &Params,
+    written: Option<Arc<AtomicU64>>,
+) -> Res<()> {
     let data: Arc<[u8]> = vec![0x5a; WRITE_SIZE].into();
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
@@ -166,11 +172,14 @@ fn start_writers(pair: &Pair, n: usize, tag: u8, p: &Params) -> Res<()> {
     for mut s in streams {
         let data = data.clone();
         let stop = pair.stop.clone();
-        pair.spawn(
-            move || {
-                while !stop.load(Ordering::Relaxed) && s.write_all(&data).is_ok() {}
-            },
-        );
+        let written = written.clone();
+        pair.spawn(move || {
+            while !stop.load(Ordering::Relaxed) && s.write_all(&data).is_ok() {
+                if let Some(w) = &written {
+                    w.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+        });
     }
     Ok(())
 }
@@ -189,14 +198,14 @@ fn all_started(started: &AtomicUsize, n: usize, p: &Params) -> Res<()> {
     }
 }
 
-fn measure(counters: &[AtomicU64], p: &Params) -> (f64, f64, f64) {
+fn measure(counters: &[AtomicU64], p: &Params, stretch: bool) -> (f64, f64, f64) {
     let snap = || -> Vec<u64> { counters.iter().map(|c| c.load(Ordering::Relaxed)).collect() };
     thread::sleep(p.warmup);
     let a = snap();
     let t0 = Instant::now();
     thread::sleep(p.duration);
     let mut b = snap();
-    while a == b && t0.elapsed() < p.duration + p.phase_timeout {
+    while stretch && a == b && t0.elapsed() < p.duration + p.phase_timeout {
         thread::sleep(Duration::from_millis(10));
         b = snap();
     }
@@ -220,9 +229,9 @@ fn bulk(n: usize, p: &Params) -> Res<Metrics> {
     let pair = Pair::new()?;
     let c = counters(n);
     let started = serve_sinks(&pair, c.clone());
-    start_writers(&pair, n, b'B', p)?;
+    start_writers(&pair, n, b'B', p, None)?;
     all_started(&started, n, p)?;
-    let (total, slowest, fastest) = measure(&c, p);
+    let (total, slowest, fastest) = measure(&c, p, true);
     if total == 0.0 {
         return Err(hung("no data moved"));
     }
@@ -235,30 +244,37 @@ fn bulk(n: usize, p: &Params) -> Res<Metrics> {
 }
 
 fn hol(p: &Params) -> Res<Metrics> {
-    let alone = {
-        let pair = Pair::new()?;
-        let c = counters(HOL_STREAMS);
-        let started = serve_sinks(&pair, c.clone());
-        start_writers(&pair, HOL_STREAMS, b'B', p)?;
-        all_started(&started, HOL_STREAMS, p)?;
-        measure(&c, p).0
-    };
-    if alone == 0.0 {
-        return Err(hung("no data moved without a stalled stream"));
-    }
+    // As in the async harness: one session, eight streams alone, then with a stream
+    // whose receiver never reads.
     let pair = Pair::new()?;
     let c = counters(HOL_STREAMS);
     let started = serve_sinks(&pair, c.clone());
-    start_writers(&pair, 1, b'S', p)?;
-    thread::sleep(p.warmup);
-    let with = match start_writers(&pair, HOL_STREAMS, b'B', p) {
+    start_writers(&pair, HOL_STREAMS, b'B', p, None)?;
+    all_started(&started, HOL_STREAMS, p)?;
+    let alone = measure(&c, p, true).0;
+    if alone == 0.0 {
+        return Err(hung("no data moved without a stalled stream"));
+    }
+    let stalled = Arc::new(AtomicU64::new(0));
+    match start_writers(&pair, 1, b'S', p, Some(stalled.clone())) {
         Ok(()) => {
-            all_started(&started, HOL_STREAMS, p)?;
-            measure(&c, p).0
+            // Until its writes stop being accepted (bounded).
+            let deadline = Instant::now() + p.phase_timeout;
+            let mut last = (u64::MAX, Instant::now());
+            while Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+                let now = stalled.load(Ordering::Relaxed);
+                if now != last.0 {
+                    last = (now, Instant::now());
+                } else if last.1.elapsed() >= Duration::from_millis(100) {
+                    break;
+                }
+            }
         }
-        Err(Stop::Hung(_)) => 0.0,
+        Err(Stop::Hung(_)) => {}
         Err(o) => return Err(o),
-    };
+    }
+    let with = measure(&c, p, false).0;
     Ok(Metrics {
         hol_fraction: Some(with / alone),
         mbps: Some(with),

@@ -150,6 +150,8 @@ struct Cell {
     system: System,
     outcomes: Vec<Outcome>,
     peak_heap: u64,
+    /// Times the kernel entered TCP memory pressure during this cell's runs.
+    tcp_pressure: u64,
 }
 
 impl Cell {
@@ -242,6 +244,7 @@ fn run(opts: &Options) -> Result<(), String> {
                 system,
                 outcomes: Vec::new(),
                 peak_heap: 0,
+                tcp_pressure: 0,
             });
         }
     }
@@ -263,6 +266,7 @@ fn run(opts: &Options) -> Result<(), String> {
                     system.name()
                 ));
                 let heap_before = crate::alloc::live_total();
+                let pressure_before = tcp_memory_pressures();
                 crate::alloc::reset_peak();
                 let outcome = if system == System::SmuxBlocking {
                     blocking::run(scenario, p)
@@ -279,6 +283,7 @@ fn run(opts: &Options) -> Result<(), String> {
                     })
                 };
                 let growth = (crate::alloc::peak() - heap_before).max(0) as u64;
+                cell.tcp_pressure += tcp_memory_pressures().saturating_sub(pressure_before);
                 cell.peak_heap = cell.peak_heap.max(growth);
                 // Let aborted tasks and closing sessions wind down and give their memory
                 // back before the next run (bounded: a leak only costs the wait).
@@ -377,6 +382,9 @@ fn render(opts: &Options, cells: &[Cell]) -> String {
                         c.outcomes.len(),
                         c.failure()
                     );
+                }
+                if c.tcp_pressure > 0 {
+                    text.push_str(" [kernel TCP memory pressure]");
                 }
                 let v = primary(c.scenario, &m);
                 let ratio = |r: Option<f64>| match (v, r) {
@@ -623,6 +631,26 @@ impl Progress {
             self.start.elapsed().as_secs_f64()
         );
     }
+}
+
+/// How often the kernel has entered TCP memory pressure (`tcp_mem`), Linux only:
+/// many raw TCP connections with full buffers get there, and then crawl.
+fn tcp_memory_pressures() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    let mut lines = text.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if !names.starts_with("TcpExt:") {
+            continue;
+        }
+        let found = names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "TCPMemoryPressures");
+        return found.and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    }
+    0
 }
 
 /// Peak RSS of this process in bytes (Linux only).

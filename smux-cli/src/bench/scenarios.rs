@@ -325,7 +325,13 @@ async fn all_started(started: &AtomicUsize, n: usize, p: &Params) -> Res<()> {
 
 /// Opens `n` streams, each established end to end (our tag byte read and answered
 /// by the reader), then starts them all: each writes until the run ends.
-async fn start_writers(run: &Run, n: usize, tag: u8, p: &Params) -> Res<()> {
+async fn start_writers(
+    run: &Run,
+    n: usize,
+    tag: u8,
+    p: &Params,
+    written: Option<Arc<AtomicU64>>,
+) -> Res<()> {
     let data: Arc<[u8]> = vec![0x5a; WRITE_SIZE].into();
     let mut streams = Vec::with_capacity(n);
     for _ in 0..n {
@@ -343,8 +349,14 @@ async fn start_writers(run: &Run, n: usize, tag: u8, p: &Params) -> Res<()> {
     }
     for mut s in streams {
         let data = data.clone();
-        run.scope
-            .spawn(async move { while s.write_all(&data).await.is_ok() {} });
+        let written = written.clone();
+        run.scope.spawn(async move {
+            while s.write_all(&data).await.is_ok() {
+                if let Some(w) = &written {
+                    w.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+        });
     }
     Ok(())
 }
@@ -356,13 +368,13 @@ fn snapshot(c: &[AtomicU64]) -> Vec<u64> {
 /// Measures the counters over one window: (aggregate, slowest, fastest) MB/s. A
 /// window in which nothing moved is stretched (up to the phase timeout) until
 /// something does, so a slow start is not mistaken for a hang.
-async fn measure(counters: &[AtomicU64], p: &Params) -> (f64, f64, f64) {
+async fn measure(counters: &[AtomicU64], p: &Params, stretch: bool) -> (f64, f64, f64) {
     sleep(p.warmup).await;
     let a = snapshot(counters);
     let t0 = Instant::now();
     sleep(p.duration).await;
     let mut b = snapshot(counters);
-    while a == b && t0.elapsed() < p.duration + p.phase_timeout {
+    while stretch && a == b && t0.elapsed() < p.duration + p.phase_timeout {
         sleep(Duration::from_millis(10)).await;
         b = snapshot(counters);
     }
@@ -382,9 +394,9 @@ async fn bulk(system: System, n: usize, p: &Params) -> Res<Metrics> {
     let run = setup(system, p).await?;
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let started = serve_sinks(&run, counters.clone());
-    start_writers(&run, n, b'B', p).await?;
+    start_writers(&run, n, b'B', p, None).await?;
     all_started(&started, n, p).await?;
-    let (total, slowest, fastest) = measure(&counters, p).await;
+    let (total, slowest, fastest) = measure(&counters, p, true).await;
     if total == 0.0 {
         return Err(hung("no data moved"));
     }
@@ -397,37 +409,40 @@ async fn bulk(system: System, n: usize, p: &Params) -> Res<Metrics> {
 }
 
 async fn hol(system: System, p: &Params) -> Res<Metrics> {
-    // Without the stalled stream.
-    let alone = {
-        let run = setup(system, p).await?;
-        let counters: Arc<Vec<AtomicU64>> =
-            Arc::new((0..HOL_STREAMS).map(|_| AtomicU64::new(0)).collect());
-        let started = serve_sinks(&run, counters.clone());
-        start_writers(&run, HOL_STREAMS, b'B', p).await?;
-        all_started(&started, HOL_STREAMS, p).await?;
-        measure(&counters, p).await.0
-    };
-    if alone == 0.0 {
-        return Err(hung("no data moved without a stalled stream"));
-    }
-    // With one stream whose receiver never reads, started first so it fills whatever
-    // it can fill.
+    // Eight streams alone, then the same eight once a stream whose receiver never
+    // reads has joined and filled whatever it can fill: one session, two windows.
     let run = setup(system, p).await?;
     let counters: Arc<Vec<AtomicU64>> =
         Arc::new((0..HOL_STREAMS).map(|_| AtomicU64::new(0)).collect());
     let started = serve_sinks(&run, counters.clone());
-    start_writers(&run, 1, b'S', p).await?;
-    sleep(p.warmup).await;
-    // A system whose streams all stall behind the stalled one cannot even open new
-    // ones: that is a 0.
-    let with = match start_writers(&run, HOL_STREAMS, b'B', p).await {
+    start_writers(&run, HOL_STREAMS, b'B', p, None).await?;
+    all_started(&started, HOL_STREAMS, p).await?;
+    let alone = measure(&counters, p, true).await.0;
+    if alone == 0.0 {
+        return Err(hung("no data moved without a stalled stream"));
+    }
+    // A system whose streams all stall behind busy ones may not even open the
+    // stalled stream: the eight are then measured as they are.
+    let stalled = Arc::new(AtomicU64::new(0));
+    match start_writers(&run, 1, b'S', p, Some(stalled.clone())).await {
         Ok(()) => {
-            all_started(&started, HOL_STREAMS, p).await?;
-            measure(&counters, p).await.0
+            // Until its writes stop being accepted (bounded).
+            let deadline = Instant::now() + p.phase_timeout;
+            let mut last = (u64::MAX, Instant::now());
+            while Instant::now() < deadline {
+                sleep(Duration::from_millis(20)).await;
+                let now = stalled.load(Ordering::Relaxed);
+                if now != last.0 {
+                    last = (now, Instant::now());
+                } else if last.1.elapsed() >= Duration::from_millis(100) {
+                    break;
+                }
+            }
         }
-        Err(Stop::Hung(_)) => 0.0,
+        Err(Stop::Hung(_)) => {}
         Err(o) => return Err(o),
-    };
+    }
+    let with = measure(&counters, p, false).await.0;
     Ok(Metrics {
         hol_fraction: Some(with / alone),
         mbps: Some(with),
