@@ -1,6 +1,6 @@
 //! The transport fails at a random point of a busy session: every pending operation on
-//! every stream returns an error promptly, the driver task (Tokio) or both session
-//! threads (blocking) end, nothing panics.
+//! every stream returns an error promptly, the driver task (Tokio, smol) or both
+//! session threads (blocking) end, nothing panics.
 //!
 //! Faults: a connection reset (a proxy in the middle closes both sockets with
 //! SO_LINGER 0), a graceful close by that proxy (FIN both ways, possibly inside a
@@ -641,5 +641,243 @@ fn blocking_sessions_fail_cleanly_at_random_points() {
         .expect("runtime");
     for fault in FAULTS {
         blocking_round(fault, &mut rng, &rt);
+    }
+}
+
+// ----- smol ----------------------------------------------------------------------------
+
+/// A futures-io transport (what smol uses) whose reads or writes fail after a budget.
+struct FaultyFio {
+    io: smol::Async<std::net::TcpStream>,
+    read_left: usize,
+    write_left: usize,
+    fired: Fired,
+}
+
+impl smol::io::AsyncRead for FaultyFio {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.read_left == 0 {
+            fire(&this.fired);
+            return Poll::Ready(Err(injected(io::ErrorKind::ConnectionReset)));
+        }
+        let max = buf.len().min(this.read_left);
+        let r = Pin::new(&mut this.io).poll_read(cx, &mut buf[..max]);
+        if let Poll::Ready(Ok(n)) = r {
+            this.read_left -= n;
+        }
+        r
+    }
+}
+
+impl smol::io::AsyncWrite for FaultyFio {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.write_left == 0 {
+            fire(&this.fired);
+            return Poll::Ready(Err(injected(io::ErrorKind::BrokenPipe)));
+        }
+        let n = data.len().min(this.write_left);
+        let r = Pin::new(&mut this.io).poll_write(cx, &data[..n]);
+        if let Poll::Ready(Ok(k)) = r {
+            this.write_left -= k;
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_close(cx)
+    }
+}
+
+/// A writer task and a reader task on `st` (see [`tokio_stream_tasks`]).
+fn smol_stream_tasks(
+    st: smux_smol::Stream,
+    lazy: bool,
+    fired: Fired,
+    data: Arc<Vec<u8>>,
+    seed: u64,
+    out: &mut Vec<smol::Task<TaskEnd>>,
+) {
+    use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut r, mut w) = st.into_split();
+    out.push(smol::spawn(async move {
+        let mut rng = Rng::new(seed);
+        loop {
+            let n = rng.range(1, data.len() as u64 + 1) as usize;
+            w.write_all(&data[..n]).await.map_err(|e| e.kind())?;
+        }
+    }));
+    out.push(smol::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let want = if lazy && lock(&fired).is_none() {
+                smol::Timer::after(Duration::from_millis(20)).await;
+                1024
+            } else {
+                buf.len()
+            };
+            if r.read(&mut buf[..want]).await.map_err(|e| e.kind())? == 0 {
+                return Ok(());
+            }
+        }
+    }));
+}
+
+fn smol_acceptor(
+    s: smux_smol::Session,
+    fired: Fired,
+    data: Arc<Vec<u8>>,
+    seed: u64,
+) -> smol::Task<Vec<smol::Task<TaskEnd>>> {
+    smol::spawn(async move {
+        let mut tasks = Vec::new();
+        let mut i = 0u64;
+        while let Ok(st) = s.accept().await {
+            smol_stream_tasks(
+                st,
+                i % 2 == 0,
+                fired.clone(),
+                data.clone(),
+                seed ^ i,
+                &mut tasks,
+            );
+            i += 1;
+        }
+        tasks
+    })
+}
+
+/// Awaits `f` on smol, failing the test after `secs` (a hang guard).
+async fn smol_within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    smol::future::or(async { Some(f.await) }, async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what}: did not finish within {secs} s"))
+}
+
+fn smol_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
+    use smux_smol::{Config, Role, Session};
+    let data = chunk();
+    let fired: Fired = Arc::default();
+    let at = rng.range(64 * 1024, 4 * 1024 * 1024);
+    let (a_sock, b_sock) = rt.block_on(async {
+        let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
+        let (a, b) = match fault {
+            Fault::Reset | Fault::Close => {
+                let (p_b, b2) = smux_tests::wire::loopback(None).await.expect("loopback");
+                tokio::spawn(proxy(b, p_b, at, fault == Fault::Reset, fired.clone()));
+                (a, b2)
+            }
+            _ => (a, b),
+        };
+        (a.into_std().expect("std"), b.into_std().expect("std"))
+    });
+    let shutdown_after = Duration::from_millis(rng.range(20, 300));
+    let seed = rng.next_u64();
+    smol::block_on(async {
+        let config = Config::default();
+        let wrap = |s: std::net::TcpStream| smol::Async::new(s).expect("async socket");
+        let b_io = FaultyFio {
+            io: wrap(b_sock),
+            read_left: usize::MAX,
+            write_left: usize::MAX,
+            fired: fired.clone(),
+        };
+        if fault == Fault::Shutdown {
+            let ctl = a_sock.try_clone().expect("clone");
+            let f = fired.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(shutdown_after);
+                let _ = ctl.shutdown(std::net::Shutdown::Both);
+                fire(&f);
+            });
+        }
+        let a_io = FaultyFio {
+            io: wrap(a_sock),
+            read_left: if fault == Fault::ReadError {
+                at as usize
+            } else {
+                usize::MAX
+            },
+            write_left: if fault == Fault::WriteError {
+                at as usize
+            } else {
+                usize::MAX
+            },
+            fired: fired.clone(),
+        };
+        let (a, a_driver) = Session::new(a_io, config.clone(), Role::Dialer).expect("session");
+        let (b, b_driver) = Session::new(b_io, config, Role::Acceptor).expect("session");
+        let (a_driver, b_driver) = (smol::spawn(a_driver), smol::spawn(b_driver));
+        let acc_a = smol_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
+        let acc_b = smol_acceptor(b.clone(), fired.clone(), data.clone(), seed ^ 2);
+        let mut tasks = Vec::new();
+        for (i, s) in [&a, &a, &b].iter().cycle().take(12).enumerate() {
+            match s.open().await {
+                Ok(st) => smol_stream_tasks(
+                    st,
+                    i % 3 == 1,
+                    fired.clone(),
+                    data.clone(),
+                    seed ^ i as u64,
+                    &mut tasks,
+                ),
+                Err(_) => break,
+            }
+        }
+        smol_within(30, "the fault fires", async {
+            while lock(&fired).is_none() {
+                smol::Timer::after(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let t0 = lock(&fired).expect("fired");
+        let mut round = Round::default();
+        smol_within(END_BOUND, "every stream task ends", async {
+            tasks.extend(acc_a.await);
+            tasks.extend(acc_b.await);
+            for t in tasks {
+                round.record(t.await);
+            }
+        })
+        .await;
+        round.tasks_end = t0.elapsed();
+        let ra = smol_within(END_BOUND, "dialler's driver ends", a_driver).await;
+        let rb = smol_within(END_BOUND, "acceptor's driver ends", b_driver).await;
+        round.slowest_end = t0.elapsed();
+        assert!(a.open().await.is_err() && b.open().await.is_err());
+        eprintln!(
+            "smol {fault:?} at {at} bytes: {} stream tasks ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; tasks ended {:?} and drivers {:?} after the fault",
+            round.tasks, round.errors, round.tasks_end, round.slowest_end
+        );
+    });
+}
+
+#[test]
+fn smol_sessions_fail_cleanly_at_random_points() {
+    let _g = serial();
+    let mut rng = Rng::new(seed("smol faults"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for fault in FAULTS {
+        smol_round(fault, &mut rng, &rt);
     }
 }
