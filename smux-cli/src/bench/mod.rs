@@ -34,7 +34,7 @@ options:
   --warmup D         time before each window opens (default 150ms)
   --reps N           repetitions; each figure is the median (default 3)
   --idle-streams N   streams of the idle scenario (default 10000)
-  --timeout D        bound on each waiting phase; past it a system is 'hung' (default 5s)
+  --timeout D        bound on each waiting phase; past it a system is 'hung' (default 2s)
   --max-heap MB      stop a run when the process heap passes this (default 1024)
   --json FILE        also write the results as JSON to FILE
   --quick            a few seconds in all: short windows, 1 repetition, 1000 idle
@@ -89,7 +89,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, String> {
     let (d, w, r, i, t, h) = if quick {
         (60, 30, 1, 1000, 500, 512)
     } else {
-        (500, 150, 3, 10_000, 5000, 1024)
+        (500, 150, 3, 10_000, 2000, 1024)
     };
     let ms = Duration::from_millis;
     Ok(Some(Options {
