@@ -1087,3 +1087,68 @@ fn many_full_windows_blocking() {
         BASE + 4 * bound_in + FLOOD_STREAMS as usize * kib(1),
     );
 }
+
+/// A peer opens 20,000 streams that the application accepts and holds, and sends one
+/// byte on each: only 20,000 bytes are counted against `max_buffered_in`, but each
+/// stream with data buffered holds its buffers. Measures what that costs per stream;
+/// the ID space (65,536) bounds the total.
+#[test]
+fn one_byte_on_many_streams() {
+    let _g = serial();
+    const STREAMS: u16 = 20_000;
+    let probe = Probe::start();
+    // A backlog that holds them all: the application accepts as fast as it can, but
+    // the peer is faster, and with the default backlog most SYNs would be refused.
+    let config = Config {
+        accept_backlog: STREAMS as usize,
+        ..Config::default()
+    };
+    let per_stream = run(async {
+        let (s, r, mut w) = setup(config, None).await;
+        let t = new_tally();
+        let _reader = spawn_reader(r, t.clone(), None, tally);
+        let acceptor = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::with_capacity(STREAMS as usize);
+                while held.len() < STREAMS as usize {
+                    held.push(accept(&s).await);
+                }
+                held
+            })
+        };
+        let mut f = Frames::new();
+        for id in 1..=STREAMS {
+            f.syn(id).psh(id, &[id as u8]);
+            if f.len() > 60_000 {
+                send(&mut w, &f).await;
+                f.clear();
+            }
+        }
+        send(&mut w, &f).await;
+        drop(f);
+        let held = within(30, "accept every stream", acceptor)
+            .await
+            .expect("acceptor");
+        eventually(30, "every byte buffered", || {
+            s.stats().buffered_in == STREAMS as usize
+        })
+        .await;
+        let peak = probe.peak();
+        let st = s.stats();
+        assert_eq!((st.streams, st.protocol_errors), (STREAMS as usize, 0));
+        // Every byte is there, on its own stream.
+        for mut st in held {
+            let mut b = [0u8; 1];
+            st.read_exact(&mut b).await.expect("read");
+            assert_eq!(b[0], st.id().0 as u8);
+        }
+        assert_eq!(s.stats().buffered_in, 0);
+        peak / STREAMS as usize
+    });
+    eprintln!("one byte on 20,000 streams: about {per_stream} bytes of heap per stream");
+    probe.check(
+        "one byte on 20,000 streams",
+        BASE + STREAMS as usize * kib(1),
+    );
+}
