@@ -1780,6 +1780,25 @@ impl PairRun {
         }
     }
 
+    /// Once the link is drained, both ends agree on which streams exist, and each end's
+    /// stream count is what its events announced.
+    fn check_agreement(&self) {
+        for conn in &self.conns {
+            assert_eq!(
+                conn.removed[0], conn.removed[1],
+                "the ends disagree on whether stream {} exists",
+                conn.id
+            );
+        }
+        for (side, end) in self.ends.iter().enumerate() {
+            assert_eq!(
+                end.s.stats().streams,
+                end.live.len() + end.refused.len(),
+                "end {side}: stream count disagrees with the events"
+            );
+        }
+    }
+
     /// Moves everything until nothing moves: transmits, delivers, accepts and reads on
     /// both ends. Panics if that does not settle (a livelock).
     fn settle(&mut self, read: bool) {
@@ -1831,6 +1850,7 @@ impl PairRun {
 /// opened, `Finished` only after the peer's FIN, `Closed` only after both FINs and
 /// the application's close); an ID is never reopened before its close handshake
 /// finished on that end; accepts come in `Incoming` order. After the final settle:
+/// both ends agree on which streams exist, and their stream counts match the events;
 /// every byte written on a stream whose reader still holds it has been read; pings
 /// were answered; after closing everything no stream is left on either end and no
 /// byte is buffered.
@@ -1867,6 +1887,7 @@ pub fn pair(data: &[u8]) {
     }
 
     run.settle(true);
+    run.check_agreement();
     for conn in &run.conns {
         for side in 0..2 {
             let peer = 1 - side;
@@ -1894,6 +1915,7 @@ pub fn pair(data: &[u8]) {
         }
     }
     run.settle(false);
+    run.check_agreement();
     for (side, end) in run.ends.iter().enumerate() {
         let st = end.s.stats();
         assert_eq!(st.streams, 0, "end {side}: streams left after closing all");
