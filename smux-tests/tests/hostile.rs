@@ -6,6 +6,8 @@
 //! runtime and the hostile peer itself) against a bound derived from the session's
 //! configuration. The core-level versions of some cases, on simulated time, live in
 //! `smux-proto/src/tests/scenarios.rs`; these run the real adapter over real sockets.
+//! The many-windows flood and the protocol errors also run against smol and blocking
+//! sessions (at the end of the file).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1151,4 +1153,107 @@ fn one_byte_on_many_streams() {
         "one byte on 20,000 streams",
         BASE + STREAMS as usize * kib(1),
     );
+}
+
+// ----- protocol errors end smol and blocking sessions the same way -------------------
+
+/// The protocol-error cases above, each with its expected reason, as raw bytes. With
+/// `eof` the peer shuts its write side after sending (a frame cut off by the end).
+fn protocol_cases() -> Vec<(Frames, bool, ProtocolError)> {
+    let window = Config::default().window;
+    let mut over = Frames::new();
+    over.syn(1);
+    let chunk = vec![5u8; 64 * 1024];
+    for _ in 0..window / (64 * 1024) {
+        over.psh(1, &chunk);
+    }
+    over.psh(1, b"!");
+    let mut big = Frames::new();
+    big.syn(1).raw(wire::PSH, 1, 64 * 1024 + 1);
+    let mut unknown = Frames::new();
+    unknown.syn(1).raw(9, 1, 0);
+    let mut cut = Frames::new();
+    cut.syn(1).raw(wire::PSH, 1, 100).bytes(&[1u8; 40]);
+    vec![
+        (
+            over,
+            false,
+            ProtocolError::WindowExceeded {
+                id: 1,
+                unconfirmed: u64::from(window) + 1,
+                window,
+            },
+        ),
+        (
+            big,
+            false,
+            ProtocolError::FrameTooLarge {
+                len: 64 * 1024 + 1,
+                max: 64 * 1024,
+            },
+        ),
+        (unknown, false, ProtocolError::UnknownCommand(9)),
+        (cut, true, ProtocolError::TruncatedFrame { have: 47 }),
+    ]
+}
+
+/// Plays one case as a raw peer on a thread: sends, maybe shuts its write side, reads
+/// to end-of-file (the session closed the connection), then closes.
+fn std_raw_peer(mut tcp: std::net::TcpStream, f: Frames, eof: bool) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        tcp.write_all(f.as_bytes()).expect("peer write");
+        if eof {
+            tcp.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        }
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut buf = vec![0u8; 16 * 1024];
+        while matches!(tcp.read(&mut buf), Ok(n) if n > 0) {}
+    })
+}
+
+#[test]
+fn protocol_errors_end_smol_and_blocking_sessions() {
+    let _g = serial();
+    let probe = Probe::start();
+    for (frames, eof, want) in protocol_cases() {
+        // Blocking: the session ends with the reason and both its threads exit.
+        let (peer, app) = std_pair();
+        let p = std_raw_peer(peer, frames.clone(), eof);
+        let s = smux_blocking::Session::new(app, Config::default(), smux_blocking::Role::Acceptor)
+            .expect("session");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = s.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(s2.closed());
+        });
+        let reason = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("blocking session ends");
+        assert_eq!(reason, EndReason::Protocol(want), "blocking");
+        p.join().expect("peer");
+        assert!(s.open().is_err());
+
+        // smol: the driver completes with the reason.
+        let (peer, app) = std_pair();
+        let p = std_raw_peer(peer, frames, eof);
+        let reason = smol::block_on(async {
+            let io = smol::Async::new(app).expect("async socket");
+            let (s, driver) =
+                smux_smol::Session::new(io, Config::default(), smux_smol::Role::Acceptor)
+                    .expect("session");
+            let reason = smol::future::or(async { Some(driver.await) }, async {
+                smol::Timer::after(Duration::from_secs(20)).await;
+                None
+            })
+            .await
+            .expect("smol driver ends");
+            assert!(s.open().await.is_err());
+            reason
+        });
+        assert_eq!(reason, EndReason::Protocol(want), "smol");
+        p.join().expect("peer");
+    }
+    probe.check("protocol errors, smol and blocking", BASE + 4 * 512 * 1024);
 }
