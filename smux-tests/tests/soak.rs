@@ -1,5 +1,6 @@
-//! A bounded-time soak of two Tokio sessions over loopback TCP (about 5 s by default;
-//! `SMUX_SOAK_SECS=<n>` for longer).
+//! Bounded-time soaks over loopback TCP: two Tokio sessions (about 5 s by default),
+//! then a Tokio session against a blocking one (about 3 s); `SMUX_SOAK_SECS=<n>` runs
+//! each for `n` seconds instead.
 //!
 //! Eight stream slots (four opened by each end) run lifetime after lifetime until the
 //! time is up: open a stream, send a random amount (0 to 2 MiB) of seeded data in
@@ -53,11 +54,8 @@ fn count(a: &AtomicU64, n: u64) {
     a.fetch_add(n, Ordering::Relaxed);
 }
 
-/// One lifetime on the opening side: header, data under deadlines, close, check.
-async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
-    let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
-    let mut st = s.open().await.expect("open");
-    *lock(&sh.ids[end]).entry(st.id().0).or_default() += 1;
+/// A lifetime's size, the point where its writer gives up (if it does) and its header.
+fn plan(seq: u64, rng: &mut Rng) -> (u64, Option<u64>, [u8; 16]) {
     let size = if rng.chance(1, 8) {
         rng.range(0, MAX_SIZE + 1)
     } else {
@@ -67,6 +65,39 @@ async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
     let mut head = [0u8; 16];
     head[..8].copy_from_slice(&seq.to_le_bytes());
     head[8..].copy_from_slice(&size.to_le_bytes());
+    (size, abort_at, head)
+}
+
+/// Checks a reader's report against what the writer had accepted (`off` bytes, or a
+/// failed write with `peer_gone`), and counts the lifetime.
+fn verify(seq: u64, off: u64, peer_gone: bool, report: Report, sh: &Shared) {
+    if report.closed_early {
+        assert!(report.len <= off, "lifetime {seq}: got more than accepted");
+    } else {
+        assert!(
+            !peer_gone,
+            "lifetime {seq}: write failed, reader did not close"
+        );
+        assert_eq!(
+            report.len, off,
+            "lifetime {seq}: accepted bytes == received"
+        );
+    }
+    assert_eq!(
+        report.sum,
+        pattern_sum(seq, report.len),
+        "lifetime {seq}: checksum"
+    );
+    count(&sh.totals.lifetimes, 1);
+    count(&sh.totals.bytes, report.len);
+}
+
+/// One lifetime on the opening side: header, data under deadlines, close, check.
+async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
+    let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
+    let mut st = s.open().await.expect("open");
+    *lock(&sh.ids[end]).entry(st.id().0).or_default() += 1;
+    let (size, abort_at, head) = plan(seq, rng);
     st.write_all(&head).await.expect("header");
     let mut buf = vec![0u8; 64 * 1024];
     let mut off = 0u64;
@@ -121,25 +152,7 @@ async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
         }
     })
     .await;
-    if report.closed_early {
-        assert!(report.len <= off, "lifetime {seq}: got more than accepted");
-    } else {
-        assert!(
-            !peer_gone,
-            "lifetime {seq}: write failed, reader did not close"
-        );
-        assert_eq!(
-            report.len, off,
-            "lifetime {seq}: accepted bytes == received"
-        );
-    }
-    assert_eq!(
-        report.sum,
-        pattern_sum(seq, report.len),
-        "lifetime {seq}: checksum"
-    );
-    count(&sh.totals.lifetimes, 1);
-    count(&sh.totals.bytes, report.len);
+    verify(seq, off, peer_gone, report, sh);
 }
 
 /// The accepting side of one lifetime: reads with random stalls and sizes, checks
@@ -189,20 +202,60 @@ async fn reader(mut st: Stream, sh: Arc<Shared>, seed: u64) {
     );
 }
 
-#[test]
-fn soak() {
-    let _g = serial();
-    let secs: u64 = std::env::var("SMUX_SOAK_SECS")
+fn soak_secs(default: u64) -> u64 {
+    std::env::var("SMUX_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let base = seed("soak");
-    let sh = Arc::new(Shared {
+        .unwrap_or(default)
+}
+
+fn new_shared() -> Arc<Shared> {
+    Arc::new(Shared {
         reports: Mutex::default(),
         totals: Totals::default(),
         ids: Default::default(),
         next_seq: AtomicU64::new(0),
-    });
+    })
+}
+
+/// Prints the soak's figures and checks that it did work and recycled IDs.
+fn report_totals(name: &str, secs: u64, sh: &Shared) {
+    let t = &sh.totals;
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let opens: Vec<(u64, usize)> = sh
+        .ids
+        .iter()
+        .map(|m| {
+            let m = lock(m);
+            (m.values().sum(), m.len())
+        })
+        .collect();
+    let reused: u64 = opens.iter().map(|(n, d)| n - *d as u64).sum();
+    let distinct: usize = opens.iter().map(|(_, d)| d).sum();
+    eprintln!(
+        "{name} {secs} s: {} lifetimes, {} MiB checked, {} write deadlines hit ({} KiB resent exactly), \
+         {} writer aborts, {} early reader closes, {} read stalls; {} distinct IDs reused {} times",
+        ld(&t.lifetimes),
+        ld(&t.bytes) >> 20,
+        ld(&t.timeouts),
+        ld(&t.resent) >> 10,
+        ld(&t.writer_aborts),
+        ld(&t.reader_closes),
+        ld(&t.stalls),
+        distinct,
+        reused
+    );
+    assert!(ld(&t.lifetimes) >= 20, "the soak did some work");
+    assert!(reused > ld(&t.lifetimes) / 2, "IDs were recycled");
+}
+
+/// Two Tokio sessions.
+#[test]
+fn soak() {
+    let _g = serial();
+    let secs = soak_secs(5);
+    let base = seed("soak");
+    let sh = new_shared();
     let stop = Instant::now() + Duration::from_secs(secs);
     run(async {
         let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
@@ -210,14 +263,11 @@ fn soak() {
         let b = Session::new(b, Config::default(), Role::Acceptor);
         let mut acceptors = Vec::new();
         for (k, s) in [&a, &b].into_iter().enumerate() {
-            let (s, sh) = (s.clone(), sh.clone());
-            acceptors.push(tokio::spawn(async move {
-                let mut i = 0u64;
-                while let Ok(st) = s.accept().await {
-                    i += 1;
-                    tokio::spawn(reader(st, sh.clone(), base ^ (k as u64) << 60 ^ i));
-                }
-            }));
+            acceptors.push(tokio_acceptor(
+                s.clone(),
+                sh.clone(),
+                base ^ (k as u64) << 60,
+            ));
         }
         let mut slots = Vec::new();
         for slot in 0..2 * SLOTS_PER_END {
@@ -239,43 +289,215 @@ fn soak() {
             a.stats().streams == 0 && b.stats().streams == 0
         })
         .await;
-        for s in [&a, &b] {
-            let st = s.stats();
-            assert!(!s.is_closed());
+        for st in [a.stats(), b.stats()] {
             assert_eq!(st.protocol_errors, 0);
             assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
         }
+        assert!(!a.is_closed() && !b.is_closed());
         a.close();
         b.close();
         for t in acceptors {
             within(20, "acceptors end", t).await.expect("acceptor task");
         }
     });
-    let t = &sh.totals;
-    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let opens: Vec<(u64, usize)> = sh
-        .ids
-        .iter()
-        .map(|m| {
-            let m = lock(m);
-            (m.values().sum(), m.len())
-        })
-        .collect();
-    let reused: u64 = opens.iter().map(|(n, d)| n - *d as u64).sum();
-    let distinct: usize = opens.iter().map(|(_, d)| d).sum();
-    eprintln!(
-        "soak {secs} s: {} lifetimes, {} MiB checked, {} write deadlines hit ({} KiB resent exactly), \
-         {} writer aborts, {} early reader closes, {} read stalls; {} distinct IDs reused {} times",
-        ld(&t.lifetimes),
-        ld(&t.bytes) >> 20,
-        ld(&t.timeouts),
-        ld(&t.resent) >> 10,
-        ld(&t.writer_aborts),
-        ld(&t.reader_closes),
-        ld(&t.stalls),
-        distinct,
-        reused
+    report_totals("soak", secs, &sh);
+}
+
+fn tokio_acceptor(s: Session, sh: Arc<Shared>, seed: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0u64;
+        while let Ok(st) = s.accept().await {
+            i += 1;
+            tokio::spawn(reader(st, sh.clone(), seed ^ i));
+        }
+    })
+}
+
+// ----- a Tokio session against a blocking one -------------------------------------------
+
+/// [`lifetime`] with a blocking stream: `write_all_before` reports the exact count
+/// accepted when its deadline passes.
+fn blocking_lifetime(s: &smux_blocking::Session, end: usize, sh: &Shared, rng: &mut Rng) {
+    use std::io::Write;
+    let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
+    let st = s.open().expect("open");
+    *lock(&sh.ids[end]).entry(st.id().0).or_default() += 1;
+    let (size, abort_at, head) = plan(seq, rng);
+    (&st).write_all(&head).expect("header");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    let mut peer_gone = false;
+    while off < size && !peer_gone {
+        if abort_at.is_some_and(|a| off >= a) {
+            count(&sh.totals.writer_aborts, 1);
+            break;
+        }
+        let n = rng.range(1, buf.len() as u64 + 1).min(size - off) as usize;
+        pattern(seq, off, &mut buf[..n]);
+        let mut piece = &buf[..n];
+        while !piece.is_empty() {
+            let deadline = Instant::now() + Duration::from_millis(rng.range(1, 30));
+            match st.write_all_before(piece, deadline) {
+                Ok(()) => {
+                    off += piece.len() as u64;
+                    piece = &[];
+                }
+                Err(e) if e.is_timeout() => {
+                    off += e.written() as u64;
+                    piece = &piece[e.written()..];
+                    count(&sh.totals.timeouts, 1);
+                    count(&sh.totals.resent, piece.len() as u64);
+                }
+                Err(e) => {
+                    assert_eq!(
+                        e.error().kind(),
+                        std::io::ErrorKind::BrokenPipe,
+                        "lifetime {seq}: {e}"
+                    );
+                    off += e.written() as u64;
+                    peer_gone = true;
+                    break;
+                }
+            }
+        }
+    }
+    st.shutdown().expect("close");
+    drop(st);
+    let end_at = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        if let Some(r) = lock(&sh.reports).remove(&seq) {
+            break r;
+        }
+        assert!(
+            Instant::now() < end_at,
+            "lifetime {seq}: no report within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    verify(seq, off, peer_gone, report, sh);
+}
+
+/// [`reader`] on a blocking stream, on its own thread.
+fn blocking_reader(st: smux_blocking::Stream, sh: Arc<Shared>, seed: u64) {
+    use std::io::Read;
+    let mut rng = Rng::new(seed);
+    let mut head = [0u8; 16];
+    (&st).read_exact(&mut head).expect("header");
+    let seq = u64::from_le_bytes(head[..8].try_into().expect("8"));
+    let size = u64::from_le_bytes(head[8..].try_into().expect("8"));
+    let close_at = rng.chance(1, 10).then(|| rng.range(0, size + 1));
+    let mut c = Checksum::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut want = vec![0u8; 64 * 1024];
+    let mut closed_early = false;
+    loop {
+        if close_at.is_some_and(|a| c.len() >= a) {
+            closed_early = true;
+            count(&sh.totals.reader_closes, 1);
+            break;
+        }
+        if rng.chance(1, 16) {
+            count(&sh.totals.stalls, 1);
+            std::thread::sleep(Duration::from_millis(rng.range(1, 50)));
+        }
+        let k = rng.range(1, buf.len() as u64 + 1) as usize;
+        let n = (&st).read(&mut buf[..k]).expect("stream read");
+        if n == 0 {
+            break;
+        }
+        pattern(seq, c.len(), &mut want[..n]);
+        assert!(
+            buf[..n] == want[..n],
+            "lifetime {seq}: wrong bytes at {}",
+            c.len()
+        );
+        c.update(&buf[..n]);
+    }
+    drop(st);
+    lock(&sh.reports).insert(
+        seq,
+        Report {
+            len: c.len(),
+            sum: c.sum(),
+            closed_early,
+        },
     );
-    assert!(ld(&t.lifetimes) >= 20, "the soak did some work");
-    assert!(reused > ld(&t.lifetimes) / 2, "IDs were recycled");
+}
+
+/// A Tokio session (dialling) against a blocking one: each end opens streams and
+/// writes under deadlines with its own adapter's API, and reads the other's.
+#[test]
+fn soak_tokio_blocking() {
+    let _g = serial();
+    let secs = soak_secs(3);
+    let base = seed("soak tokio-blocking");
+    let sh = new_shared();
+    let stop = Instant::now() + Duration::from_secs(secs);
+    run(async {
+        let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
+        let b = b.into_std().expect("std socket");
+        let a = Session::new(a, Config::default(), Role::Dialer);
+        let b = smux_blocking::Session::new(b, Config::default(), smux_blocking::Role::Acceptor)
+            .expect("session");
+        let acc_a = tokio_acceptor(a.clone(), sh.clone(), base);
+        let acc_b = {
+            let (b, sh) = (b.clone(), sh.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while let Ok(st) = b.accept() {
+                    i += 1;
+                    let sh = sh.clone();
+                    std::thread::spawn(move || blocking_reader(st, sh, base ^ 1 << 60 ^ i));
+                }
+            })
+        };
+        let mut tokio_slots = Vec::new();
+        let mut thread_slots = Vec::new();
+        for slot in 0..SLOTS_PER_END {
+            let mut rng = Rng::new(base.wrapping_add(slot as u64 * 0x9E37));
+            let (sh_a, a) = (sh.clone(), a.clone());
+            tokio_slots.push(tokio::spawn(async move {
+                while Instant::now() < stop {
+                    lifetime(&a, 0, &sh_a, &mut rng).await;
+                }
+            }));
+            let mut rng = Rng::new(base.wrapping_add(slot as u64 * 0x9E37 + 1));
+            let (sh_b, b) = (sh.clone(), b.clone());
+            thread_slots.push(std::thread::spawn(move || {
+                while Instant::now() < stop {
+                    blocking_lifetime(&b, 1, &sh_b, &mut rng);
+                }
+            }));
+        }
+        for t in tokio_slots {
+            within(secs + 60, "soak slots", t).await.expect("slot task");
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in thread_slots {
+                t.join().expect("blocking slot");
+            }
+        });
+        within(secs + 60, "blocking slots", joined)
+            .await
+            .expect("join");
+        smux_tests::eventually(20, "all streams released", || {
+            a.stats().streams == 0 && b.stats().streams == 0
+        })
+        .await;
+        for st in [a.stats(), b.stats()] {
+            assert_eq!(st.protocol_errors, 0);
+            assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
+        }
+        a.close();
+        b.close();
+        within(20, "acceptor ends", acc_a)
+            .await
+            .expect("acceptor task");
+        let joined = tokio::task::spawn_blocking(move || acc_b.join());
+        within(20, "blocking acceptor ends", joined)
+            .await
+            .expect("join")
+            .expect("blocking acceptor");
+    });
+    report_totals("soak tokio-blocking", secs, &sh);
 }
