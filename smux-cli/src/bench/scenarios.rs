@@ -183,15 +183,25 @@ pub async fn run(scenario: Scenario, system: System, p: &Params) -> Outcome {
             Scenario::Idle => unreachable!("idle runs on its own runtimes"),
         }
     };
-    let watchdog = async {
-        loop {
-            sleep(Duration::from_millis(5)).await;
-            if alloc::live_total() > p.max_heap as isize {
-                return;
+    // A plain thread watches the heap: the runtime's timers lag behind when its
+    // workers are busy copying, and a system that buffers without bound grows by
+    // gigabytes meanwhile.
+    let over = Arc::new(tokio::sync::Notify::new());
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (over, done, limit) = (over.clone(), done.clone(), p.max_heap as isize);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if alloc::live_total() > limit {
+                    over.notify_one();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
-        }
+        })
     };
-    tokio::select! {
+    let watchdog = over.notified();
+    let outcome = tokio::select! {
         result = scenario => match result {
             Ok(m) => Outcome::Done(m),
             Err(o) => o.into(),
@@ -200,7 +210,10 @@ pub async fn run(scenario: Scenario, system: System, p: &Params) -> Outcome {
             "heap over {:.1} GB, stopped",
             p.max_heap as f64 / 1e9
         )),
-    }
+    };
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    outcome
 }
 
 /// Tasks of one run, aborted when it ends (finished ones are pruned as it goes).
