@@ -1,6 +1,31 @@
 //! `smux bench`: the same scenarios over loopback TCP for raw TCP, smux-rs and the
 //! other Rust multiplexers, in one process run, repetitions interleaved across
 //! systems, medians in a table.
+//!
+//! # Method
+//!
+//! * One Tokio runtime with 2 workers drives both ends of every session (the idle
+//!   scenario gives each end its own one-worker runtime, see below); sockets are
+//!   127.0.0.1 with `TCP_NODELAY`. Raw TCP uses one connection per stream. Each run
+//!   builds a fresh session and tears it down (its tasks are aborted).
+//! * bulk-N: N streams are opened and each exchanges one byte each way (so every
+//!   system has announced it to the peer), then each loops `write_all` of 64 KiB; the
+//!   reader counts bytes per stream. After the warm-up, the window's bytes give the
+//!   aggregate MB/s (10^6 bytes) and the slowest and fastest stream.
+//! * rr-N: N streams each send 64 bytes and wait for the 64-byte echo, in a loop;
+//!   every round trip started in the window is a sample (p50, p99, req/s).
+//! * churn: 4 loops each open a stream, send 1 KiB, read the 1 KiB echo, and close.
+//! * idle: 10,000 streams opened (one byte each way, then left idle) on one session;
+//!   the heap each end gained, over 10,000, measured by the counting global allocator
+//!   with each end's runtime thread tagged.
+//! * hol: 8 bulk streams measured alone, then again once a ninth stream whose reader
+//!   never reads has filled whatever it can fill (its writes stop being accepted);
+//!   the result is the second throughput over the first.
+//! * A run is bounded: a phase that makes no progress for `--timeout` is "hung", and a
+//!   run whose process heap passes `--max-heap` is stopped ("failed").
+//! * Repetitions are interleaved: every system runs repetition k of a scenario before
+//!   any runs k+1, in an order rotated per repetition. A figure is the median of the
+//!   repetitions that finished, shown only if at least half did.
 
 mod blocking;
 pub mod scenarios;
