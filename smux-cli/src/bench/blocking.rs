@@ -68,6 +68,7 @@ impl Pair {
     fn open(&self, p: &Params) -> Res<Stream> {
         let s = self.client.open().map_err(|e| failed("open", e))?;
         s.set_read_timeout(Some(p.phase_timeout))
+            .and_then(|()| s.set_write_timeout(Some(p.phase_timeout)))
             .map_err(|e| failed("open", e))?;
         Ok(s)
     }
