@@ -309,6 +309,8 @@ mod tests {
             ),
             (&b"SSH-2.0-OpenSSH"[..], NotSmux::Ssh),
             (&b"PRI * HTTP/2.0"[..], NotSmux::Http),
+            (&b"OPTIONS"[..], NotSmux::Http),
+            (&b"CONNECT"[..], NotSmux::Http),
         ] {
             let mut dec = Decoder::new(MAX_FRAME_REFERENCE);
             let mut buf = BytesMut::from(input);

@@ -21,6 +21,10 @@ use crate::stream::{flag, LocalFin, Pool, State, Stream};
 use crate::transmit::Transmit;
 use crate::util::{mix64, IdBuildHasher};
 
+/// How long a writer whose turn in the send queue came keeps its share of the room
+/// without writing.
+const GRANT_TTL: Duration = Duration::from_millis(500);
+
 /// A stream's ID: its 16-bit number on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub u16);
@@ -109,7 +113,15 @@ pub struct Session {
     answers: usize,
     pin_queued: bool,
     /// Streams whose write was refused for lack of send-queue room.
-    out_waiters: Vec<u16>,
+    /// Served first come, first served, so a writer that loops cannot take every
+    /// freed byte ahead of those that wait.
+    out_waiters: VecDeque<u16>,
+    /// Streams whose turn came and that have not written yet, oldest first, with when
+    /// the turn came; each holds a frame's worth of send-queue room until it writes,
+    /// closes, or lets `GRANT_TTL` pass (so an idle stream cannot hold room forever).
+    grants: VecDeque<(u16, Instant)>,
+    /// The latest time the session was told (calls without a `now` use it).
+    now: Instant,
     events: VecDeque<Event>,
     pool: Pool,
     /// Length of a PSH that did not fit `max_buffered_in`; input waits for room.
@@ -150,7 +162,9 @@ impl Session {
             cfm: VecDeque::new(),
             answers: 0,
             pin_queued: false,
-            out_waiters: Vec::new(),
+            out_waiters: VecDeque::new(),
+            grants: VecDeque::new(),
+            now,
             events: VecDeque::new(),
             pool: Pool::default(),
             stalled: None,
@@ -207,6 +221,7 @@ impl Session {
     /// Decodes and applies every complete frame at the front of `input`, leaving a
     /// partial frame (or the rest, when [`Session::wants_input`] turns false) in place.
     pub fn handle_input(&mut self, now: Instant, input: &mut BytesMut) {
+        self.now = self.now.max(now);
         while self.wants_input() {
             let header = match self.decoder.peek_header(input) {
                 Ok(Some(h)) => h,
@@ -397,6 +412,7 @@ impl Session {
 
     /// Runs the timers due at `now`: queues a PIN, or ends a silent session.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if self.end.is_some() {
             return;
         }
@@ -437,7 +453,7 @@ impl Session {
     /// Call it when `out` has (mostly) been written: everything in `out` counts as
     /// sent, and what does not fit stays queued in the session under its bounds.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Transmit, limit: usize) {
-        let _ = now;
+        self.now = self.now.max(now);
         if self.end.is_some() {
             return;
         }
@@ -553,21 +569,87 @@ impl Session {
         }
     }
 
+    /// Send-queue room not held for writers whose turn came.
+    fn free_queue_room(&self) -> usize {
+        self.config
+            .max_buffered_out
+            .saturating_sub(self.stats.buffered_out)
+            .saturating_sub(self.grants.len() * self.config.max_frame as usize)
+    }
+
+    /// Gives waiting writers their turn, one per frame's worth of free send-queue room.
     fn wake_out_waiters(&mut self) {
-        if self.stats.buffered_out >= self.config.max_buffered_out {
-            return;
-        }
         let window = self.config.window;
-        for id in self.out_waiters.drain(..) {
+        while let Some(&(id, at)) = self.grants.front() {
+            if self.now.saturating_duration_since(at) < GRANT_TTL {
+                break;
+            }
+            self.end_turn(id);
+        }
+        while self.free_queue_room() > 0 {
+            let Some(id) = self.out_waiters.pop_front() else {
+                break;
+            };
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
             s.set(flag::OUT_WAITER, false);
+            if s.state != State::Open {
+                continue;
+            }
+            s.set(flag::GRANTED, true);
+            self.grants.push_back((id, self.now));
             if s.send_room(window) > 0 && s.has(flag::WRITE_BLOCKED) {
                 s.set(flag::WRITE_BLOCKED, false);
                 self.events.push_back(Event::Writable(StreamId(id)));
             }
         }
+    }
+
+    /// Send-queue room open to `s`: a stream whose turn came may use all of it; others
+    /// get none while writers wait, and never the room held for those whose turn came.
+    fn queue_room(&self, s: &Stream) -> usize {
+        if s.has(flag::GRANTED) {
+            return self
+                .config
+                .max_buffered_out
+                .saturating_sub(self.stats.buffered_out);
+        }
+        if !self.out_waiters.is_empty() {
+            return 0;
+        }
+        self.free_queue_room()
+    }
+
+    /// Ends the turn of a stream whose turn came (it wrote, or it closed).
+    fn end_turn(&mut self, id: u16) {
+        if let Some(s) = self.streams.get_mut(&id).filter(|s| s.has(flag::GRANTED)) {
+            s.set(flag::GRANTED, false);
+            self.grants.retain(|(g, _)| *g != id);
+        }
+    }
+
+    /// Marks a write refused: the window's CFM or the send queue's turn will wake it.
+    fn block_writer(&mut self, id: u16) {
+        let window = self.config.window;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.set(flag::WRITE_BLOCKED, true);
+        if s.send_room(window) == 0 || s.has(flag::OUT_WAITER) {
+            return;
+        }
+        s.set(flag::OUT_WAITER, true);
+        if s.has(flag::GRANTED) {
+            // Its turn came but the room went to queued data first: it stays next.
+            self.end_turn(id);
+            self.out_waiters.push_front(id);
+        } else {
+            self.out_waiters.push_back(id);
+        }
+        // Room may be free already: serve the queue now rather than at the next
+        // transmit.
+        self.wake_out_waiters();
     }
 
     /// The next event, if any.
@@ -698,23 +780,13 @@ impl Session {
         if self.end.is_some() {
             return;
         }
-        let room = self.writable_len(id);
-        let window = self.config.window;
-        let Some(s) = self
-            .streams
-            .get_mut(&id.0)
-            .filter(|s| s.state == State::Open)
-        else {
-            return;
-        };
-        if room > 0 {
-            self.events.push_back(Event::Writable(id));
+        if self.stream_state(id) != Some(StreamState::Open) {
             return;
         }
-        s.set(flag::WRITE_BLOCKED, true);
-        if s.send_room(window) > 0 && !s.has(flag::OUT_WAITER) {
-            s.set(flag::OUT_WAITER, true);
-            self.out_waiters.push(id.0);
+        if self.writable_len(id) > 0 {
+            self.events.push_back(Event::Writable(id));
+        } else {
+            self.block_writer(id.0);
         }
     }
 
@@ -727,11 +799,7 @@ impl Session {
     pub fn writable_len(&self, id: StreamId) -> usize {
         match self.streams.get(&id.0) {
             Some(s) if s.state == State::Open && self.end.is_none() => {
-                s.send_room(self.config.window).min(
-                    self.config
-                        .max_buffered_out
-                        .saturating_sub(self.stats.buffered_out),
-                )
+                s.send_room(self.config.window).min(self.queue_room(s))
             }
             _ => 0,
         }
@@ -743,14 +811,9 @@ impl Session {
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
         let window = self.config.window;
-        let out_room = self
-            .config
-            .max_buffered_out
-            .saturating_sub(self.stats.buffered_out);
-        let s = self
-            .streams
-            .get_mut(&id.0)
-            .ok_or(WriteError::UnknownStream)?;
+        let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        let out_room = self.queue_room(s);
+        let s = self.streams.get_mut(&id.0).expect("found above");
         match s.state {
             State::Open => {}
             State::PeerFin => return Err(WriteError::PeerClosed),
@@ -762,11 +825,7 @@ impl Session {
         let room = s.send_room(window);
         let n = data.len().min(room).min(out_room);
         if n == 0 {
-            s.set(flag::WRITE_BLOCKED, true);
-            if room > 0 && !s.has(flag::OUT_WAITER) {
-                s.set(flag::OUT_WAITER, true);
-                self.out_waiters.push(id.0);
-            }
+            self.block_writer(id.0);
             return Err(WriteError::Blocked);
         }
         s.bufs_mut(&mut self.pool)
@@ -777,6 +836,7 @@ impl Session {
             self.ready.push_back(id.0);
         }
         self.stats.buffered_out += n;
+        self.end_turn(id.0);
         Ok(n)
     }
 
@@ -785,6 +845,7 @@ impl Session {
     /// (an [`Event::Closed`] says so).
     pub fn close(&mut self, id: StreamId) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
+        self.end_turn(id.0);
         let s = self
             .streams
             .get_mut(&id.0)
@@ -895,6 +956,12 @@ impl Session {
             self.answers <= self.config.max_pending_answers,
             "answer bound broken"
         );
+        let granted = self
+            .streams
+            .values()
+            .filter(|s| s.has(flag::GRANTED))
+            .count();
+        assert_eq!(granted, self.grants.len(), "send-queue turns drifted");
     }
 
     /// IDs of every stream record (open or closing), sorted. For tests and fuzzing.

@@ -115,6 +115,8 @@ pub(crate) mod flag {
     pub(crate) const READABLE_QUEUED: u8 = 8;
     /// Waiting in the session's list for send-queue room.
     pub(crate) const OUT_WAITER: u8 = 16;
+    /// Its turn in the send queue came: it may write while others still wait.
+    pub(crate) const GRANTED: u8 = 32;
 }
 
 /// One stream.

@@ -622,3 +622,51 @@ fn want_writable_arms_an_event_without_a_refused_write() {
     p.a.close(id).unwrap();
     assert_eq!(p.a.stream_state(id), Some(crate::StreamState::Closing));
 }
+
+/// Many writers share the send queue: one that loops must not take every freed byte
+/// ahead of those that wait (first come, first served once the queue is full).
+#[test]
+fn the_send_queue_is_shared_fairly() {
+    let c = Config {
+        max_buffered_out: 4 * 1024,
+        max_frame: 1024,
+        ..Config::default()
+    };
+    let mut p = Pair::new(c);
+    let ids: Vec<_> = (0..8).map(|_| p.a.open().unwrap()).collect();
+    let mut accepted = vec![0usize; 8];
+    let chunk = [1u8; 1024];
+    let mut blocked = [false; 8];
+    for _ in 0..400 {
+        // Stream 0 writes whenever it can; the others only after a Writable event.
+        for (i, id) in ids.iter().enumerate() {
+            if i == 0 || !blocked[i] {
+                match p.a.write(*id, &chunk) {
+                    Ok(n) => accepted[i] += n,
+                    Err(WriteError::Blocked) => blocked[i] = true,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        p.transmit(false, 1024);
+        p.deliver(true, usize::MAX);
+        while p.b.accept().is_some() {}
+        for id in &ids {
+            read_all(&mut p.b, *id);
+        }
+        p.transmit(true, usize::MAX);
+        p.deliver(false, usize::MAX);
+        while let Some(e) = p.a.poll_event() {
+            if let Event::Writable(id) = e {
+                blocked[id.0 as usize] = false;
+            }
+        }
+    }
+    let (min, max) = (
+        accepted.iter().min().unwrap(),
+        accepted.iter().max().unwrap(),
+    );
+    assert!(*min > 0, "a waiting writer starved: {accepted:?}");
+    assert!(max / min <= 3, "unfair shares: {accepted:?}");
+    p.a.assert_invariants();
+}
