@@ -27,9 +27,9 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Most capacity the pool keeps.
-    const MAX_BYTES: usize = 8 * 1024 * 1024;
+    const MAX_BYTES: usize = 2 * 1024 * 1024;
     /// Buffers larger than this are freed rather than kept.
-    const KEEP: usize = 1024 * 1024;
+    const KEEP: usize = 256 * 1024;
 
     fn take(&mut self) -> Box<Buffers> {
         match self.free.pop() {

@@ -466,10 +466,9 @@ fn many_full_windows_pause_the_link_and_lose_nothing() {
         peak_paused / 1024,
         bound_in / 1024
     );
-    // Payloads of 16 KiB and more are kept as slices of the driver's read buffer, so
-    // while the application reads streams in another order than their data arrived,
-    // read-buffer blocks stay pinned by a slice or two: up to the read-chunk ratio
-    // (64 KiB reserve / 16 KiB slice = 4) over the counted bytes.
+    // Received payloads are copied into per-stream buffers (growth slack at most 2x)
+    // and drained buffers are pooled (at most 2 MiB); the reading tasks and their
+    // buffers live in this process too. The bound keeps the old 4x slack for those.
     probe.check(
         "1,100 full windows, max_buffered_in 4 MiB",
         BASE + 4 * bound_in + STREAMS as usize * kib(1),
