@@ -73,9 +73,10 @@
 //! streams between two sessions made 0 allocations in 1,000 frames once warm. A
 //! written payload is copied once (into the stream's send buffer), and frames of 1 KiB
 //! and more go to the transport as their own segment of a vectored write. A received
-//! payload is copied once into its stream's buffer, so the heap a stream holds is its
-//! counted bytes (within the buffer's growth factor), never a pinned slice of a larger
-//! read buffer, and the adapter reuses its read buffer in place.
+//! payload is copied once into its stream's buffer, except a large one that arrives
+//! while the application waits on that stream: it is handed over as a slice of the
+//! adapter's read buffer, within a per-session budget (`max_buffered_in / 8`) that
+//! bounds how much read-buffer memory slices can keep alive.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

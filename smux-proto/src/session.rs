@@ -124,6 +124,8 @@ pub struct Session {
     now: Instant,
     events: VecDeque<Event>,
     pool: Pool,
+    /// Received bytes held as slices of the adapter's read buffers.
+    sliced: usize,
     /// Length of a PSH that did not fit `max_buffered_in`; input waits for room.
     stalled: Option<usize>,
     next_ping: Instant,
@@ -167,6 +169,7 @@ impl Session {
             now,
             events: VecDeque::new(),
             pool: Pool::default(),
+            sliced: 0,
             stalled: None,
             ping: None,
             ping_seq: 0,
@@ -334,7 +337,12 @@ impl Session {
         }
         s.unacked += len as u32;
         let was_empty = s.recv_len == 0;
-        s.push_recv(&payload, &mut self.pool);
+        // Slices pin read buffers several times their size: keep their total to an
+        // eighth of the input bound, so what is held stays within about twice it.
+        let may_slice = self.sliced + len <= self.config.max_buffered_in / 8;
+        if s.push_recv(payload, may_slice, &mut self.pool) {
+            self.sliced += len;
+        }
         self.stats.buffered_in += len;
         if was_empty && !s.has(flag::READABLE_QUEUED) {
             s.set(flag::READABLE_QUEUED, true);
@@ -718,31 +726,41 @@ impl Session {
             return match s.state {
                 State::PeerFin => Ok(0),
                 _ if buf.is_empty() => Ok(0),
-                _ => Err(ReadError::Blocked),
+                _ => {
+                    s.set(flag::READ_WAITING, true);
+                    Err(ReadError::Blocked)
+                }
             };
         }
         let mut pool = std::mem::take(&mut self.pool);
         let s = self.streams.get_mut(&id.0).expect("found above");
+        let sliced = s.sliced();
         let n = s.read_into(buf, &mut pool);
+        self.sliced -= sliced - s.sliced();
         self.pool = pool;
         self.consumed(id.0, n);
         Ok(n)
     }
 
-    /// Takes up to `max` buffered bytes of stream `id` as one chunk, without copying
-    /// large payloads. `Ok(None)` is end-of-file; `Err(Blocked)` means no data yet.
+    /// Takes up to `max` buffered bytes of stream `id` as one chunk (a large payload
+    /// that arrived while a read waited comes without a copy). `Ok(None)` is end-of-file; `Err(Blocked)` means no data yet.
     pub fn read_chunk(&mut self, id: StreamId, max: usize) -> Result<Option<Bytes>, ReadError> {
         let s = self.stream_for_read(id)?;
         if s.recv_len == 0 || max == 0 {
             return match s.state {
                 State::PeerFin if s.recv_len == 0 => Ok(None),
                 _ if max == 0 => Ok(Some(Bytes::new())),
-                _ => Err(ReadError::Blocked),
+                _ => {
+                    s.set(flag::READ_WAITING, true);
+                    Err(ReadError::Blocked)
+                }
             };
         }
         let mut pool = std::mem::take(&mut self.pool);
         let s = self.streams.get_mut(&id.0).expect("found above");
+        let sliced = s.sliced();
         let chunk = s.read_chunk(max, &mut pool);
+        self.sliced -= sliced - s.sliced();
         self.pool = pool;
         self.consumed(id.0, chunk.len());
         Ok(Some(chunk))
@@ -855,6 +873,7 @@ impl Session {
             State::PeerFin => true,
             State::Closing { .. } => return Err(WriteError::Closed),
         };
+        self.sliced -= s.sliced();
         let dropped = s.discard_recv(&mut self.pool);
         // Nothing more will be read, so no CFM may follow our FIN: a late CFM could
         // reach a new stream that reuses the ID.
@@ -900,6 +919,7 @@ impl Session {
             self.streams.clear();
             self.backlog.clear();
             self.stats.buffered_in = 0;
+            self.sliced = 0;
         }
     }
 
@@ -974,6 +994,7 @@ impl Session {
 
     fn remove(&mut self, id: u16) {
         if let Some(mut s) = self.streams.remove(&id) {
+            self.sliced -= s.sliced();
             let dropped = s.discard_recv(&mut self.pool);
             self.stats.buffered_in -= dropped;
             self.ids.remove(id);

@@ -83,10 +83,15 @@ pub(crate) enum State {
 /// Received payloads are copied into `recv` rather than kept as slices of the
 /// transport's read buffer: a slice would pin its whole read allocation, so a peer
 /// could make memory exceed the counted bytes by the ratio of read size to frame size,
-/// and the adapter could never reuse its read buffer in place.
+/// and the adapter could never reuse its read buffer in place. The one exception is
+/// `head`: a large payload that arrives while the application waits on an empty
+/// stream is kept as a slice, since that reader takes it at once; at most one such
+/// slice per waiting reader, so the pinning stays brief and bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
-    /// Received bytes not yet read.
+    /// The oldest received bytes, kept without a copy (see above).
+    head: Bytes,
+    /// Received bytes not yet read, after `head`.
     recv: BytesMut,
     /// Bytes accepted by writes and not yet framed.
     pub(crate) send: BytesMut,
@@ -95,7 +100,7 @@ pub(crate) struct Buffers {
 impl Buffers {
     /// Whether the buffers hold nothing and may be recycled.
     pub(crate) fn is_empty(&self) -> bool {
-        self.recv.is_empty() && self.send.is_empty()
+        self.head.is_empty() && self.recv.is_empty() && self.send.is_empty()
     }
 
     fn capacity(&self) -> usize {
@@ -117,6 +122,8 @@ pub(crate) mod flag {
     pub(crate) const OUT_WAITER: u8 = 16;
     /// Its turn in the send queue came: it may write while others still wait.
     pub(crate) const GRANTED: u8 = 32;
+    /// A read found the buffer empty: the application waits for data.
+    pub(crate) const READ_WAITING: u8 = 64;
 }
 
 /// One stream.
@@ -182,9 +189,29 @@ impl Stream {
     }
 
     /// Buffers a received payload.
-    pub(crate) fn push_recv(&mut self, payload: &[u8], pool: &mut Pool) {
+    /// Buffers a received payload; returns true if it was kept as a slice (only when
+    /// `may_slice`, a reader waits and the payload is large).
+    pub(crate) fn push_recv(&mut self, payload: Bytes, may_slice: bool, pool: &mut Pool) -> bool {
+        /// Smaller payloads are always copied: a slice saves little and pins a lot.
+        const SLICE_FROM: usize = 16 * 1024;
+        let slice = may_slice
+            && self.has(flag::READ_WAITING)
+            && self.recv_len == 0
+            && payload.len() >= SLICE_FROM;
+        self.set(flag::READ_WAITING, false);
         self.recv_len += payload.len() as u32;
-        self.bufs_mut(pool).recv.extend_from_slice(payload);
+        let b = self.bufs_mut(pool);
+        if slice {
+            b.head = payload;
+        } else {
+            b.recv.extend_from_slice(&payload);
+        }
+        slice
+    }
+
+    /// Bytes held as a slice of a read buffer.
+    pub(crate) fn sliced(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |b| b.head.len())
     }
 
     /// Copies buffered bytes into `out`; returns the count.
@@ -192,9 +219,16 @@ impl Stream {
         let Some(b) = self.bufs.as_mut() else {
             return 0;
         };
-        let n = b.recv.len().min(out.len());
-        out[..n].copy_from_slice(&b.recv[..n]);
-        b.recv.advance(n);
+        let mut n = 0;
+        for src in [&mut b.head as &mut dyn Buf, &mut b.recv] {
+            let k = src.remaining().min(out.len() - n);
+            src.copy_to_slice(&mut out[n..n + k]);
+            n += k;
+        }
+        if b.head.is_empty() {
+            // Let go of the read buffer the slice pointed into.
+            b.head = Bytes::new();
+        }
         self.recv_len -= n as u32;
         self.release_bufs(pool);
         n
@@ -205,9 +239,18 @@ impl Stream {
         let Some(b) = self.bufs.as_mut() else {
             return Bytes::new();
         };
-        let n = b.recv.len().min(max);
-        let out = b.recv.split_to(n).freeze();
-        self.recv_len -= n as u32;
+        let out = if b.head.is_empty() {
+            let n = b.recv.len().min(max);
+            b.recv.split_to(n).freeze()
+        } else {
+            let n = b.head.len().min(max);
+            let out = b.head.split_to(n);
+            if b.head.is_empty() {
+                b.head = Bytes::new();
+            }
+            out
+        };
+        self.recv_len -= out.len() as u32;
         self.release_bufs(pool);
         out
     }
@@ -216,6 +259,7 @@ impl Stream {
     pub(crate) fn discard_recv(&mut self, pool: &mut Pool) -> usize {
         let n = self.recv_len as usize;
         if let Some(b) = self.bufs.as_mut() {
+            b.head = Bytes::new();
             b.recv.clear();
         }
         self.recv_len = 0;
@@ -241,10 +285,10 @@ mod tests {
     fn received_bytes_are_read_in_order_and_buffers_recycled() {
         let mut pool = Pool::default();
         let mut s = Stream::new();
-        s.push_recv(b"ab", &mut pool);
-        s.push_recv(b"cd", &mut pool);
-        s.push_recv(&[9u8; 20_000], &mut pool);
-        s.push_recv(b"ef", &mut pool);
+        s.push_recv(Bytes::from_static(b"ab"), true, &mut pool);
+        s.push_recv(Bytes::from_static(b"cd"), true, &mut pool);
+        s.push_recv(Bytes::from(vec![9u8; 20_000]), true, &mut pool);
+        s.push_recv(Bytes::from_static(b"ef"), true, &mut pool);
         assert_eq!(s.recv_len as usize, 20_006);
         let mut out = [0u8; 3];
         assert_eq!(s.read_into(&mut out, &mut pool), 3);
@@ -259,7 +303,27 @@ mod tests {
         assert_eq!(&rest[..2], b"ef");
         assert!(s.bufs.is_none(), "drained buffers go back to the pool");
         assert_eq!(pool.free.len(), 1);
-        s.push_recv(b"x", &mut pool);
+        s.push_recv(Bytes::from_static(b"x"), true, &mut pool);
         assert!(pool.free.is_empty(), "and come out of it again");
+    }
+
+    #[test]
+    fn a_waiting_reader_gets_a_large_payload_without_a_copy() {
+        let mut pool = Pool::default();
+        let mut s = Stream::new();
+        let big = Bytes::from(vec![3u8; 64 * 1024]);
+        s.set(flag::READ_WAITING, true);
+        assert!(s.push_recv(big.clone(), true, &mut pool));
+        assert!(!s.push_recv(Bytes::from(vec![4u8; 64 * 1024]), true, &mut pool));
+        let first = s.read_chunk(usize::MAX, &mut pool);
+        assert_eq!(first.as_ptr(), big.as_ptr(), "kept as a slice");
+        let mut out = vec![0u8; 64 * 1024];
+        assert_eq!(s.read_into(&mut out, &mut pool), 64 * 1024);
+        assert!(out.iter().all(|b| *b == 4));
+        // Nobody waiting, or no slice budget left: copied, so nothing stays pinned.
+        assert!(!s.push_recv(big.clone(), true, &mut pool));
+        assert_ne!(s.read_chunk(usize::MAX, &mut pool).as_ptr(), big.as_ptr());
+        s.set(flag::READ_WAITING, true);
+        assert!(!s.push_recv(big.clone(), false, &mut pool));
     }
 }

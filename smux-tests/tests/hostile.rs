@@ -713,8 +713,12 @@ fn vrm_flood_is_answered_within_bounds() {
         eprintln!("VRM flood: peak while stalled {} KiB", stalled_peak / 1024);
     });
     // The answers owed (`max_pending_answers`), the adapter's transmit buffer (up to
-    // 256 KiB of answers taken from the core) and the peer's parse buffer.
-    probe.check("VRM flood", BASE + answers * 64 + kib(256) + kib(128));
+    // 256 KiB of answers taken from the core), its read buffer (64 KiB) and the
+    // peer's parse buffer.
+    probe.check(
+        "VRM flood",
+        BASE + answers * 64 + kib(256) + kib(64) + kib(128),
+    );
 }
 
 /// A peer that never sends PIN (nor anything else): the session ends with
