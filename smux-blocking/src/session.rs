@@ -39,6 +39,9 @@ pub(crate) struct Inner {
     flush_waiters: usize,
     /// `Session::shutdown` began: opens and writes are refused.
     pub(crate) closing: bool,
+    /// The last handle was dropped: the writer ends the session once everything
+    /// accepted is written, or at this deadline.
+    close_when_flushed: Option<Instant>,
     /// Streams registered with a poller.
     pub(crate) regs: HashMap<u16, Reg>,
     /// Pollers of this session, by key.
@@ -111,7 +114,7 @@ impl Shared {
             }
         }
         let ended = g.core.is_ended();
-        if g.writer_parked && (ended || g.core.has_transmit()) {
+        if g.writer_parked && (ended || g.core.has_transmit() || g.close_when_flushed.is_some()) {
             g.writer_parked = false;
             self.writer_cv.notify_one();
         }
@@ -241,6 +244,11 @@ fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
             if g.core.has_transmit() {
                 g.core.poll_transmit(now, &mut tx, FILL_LIMIT);
             }
+            if let Some(deadline) = g.close_when_flushed {
+                if (tx.is_empty() && !g.core.has_transmit()) || now >= deadline {
+                    g.core.close_session();
+                }
+            }
             if !tx.is_empty() || g.core.is_ended() {
                 g.writing = !tx.is_empty();
                 break;
@@ -254,7 +262,11 @@ fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
                 continue;
             }
             g.writer_parked = true;
-            g = match g.core.poll_timeout() {
+            let until = [g.core.poll_timeout(), g.close_when_flushed]
+                .into_iter()
+                .flatten()
+                .min();
+            g = match until {
                 Some(t) => {
                     let wait = t.saturating_duration_since(now);
                     shared
@@ -371,8 +383,9 @@ impl Inner {
 /// the core to the transport. Streams add no threads.
 ///
 /// `Session` is a cheap handle: clones share the session, and the session ends when
-/// the last clone is dropped (or [`Session::close`] is called). Its methods take
-/// `&self`, so one thread can accept while others open.
+/// the last clone is dropped (after writing out what was already accepted, for at
+/// most 10 s, like closing a TCP socket) or [`Session::close`] is called (at once).
+/// Its methods take `&self`, so one thread can accept while others open.
 #[derive(Clone)]
 pub struct Session {
     handle: Arc<Handle>,
@@ -383,9 +396,19 @@ struct Handle {
     shared: Arc<Shared>,
 }
 
+/// How long dropping the last handle waits for queued data to be written.
+const DROP_FLUSH: Duration = Duration::from_secs(10);
+
 impl Drop for Handle {
     fn drop(&mut self) {
-        close_shared(&self.shared);
+        // Like closing a TCP socket (and like the async adapters): refuse new work,
+        // let the writer thread write out what was accepted, then end the session.
+        self.shared.with(|i| {
+            if !i.core.is_ended() {
+                i.closing = true;
+                i.close_when_flushed = Some(Instant::now() + DROP_FLUSH);
+            }
+        });
     }
 }
 
@@ -428,6 +451,7 @@ impl Session {
                 writing: false,
                 flush_waiters: 0,
                 closing: false,
+                close_when_flushed: None,
                 regs: HashMap::new(),
                 pollers: HashMap::new(),
                 next_key: 0,
