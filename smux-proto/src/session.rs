@@ -592,13 +592,22 @@ impl Session {
             if self.now.saturating_duration_since(at) < GRANT_TTL {
                 break;
             }
-            self.end_turn(id);
+            self.grants.pop_front();
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.set(flag::GRANTED, false);
+            }
         }
         while self.free_queue_room() > 0 {
             let Some(id) = self.out_waiters.pop_front() else {
                 break;
             };
-            let Some(s) = self.streams.get_mut(&id) else {
+            // An entry left by a stream that has since gone (its ID perhaps reused by
+            // a stream that waits too) no longer stands for anyone.
+            let Some(s) = self
+                .streams
+                .get_mut(&id)
+                .filter(|s| s.has(flag::OUT_WAITER))
+            else {
                 continue;
             };
             s.set(flag::OUT_WAITER, false);
@@ -908,6 +917,8 @@ impl Session {
         self.ctrl.clear();
         self.cfm.clear();
         self.ready.clear();
+        self.out_waiters.clear();
+        self.grants.clear();
         self.answers = 0;
         self.stats.buffered_out = 0;
         for s in self.streams.values_mut() {
@@ -981,7 +992,17 @@ impl Session {
             .values()
             .filter(|s| s.has(flag::GRANTED))
             .count();
-        assert_eq!(granted, self.grants.len(), "send-queue turns drifted");
+        assert_eq!(
+            granted,
+            self.grants.len(),
+            "send-queue turns drifted: {:?} vs {:?}",
+            self.grants.iter().map(|g| g.0).collect::<Vec<_>>(),
+            self.streams
+                .iter()
+                .filter(|(_, s)| s.has(flag::GRANTED))
+                .map(|(id, s)| (*id, s.state))
+                .collect::<Vec<_>>()
+        );
     }
 
     /// IDs of every stream record (open or closing), sorted. For tests and fuzzing.
