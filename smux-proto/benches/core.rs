@@ -102,12 +102,7 @@ fn pair_throughput(streams: usize, secs: f64) -> f64 {
             let _ = a.write(*id, &chunk);
         }
         a.poll_transmit(now, &mut tx, 256 * 1024);
-        while !tx.is_empty() {
-            let c = tx.chunk();
-            wire.extend_from_slice(c);
-            let n = c.len();
-            tx.advance(n);
-        }
+        tx.drain_into(&mut wire);
         b.handle_input(now, &mut wire);
         while b.accept().is_some() {}
         let mut moved = 0u64;
@@ -120,12 +115,7 @@ fn pair_throughput(streams: usize, secs: f64) -> f64 {
             }
         }
         b.poll_transmit(now, &mut tx, usize::MAX);
-        while !tx.is_empty() {
-            let c = tx.chunk();
-            back.extend_from_slice(c);
-            let n = c.len();
-            tx.advance(n);
-        }
+        tx.drain_into(&mut back);
         a.handle_input(now, &mut back);
         while a.poll_event().is_some() {}
         while b.poll_event().is_some() {}

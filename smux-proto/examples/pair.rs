@@ -36,12 +36,7 @@ fn main() {
             }
         }
         a.poll_transmit(now, &mut tx, 256 * 1024);
-        while !tx.is_empty() {
-            let c = tx.chunk();
-            wire.extend_from_slice(c);
-            let n = c.len();
-            tx.advance(n);
-        }
+        tx.drain_into(&mut wire);
         b.handle_input(now, &mut wire);
         while let Some(id) = b.accept() {
             accepted.push(id);
@@ -55,12 +50,7 @@ fn main() {
             }
         }
         b.poll_transmit(now, &mut tx, usize::MAX);
-        while !tx.is_empty() {
-            let c = tx.chunk();
-            back.extend_from_slice(c);
-            let n = c.len();
-            tx.advance(n);
-        }
+        tx.drain_into(&mut back);
         a.handle_input(now, &mut back);
         while a.poll_event().is_some() {}
         while b.poll_event().is_some() {}

@@ -73,10 +73,11 @@ impl Transmit {
         }
     }
 
-    /// Moves every waiting byte into `out` (for tests and in-memory links).
-    pub fn drain_into(&mut self, out: &mut Vec<u8>) {
+    /// Moves every waiting byte into `out` (a `Vec<u8>` or `BytesMut`), for in-memory
+    /// links and tests.
+    pub fn drain_into(&mut self, out: &mut impl BufMut) {
         for seg in self.segments.drain(..) {
-            out.extend_from_slice(&seg);
+            out.put_slice(&seg);
         }
         self.len = 0;
     }

@@ -50,12 +50,7 @@ fn pump(
     now: Instant,
 ) {
     from.poll_transmit(now, tx, usize::MAX);
-    while !tx.is_empty() {
-        let c = tx.chunk();
-        wire.extend_from_slice(c);
-        let n = c.len();
-        tx.advance(n);
-    }
+    tx.drain_into(wire);
     to.handle_input(now, wire);
 }
 

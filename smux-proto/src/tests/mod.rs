@@ -56,12 +56,7 @@ impl Pair {
             (&mut self.a, &mut self.ab)
         };
         s.poll_transmit(self.now, &mut self.tx, limit);
-        while !self.tx.is_empty() {
-            let c = self.tx.chunk();
-            link.extend_from_slice(c);
-            let n = c.len();
-            self.tx.advance(n);
-        }
+        self.tx.drain_into(link);
     }
 
     /// Moves up to `max` bytes of the link into the receiving session's input buffer
