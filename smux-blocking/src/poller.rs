@@ -201,7 +201,8 @@ impl Inner {
         match ev {
             CoreEvent::Readable(StreamId(id))
             | CoreEvent::Writable(StreamId(id))
-            | CoreEvent::Finished(StreamId(id)) => self.enqueue(*id, woken),
+            | CoreEvent::Finished(StreamId(id))
+            | CoreEvent::Reset(StreamId(id), _) => self.enqueue(*id, woken),
             CoreEvent::Closed(_) => {}
             CoreEvent::Incoming(_) => {
                 for p in self.pollers.values_mut() {

@@ -155,7 +155,7 @@ fn log_end(role: Role, reason: &EndReason) {
         EndReason::Transport(..) | EndReason::KeepaliveTimeout => {
             tracing::info!(?role, %reason, "smux session ended")
         }
-        EndReason::Local | EndReason::PeerClosed => {
+        EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
             tracing::debug!(?role, %reason, "smux session ended")
         }
     }

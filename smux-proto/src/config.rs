@@ -36,6 +36,15 @@ pub struct Config {
     /// Frames owed to the peer that cannot be merged (VRM answers). Past this bound the
     /// session stops taking input until they are sent (default 1024).
     pub max_pending_answers: usize,
+    /// Offer (acceptor) or accept (dialer) the extensions two smux-rs ends can agree
+    /// on: growing windows, half-close, reset and go-away (default true). A reference
+    /// peer never sees an extension frame either way; see `docs/PROTOCOL.md`.
+    pub extensions: bool,
+    /// Largest receive window a stream may grow to once extensions are on (default
+    /// 16 MiB). Windows grow from `window` when the measured round-trip time shows the
+    /// window, not the reader, limits the stream, and only within half of
+    /// `max_buffered_in` across the session. At or below `window`, windows never grow.
+    pub max_window: u32,
 }
 
 impl Default for Config {
@@ -50,6 +59,8 @@ impl Default for Config {
             max_buffered_in: 32 * 1024 * 1024,
             max_buffered_out: 4 * 1024 * 1024,
             max_pending_answers: 1024,
+            extensions: true,
+            max_window: 16 * 1024 * 1024,
         }
     }
 }

@@ -117,6 +117,8 @@ pub enum EndReason {
     Protocol(ProtocolError),
     /// The transport failed; the adapter reported this error kind and message.
     Transport(io::ErrorKind, String),
+    /// A go-away ran its course: every stream finished and the session closed cleanly.
+    Drained,
 }
 
 impl EndReason {
@@ -129,6 +131,7 @@ impl EndReason {
             EndReason::KeepaliveTimeout => io::ErrorKind::TimedOut,
             EndReason::Protocol(_) => io::ErrorKind::InvalidData,
             EndReason::Transport(kind, _) => *kind,
+            EndReason::Drained => io::ErrorKind::NotConnected,
         }
     }
 
@@ -146,6 +149,7 @@ impl fmt::Display for EndReason {
             EndReason::KeepaliveTimeout => f.write_str("keepalive timeout: peer went silent"),
             EndReason::Protocol(e) => write!(f, "protocol error: {e}"),
             EndReason::Transport(_, msg) => write!(f, "transport error: {msg}"),
+            EndReason::Drained => f.write_str("session drained after a go-away"),
         }
     }
 }
@@ -167,6 +171,8 @@ impl std::error::Error for SessionEnded {}
 pub enum OpenError {
     /// All 65,536 stream IDs are in use (open, or closing and awaiting the peer's FIN).
     IdsExhausted,
+    /// A go-away was sent or received: no new streams.
+    GoingAway,
     /// The session has ended.
     SessionEnded(EndReason),
 }
@@ -177,10 +183,12 @@ pub enum WriteError {
     /// No room now: the stream's window or the session's send queue is full. Nothing
     /// was accepted; a `Writable` event follows when there is room.
     Blocked,
-    /// The application already closed this stream.
+    /// The application already closed this stream, or shut its write side.
     Closed,
     /// The peer closed the stream (its FIN arrived): nothing more can be sent.
     PeerClosed,
+    /// The stream was aborted by the peer's RST with this error code (extension).
+    Reset(u32),
     /// No stream with this ID is known to the application.
     UnknownStream,
     /// The session has ended.
@@ -194,6 +202,8 @@ pub enum ReadError {
     Blocked,
     /// The application already closed this stream.
     Closed,
+    /// The stream was aborted by the peer's RST with this error code (extension).
+    Reset(u32),
     /// No stream with this ID is known to the application.
     UnknownStream,
     /// The session has ended.
@@ -201,17 +211,18 @@ pub enum ReadError {
 }
 
 macro_rules! display_and_io {
-    ($t:ident, $($pat:pat => ($kind:expr, $msg:expr)),* $(,)?) => {
+    ($t:ident, $($pat:pat => ($kind:expr, $($fmt:tt)+)),* $(,)?) => {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
-                    $($pat => f.write_str($msg),)*
+                    $($pat => write!(f, $($fmt)+),)*
                     Self::SessionEnded(r) => write!(f, "session ended: {r}"),
                 }
             }
         }
         impl std::error::Error for $t {}
         impl From<$t> for io::Error {
+            #[allow(unused_variables)]
             fn from(e: $t) -> io::Error {
                 match e {
                     $($pat => io::Error::new($kind, e),)*
@@ -224,15 +235,18 @@ macro_rules! display_and_io {
 
 display_and_io!(OpenError,
     OpenError::IdsExhausted => (io::ErrorKind::Other, "all 65536 stream IDs are in use"),
+    OpenError::GoingAway => (io::ErrorKind::ConnectionRefused, "session is going away: no new streams"),
 );
 display_and_io!(WriteError,
     WriteError::Blocked => (io::ErrorKind::WouldBlock, "stream window or send queue is full"),
-    WriteError::Closed => (io::ErrorKind::NotConnected, "stream was closed locally"),
+    WriteError::Closed => (io::ErrorKind::NotConnected, "stream was closed or shut down locally"),
     WriteError::PeerClosed => (io::ErrorKind::BrokenPipe, "peer closed the stream"),
+    WriteError::Reset(code) => (io::ErrorKind::ConnectionReset, "stream reset by the peer (code {code})"),
     WriteError::UnknownStream => (io::ErrorKind::NotFound, "unknown stream"),
 );
 display_and_io!(ReadError,
     ReadError::Blocked => (io::ErrorKind::WouldBlock, "no data buffered yet"),
     ReadError::Closed => (io::ErrorKind::NotConnected, "stream was closed locally"),
+    ReadError::Reset(code) => (io::ErrorKind::ConnectionReset, "stream reset by the peer (code {code})"),
     ReadError::UnknownStream => (io::ErrorKind::NotFound, "unknown stream"),
 );

@@ -31,10 +31,16 @@ pub enum Cmd {
     Vrm = 4,
     /// Keepalive.
     Pin = 5,
+    /// Extension: raises a stream's window to `length` bytes.
+    Wnd = 6,
+    /// Extension: aborts a stream in both directions; `length` is the error code.
+    Rst = 7,
+    /// Extension: no new streams in either direction; `length` is the error code.
+    Gwy = 8,
 }
 
 impl Cmd {
-    /// Maps a wire byte to a command, `None` for values this protocol does not define.
+    /// Maps a wire byte to a base-protocol command, `None` for any other value.
     pub fn from_u8(b: u8) -> Option<Cmd> {
         Some(match b {
             0 => Cmd::Syn,
@@ -45,6 +51,16 @@ impl Cmd {
             5 => Cmd::Pin,
             _ => return None,
         })
+    }
+
+    /// Like [`Cmd::from_u8`], and also the extension commands when `extended`.
+    pub fn from_u8_in(b: u8, extended: bool) -> Option<Cmd> {
+        match b {
+            6 if extended => Some(Cmd::Wnd),
+            7 if extended => Some(Cmd::Rst),
+            8 if extended => Some(Cmd::Gwy),
+            _ => Cmd::from_u8(b),
+        }
     }
 }
 
@@ -77,9 +93,14 @@ impl Header {
         buf.put_slice(&self.to_bytes());
     }
 
-    /// Parses 7 header bytes. Fails only on an unknown command.
+    /// Parses 7 header bytes of the base protocol. Fails only on an unknown command.
     pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Header, ProtocolError> {
-        let cmd = Cmd::from_u8(b[0]).ok_or(ProtocolError::UnknownCommand(b[0]))?;
+        Header::parse_in(b, false)
+    }
+
+    /// Parses 7 header bytes, taking extension commands too when `extended`.
+    pub fn parse_in(b: &[u8; HEADER_LEN], extended: bool) -> Result<Header, ProtocolError> {
+        let cmd = Cmd::from_u8_in(b[0], extended).ok_or(ProtocolError::UnknownCommand(b[0]))?;
         Ok(Header {
             cmd,
             id: u16::from_le_bytes([b[1], b[2]]),
@@ -115,6 +136,8 @@ pub struct Decoder {
     max_frame: u32,
     /// True until the first header was judged: used to recognise non-smux peers.
     first: bool,
+    /// Extension commands are valid (both ends agreed on extensions).
+    extended: bool,
 }
 
 impl Decoder {
@@ -123,7 +146,13 @@ impl Decoder {
         Decoder {
             max_frame,
             first: true,
+            extended: false,
         }
+    }
+
+    /// Accepts the extension commands from now on.
+    pub fn set_extended(&mut self) {
+        self.extended = true;
     }
 
     /// Peeks at the next header without consuming anything.
@@ -140,7 +169,7 @@ impl Decoder {
             }
             return Ok(None);
         };
-        let header = match Header::parse(raw) {
+        let header = match Header::parse_in(raw, self.extended) {
             Ok(h) => h,
             Err(e) if self.first => {
                 return Err(NotSmux::recognise(buf).map_or(e, ProtocolError::NotSmux));
@@ -236,6 +265,12 @@ mod tests {
         for b in 6..=255u8 {
             assert_eq!(Cmd::from_u8(b), None);
         }
+        for (cmd, b) in [(Cmd::Wnd, 6), (Cmd::Rst, 7), (Cmd::Gwy, 8)] {
+            assert_eq!(cmd as u8, b);
+            assert_eq!(Cmd::from_u8_in(b, true), Some(cmd));
+            assert_eq!(Cmd::from_u8_in(b, false), None);
+        }
+        assert_eq!(Cmd::from_u8_in(9, true), None);
     }
 
     #[test]

@@ -158,6 +158,9 @@ pub fn config_from(b: [u8; CONFIG_LEN]) -> Config {
             + 37 * usize::from(b[4] >> 2),
         max_buffered_out: OUT_BOUNDS[usize::from(b[5]) % OUT_BOUNDS.len()],
         max_pending_answers: 1 + usize::from(b[6] % 4),
+        // These models check the base protocol; the `ext` target checks extensions.
+        extensions: false,
+        ..Config::default()
     };
     debug_assert_eq!(config.validate(), Ok(()));
     config
@@ -632,6 +635,7 @@ impl SessionRun {
                 }
                 Cmd::Fin => self.see(h.id),
                 Cmd::Vrm | Cmd::Pin => {}
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => unreachable!("base decoder took {h:?}"),
             }
         }
         if let (false, Some(EndReason::Protocol(e))) = (was_ended, self.s.end_reason()) {
@@ -711,6 +715,7 @@ impl SessionRun {
                 }
                 Cmd::Pin => assert_eq!((h.id, h.length), (0, 0), "malformed PIN"),
                 Cmd::Fin | Cmd::Vrm => {}
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => panic!("extension frame sent: {h:?}"),
             }
         }
     }
@@ -726,6 +731,7 @@ impl SessionRun {
                 | Event::Writable(id)
                 | Event::Finished(id)
                 | Event::Closed(id) => self.see(id.0),
+                Event::Reset(..) => panic!("reset without extensions"),
                 Event::Ended(reason) => {
                     assert_eq!(Some(&reason), self.s.end_reason(), "Ended event disagrees");
                 }
@@ -769,6 +775,7 @@ impl SessionRun {
             ReadError::Blocked => assert_eq!(readable, 0, "Blocked with data buffered"),
             ReadError::SessionEnded(r) => assert_eq!(Some(r), self.s.end_reason()),
             ReadError::Closed | ReadError::UnknownStream => {}
+            ReadError::Reset(_) => panic!("reset without extensions"),
         }
     }
 
@@ -800,6 +807,7 @@ impl SessionRun {
                     "writable_len > 0 on a stream that fails writes"
                 );
             }
+            Err(WriteError::Reset(_)) => panic!("reset without extensions"),
         }
     }
 
@@ -869,6 +877,7 @@ impl SessionRun {
             EndReason::PeerClosed => assert!(self.causes.eof_clean, "PeerClosed without eof"),
             EndReason::Local => assert!(self.causes.local, "Local end without close_session"),
             EndReason::Transport(..) => assert!(self.causes.transport, "unrequested Transport"),
+            EndReason::Drained => panic!("drained without a go-away"),
             EndReason::KeepaliveTimeout => assert!(
                 self.now >= self.last_input + self.config.keepalive_timeout,
                 "keepalive timeout although input arrived recently"
@@ -930,6 +939,7 @@ impl SessionRun {
                 Err(OpenError::IdsExhausted) => {
                     assert!(self.s.stats().streams >= 65_536, "IDs exhausted early")
                 }
+                Err(OpenError::GoingAway) => panic!("going away without a go-away"),
             },
             SessionOp::Accept => {
                 let backlog = self.s.stats().accept_backlog;
@@ -1422,6 +1432,7 @@ impl PairRun {
                 }
             }
             Event::Ended(reason) => panic!("end {side}: session ended: {reason:?}"),
+            Event::Reset(..) => panic!("end {side}: reset without extensions"),
         }
     }
 
@@ -1473,6 +1484,7 @@ impl PairRun {
                     );
                 }
                 Cmd::Vrm | Cmd::Pin => {}
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => panic!("end {side}: sent {cmd:?}"),
             }
         }
     }
@@ -1519,6 +1531,7 @@ impl PairRun {
                     );
                 }
                 Cmd::Vrm | Cmd::Pin => {}
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => panic!("end {side}: took {cmd:?}"),
             }
         }
         // Handled frames emit events; the model follows them before anything else.

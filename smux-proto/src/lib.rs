@@ -87,6 +87,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
+pub mod negotiate;
 pub mod probe;
 mod session;
 mod stream;
@@ -104,6 +105,6 @@ pub use error::{
 pub use frame::{Cmd, Frame, Header};
 pub use id::{IdMap, Role};
 pub use probe::{verify_code, Probe, Verdict};
-pub use session::{Event, Session, Stats, StreamId, StreamState};
+pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};
 pub use transmit::Transmit;
 pub use wake::Waiters;

@@ -16,10 +16,15 @@ use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, OpenError, ProtocolError, ReadError, WriteError};
 use crate::frame::{Cmd, Decoder, Frame, Header};
 use crate::id::{IdMap, Role};
+use crate::negotiate::{Negotiation, ACK_ID, HELLO_ID};
 use crate::probe::verify_code;
 use crate::stream::{flag, LocalFin, Pool, State, Stream};
 use crate::transmit::Transmit;
 use crate::util::{mix64, IdBuildHasher};
+
+mod ext;
+
+pub use ext::RESET_REFUSED;
 
 /// How long a writer whose turn in the send queue came keeps its share of the room
 /// without writing.
@@ -45,9 +50,12 @@ pub enum Event {
     Readable(StreamId),
     /// A stream whose write returned `Blocked` has room again.
     Writable(StreamId),
-    /// The peer's FIN arrived: reads return the buffered data, then end-of-file;
-    /// writes fail.
+    /// The peer's FIN arrived: reads return the buffered data, then end-of-file.
+    /// Writes fail, except on an extended stream (the peer only half-closed it).
     Finished(StreamId),
+    /// The peer aborted the stream with this error code (extension): buffered data
+    /// is gone, and reads and writes report the code.
+    Reset(StreamId, u32),
     /// The stream's close handshake completed and its ID is free.
     Closed(StreamId),
     /// The session ended; every later call reports this reason.
@@ -60,10 +68,15 @@ pub enum StreamState {
     /// Both directions open.
     Open,
     /// The peer's FIN arrived: reads drain the buffer, then report end-of-file; writes
-    /// fail.
+    /// fail, except on an extended stream.
     Finished,
+    /// The application shut its write side (extension): reads go on until the peer's
+    /// FIN.
+    HalfClosed,
     /// The application closed it; the close handshake is still completing.
     Closing,
+    /// The stream was aborted by a RST (extension); reads and writes report its code.
+    Reset,
 }
 
 /// Figures the application can read at any time.
@@ -134,6 +147,16 @@ pub struct Session {
     ping_seq: u64,
     end: Option<EndReason>,
     stats: Stats,
+    /// Extension negotiation (`negotiate`).
+    neg: Negotiation,
+    /// Time zero of the microsecond clock streams keep for window tuning.
+    epoch: Instant,
+    /// Receive window granted beyond `Config::window`, summed over streams.
+    extra_window: usize,
+    /// Error codes of streams a peer's RST aborted while the application holds them.
+    resets: HashMap<u16, u32, IdBuildHasher>,
+    /// A go-away was sent or received: no new streams in either direction.
+    going_away: bool,
 }
 
 impl fmt::Debug for Session {
@@ -151,6 +174,7 @@ impl Session {
     /// must be answered or the first keepalive is due.
     pub fn new(config: Config, role: Role, now: Instant) -> Result<Session, ConfigError> {
         config.validate()?;
+        let config_ext = config.extensions;
         Ok(Session {
             decoder: Decoder::new(config.max_frame),
             ids: IdMap::new(role),
@@ -175,6 +199,15 @@ impl Session {
             ping_seq: 0,
             end: None,
             stats: Stats::default(),
+            neg: if config_ext {
+                Negotiation::Waiting
+            } else {
+                Negotiation::Off
+            },
+            epoch: now,
+            extra_window: 0,
+            resets: HashMap::default(),
+            going_away: false,
         })
     }
 
@@ -245,6 +278,7 @@ impl Session {
             self.stats.frames_received += 1;
             self.stats.bytes_received += len as u64;
             self.apply(now, frame);
+            self.after_frame();
         }
     }
 
@@ -252,49 +286,74 @@ impl Session {
     fn must_stall(&self, h: Header) -> bool {
         h.length > 0
             && self.stats.buffered_in + h.length as usize > self.config.max_buffered_in
-            && self
-                .streams
-                .get(&h.id)
-                .is_some_and(|s| s.state == State::Open)
+            && self.streams.get(&h.id).is_some_and(Stream::takes_data)
     }
 
     fn apply(&mut self, now: Instant, frame: Frame) {
         let Header { cmd, id, length } = frame.header;
         match cmd {
-            Cmd::Syn => self.on_syn(id),
-            Cmd::Fin => self.on_fin(id),
+            Cmd::Syn => self.on_syn(id, length),
+            Cmd::Fin => self.on_fin(id, length),
             Cmd::Psh => self.on_psh(id, frame.payload),
             Cmd::Cfm => self.on_cfm(id, length),
             Cmd::Vrm => self.on_vrm(now, id, length),
             Cmd::Pin => {}
+            Cmd::Wnd => self.on_wnd(id, length),
+            Cmd::Rst => self.on_rst(id, length),
+            Cmd::Gwy => self.on_gwy(),
         }
     }
 
-    fn on_syn(&mut self, id: u16) {
-        if self.streams.contains_key(&id) {
-            // Simultaneous open (or a confused peer): both SYNs bind to one stream.
+    fn on_syn(&mut self, id: u16, flags: u32) {
+        // SYN(1) asks for an extended stream; it counts only once both ends agreed.
+        let ext = flags == 1 && self.neg == Negotiation::On;
+        if let Some(s) = self.streams.get_mut(&id) {
+            // Simultaneous open (or a confused peer): both SYNs bind to one stream,
+            // extended only if both asked, which each end sees alike.
+            if !ext && s.state == State::Open {
+                s.set(flag::EXT, false);
+            }
             return;
         }
         self.ids.insert(id);
-        let mut s = Stream::new();
-        if self.backlog.len() >= self.config.accept_backlog {
-            s.state = State::Closing {
-                fin: LocalFin::Queued,
-                peer_fin: false,
-            };
-            self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
-            self.stats.streams_refused += 1;
+        let mut s = Stream::new(self.config.window);
+        s.set(flag::EXT, ext);
+        self.streams.insert(id, s);
+        if self.backlog.len() >= self.config.accept_backlog || self.going_away {
+            self.refuse(id);
         } else {
             self.backlog.push_back(id);
             self.events.push_back(Event::Incoming(StreamId(id)));
         }
-        self.streams.insert(id, s);
     }
 
-    fn on_fin(&mut self, id: u16) {
+    /// Refuses a stream the peer just opened: FIN on a base stream, RST on an extended
+    /// one (so the peer's application learns why).
+    fn refuse(&mut self, id: u16) {
+        self.stats.streams_refused += 1;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
+        s.state = State::Closing {
+            fin: LocalFin::Queued,
+            peer_fin: s.state.peer_fin(),
+        };
+        if s.has(flag::EXT) {
+            s.set(flag::RESET, true);
+            self.ctrl
+                .push_back(Header::new(Cmd::Rst, id, RESET_REFUSED));
+        } else {
+            self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
+        }
+    }
+
+    fn on_fin(&mut self, id: u16, last: u32) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.has(flag::EXT) {
+            return self.peer_finished(id, last != 0);
+        }
         match s.state {
             State::Open => {
                 s.state = State::PeerFin;
@@ -312,18 +371,34 @@ impl Session {
                     self.remove(id);
                 }
             }
-            // A repeated FIN changes nothing.
-            State::PeerFin | State::Closing { peer_fin: true, .. } => {}
+            // A repeated FIN changes nothing; `Shut` exists only on extended streams.
+            State::PeerFin | State::Closing { peer_fin: true, .. } | State::Shut { .. } => {}
         }
     }
 
     fn on_psh(&mut self, id: u16, payload: Bytes) {
         let len = payload.len();
-        let window = self.config.window;
-        let Some(s) = self.streams.get_mut(&id).filter(|s| s.state == State::Open) else {
+        let Some(s) = self.streams.get_mut(&id) else {
             self.stats.bytes_discarded += len as u64;
             return;
         };
+        let window = s.recv_window;
+        // A released extended stream still takes (and confirms) what the peer sends
+        // until its FIN, so a half-closed peer never blocks on a window we stopped
+        // reading; the bytes are dropped.
+        let sink = s.has(flag::EXT)
+            && !s.has(flag::RESET)
+            && matches!(
+                s.state,
+                State::Closing {
+                    peer_fin: false,
+                    ..
+                }
+            );
+        if !s.takes_data() && !sink {
+            self.stats.bytes_discarded += len as u64;
+            return;
+        }
         let unconfirmed = u64::from(s.unacked) + len as u64;
         if unconfirmed > u64::from(window) {
             return self.protocol_error(ProtocolError::WindowExceeded {
@@ -336,6 +411,11 @@ impl Session {
             return;
         }
         s.unacked += len as u32;
+        if sink {
+            self.stats.bytes_discarded += len as u64;
+            self.stats.buffered_in += len;
+            return self.consumed(id, len);
+        }
         let was_empty = s.recv_len == 0;
         // Slices pin read buffers several times their size: keep their total to an
         // eighth of the input bound, so what is held stays within about twice it.
@@ -351,13 +431,20 @@ impl Session {
     }
 
     fn on_cfm(&mut self, id: u16, n: u32) {
-        let window = self.config.window;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
         // A CFM for more than was sent is clamped: it cannot create credit.
         s.in_flight = s.in_flight.saturating_sub(n);
-        if s.has(flag::WRITE_BLOCKED) && s.send_room(window) > 0 && !s.has(flag::OUT_WAITER) {
+        self.maybe_writable(id);
+    }
+
+    /// Owes a blocked writer its `Writable` event once its window has room.
+    fn maybe_writable(&mut self, id: u16) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.has(flag::WRITE_BLOCKED) && s.send_room() > 0 && !s.has(flag::OUT_WAITER) {
             s.set(flag::WRITE_BLOCKED, false);
             self.events.push_back(Event::Writable(StreamId(id)));
         }
@@ -370,6 +457,9 @@ impl Session {
                 self.ping = None;
                 return;
             }
+        }
+        if self.negotiate(now, v1, v2) {
+            return;
         }
         let (a, b) = verify_code(v1, v2);
         self.ctrl.push_back(Header::new(Cmd::Vrm, a, b));
@@ -435,6 +525,10 @@ impl Session {
             self.ctrl.push_back(Header::new(Cmd::Pin, 0, 0));
             self.pin_queued = true;
             self.next_ping = now + self.config.keepalive_interval;
+            if self.neg == Negotiation::On {
+                // Window tuning follows the round-trip time as it changes.
+                self.ping(now);
+            }
         }
     }
 
@@ -446,7 +540,10 @@ impl Session {
         }
         self.ping_seq += 1;
         let x = mix64(self.ping_seq ^ (self.stats.bytes_received << 16));
-        let (a, b) = ((x >> 48) as u16, x as u32);
+        let (mut a, b) = ((x >> 48) as u16, x as u32);
+        if a == HELLO_ID || a == ACK_ID {
+            a ^= 0x100;
+        }
         self.ping = Some((now, a, b));
         self.ctrl.push_back(Header::new(Cmd::Vrm, a, b));
         true
@@ -464,6 +561,10 @@ impl Session {
         self.now = self.now.max(now);
         if self.end.is_some() {
             return;
+        }
+        if out.is_empty() && self.is_drained() {
+            // Everything before was written out: the go-away is complete.
+            return self.finish(EndReason::Drained);
         }
         loop {
             self.emit_control(out, limit);
@@ -498,25 +599,39 @@ impl Session {
                 continue;
             };
             s.set(flag::CFM_QUEUED, false);
-            let n = std::mem::take(&mut s.consumed);
-            if n == 0 {
+            if s.has(flag::FINAL_SENT) {
+                // Nothing follows our last FIN: the ID may be reused.
                 continue;
             }
+            let n = std::mem::take(&mut s.consumed);
             s.unacked -= n;
-            self.emit(out, Header::new(Cmd::Cfm, id, n));
+            let wnd = s.has(flag::WND_OWED).then_some(s.recv_window);
+            s.set(flag::WND_OWED, false);
+            if n > 0 {
+                self.emit(out, Header::new(Cmd::Cfm, id, n));
+            }
+            if let Some(w) = wnd {
+                self.emit(out, Header::new(Cmd::Wnd, id, w));
+            }
         }
         while out.len() < limit {
-            let Some(h) = self.ctrl.pop_front() else {
+            let Some(mut h) = self.ctrl.pop_front() else {
                 break;
             };
             match h.cmd {
-                Cmd::Vrm if !self.is_ping(h) => self.answers -= 1,
+                Cmd::Vrm => self.vrm_leaving(h),
                 Cmd::Pin => self.pin_queued = false,
+                Cmd::Fin | Cmd::Rst => match self.stream_fin_leaving(h) {
+                    Some(len) => h.length = len,
+                    None => continue,
+                },
                 _ => {}
             }
             self.emit(out, h);
-            if h.cmd == Cmd::Fin {
-                self.fin_sent(h.id);
+            match h.cmd {
+                Cmd::Fin => self.fin_sent(h.id, h.length != 0),
+                Cmd::Rst => self.fin_sent(h.id, false),
+                _ => {}
             }
         }
     }
@@ -524,6 +639,37 @@ impl Session {
     fn is_ping(&self, h: Header) -> bool {
         self.ping
             .is_some_and(|(_, a, b)| (h.id, h.length) == (a, b))
+    }
+
+    /// Accounts a VRM as it leaves: an answer, our ping, HELLO or ACK.
+    fn vrm_leaving(&mut self, h: Header) {
+        match h.id {
+            HELLO_ID | ACK_ID if self.negotiation_leaving(h) => {}
+            _ if self.is_ping(h) => {}
+            _ => self.answers -= 1,
+        }
+    }
+
+    /// The length a queued FIN or RST leaves with, `None` to drop it. On an extended
+    /// stream a FIN is the last one, `FIN(1)`, once the application released the stream
+    /// and the peer's FIN arrived; nothing leaves after the last FIN.
+    fn stream_fin_leaving(&self, h: Header) -> Option<u32> {
+        let Some(s) = self.streams.get(&h.id) else {
+            return (h.cmd == Cmd::Fin).then_some(0);
+        };
+        if !s.has(flag::EXT) {
+            return Some(h.length);
+        }
+        if s.has(flag::FINAL_SENT) {
+            return None;
+        }
+        let last = matches!(s.state, State::Closing { peer_fin: true, .. });
+        match (h.cmd, s.state.fin()) {
+            // Our first FIN already left and this one would not be the last.
+            (Cmd::Fin, Some(LocalFin::Sent)) if !last => None,
+            (Cmd::Fin, _) => Some(u32::from(last)),
+            _ => Some(h.length),
+        }
     }
 
     fn emit_data(&mut self, id: u16, out: &mut Transmit) {
@@ -544,15 +690,8 @@ impl Session {
         } else {
             s.set(flag::IN_READY, false);
             s.release_bufs(&mut self.pool);
-            if let State::Closing {
-                fin: LocalFin::Waiting,
-                peer_fin,
-            } = s.state
-            {
-                s.state = State::Closing {
-                    fin: LocalFin::Queued,
-                    peer_fin,
-                };
+            if s.state.fin() == Some(LocalFin::Waiting) {
+                s.set_fin(LocalFin::Queued);
                 self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
             }
         }
@@ -562,18 +701,37 @@ impl Session {
         self.stats.bytes_sent += n as u64;
     }
 
-    fn fin_sent(&mut self, id: u16) {
+    /// Our FIN (or RST) left; `last` if it was an extended stream's last FIN.
+    fn fin_sent(&mut self, id: u16, last: bool) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        if let State::Closing { peer_fin, .. } = s.state {
-            s.state = State::Closing {
-                fin: LocalFin::Sent,
-                peer_fin,
-            };
-            if peer_fin {
-                self.remove(id);
-            }
+        if s.state.fin().is_none() {
+            return;
+        }
+        s.set_fin(LocalFin::Sent);
+        if last {
+            s.set(flag::FINAL_SENT, true);
+        }
+        self.owe_last_fin(id);
+        self.maybe_remove(id);
+    }
+
+    /// Removes a released stream whose close handshake is complete.
+    fn maybe_remove(&mut self, id: u16) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        let State::Closing { fin, peer_fin } = s.state else {
+            return;
+        };
+        let done = if s.has(flag::EXT) {
+            s.has(flag::FINAL_SENT) && s.has(flag::PEER_FINAL)
+        } else {
+            fin == LocalFin::Sent && peer_fin
+        };
+        if done {
+            self.remove(id);
         }
     }
 
@@ -587,7 +745,6 @@ impl Session {
 
     /// Gives waiting writers their turn, one per frame's worth of free send-queue room.
     fn wake_out_waiters(&mut self) {
-        let window = self.config.window;
         while let Some(&(id, at)) = self.grants.front() {
             if self.now.saturating_duration_since(at) < GRANT_TTL {
                 break;
@@ -616,7 +773,7 @@ impl Session {
             }
             s.set(flag::GRANTED, true);
             self.grants.push_back((id, self.now));
-            if s.send_room(window) > 0 && s.has(flag::WRITE_BLOCKED) {
+            if s.send_room() > 0 && s.has(flag::WRITE_BLOCKED) {
                 s.set(flag::WRITE_BLOCKED, false);
                 self.events.push_back(Event::Writable(StreamId(id)));
             }
@@ -648,12 +805,11 @@ impl Session {
 
     /// Marks a write refused: the window's CFM or the send queue's turn will wake it.
     fn block_writer(&mut self, id: u16) {
-        let window = self.config.window;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
         s.set(flag::WRITE_BLOCKED, true);
-        if s.send_room(window) == 0 || s.has(flag::OUT_WAITER) {
+        if s.send_room() == 0 || s.has(flag::OUT_WAITER) {
             return;
         }
         s.set(flag::OUT_WAITER, true);
@@ -704,9 +860,17 @@ impl Session {
     /// Opens a stream: takes a free ID and queues its SYN.
     pub fn open(&mut self) -> Result<StreamId, OpenError> {
         self.check_live().map_err(OpenError::SessionEnded)?;
+        if self.going_away {
+            return Err(OpenError::GoingAway);
+        }
         let id = self.ids.allocate().ok_or(OpenError::IdsExhausted)?;
-        self.streams.insert(id, Stream::new());
-        self.ctrl.push_back(Header::new(Cmd::Syn, id, 0));
+        let mut s = Stream::new(self.config.window);
+        // Once extensions are on, every stream we open asks for them with SYN(1).
+        let ext = self.neg == Negotiation::On;
+        s.set(flag::EXT, ext);
+        self.streams.insert(id, s);
+        self.ctrl
+            .push_back(Header::new(Cmd::Syn, id, u32::from(ext)));
         Ok(StreamId(id))
     }
 
@@ -717,10 +881,12 @@ impl Session {
 
     fn stream_for_read(&mut self, id: StreamId) -> Result<&mut Stream, ReadError> {
         let ended = self.end.clone();
+        let code = self.resets.get(&id.0).copied();
         match self.streams.get_mut(&id.0) {
             Some(s) if matches!(s.state, State::Closing { .. }) => Err(ReadError::Closed),
+            Some(s) if s.has(flag::RESET) => Err(ReadError::Reset(code.unwrap_or(0))),
             // Buffered data, and the end-of-file after a peer's FIN, outlive the session.
-            Some(s) if s.recv_len > 0 || s.state == State::PeerFin => Ok(s),
+            Some(s) if s.recv_len > 0 || s.state.peer_fin() => Ok(s),
             _ if ended.is_some() => Err(ReadError::SessionEnded(ended.expect("checked"))),
             Some(s) => Ok(s),
             None => Err(ReadError::UnknownStream),
@@ -733,7 +899,7 @@ impl Session {
         let s = self.stream_for_read(id)?;
         if s.recv_len == 0 {
             return match s.state {
-                State::PeerFin => Ok(0),
+                st if st.peer_fin() => Ok(0),
                 _ if buf.is_empty() => Ok(0),
                 _ => {
                     s.set(flag::READ_WAITING, true);
@@ -757,7 +923,7 @@ impl Session {
         let s = self.stream_for_read(id)?;
         if s.recv_len == 0 || max == 0 {
             return match s.state {
-                State::PeerFin if s.recv_len == 0 => Ok(None),
+                st if st.peer_fin() && s.recv_len == 0 => Ok(None),
                 _ if max == 0 => Ok(Some(Bytes::new())),
                 _ => {
                     s.set(flag::READ_WAITING, true);
@@ -780,6 +946,7 @@ impl Session {
     fn consumed(&mut self, id: u16, n: usize) {
         self.stats.buffered_in -= n;
         let threshold = self.config.cfm_threshold;
+        self.tune_window(id, n);
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -794,9 +961,11 @@ impl Session {
     /// side effects (unlike a probing read or write).
     pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
         self.streams.get(&id.0).map(|s| match s.state {
+            State::Closing { .. } => StreamState::Closing,
+            _ if s.has(flag::RESET) => StreamState::Reset,
             State::Open => StreamState::Open,
             State::PeerFin => StreamState::Finished,
-            State::Closing { .. } => StreamState::Closing,
+            State::Shut { .. } => StreamState::HalfClosed,
         })
     }
 
@@ -807,7 +976,7 @@ impl Session {
         if self.end.is_some() {
             return;
         }
-        if self.stream_state(id) != Some(StreamState::Open) {
+        if !self.streams.get(&id.0).is_some_and(Stream::writes_open) {
             return;
         }
         if self.writable_len(id) > 0 {
@@ -825,8 +994,8 @@ impl Session {
     /// Bytes a write on stream `id` would accept now.
     pub fn writable_len(&self, id: StreamId) -> usize {
         match self.streams.get(&id.0) {
-            Some(s) if s.state == State::Open && self.end.is_none() => {
-                s.send_room(self.config.window).min(self.queue_room(s))
+            Some(s) if s.writes_open() && self.end.is_none() => {
+                s.send_room().min(self.queue_room(s))
             }
             _ => 0,
         }
@@ -837,19 +1006,17 @@ impl Session {
     /// session ends; `Err(Blocked)` means nothing was accepted and nothing changed.
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
-        let window = self.config.window;
         let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
         let out_room = self.queue_room(s);
         let s = self.streams.get_mut(&id.0).expect("found above");
-        match s.state {
-            State::Open => {}
-            State::PeerFin => return Err(WriteError::PeerClosed),
-            State::Closing { .. } => return Err(WriteError::Closed),
+        if !s.writes_open() {
+            return Err(self.write_refusal(id.0));
         }
+        let s = self.streams.get_mut(&id.0).expect("found above");
         if data.is_empty() {
             return Ok(0);
         }
-        let room = s.send_room(window);
+        let room = s.send_room();
         let n = data.len().min(room).min(out_room);
         if n == 0 {
             self.block_writer(id.0);
@@ -870,6 +1037,9 @@ impl Session {
     /// Releases stream `id`: unread data is dropped, and a FIN is sent after every
     /// byte already accepted. The ID is freed when the peer's FIN has also arrived
     /// (an [`Event::Closed`] says so).
+    ///
+    /// On an extended stream whose peer has not finished, what the peer still sends is
+    /// confirmed and dropped, so it never blocks; [`Session::reset`] tells it to stop.
     pub fn close(&mut self, id: StreamId) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
         self.end_turn(id.0);
@@ -877,28 +1047,43 @@ impl Session {
             .streams
             .get_mut(&id.0)
             .ok_or(WriteError::UnknownStream)?;
-        let peer_fin = match s.state {
-            State::Open => false,
-            State::PeerFin => true,
+        let (fin, peer_fin) = match s.state {
+            State::Open => (None, false),
+            State::PeerFin => (None, true),
+            State::Shut { fin, peer_fin } => (Some(fin), peer_fin),
             State::Closing { .. } => return Err(WriteError::Closed),
         };
         self.sliced -= s.sliced();
         let dropped = s.discard_recv(&mut self.pool);
-        // Nothing more will be read, so no CFM may follow our FIN: a late CFM could
-        // reach a new stream that reuses the ID.
-        s.consumed = 0;
-        let fin = if s.send_len() > 0 {
-            LocalFin::Waiting
-        } else {
-            LocalFin::Queued
-        };
+        let ext = s.has(flag::EXT);
+        if !ext {
+            // Nothing more will be read, so no CFM may follow our FIN: a late CFM could
+            // reach a new stream that reuses the ID.
+            s.consumed = 0;
+        }
+        let fin = fin.unwrap_or_else(|| {
+            let f = if s.send_len() > 0 {
+                LocalFin::Waiting
+            } else {
+                LocalFin::Queued
+            };
+            if f == LocalFin::Queued {
+                self.ctrl.push_back(Header::new(Cmd::Fin, id.0, 0));
+            }
+            f
+        });
         s.state = State::Closing { fin, peer_fin };
         s.set(flag::WRITE_BLOCKED, false);
-        self.stats.buffered_in -= dropped;
-        if fin == LocalFin::Queued {
-            self.ctrl.push_back(Header::new(Cmd::Fin, id.0, 0));
-        }
+        self.owe_last_fin(id.0);
+        self.resets.remove(&id.0);
         self.backlog.retain(|x| *x != id.0);
+        if ext && !peer_fin {
+            // The dropped bytes count as read: confirmed, so the peer keeps going.
+            self.consumed(id.0, dropped);
+        } else {
+            self.stats.buffered_in -= dropped;
+        }
+        self.maybe_remove(id.0);
         Ok(())
     }
 
@@ -938,22 +1123,27 @@ impl Session {
     /// and fuzzing; not part of the stable API.
     #[doc(hidden)]
     pub fn assert_invariants(&self) {
-        let window = self.config.window as usize;
-        let (mut inn, mut out) = (0usize, 0usize);
+        let (mut inn, mut out, mut extra) = (0usize, 0usize, 0usize);
         for (id, s) in &self.streams {
             let sent = s.in_flight as usize + s.send_len();
             assert!(
-                sent <= window,
+                sent <= s.send_window as usize,
                 "stream {id}: {sent} unconfirmed bytes > window"
             );
             assert!(
                 s.recv_len <= s.unacked,
                 "stream {id}: buffered more than received"
             );
+            assert!(s.unacked <= s.recv_window, "stream {id}: unacked > window");
             assert!(
-                s.unacked as usize <= window,
-                "stream {id}: unacked > window"
+                s.recv_window <= self.config.max_window.max(self.config.window),
+                "stream {id}: window beyond max_window"
             );
+            assert!(
+                s.has(flag::EXT) || !matches!(s.state, State::Shut { .. }),
+                "stream {id}: half-closed without extensions"
+            );
+            extra += (s.recv_window - self.config.window) as usize;
             assert!(s.consumed <= s.unacked, "stream {id}: consumed > unacked");
             inn += s.recv_len as usize;
             out += s.send_len();
@@ -963,6 +1153,11 @@ impl Session {
             );
         }
         assert_eq!(inn, self.stats.buffered_in, "buffered_in drifted");
+        assert_eq!(extra, self.extra_window, "granted window drifted");
+        assert!(
+            extra <= self.config.max_buffered_in / 2,
+            "window grants beyond their budget"
+        );
         assert!(
             self.stats.buffered_in <= self.config.max_buffered_in,
             "input bound broken"
@@ -1015,6 +1210,8 @@ impl Session {
 
     fn remove(&mut self, id: u16) {
         if let Some(mut s) = self.streams.remove(&id) {
+            self.extra_window -= (s.recv_window - self.config.window) as usize;
+            self.resets.remove(&id);
             self.sliced -= s.sliced();
             let dropped = s.discard_recv(&mut self.pool);
             self.stats.buffered_in -= dropped;

@@ -11,6 +11,14 @@
 //! Our FIN always follows every byte this stream accepted, so it waits behind them
 //! (`LocalFin::Waiting`) before it is queued and then sent. The ID is freed only on
 //! removal, so a new stream can never receive the old one's bytes.
+//!
+//! An extended stream (opened with `SYN(1)` once both ends agreed on extensions) differs
+//! in three ways: FIN means only "no more data from me", so `PeerFin` still writes and
+//! the application may shut its own write side (`Shut`) and keep reading; a side that
+//! sent FIN still confirms (and grows the window of) what it receives, so the handshake
+//! ends with one more FIN, `FIN(1)`, that each side sends once it has seen the peer's
+//! FIN and after which it sends nothing on the stream; and RST aborts both directions.
+//! See `docs/PROTOCOL.md` for why a third FIN is needed before an ID can be reused.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -73,8 +81,50 @@ pub(crate) enum State {
     Open,
     /// The peer's FIN arrived; the application still holds the stream.
     PeerFin,
+    /// Extended streams only: the application shut its write side and still reads.
+    Shut { fin: LocalFin, peer_fin: bool },
     /// The application released the stream.
     Closing { fin: LocalFin, peer_fin: bool },
+}
+
+impl State {
+    /// Whether the peer's FIN (or RST) arrived.
+    pub(crate) fn peer_fin(self) -> bool {
+        match self {
+            State::Open => false,
+            State::PeerFin => true,
+            State::Shut { peer_fin, .. } | State::Closing { peer_fin, .. } => peer_fin,
+        }
+    }
+
+    /// Where our FIN is, `None` while we may still write.
+    pub(crate) fn fin(self) -> Option<LocalFin> {
+        match self {
+            State::Open | State::PeerFin => None,
+            State::Shut { fin, .. } | State::Closing { fin, .. } => Some(fin),
+        }
+    }
+
+    /// Sets where our FIN is, in `Shut` and `Closing`.
+    pub(crate) fn with_fin(self, f: LocalFin) -> State {
+        match self {
+            State::Shut { peer_fin, .. } => State::Shut { fin: f, peer_fin },
+            State::Closing { peer_fin, .. } => State::Closing { fin: f, peer_fin },
+            other => other,
+        }
+    }
+
+    /// Whether a PSH from the peer is data for the application.
+    pub(crate) fn takes_data(self) -> bool {
+        matches!(
+            self,
+            State::Open
+                | State::Shut {
+                    peer_fin: false,
+                    ..
+                }
+        )
+    }
 }
 
 /// Data buffers, allocated while data flows and recycled when drained, so an idle
@@ -108,29 +158,39 @@ impl Buffers {
     }
 }
 
-/// Flags kept in one byte.
+/// Flags kept in one word.
 pub(crate) mod flag {
     /// In the session's round-robin queue of streams with data to frame.
-    pub(crate) const IN_READY: u8 = 1;
+    pub(crate) const IN_READY: u16 = 1;
     /// In the session's queue of streams owing a CFM.
-    pub(crate) const CFM_QUEUED: u8 = 2;
+    pub(crate) const CFM_QUEUED: u16 = 2;
     /// A write returned `Blocked`; a `Writable` event is owed when room appears.
-    pub(crate) const WRITE_BLOCKED: u8 = 4;
+    pub(crate) const WRITE_BLOCKED: u16 = 4;
     /// A `Readable` event is queued and not yet polled.
-    pub(crate) const READABLE_QUEUED: u8 = 8;
+    pub(crate) const READABLE_QUEUED: u16 = 8;
     /// Waiting in the session's list for send-queue room.
-    pub(crate) const OUT_WAITER: u8 = 16;
+    pub(crate) const OUT_WAITER: u16 = 16;
     /// Its turn in the send queue came: it may write while others still wait.
-    pub(crate) const GRANTED: u8 = 32;
+    pub(crate) const GRANTED: u16 = 32;
     /// A read found the buffer empty: the application waits for data.
-    pub(crate) const READ_WAITING: u8 = 64;
+    pub(crate) const READ_WAITING: u16 = 64;
+    /// An extended stream (both SYNs, or the only one, asked for extensions).
+    pub(crate) const EXT: u16 = 128;
+    /// Extended: our last FIN, `FIN(1)`, left; nothing more is sent on this stream.
+    pub(crate) const FINAL_SENT: u16 = 256;
+    /// Extended: the peer's last FIN arrived; nothing more will come on this stream.
+    pub(crate) const PEER_FINAL: u16 = 512;
+    /// Extended: the receive window grew and the peer has not been told yet.
+    pub(crate) const WND_OWED: u16 = 1024;
+    /// Extended: aborted by a RST, sent or received; data is discarded.
+    pub(crate) const RESET: u16 = 2048;
 }
 
 /// One stream.
 #[derive(Debug)]
 pub(crate) struct Stream {
     pub(crate) state: State,
-    pub(crate) flags: u8,
+    pub(crate) flags: u16,
     /// Bytes buffered for reading.
     pub(crate) recv_len: u32,
     /// Bytes we framed and the peer has not confirmed.
@@ -139,11 +199,19 @@ pub(crate) struct Stream {
     pub(crate) unacked: u32,
     /// Bytes the application consumed since the last CFM was sent.
     pub(crate) consumed: u32,
+    /// Unconfirmed bytes we may have in flight (the peer's receive window).
+    pub(crate) send_window: u32,
+    /// Unconfirmed bytes the peer may send us (our receive window).
+    pub(crate) recv_window: u32,
+    /// Window tuning: when the current measurement began (session microseconds, wrapping)
+    /// and the bytes consumed since.
+    pub(crate) tune_at: u32,
+    pub(crate) tune_bytes: u32,
     pub(crate) bufs: Option<Box<Buffers>>,
 }
 
 impl Stream {
-    pub(crate) fn new() -> Stream {
+    pub(crate) fn new(window: u32) -> Stream {
         Stream {
             state: State::Open,
             flags: 0,
@@ -151,20 +219,46 @@ impl Stream {
             in_flight: 0,
             unacked: 0,
             consumed: 0,
+            send_window: window,
+            recv_window: window,
+            tune_at: 0,
+            tune_bytes: 0,
             bufs: None,
         }
     }
 
-    pub(crate) fn has(&self, f: u8) -> bool {
+    /// Sets where our FIN is (see [`State::with_fin`]).
+    pub(crate) fn set_fin(&mut self, f: LocalFin) {
+        self.state = self.state.with_fin(f);
+    }
+
+    pub(crate) fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }
 
-    pub(crate) fn set(&mut self, f: u8, on: bool) {
+    pub(crate) fn set(&mut self, f: u16, on: bool) {
         if on {
             self.flags |= f;
         } else {
             self.flags &= !f;
         }
+    }
+
+    /// Whether the application may still write: open, or (extended) only the peer
+    /// finished, and not reset.
+    pub(crate) fn writes_open(&self) -> bool {
+        let open = match self.state {
+            State::Open => true,
+            State::PeerFin => self.has(flag::EXT),
+            State::Shut { .. } | State::Closing { .. } => false,
+        };
+        open && !self.has(flag::RESET)
+    }
+
+    /// Whether a PSH from the peer is data for the application (not reset, and the
+    /// peer has not finished).
+    pub(crate) fn takes_data(&self) -> bool {
+        self.state.takes_data() && !self.has(flag::RESET)
     }
 
     /// Bytes accepted by writes and not yet framed.
@@ -173,8 +267,8 @@ impl Stream {
     }
 
     /// Room for more writes under the window.
-    pub(crate) fn send_room(&self, window: u32) -> usize {
-        (window as usize).saturating_sub(self.in_flight as usize + self.send_len())
+    pub(crate) fn send_room(&self) -> usize {
+        (self.send_window as usize).saturating_sub(self.in_flight as usize + self.send_len())
     }
 
     pub(crate) fn bufs_mut(&mut self, pool: &mut Pool) -> &mut Buffers {
@@ -255,6 +349,16 @@ impl Stream {
         out
     }
 
+    /// Drops every byte accepted by writes and not yet framed; returns the count.
+    pub(crate) fn discard_send(&mut self, pool: &mut Pool) -> usize {
+        let n = self.send_len();
+        if let Some(b) = self.bufs.as_mut() {
+            b.send.clear();
+        }
+        self.release_bufs(pool);
+        n
+    }
+
     /// Drops every buffered received byte; returns the count.
     pub(crate) fn discard_recv(&mut self, pool: &mut Pool) -> usize {
         let n = self.recv_len as usize;
@@ -275,7 +379,7 @@ mod tests {
     #[test]
     fn idle_stream_is_small() {
         assert!(
-            std::mem::size_of::<Stream>() <= 32,
+            std::mem::size_of::<Stream>() <= 48,
             "{}",
             std::mem::size_of::<Stream>()
         );
@@ -284,7 +388,7 @@ mod tests {
     #[test]
     fn received_bytes_are_read_in_order_and_buffers_recycled() {
         let mut pool = Pool::default();
-        let mut s = Stream::new();
+        let mut s = Stream::new(1 << 20);
         s.push_recv(Bytes::from_static(b"ab"), true, &mut pool);
         s.push_recv(Bytes::from_static(b"cd"), true, &mut pool);
         s.push_recv(Bytes::from(vec![9u8; 20_000]), true, &mut pool);
@@ -310,7 +414,7 @@ mod tests {
     #[test]
     fn a_waiting_reader_gets_a_large_payload_without_a_copy() {
         let mut pool = Pool::default();
-        let mut s = Stream::new();
+        let mut s = Stream::new(1 << 20);
         let big = Bytes::from(vec![3u8; 64 * 1024]);
         s.set(flag::READ_WAITING, true);
         assert!(s.push_recv(big.clone(), true, &mut pool));

@@ -72,7 +72,7 @@ impl Waiters {
             Event::Incoming(_) => woken.append(&mut self.acceptors),
             Event::Readable(id) => woken.extend(self.readers.remove(&id.0)),
             Event::Writable(id) => woken.extend(self.writers.remove(&id.0)),
-            Event::Finished(id) | Event::Closed(id) => {
+            Event::Finished(id) | Event::Closed(id) | Event::Reset(id, _) => {
                 woken.extend(self.readers.remove(&id.0));
                 woken.extend(self.writers.remove(&id.0));
             }

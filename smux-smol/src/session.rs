@@ -741,7 +741,7 @@ fn teardown(shared: &Shared) -> EndReason {
 
 fn log_end(tag: u64, reason: &EndReason) {
     match reason {
-        EndReason::Local | EndReason::PeerClosed => {
+        EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
             tracing::debug!(session = tag, %reason, "smux session ended");
         }
         EndReason::Protocol(e) => {

@@ -412,7 +412,7 @@ fn teardown(shared: &Shared) {
 /// Logs a session's end at a level that matches its reason.
 fn log_end(tag: u64, reason: &EndReason) {
     match reason {
-        EndReason::Local | EndReason::PeerClosed => {
+        EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
             tracing::debug!(session = tag, %reason, "smux session ended");
         }
         EndReason::KeepaliveTimeout | EndReason::Transport(..) => {

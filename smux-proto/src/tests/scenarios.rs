@@ -359,7 +359,11 @@ fn data_is_interleaved_round_robin() {
 
 #[test]
 fn vrm_is_answered_and_ping_measures_rtt() {
-    let mut p = Pair::new(Config::default());
+    // The reference's behaviour exactly: no HELLO after the first frame.
+    let mut p = Pair::new(Config {
+        extensions: false,
+        ..Config::default()
+    });
     let mut input = frames(&[(Header::new(Cmd::Vrm, 0x1234, 0x11223344), &[])]);
     p.b.handle_input(p.now, &mut input);
     p.transmit(true, usize::MAX);
@@ -430,6 +434,7 @@ fn the_input_bound_pauses_and_resumes_the_link() {
 fn vrm_flood_pauses_input_until_answers_are_sent() {
     let c = Config {
         max_pending_answers: 4,
+        extensions: false,
         ..Config::default()
     };
     let mut p = Pair::new(c);

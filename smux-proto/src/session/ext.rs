@@ -1,0 +1,399 @@
+//! The negotiated extensions as the session applies them: negotiation, windows that
+//! grow, half-close, reset and go-away. Wire values and the reasoning behind them are in
+//! `negotiate`; the stream life cycle is in `stream`.
+
+use std::time::Instant;
+
+use super::{Event, Session, StreamId};
+use crate::error::WriteError;
+use crate::frame::{Cmd, Header};
+use crate::id::Role;
+use crate::negotiate::{caps_value, parse_caps, Negotiation, ACK_ID, CAP_V1, HELLO_ID, OURS};
+use crate::probe::verify_code;
+use crate::stream::{flag, LocalFin, State};
+
+/// Error code of the RST that refuses a stream the peer opened (accept backlog full, or
+/// going away).
+pub const RESET_REFUSED: u32 = 1;
+
+/// Largest window a peer's WND may give us: beyond it a stream's counters could
+/// overflow, and no link needs more.
+const MAX_GRANT: u32 = 1 << 30;
+
+impl Session {
+    /// Whether both ends agreed on the extensions (see `docs/PROTOCOL.md`). Streams
+    /// opened from then on are extended: half-close, reset and growing windows.
+    pub fn extensions_enabled(&self) -> bool {
+        self.neg == Negotiation::On
+    }
+
+    /// Whether stream `id` is extended (opened after both ends agreed).
+    pub fn is_extended(&self, id: StreamId) -> bool {
+        self.streams.get(&id.0).is_some_and(|s| s.has(flag::EXT))
+    }
+
+    /// Whether a go-away was sent or received: no new streams in either direction.
+    pub fn is_going_away(&self) -> bool {
+        self.going_away
+    }
+
+    /// Our receive window on stream `id` (what the peer may have unconfirmed), 0 if
+    /// unknown. Starts at `Config::window` and only grows.
+    pub fn recv_window(&self, id: StreamId) -> u32 {
+        self.streams.get(&id.0).map_or(0, |s| s.recv_window)
+    }
+
+    // ----- negotiation -------------------------------------------------------------
+
+    /// The acceptor offers extensions once the session's first frame arrived (after
+    /// answering it, if it was a probe).
+    pub(super) fn after_frame(&mut self) {
+        if self.neg == Negotiation::Waiting && self.role() == Role::Acceptor && self.end.is_none() {
+            self.ctrl
+                .push_back(Header::new(Cmd::Vrm, HELLO_ID, caps_value(OURS)));
+            self.neg = Negotiation::HelloQueued;
+        }
+    }
+
+    /// Takes a VRM that belongs to the negotiation; false for an ordinary VRM.
+    pub(super) fn negotiate(&mut self, now: Instant, v1: u16, v2: u32) -> bool {
+        match self.neg {
+            Negotiation::HelloSent {
+                at,
+                answered: false,
+            } if (v1, v2) == verify_code(HELLO_ID, caps_value(OURS)) => {
+                // The answer to HELLO, from any peer: an RTT sample, not a request.
+                self.stats.rtt = Some(now.saturating_duration_since(at));
+                self.neg = Negotiation::HelloSent { at, answered: true };
+                true
+            }
+            Negotiation::HelloSent { .. } if v1 == ACK_ID => {
+                if parse_caps(v2).is_none_or(|c| c & OURS & CAP_V1 == 0) {
+                    return false;
+                }
+                self.enable(now);
+                true
+            }
+            Negotiation::Waiting if self.role() == Role::Dialer && v1 == HELLO_ID => {
+                let Some(theirs) = parse_caps(v2).filter(|c| c & CAP_V1 != 0) else {
+                    return false;
+                };
+                // The usual answer first, as any peer gives it, then our ACK.
+                let (a, b) = verify_code(v1, v2);
+                self.ctrl.push_back(Header::new(Cmd::Vrm, a, b));
+                self.answers += 1;
+                self.ctrl
+                    .push_back(Header::new(Cmd::Vrm, ACK_ID, caps_value(OURS & theirs)));
+                self.neg = Negotiation::AckQueued;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Accounts HELLO or ACK as it leaves; false if `h` is neither.
+    pub(super) fn negotiation_leaving(&mut self, h: Header) -> bool {
+        match (h.id, self.neg) {
+            (HELLO_ID, Negotiation::HelloQueued) => {
+                self.neg = Negotiation::HelloSent {
+                    at: self.now,
+                    answered: false,
+                };
+                true
+            }
+            (ACK_ID, Negotiation::AckQueued) => {
+                // Everything after the ACK on the wire may use extensions.
+                self.enable(self.now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn enable(&mut self, now: Instant) {
+        self.neg = Negotiation::On;
+        self.decoder.set_extended();
+        if self.stats.rtt.is_none() {
+            // Window tuning needs a round-trip time.
+            self.ping(now);
+        }
+    }
+
+    // ----- windows -----------------------------------------------------------------
+
+    pub(super) fn on_wnd(&mut self, id: u16, window: u32) {
+        let Some(s) = self.streams.get_mut(&id).filter(|s| s.has(flag::EXT)) else {
+            return;
+        };
+        s.send_window = s.send_window.max(window.min(MAX_GRANT));
+        self.maybe_writable(id);
+    }
+
+    /// The session's microsecond clock (wraps after 71 minutes; tuning only compares
+    /// nearby instants).
+    fn micros(&self) -> u32 {
+        self.now.saturating_duration_since(self.epoch).as_micros() as u32
+    }
+
+    /// Grows the receive window of stream `id` when the application consumed a whole
+    /// window within two round trips: then the window, not the reader, limits the
+    /// stream. Doubles up to `max_window`, within half of `max_buffered_in` in total,
+    /// so slow readers elsewhere keep their share of the input bound.
+    pub(super) fn tune_window(&mut self, id: u16, n: usize) {
+        let Some(rtt) = self.stats.rtt else {
+            return;
+        };
+        let now = self.micros();
+        let (max, base) = (self.config.max_window, self.config.window);
+        let budget = self.config.max_buffered_in / 2;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !s.has(flag::EXT) || !s.state.takes_data() || s.recv_window >= max || n == 0 {
+            return;
+        }
+        if s.tune_bytes == 0 {
+            s.tune_at = now;
+        }
+        s.tune_bytes = s.tune_bytes.saturating_add(n as u32);
+        if s.tune_bytes < s.recv_window {
+            return;
+        }
+        s.tune_bytes = 0;
+        let rtt = rtt.as_micros().min(u128::from(u32::MAX / 4)) as u32;
+        if now.wrapping_sub(s.tune_at) > 2 * rtt {
+            return;
+        }
+        let want = s.recv_window.saturating_mul(2).min(max) - s.recv_window;
+        let add = (want as usize).min(budget.saturating_sub(self.extra_window));
+        if add == 0 {
+            return;
+        }
+        s.recv_window += add as u32;
+        debug_assert!(s.recv_window > base);
+        self.extra_window += add;
+        s.set(flag::WND_OWED, true);
+        if !s.has(flag::CFM_QUEUED) {
+            s.set(flag::CFM_QUEUED, true);
+            self.cfm.push_back(id);
+        }
+    }
+
+    // ----- half-close and reset ------------------------------------------------------
+
+    /// The peer's FIN (or RST) on an extended stream; `last` if it was its last FIN.
+    pub(super) fn peer_finished(&mut self, id: u16, last: bool) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.has(flag::PEER_FINAL) {
+            // Nothing may follow the peer's last FIN.
+            return;
+        }
+        s.set(flag::PEER_FINAL, last);
+        if !s.state.peer_fin() {
+            s.state = match s.state {
+                State::Open => State::PeerFin,
+                State::Shut { fin, .. } => State::Shut {
+                    fin,
+                    peer_fin: true,
+                },
+                State::Closing { fin, .. } => State::Closing {
+                    fin,
+                    peer_fin: true,
+                },
+                other => other,
+            };
+            if !matches!(s.state, State::Closing { .. }) {
+                self.events.push_back(Event::Finished(StreamId(id)));
+            }
+        }
+        self.owe_last_fin(id);
+        self.maybe_remove(id);
+    }
+
+    /// Queues our last FIN, `FIN(1)`, once it is due: the application released the
+    /// stream, our first FIN left and the peer's FIN arrived. Until then we may still
+    /// confirm data, and the peer must keep the ID; after it we send nothing more.
+    pub(super) fn owe_last_fin(&mut self, id: u16) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        let due = matches!(
+            s.state,
+            State::Closing {
+                fin: LocalFin::Sent,
+                peer_fin: true
+            }
+        );
+        if s.has(flag::EXT) && due && !s.has(flag::FINAL_SENT) {
+            self.ctrl.push_back(Header::new(Cmd::Fin, id, 1));
+        }
+    }
+
+    pub(super) fn on_rst(&mut self, id: u16, code: u32) {
+        let Some(s) = self.streams.get_mut(&id).filter(|s| s.has(flag::EXT)) else {
+            return;
+        };
+        if s.has(flag::PEER_FINAL) {
+            return;
+        }
+        let held = !matches!(s.state, State::Closing { .. });
+        if held && !s.has(flag::RESET) {
+            self.resets.insert(id, code);
+            self.events.push_back(Event::Reset(StreamId(id), code));
+        }
+        self.abort(id);
+        // A RST stands for the peer's (not last) FIN.
+        self.peer_finished(id, false);
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        // Our write side ends too: its FIN goes now (it will be our last).
+        let fin = match s.state {
+            State::PeerFin => {
+                s.state = State::Shut {
+                    fin: LocalFin::Queued,
+                    peer_fin: true,
+                };
+                true
+            }
+            st => st.fin() == Some(LocalFin::Waiting),
+        };
+        if fin {
+            s.set_fin(LocalFin::Queued);
+            self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
+        }
+    }
+
+    /// Drops everything buffered on stream `id`, both ways, and marks it reset.
+    fn abort(&mut self, id: u16) {
+        self.end_turn(id);
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.set(flag::RESET, true);
+        s.set(flag::WRITE_BLOCKED, false);
+        self.sliced -= s.sliced();
+        self.stats.buffered_in -= s.discard_recv(&mut self.pool);
+        self.stats.buffered_out -= s.discard_send(&mut self.pool);
+    }
+
+    /// Shuts the write side of stream `id`: a FIN follows the bytes already accepted,
+    /// writes fail from now on, and reads go on until the peer's FIN. On an extended
+    /// stream the peer may keep writing; on a base stream (reference peer) a FIN closes
+    /// both directions, so this is [`Session::close`].
+    pub fn shutdown(&mut self, id: StreamId) -> Result<(), WriteError> {
+        self.check_live().map_err(WriteError::SessionEnded)?;
+        let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        if !s.has(flag::EXT) {
+            return self.close(id);
+        }
+        if s.has(flag::RESET) {
+            return Err(self.write_refusal(id.0));
+        }
+        let peer_fin = match s.state {
+            State::Open => false,
+            State::PeerFin => true,
+            State::Shut { .. } => return Ok(()),
+            State::Closing { .. } => return Err(WriteError::Closed),
+        };
+        self.end_turn(id.0);
+        let s = self.streams.get_mut(&id.0).expect("found above");
+        let fin = if s.send_len() > 0 {
+            LocalFin::Waiting
+        } else {
+            self.ctrl.push_back(Header::new(Cmd::Fin, id.0, 0));
+            LocalFin::Queued
+        };
+        s.state = State::Shut { fin, peer_fin };
+        s.set(flag::WRITE_BLOCKED, false);
+        Ok(())
+    }
+
+    /// Aborts stream `id` in both directions and releases it: buffered data is dropped
+    /// here, the peer drops its own and its reads and writes report `code`. The ID is
+    /// freed once the peer acknowledged. On a base stream (reference peer) there is no
+    /// abort, so this is [`Session::close`].
+    pub fn reset(&mut self, id: StreamId, code: u32) -> Result<(), WriteError> {
+        self.check_live().map_err(WriteError::SessionEnded)?;
+        let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        if !s.has(flag::EXT) {
+            return self.close(id);
+        }
+        if matches!(s.state, State::Closing { .. }) {
+            return Err(WriteError::Closed);
+        }
+        let peer_reset = s.has(flag::RESET);
+        self.abort(id.0);
+        self.resets.remove(&id.0);
+        self.backlog.retain(|x| *x != id.0);
+        let s = self.streams.get_mut(&id.0).expect("found above");
+        let fin = match s.state.fin() {
+            Some(LocalFin::Sent) => LocalFin::Sent,
+            // Unsent data is gone, so a waiting FIN has nothing to wait for; the RST
+            // stands for it.
+            Some(LocalFin::Waiting) | None => LocalFin::Queued,
+            Some(LocalFin::Queued) => LocalFin::Queued,
+        };
+        s.state = State::Closing {
+            fin,
+            peer_fin: s.state.peer_fin(),
+        };
+        // After a peer's RST our FIN is already queued; after our last FIN nothing may
+        // follow.
+        if !peer_reset && !s.has(flag::FINAL_SENT) {
+            self.ctrl.push_back(Header::new(Cmd::Rst, id.0, code));
+        } else {
+            self.owe_last_fin(id.0);
+        }
+        self.maybe_remove(id.0);
+        Ok(())
+    }
+
+    /// Why a write on stream `id`, which exists and takes no writes, fails.
+    pub(super) fn write_refusal(&self, id: u16) -> WriteError {
+        let Some(s) = self.streams.get(&id) else {
+            return WriteError::UnknownStream;
+        };
+        match (s.state, self.resets.get(&id)) {
+            (State::Closing { .. }, _) => WriteError::Closed,
+            (_, Some(code)) => WriteError::Reset(*code),
+            (State::PeerFin, None) => WriteError::PeerClosed,
+            _ => WriteError::Closed,
+        }
+    }
+
+    // ----- go-away -------------------------------------------------------------------
+
+    /// Starts a graceful shutdown: no new streams in either direction (opens fail with
+    /// `OpenError::GoingAway`, the peer's are refused, and so are those not yet
+    /// accepted), open streams finish, and the session then ends with
+    /// [`EndReason::Drained`]. With extensions on the peer is told (a GWY frame carrying
+    /// `code`) and stops opening too; a reference peer only sees its new streams refused.
+    pub fn go_away(&mut self, code: u32) {
+        if self.end.is_some() || self.going_away {
+            return;
+        }
+        self.going_away = true;
+        if self.neg == Negotiation::On {
+            self.ctrl.push_back(Header::new(Cmd::Gwy, 0, code));
+        }
+        for id in std::mem::take(&mut self.backlog) {
+            if let Some(s) = self.streams.get_mut(&id) {
+                self.sliced -= s.sliced();
+                self.stats.buffered_in -= s.discard_recv(&mut self.pool);
+            }
+            self.refuse(id);
+        }
+    }
+
+    pub(super) fn on_gwy(&mut self) {
+        self.going_away = true;
+    }
+
+    /// True once a go-away has run its course: no stream left and nothing to send.
+    pub(super) fn is_drained(&self) -> bool {
+        self.going_away && self.streams.is_empty() && !self.has_transmit()
+    }
+}
