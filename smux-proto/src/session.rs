@@ -621,7 +621,7 @@ impl Session {
             match h.cmd {
                 Cmd::Vrm => self.vrm_leaving(h),
                 Cmd::Pin => self.pin_queued = false,
-                Cmd::Fin | Cmd::Rst => match self.stream_fin_leaving(h) {
+                Cmd::Fin | Cmd::Rst | Cmd::Wnd => match self.stream_fin_leaving(h) {
                     Some(len) => h.length = len,
                     None => continue,
                 },
@@ -665,6 +665,8 @@ impl Session {
         }
         let last = matches!(s.state, State::Closing { peer_fin: true, .. });
         match (h.cmd, s.state.fin()) {
+            // A stop is pointless once the peer finished writing.
+            (Cmd::Wnd, _) if s.state.peer_fin() => None,
             // Our first FIN already left and this one would not be the last.
             (Cmd::Fin, Some(LocalFin::Sent)) if !last => None,
             (Cmd::Fin, _) => Some(u32::from(last)),
@@ -1038,8 +1040,9 @@ impl Session {
     /// byte already accepted. The ID is freed when the peer's FIN has also arrived
     /// (an [`Event::Closed`] says so).
     ///
-    /// On an extended stream whose peer has not finished, what the peer still sends is
-    /// confirmed and dropped, so it never blocks; [`Session::reset`] tells it to stop.
+    /// On an extended stream whose peer has not finished writing, the peer is told to
+    /// stop (its writes then fail as after a base FIN), and what it sent meanwhile is
+    /// confirmed and dropped. Use [`Session::shutdown`] to keep reading.
     pub fn close(&mut self, id: StreamId) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
         self.end_turn(id.0);
@@ -1078,7 +1081,9 @@ impl Session {
         self.resets.remove(&id.0);
         self.backlog.retain(|x| *x != id.0);
         if ext && !peer_fin {
-            // The dropped bytes count as read: confirmed, so the peer keeps going.
+            // Tell the peer to stop writing (WND 0); what it sent meanwhile counts as
+            // read, confirmed so it never blocks on a window nobody reads.
+            self.ctrl.push_back(Header::new(Cmd::Wnd, id.0, 0));
             self.consumed(id.0, dropped);
         } else {
             self.stats.buffered_in -= dropped;

@@ -184,6 +184,9 @@ pub(crate) mod flag {
     pub(crate) const WND_OWED: u16 = 1024;
     /// Extended: aborted by a RST, sent or received; data is discarded.
     pub(crate) const RESET: u16 = 2048;
+    /// Extended: the peer released the stream before our writes ended (it sent
+    /// `WND(0)`): writes fail as after a base FIN, and what was not sent is dropped.
+    pub(crate) const STOPPED: u16 = 4096;
 }
 
 /// One stream.

@@ -125,8 +125,43 @@ impl Session {
         let Some(s) = self.streams.get_mut(&id).filter(|s| s.has(flag::EXT)) else {
             return;
         };
+        if window == 0 {
+            return self.on_stop(id);
+        }
         s.send_window = s.send_window.max(window.min(MAX_GRANT));
         self.maybe_writable(id);
+    }
+
+    /// `WND(0)`: the peer released the stream and reads no more, so our writes end the
+    /// way a base FIN ends them (`PeerClosed`) rather than filling a sink.
+    fn on_stop(&mut self, id: u16) {
+        self.end_turn(id);
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.has(flag::PEER_FINAL) || s.has(flag::STOPPED) {
+            return;
+        }
+        s.set(flag::STOPPED, true);
+        self.stats.buffered_out -= s.discard_send(&mut self.pool);
+        let fin = match s.state {
+            State::Open | State::PeerFin => {
+                s.state = State::Shut {
+                    fin: LocalFin::Queued,
+                    peer_fin: s.state.peer_fin(),
+                };
+                true
+            }
+            st => st.fin() == Some(LocalFin::Waiting),
+        };
+        if fin {
+            s.set_fin(LocalFin::Queued);
+            self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
+        }
+        if s.has(flag::WRITE_BLOCKED) {
+            s.set(flag::WRITE_BLOCKED, false);
+            self.events.push_back(Event::Writable(StreamId(id)));
+        }
     }
 
     /// The session's microsecond clock (wraps after 71 minutes; tuning only compares
@@ -360,6 +395,7 @@ impl Session {
             (State::Closing { .. }, _) => WriteError::Closed,
             (_, Some(code)) => WriteError::Reset(*code),
             (State::PeerFin, None) => WriteError::PeerClosed,
+            _ if s.has(flag::STOPPED) => WriteError::PeerClosed,
             _ => WriteError::Closed,
         }
     }

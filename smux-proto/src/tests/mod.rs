@@ -1,5 +1,6 @@
 //! Scenario tests of whole sessions on simulated time, and property tests.
 
+mod extensions;
 mod prop;
 mod scenarios;
 

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::Pair;
-use crate::{Config, StreamId};
+use super::{frames, Pair};
+use crate::error::{EndReason, ReadError};
+use crate::frame::{Cmd, Header};
+use crate::probe::verify_code;
+use crate::{Config, Role, StreamId};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -21,6 +24,9 @@ enum Op {
     Deliver(bool, u32),
     Advance(u16),
     Ping(bool),
+    Shutdown(bool, u8),
+    Reset(bool, u8, u32),
+    GoAway(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,22 +41,37 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<bool>(), 1..20_000u32).prop_map(|(s, n)| Op::Deliver(s, n)),
         1 => (0..5000u16).prop_map(Op::Advance),
         1 => any::<bool>().prop_map(Op::Ping),
+        1 => (any::<bool>(), any::<u8>()).prop_map(|(s, i)| Op::Shutdown(s, i)),
+        1 => (any::<bool>(), any::<u8>(), any::<u32>()).prop_map(|(s, i, c)| Op::Reset(s, i, c)),
+        1 => (any::<bool>(), 0..40u8).prop_map(|(s, k)| if k == 0 { Op::GoAway(s) } else { Op::Ping(s) }),
     ]
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (256..8192u32, 1..2048u32, 1..4u32, 64..16384usize).prop_flat_map(|(window, frame, k, out)| {
-        (1..=window).prop_map(move |cfm| Config {
-            window,
-            cfm_threshold: cfm,
-            max_frame: frame,
-            max_buffered_in: (window * k).max(frame) as usize,
-            max_buffered_out: out,
-            keepalive_timeout: Duration::from_secs(3600),
-            accept_backlog: 8,
-            ..Config::default()
-        })
-    })
+    (256..8192u32, 1..2048u32, 1..4u32, 64..16384usize, 1..8u32).prop_flat_map(
+        |(window, frame, k, out, grow)| {
+            (1..=window).prop_map(move |cfm| Config {
+                window,
+                cfm_threshold: cfm,
+                max_frame: frame,
+                max_buffered_in: (window * k).max(frame) as usize,
+                max_buffered_out: out,
+                keepalive_timeout: Duration::from_secs(3600),
+                accept_backlog: 8,
+                max_window: window * grow,
+                ..Config::default()
+            })
+        },
+    )
+}
+
+/// Per side: extensions on or off; and which side, if any, probes before the session.
+fn setup() -> impl Strategy<Value = (bool, bool, Option<bool>)> {
+    (
+        prop_oneof![3 => Just(true), 1 => Just(false)],
+        prop_oneof![3 => Just(true), 1 => Just(false)],
+        proptest::option::of(any::<bool>()),
+    )
 }
 
 /// The byte at `offset` of direction `dir` of stream incarnation `inc`.
@@ -65,6 +86,8 @@ struct Life {
     read: [u64; 2],
     eof: [bool; 2],
     refused: bool,
+    /// Either end reset the stream: bytes may be missing (never wrong).
+    reset: bool,
 }
 
 struct Model {
@@ -74,6 +97,8 @@ struct Model {
     latest: HashMap<u16, usize>,
     /// Streams each side's application holds: (ID, life).
     held: [Vec<(StreamId, usize)>; 2],
+    /// Some end called `go_away`: a session may end `Drained`.
+    going_away: bool,
 }
 
 impl Model {
@@ -125,11 +150,15 @@ impl Model {
             }
             Ok(None) => {
                 assert!(
-                    l.refused || l.read[dir] == l.written[dir],
+                    l.refused || l.reset || l.read[dir] == l.written[dir],
                     "end-of-file before every byte arrived: {l:?}"
                 );
                 l.eof[dir] = true;
             }
+            Err(ReadError::Reset(code)) => assert!(
+                l.reset || code == crate::RESET_REFUSED,
+                "reset reported, none sent"
+            ),
             Err(_) => {}
         }
     }
@@ -183,15 +212,55 @@ impl Model {
                 let now = self.p.now;
                 self.session(b).ping(now);
             }
+            Op::Shutdown(b, i) => {
+                let Some((k, id, _)) = self.pick(b, i) else {
+                    return;
+                };
+                let ext = self.session(b).is_extended(id);
+                if self.session(b).shutdown(id).is_ok() && !ext {
+                    // On a base stream a shutdown is a full close.
+                    self.held[b as usize].swap_remove(k);
+                }
+            }
+            Op::Reset(b, i, code) => {
+                let Some((k, id, life)) = self.pick(b, i) else {
+                    return;
+                };
+                if self.session(b).is_extended(id) {
+                    self.lives[life].reset = true;
+                }
+                if self.session(b).reset(id, code).is_ok() {
+                    self.held[b as usize].swap_remove(k);
+                }
+            }
+            Op::GoAway(b) => {
+                self.going_away = true;
+                self.session(b).go_away(0);
+            }
         }
         self.p.drain_events();
         for e in self.p.events_a.drain(..).chain(self.p.events_b.drain(..)) {
-            if let crate::Event::Ended(r) = e {
-                panic!("session ended: {r}");
+            match e {
+                crate::Event::Ended(EndReason::Drained) if self.going_away => {}
+                crate::Event::Ended(r) => panic!("session ended: {r}"),
+                _ => {}
             }
         }
         self.p.a.assert_invariants();
         self.p.b.assert_invariants();
+    }
+
+    /// A prober on one side sends a VRM before that side's session starts; the other
+    /// session's first header must be the verify answer, which the prober consumes.
+    fn probe(&mut self, by_b: bool) {
+        let now = self.p.now;
+        let mut challenge = frames(&[(Header::new(Cmd::Vrm, 0xA5C3, 0x0102_0304), &[])]);
+        self.session(!by_b).handle_input(now, &mut challenge);
+        self.p.transmit(!by_b, usize::MAX);
+        let out = if by_b { &mut self.p.ab } else { &mut self.p.ba };
+        let (v1, v2) = verify_code(0xA5C3, 0x0102_0304);
+        assert_eq!(&out[..7], &Header::new(Cmd::Vrm, v1, v2).to_bytes()[..]);
+        let _ = out.split_to(7);
     }
 
     /// Accepts and reads everything until the link is quiet, then checks delivery.
@@ -216,21 +285,65 @@ impl Model {
                 break;
             }
         }
+        let ended = self.p.a.is_ended() || self.p.b.is_ended();
         for b in [false, true] {
             let dir = if b { 0 } else { 1 };
             for (_, life) in &self.held[b as usize] {
                 let l = &self.lives[*life];
-                assert_eq!(
-                    l.read[dir], l.written[dir],
+                assert!(
+                    l.reset || ended || l.read[dir] == l.written[dir],
                     "bytes lost on a live stream: {l:?}"
                 );
             }
         }
-        assert_eq!(
-            self.p.a.stream_ids(),
-            self.p.b.stream_ids(),
-            "the ends disagree on which streams exist"
-        );
+        if !ended {
+            assert_eq!(
+                self.p.a.stream_ids(),
+                self.p.b.stream_ids(),
+                "the ends disagree on which streams exist"
+            );
+        }
+        self.p.a.assert_invariants();
+        self.p.b.assert_invariants();
+    }
+
+    /// After traffic from the dialler both ends made the same decision, the one their
+    /// configurations call for; then every held stream is released and nothing is
+    /// left on either end.
+    fn agree_and_release(&mut self) {
+        if self.p.a.is_ended() || self.p.b.is_ended() {
+            return;
+        }
+        let now = self.p.now;
+        self.p.a.ping(now);
+        self.p.advance(Duration::from_secs(11));
+        self.p.settle();
+        let want = self.p.a.config().extensions && self.p.b.config().extensions;
+        assert_eq!(self.p.a.extensions_enabled(), want, "dialler's decision");
+        assert_eq!(self.p.b.extensions_enabled(), want, "acceptor's decision");
+        for b in [false, true] {
+            while let Some(id) = self.session(b).accept() {
+                let life = self.latest[&id.0];
+                self.held[b as usize].push((id, life));
+            }
+            for (id, _) in std::mem::take(&mut self.held[b as usize]) {
+                let _ = self.session(b).close(id);
+            }
+        }
+        self.p.settle();
+        self.p.settle();
+        if !self.going_away {
+            assert!(
+                self.p.a.stream_ids().is_empty(),
+                "{:?}",
+                self.p.a.stream_ids()
+            );
+            assert!(
+                self.p.b.stream_ids().is_empty(),
+                "{:?}",
+                self.p.b.stream_ids()
+            );
+        }
         self.p.a.assert_invariants();
         self.p.b.assert_invariants();
     }
@@ -245,17 +358,25 @@ proptest! {
     #[test]
     fn two_sessions_deliver_every_byte_once_in_order(
         cfg in config(),
+        (ext_a, ext_b, probe) in setup(),
         ops in proptest::collection::vec(op(), 1..300),
     ) {
+        let ca = Config { extensions: ext_a, ..cfg.clone() };
+        let cb = Config { extensions: ext_b, ..cfg };
         let mut m = Model {
-            p: Pair::new(cfg),
+            p: Pair::with_roles(ca, cb, Role::Dialer, Role::Acceptor),
             lives: Vec::new(),
             latest: HashMap::new(),
             held: [Vec::new(), Vec::new()],
+            going_away: false,
         };
+        if let Some(by_b) = probe {
+            m.probe(by_b);
+        }
         for o in ops {
             m.apply(o);
         }
         m.finish();
+        m.agree_and_release();
     }
 }

@@ -1,0 +1,503 @@
+//! Scenarios of the negotiated extensions: negotiation and fallback, half-close, reset,
+//! go-away, and windows that grow on a long fat link.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{frames, read_all, Pair};
+use crate::error::{EndReason, OpenError, ReadError, WriteError};
+use crate::frame::{Cmd, Decoder, Header};
+use crate::negotiate::{caps_value, ACK_ID, CAP_V1, HELLO_ID};
+use crate::probe::verify_code;
+use crate::{Config, Event, Role, Session, StreamId, StreamState, Transmit, RESET_REFUSED};
+
+fn off() -> Config {
+    Config {
+        extensions: false,
+        ..Config::default()
+    }
+}
+
+/// A pair that has negotiated: the dialler pinged, which is its first frame.
+fn negotiated(config: Config) -> Pair {
+    let mut p = Pair::new(config);
+    assert!(p.a.ping(p.now));
+    p.settle();
+    assert!(p.a.extensions_enabled() && p.b.extensions_enabled());
+    p
+}
+
+/// Decodes everything in `wire` with a base-protocol decoder.
+fn base_frames(wire: &[u8]) -> Vec<Header> {
+    let mut dec = Decoder::new(u32::MAX);
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    while let Some(f) = dec.decode(&mut buf).expect("only base frames") {
+        out.push(f.header);
+    }
+    out
+}
+
+#[test]
+fn a_probe_gets_its_answer_first_and_hello_follows() {
+    let mut p = Pair::new(Config::default());
+    let mut probe = frames(&[(Header::new(Cmd::Vrm, 0x1234, 0x11223344), &[])]);
+    p.b.handle_input(p.now, &mut probe);
+    p.transmit(true, usize::MAX);
+    let sent = base_frames(&p.ba);
+    let (a, b) = verify_code(0x1234, 0x11223344);
+    assert_eq!(
+        sent[0],
+        Header::new(Cmd::Vrm, a, b),
+        "the answer comes first"
+    );
+    assert_eq!(sent[1], Header::new(Cmd::Vrm, HELLO_ID, caps_value(CAP_V1)));
+    // The prober read exactly one header; the session gets the rest.
+    p.ba = p.ba.split_off(7);
+    p.settle();
+    assert!(p.a.extensions_enabled() && p.b.extensions_enabled());
+}
+
+#[test]
+fn the_dialler_never_speaks_first_and_the_acceptor_waits_for_a_frame() {
+    let mut p = Pair::new(Config::default());
+    p.advance(Duration::from_secs(5));
+    p.settle();
+    assert!(p.ab.is_empty() && p.ba.is_empty());
+    assert!(!p.b.extensions_enabled());
+    // The first PIN is the dialler's first frame: negotiation follows it.
+    p.advance(Duration::from_secs(5));
+    p.settle();
+    assert!(p.a.extensions_enabled() && p.b.extensions_enabled());
+}
+
+#[test]
+fn an_end_without_extensions_sees_only_base_frames_and_both_fall_back() {
+    for (ca, cb) in [(Config::default(), off()), (off(), Config::default())] {
+        let mut p = Pair::with_roles(ca, cb, Role::Dialer, Role::Acceptor);
+        let id = p.a.open().unwrap();
+        p.a.write(id, &vec![7u8; 300_000]).unwrap();
+        // Move the link by hand so every byte can be decoded with a base decoder.
+        let mut seen = Vec::new();
+        for _ in 0..50 {
+            p.transmit(false, usize::MAX);
+            p.transmit(true, usize::MAX);
+            seen.extend(base_frames(&p.ab));
+            seen.extend(base_frames(&p.ba));
+            p.deliver(true, usize::MAX);
+            p.deliver(false, usize::MAX);
+            p.drain_events();
+            if let Some(got) = p.b.accept() {
+                assert_eq!(read_all(&mut p.b, got).0.len(), 300_000);
+                p.b.shutdown(got).unwrap();
+            }
+        }
+        assert!(!p.a.extensions_enabled() && !p.b.extensions_enabled());
+        assert!(!seen.iter().any(|h| h.cmd == Cmd::Syn && h.length != 0));
+        assert!(!seen.iter().any(|h| h.cmd == Cmd::Fin && h.length != 0));
+        // shutdown() on a base stream is a full close: the peer's writes fail.
+        assert_eq!(p.a.write(id, b"x"), Err(WriteError::PeerClosed));
+        p.a.close(id).unwrap();
+        p.settle();
+        assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+    }
+}
+
+#[test]
+fn streams_opened_before_negotiation_keep_the_base_behaviour() {
+    let mut p = Pair::new(Config::default());
+    let early = p.a.open().unwrap();
+    p.settle();
+    assert!(p.a.extensions_enabled());
+    let late = p.a.open().unwrap();
+    p.settle();
+    assert!(!p.a.is_extended(early) && !p.b.is_extended(early));
+    assert!(p.a.is_extended(late) && p.b.is_extended(late));
+}
+
+#[test]
+fn a_forged_ack_without_hello_is_just_answered() {
+    let mut p = Pair::new(Config::default());
+    let mut ack = frames(&[(Header::new(Cmd::Vrm, ACK_ID, caps_value(CAP_V1)), &[])]);
+    p.b.handle_input(p.now, &mut ack);
+    assert!(!p.b.extensions_enabled());
+    p.transmit(true, usize::MAX);
+    let (a, b) = verify_code(ACK_ID, caps_value(CAP_V1));
+    assert_eq!(base_frames(&p.ba)[0], Header::new(Cmd::Vrm, a, b));
+}
+
+#[test]
+fn half_close_lets_the_peer_answer_after_end_of_file() {
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.write(id, b"request").unwrap();
+    p.a.shutdown(id).unwrap();
+    assert_eq!(p.a.stream_state(id), Some(StreamState::HalfClosed));
+    assert_eq!(p.a.write(id, b"more"), Err(WriteError::Closed));
+    p.settle();
+    let got = p.b.accept().unwrap();
+    assert_eq!(read_all(&mut p.b, got), (b"request".to_vec(), true));
+    assert_eq!(p.b.stream_state(got), Some(StreamState::Finished));
+    // The peer only half-closed: the answer still goes, a window's worth and more.
+    let answer = vec![5u8; 2_000_000];
+    let mut sent = 0;
+    let mut back = Vec::new();
+    while back.len() < answer.len() {
+        if sent < answer.len() {
+            sent += p.b.write(got, &answer[sent..]).unwrap_or(0);
+        }
+        p.settle();
+        back.extend(read_all(&mut p.a, id).0);
+    }
+    p.b.close(got).unwrap();
+    p.settle();
+    assert_eq!(read_all(&mut p.a, id), (vec![], true));
+    assert_eq!(back, answer);
+    // Both released and both last FINs exchanged: the ID is free on both ends.
+    assert_eq!(p.a.stream_ids(), vec![id.0]);
+    p.a.close(id).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+    assert!(p.events_a.contains(&Event::Closed(id)));
+}
+
+#[test]
+fn no_id_is_freed_while_the_other_end_still_holds_the_stream() {
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.shutdown(id).unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.write(got, b"tail").unwrap();
+    p.b.shutdown(got).unwrap();
+    p.settle();
+    // Both wrote their FIN; neither released: both keep the record.
+    assert_eq!(p.a.stream_ids(), vec![id.0]);
+    assert_eq!(p.b.stream_ids(), vec![got.0]);
+    p.b.close(got).unwrap();
+    p.settle();
+    assert_eq!(p.b.stream_ids(), vec![got.0], "the peer still holds it");
+    assert_eq!(read_all(&mut p.a, id), (b"tail".to_vec(), true));
+    p.a.close(id).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+}
+
+#[test]
+fn releasing_a_stream_the_peer_still_writes_stops_its_writes() {
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.write(id, &[1u8; 300_000]).unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.write(got, b"last words").unwrap();
+    p.b.close(got).unwrap();
+    p.a.write(id, &[2u8; 100_000]).unwrap();
+    p.settle();
+    // As after a base FIN: the writer learns nobody reads, rather than filling a sink.
+    assert_eq!(p.a.write(id, b"x"), Err(WriteError::PeerClosed));
+    assert_eq!(p.b.stats().buffered_in, 0);
+    assert_eq!(p.a.stats().buffered_out, 0);
+    // Our direction was not aborted: what the peer wrote before releasing arrives.
+    assert_eq!(read_all(&mut p.a, id), (b"last words".to_vec(), true));
+    p.a.close(id).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+}
+
+#[test]
+fn data_in_flight_to_a_released_stream_is_confirmed_and_dropped() {
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.a.write(id, &[1u8; 400_000]).unwrap();
+    p.transmit(false, usize::MAX);
+    // Released while the data is on the link: it arrives after, and is dropped.
+    p.b.close(got).unwrap();
+    p.settle();
+    assert_eq!(p.b.stats().bytes_discarded, 400_000);
+    assert_eq!(p.b.stats().buffered_in, 0);
+    p.a.close(id).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+}
+
+#[test]
+fn reset_reports_its_code_to_the_peer_and_frees_the_id() {
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.a.write(id, &[3u8; 100_000]).unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.write(got, &[4u8; 100_000]).unwrap();
+    p.a.reset(id, 0xDEAD).unwrap();
+    assert_eq!(p.a.write(id, b"x"), Err(WriteError::Closed));
+    p.settle();
+    assert!(p.events_b.contains(&Event::Reset(got, 0xDEAD)));
+    assert_eq!(p.b.stream_state(got), Some(StreamState::Reset));
+    let mut buf = [0u8; 16];
+    assert_eq!(p.b.read(got, &mut buf), Err(ReadError::Reset(0xDEAD)));
+    assert_eq!(p.b.write(got, b"x"), Err(WriteError::Reset(0xDEAD)));
+    assert_eq!(p.b.stats().buffered_in, 0, "buffered data is dropped");
+    assert_eq!(p.a.stats().buffered_in, 0);
+    p.b.close(got).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+    assert_eq!(p.a.stats().buffered_out + p.b.stats().buffered_out, 0);
+}
+
+#[test]
+fn simultaneous_resets_and_a_reset_after_half_close_complete() {
+    let mut p = negotiated(Config::default());
+    let x = p.a.open().unwrap();
+    p.settle();
+    let xb = p.b.accept().unwrap();
+    p.a.reset(x, 1).unwrap();
+    p.b.reset(xb, 2).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+
+    let y = p.a.open().unwrap();
+    p.a.write(y, b"abc").unwrap();
+    p.a.shutdown(y).unwrap();
+    p.settle();
+    let yb = p.b.accept().unwrap();
+    p.b.reset(yb, 9).unwrap();
+    p.settle();
+    let mut buf = [0u8; 8];
+    assert_eq!(p.a.read(y, &mut buf), Err(ReadError::Reset(9)));
+    p.a.close(y).unwrap();
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+}
+
+#[test]
+fn a_full_backlog_refuses_extended_streams_with_a_reset() {
+    let mut p = negotiated(Config {
+        accept_backlog: 1,
+        ..Config::default()
+    });
+    let ok = p.a.open().unwrap();
+    let refused = p.a.open().unwrap();
+    p.settle();
+    assert!(p.events_a.contains(&Event::Reset(refused, RESET_REFUSED)));
+    assert_eq!(
+        p.a.write(refused, b"x"),
+        Err(WriteError::Reset(RESET_REFUSED))
+    );
+    p.a.close(refused).unwrap();
+    p.settle();
+    assert_eq!(p.a.stream_ids(), vec![ok.0]);
+    assert_eq!(p.b.stream_ids(), vec![ok.0]);
+}
+
+#[test]
+fn go_away_stops_new_streams_lets_open_ones_finish_then_drains() {
+    let mut p = negotiated(Config::default());
+    let open = p.a.open().unwrap();
+    p.a.write(open, b"in flight").unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.go_away(0);
+    p.settle();
+    assert!(p.a.is_going_away());
+    assert_eq!(p.a.open(), Err(OpenError::GoingAway));
+    assert_eq!(p.b.open(), Err(OpenError::GoingAway));
+    // The open stream still works both ways.
+    assert_eq!(read_all(&mut p.b, got).0, b"in flight");
+    p.b.write(got, b"answer").unwrap();
+    p.settle();
+    assert_eq!(read_all(&mut p.a, open).0, b"answer");
+    p.a.close(open).unwrap();
+    p.b.close(got).unwrap();
+    p.settle();
+    p.settle();
+    assert_eq!(p.a.end_reason(), Some(&EndReason::Drained));
+    assert_eq!(p.b.end_reason(), Some(&EndReason::Drained));
+}
+
+#[test]
+fn go_away_against_a_base_peer_refuses_its_streams_and_drains() {
+    let mut p = Pair::with_roles(off(), Config::default(), Role::Dialer, Role::Acceptor);
+    let early = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.go_away(7);
+    let late = p.a.open().unwrap();
+    p.settle();
+    assert!(!p.a.is_going_away(), "a base peer is not told");
+    assert!(
+        p.events_a.contains(&Event::Finished(late)),
+        "refused with FIN"
+    );
+    p.a.close(late).unwrap();
+    p.a.close(early).unwrap();
+    p.b.close(got).unwrap();
+    p.settle();
+    assert_eq!(p.b.end_reason(), Some(&EndReason::Drained));
+    assert_eq!(
+        p.a.end_reason(),
+        None,
+        "the base peer sees the transport close"
+    );
+}
+
+#[test]
+fn windows_grow_only_within_the_session_budget() {
+    let mut p = negotiated(Config {
+        max_buffered_in: 4 * 1024 * 1024,
+        ..Config::default()
+    });
+    // RTT 0 on the simulated link: every window is consumed "within two RTTs".
+    let ids: Vec<StreamId> = (0..4).map(|_| p.a.open().unwrap()).collect();
+    p.settle();
+    let got: Vec<StreamId> = (0..4).map(|_| p.b.accept().unwrap()).collect();
+    for _ in 0..40 {
+        for &id in &ids {
+            let _ = p.a.write(id, &[0u8; 256 * 1024]);
+        }
+        p.settle();
+        for &g in &got {
+            read_all(&mut p.b, g);
+        }
+    }
+    let extra: u32 = got.iter().map(|&g| p.b.recv_window(g) - 512 * 1024).sum();
+    assert!(extra > 0, "windows grew");
+    assert!(
+        extra as usize <= 2 * 1024 * 1024,
+        "extra {extra} beyond budget"
+    );
+    p.b.assert_invariants();
+}
+
+// ----- long fat link ----------------------------------------------------------------
+
+/// One direction of a link: bytes are serialised at `rate` bytes per second and
+/// arrive `delay` later.
+struct Wire {
+    delay: Duration,
+    rate: f64,
+    free_at: Instant,
+    queue: VecDeque<(Instant, Bytes)>,
+}
+
+impl Wire {
+    fn send(&mut self, now: Instant, data: Bytes) {
+        let start = self.free_at.max(now);
+        self.free_at = start + Duration::from_secs_f64(data.len() as f64 / self.rate);
+        self.queue.push_back((self.free_at + self.delay, data));
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.queue.front().map(|x| x.0)
+    }
+}
+
+/// Bytes one stream moves in each of `secs` simulated seconds over a link with 50 ms
+/// one-way delay and 1 Gbit/s each way, the reader reading at once.
+fn long_fat_link(config: Config, secs: u64) -> Vec<u64> {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Session::new(config.clone(), Role::Dialer, now).unwrap();
+    let mut b = Session::new(config, Role::Acceptor, now).unwrap();
+    let wire = |now| Wire {
+        delay: Duration::from_millis(50),
+        rate: 125e6,
+        free_at: now,
+        queue: VecDeque::new(),
+    };
+    let (mut ab, mut ba) = (wire(now), wire(now));
+    let (mut in_a, mut in_b) = (BytesMut::new(), BytesMut::new());
+    let mut tx = Transmit::new();
+    let chunk = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
+    a.ping(now);
+    let mut stream: Option<(StreamId, Option<StreamId>)> = None;
+    let mut per_second = vec![0u64; secs as usize];
+    let end = t0 + Duration::from_secs(secs);
+    while now < end {
+        // Extensions are negotiated in the first round trip; then one stream opens.
+        if stream.is_none() && a.extensions_enabled() == config_ext(&b) {
+            stream = Some((a.open().unwrap(), None));
+        }
+        if let Some((id, _)) = stream {
+            while a.write(id, &chunk).is_ok() {}
+        }
+        for (s, w) in [(&mut a, &mut ab), (&mut b, &mut ba)] {
+            loop {
+                s.poll_transmit(now, &mut tx, 64 * 1024);
+                if tx.is_empty() {
+                    break;
+                }
+                let mut out = BytesMut::new();
+                tx.drain_into(&mut out);
+                w.send(now, out.freeze());
+            }
+        }
+        // Advance to the next arrival or timer.
+        let next = [ab.next(), ba.next(), a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
+        now = next.max(now);
+        let second = (now.duration_since(t0).as_secs() as usize).min(secs as usize - 1);
+        for (s, w, input) in [(&mut b, &mut ab, &mut in_b), (&mut a, &mut ba, &mut in_a)] {
+            while w.next().is_some_and(|t| t <= now) {
+                input.extend_from_slice(&w.queue.pop_front().unwrap().1);
+            }
+            s.handle_input(now, input);
+            s.handle_timeout(now);
+        }
+        if let Some((_, peer)) = stream.as_mut() {
+            if peer.is_none() {
+                *peer = b.accept();
+            }
+            if let Some(got) = *peer {
+                while let Ok(n) = b.read(got, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    per_second[second] += n as u64;
+                }
+            }
+        }
+        while a.poll_event().is_some() {}
+        while b.poll_event().is_some() {}
+        assert!(a.end_reason().is_none() && b.end_reason().is_none());
+    }
+    per_second
+}
+
+fn config_ext(s: &Session) -> bool {
+    s.config().extensions
+}
+
+#[test]
+fn one_stream_fills_a_long_fat_link_only_with_extensions() {
+    let secs = 5;
+    let link = 125e6;
+    let show = |v: &[u64]| {
+        v.iter()
+            .map(|b| format!("{:.1}", *b as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let base = long_fat_link(off(), secs);
+    let ext = long_fat_link(Config::default(), secs);
+    println!("long fat link, 1 Gbit/s (125 MB/s), 100 ms RTT, MB per simulated second:");
+    println!("  base protocol: {}", show(&base));
+    println!("  extensions:    {}", show(&ext));
+    let (base_last, ext_last) = (base[secs as usize - 1], ext[secs as usize - 1]);
+    // The base protocol is held to its window per round trip (512 KiB / 100 ms).
+    assert!(base_last as f64 <= 1.05 * 512.0 * 1024.0 * 10.0);
+    assert!(
+        ext_last as f64 >= 0.8 * link,
+        "extensions reach 80% of the link"
+    );
+    // And it gets there within the first two seconds.
+    assert!(ext[1] as f64 >= 0.8 * link, "{}", show(&ext));
+}
