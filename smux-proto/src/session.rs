@@ -844,10 +844,14 @@ impl Session {
         Some(ev)
     }
 
-    /// True if `poll_transmit` has something to emit now.
+    /// True if `poll_transmit` has something to do now: frames to emit, or a go-away
+    /// that has run its course and ends the session once the output was written.
     pub fn has_transmit(&self) -> bool {
-        self.end.is_none()
-            && !(self.ctrl.is_empty() && self.cfm.is_empty() && self.ready.is_empty())
+        self.end.is_none() && (!self.queues_empty() || self.is_drained())
+    }
+
+    fn queues_empty(&self) -> bool {
+        self.ctrl.is_empty() && self.cfm.is_empty() && self.ready.is_empty()
     }
 
     // ----- application -----------------------------------------------------------

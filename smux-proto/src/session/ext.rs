@@ -430,6 +430,6 @@ impl Session {
 
     /// True once a go-away has run its course: no stream left and nothing to send.
     pub(super) fn is_drained(&self) -> bool {
-        self.going_away && self.streams.is_empty() && !self.has_transmit()
+        self.going_away && self.streams.is_empty() && self.queues_empty()
     }
 }
