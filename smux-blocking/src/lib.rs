@@ -54,16 +54,47 @@
 //! [`Session::accept_timeout`], [`Session::try_accept`]) returns the streams the peer
 //! opened. `&Stream` implements `Read` and `Write` too, so one thread can read while
 //! another writes; [`Stream::try_clone`] gives another owned handle.
-//! [`Stream::shutdown`] or dropping the last handle sends our FIN after every byte
-//! already written; in this protocol a FIN closes both directions (the peer reads the
-//! remaining data, then end-of-file, and can no longer write). The stream's ID is freed
+//! [`Stream::close`] or dropping the last handle gives the stream up: our FIN goes out
+//! after every byte already written, and unread data is dropped. The peer reads the
+//! remaining data, then end-of-file, and can no longer write. The stream's ID is freed
 //! once the peer's FIN has come back.
+//!
+//! # Extensions: half-close, reset, go-away
+//!
+//! When both ends are smux-rs with [`Config::extensions`](smux_proto::Config) on (the
+//! default), they agree on protocol extensions early in the session
+//! ([`Session::extensions_enabled`]), and the streams opened from then on are
+//! extended ([`Stream::is_extended`]). A peer without them (another implementation,
+//! or extensions off) keeps seeing the base protocol, and these calls fall back as
+//! described:
+//!
+//! - **Half-close.** [`Stream::shutdown`]`(`[`Shutdown::Write`](std::net::Shutdown)`)`
+//!   sends our FIN after the bytes already written and keeps the read side open, like
+//!   a `TcpStream`: a client can send a request, shut its write side and read the
+//!   whole answer of a server that answers only after end-of-file. On a base stream it
+//!   is a full close. `Shutdown::Read` and `Shutdown::Both` are [`Stream::close`].
+//! - **Reset.** [`Stream::reset`]`(code)` aborts a stream in both directions and drops
+//!   what is buffered; the peer's reads and writes fail with
+//!   [`ConnectionReset`](std::io::ErrorKind::ConnectionReset), and [`reset_code`]
+//!   gives the code. A [`Poller`] reports such a stream readable and writable (and
+//!   closed), so event loops learn of it. On a base stream it is a full close.
+//! - **Go-away.** [`Session::go_away`]`(code)` stops new streams in both directions
+//!   (opens and accepts fail with
+//!   [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)) while open streams
+//!   finish; the session then ends with [`EndReason::Drained`], on the peer too. A
+//!   base peer only sees its new streams refused.
+//!
+//! Windows of extended streams also grow beyond 512 KiB on long, fast links (up to
+//! [`Config::max_window`](smux_proto::Config)), which needs nothing from the
+//! application.
 //!
 //! Writes return as soon as the stream's window accepted some bytes; those bytes will
 //! be sent unless the session fails, so [`Write::flush`](std::io::Write::flush) has
 //! nothing to do. [`Session::flush`] waits until everything accepted has reached the
 //! transport, [`Session::shutdown`] ends the session after that, and
-//! [`Session::close`] ends it at once.
+//! [`Session::close`] ends it at once. After such a clean end over TCP or a Unix
+//! socket the session closes the socket's write side first and reads until the peer
+//! closes too (at most 2 s), so no TCP reset destroys the last bytes it wrote.
 //!
 //! # Deadlines
 //!
@@ -197,7 +228,7 @@ pub use poller::{Event, Events, Interest, Poller};
 pub use probe::{is_smux, is_smux_at};
 pub use session::Session;
 pub use smux_proto::{Config, EndReason, OpenError, Role, Stats, StreamId};
-pub use stream::{PartialWrite, Stream};
+pub use stream::{reset_code, PartialWrite, Stream};
 pub use transport::{Parts, ReadTimeout, Transport};
 
 /// The protocol core this crate drives, for its configuration, error and frame types.

@@ -21,9 +21,10 @@ pub struct Interest(u8);
 
 impl Interest {
     /// Reads would not wait: data is buffered, or the stream reached end-of-file or
-    /// failed.
+    /// failed (for example the peer reset it).
     pub const READABLE: Interest = Interest(1);
-    /// Writes would not wait: the stream has window, or it failed.
+    /// Writes would not wait: the stream has window, or writes fail (for example
+    /// after our write-side shutdown, or the peer's reset).
     pub const WRITABLE: Interest = Interest(2);
 
     /// True if readable readiness is asked for.
@@ -84,14 +85,19 @@ impl Event {
         self.flags & WRITABLE != 0
     }
 
-    /// The peer closed the stream or the session ended: reads return what is buffered
-    /// and then end-of-file or the session's error, and writes fail.
+    /// The stream cannot carry data either way any more: the peer closed a base
+    /// stream or reset the stream, or the session ended. Reads return what is
+    /// buffered and then end-of-file, the reset's error or the session's error, and
+    /// writes fail. (On an extended stream the peer's FIN only ends its direction:
+    /// such a stream is reported readable, for end-of-file, and not closed.)
     pub fn is_closed(&self) -> bool {
         self.flags & CLOSED != 0
     }
 
     /// A stream waits to be accepted ([`Session::try_accept`]), or the session ended
-    /// (then `try_accept` reports why). Such an event carries the accept token.
+    /// or is going away ([`Session::go_away`]; then `try_accept` reports why, and
+    /// [`Poller::unwatch_accept`] stops the reports). Such an event carries the
+    /// accept token.
     pub fn is_accept(&self) -> bool {
         self.flags & ACCEPT != 0
     }
@@ -204,13 +210,7 @@ impl Inner {
             | CoreEvent::Finished(StreamId(id))
             | CoreEvent::Reset(StreamId(id), _) => self.enqueue(*id, woken),
             CoreEvent::Closed(_) => {}
-            CoreEvent::Incoming(_) => {
-                for p in self.pollers.values_mut() {
-                    if p.accept_token.is_some() {
-                        p.wake(woken);
-                    }
-                }
-            }
+            CoreEvent::Incoming(_) => self.wake_accept_pollers(woken),
             CoreEvent::Ended(_) => {
                 let ids: Vec<u16> = self.regs.keys().copied().collect();
                 for id in ids {
@@ -223,28 +223,53 @@ impl Inner {
         }
     }
 
+    /// Wakes the pollers that watch for streams to accept.
+    pub(crate) fn wake_accept_pollers(&mut self, woken: &mut Vec<Waker>) {
+        for p in self.pollers.values_mut() {
+            if p.accept_token.is_some() {
+                p.wake(woken);
+            }
+        }
+    }
+
     /// Drops the registration of `id`, if any.
     pub(crate) fn deregister(&mut self, id: StreamId) {
         self.regs.remove(&id.0);
     }
 
     /// Readiness of registered stream `id` as event flags.
-    fn readiness(&self, id: StreamId) -> u8 {
-        let core = &self.core;
-        let ended = core.is_ended();
+    fn readiness(&mut self, id: StreamId) -> u8 {
+        let core = &mut self.core;
+        if core.is_ended() {
+            // Calls do not wait: reads return what is buffered, then end-of-file or
+            // the session's error; writes fail.
+            return READABLE | WRITABLE | CLOSED;
+        }
+        let data = if core.readable_len(id) > 0 {
+            READABLE
+        } else {
+            0
+        };
+        let room = if core.writable_len(id) > 0 {
+            WRITABLE
+        } else {
+            0
+        };
         match core.stream_state(id) {
-            Some(StreamState::Open) if !ended => {
-                let mut flags = 0;
-                if core.readable_len(id) > 0 {
-                    flags |= READABLE;
-                }
-                if core.writable_len(id) > 0 {
-                    flags |= WRITABLE;
-                }
-                flags
+            Some(StreamState::Open) => data | room,
+            // The peer's FIN on an extended stream ends only its direction: reads
+            // drain the buffer then report end-of-file, and writes go on.
+            Some(StreamState::Finished) if core.is_extended(id) => READABLE | room,
+            // We shut our write side: writes fail at once, reads go on until the
+            // peer's FIN (a zero-byte chunk read tells end-of-file, with no side
+            // effect, from "nothing yet").
+            Some(StreamState::HalfClosed) => {
+                let eof = matches!(core.read_chunk(id, 0), Ok(None) | Err(_));
+                WRITABLE | data | if eof { READABLE } else { 0 }
             }
-            // Finished: reads drain the buffer then report end-of-file, writes fail.
-            // Ended, closing or unknown: calls do not wait, they fail.
+            // Finished (base stream): reads drain the buffer then report
+            // end-of-file, writes fail. Reset by the peer: reads and writes fail with
+            // its code. Closing or unknown: calls fail.
             _ => READABLE | WRITABLE | CLOSED,
         }
     }
@@ -254,12 +279,13 @@ impl Inner {
         events.list.clear();
         let backlog = self.core.stats().accept_backlog;
         let ended = self.core.is_ended();
+        let going_away = self.core.is_going_away();
         let Some(p) = self.pollers.get_mut(&key) else {
             return;
         };
         p.woken = false;
         if let Some(token) = p.accept_token {
-            if backlog > 0 || ended {
+            if backlog > 0 || ended || going_away {
                 let closed = if ended { CLOSED } else { 0 };
                 events.list.push(Event {
                     token,

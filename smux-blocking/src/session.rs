@@ -24,6 +24,22 @@ const READ_CHUNK: usize = 64 * 1024;
 const FILL_LIMIT: usize = 256 * 1024;
 /// Segments passed to one vectored write.
 const MAX_SLICES: usize = 64;
+/// After a clean end, how long the session waits for the peer to close the transport
+/// (reading and dropping its input meanwhile) before closing it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What happens to the transport once the session has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransportEnd {
+    /// The session runs.
+    Open,
+    /// A clean end: the writer thread closes the write side, the reader reads until
+    /// the peer closes its side, then the writer closes the transport (see
+    /// [`LINGER`]).
+    Lingering,
+    /// The closer ran (or runs now): blocked transport calls return.
+    Closed,
+}
 
 /// Everything the lock protects: the core and who waits on it.
 pub(crate) struct Inner {
@@ -49,6 +65,10 @@ pub(crate) struct Inner {
     pub(crate) next_key: u64,
     /// `Stats::streams_refused` already logged.
     refused_logged: u64,
+    /// How the transport ends; decided once, when the session has ended.
+    transport_end: TransportEnd,
+    /// The core's go-away (ours or the peer's) was seen: accepts were told.
+    going_away_seen: bool,
 }
 
 /// State shared by the session handle, its streams, its pollers and its threads.
@@ -62,6 +82,8 @@ pub(crate) struct Shared {
     /// Fired when everything taken from the core has been written.
     flushed: Arc<Signal>,
     closer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Closes only the transport's write side, for a clean end.
+    half_closer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Session threads still running.
     running: Mutex<usize>,
     /// Notified when a session thread exits.
@@ -93,12 +115,35 @@ impl Shared {
     /// Settles the events of the last core calls, unlocks, and wakes.
     fn release(&self, mut g: MutexGuard<'_, Inner>) {
         let woken = self.settle(&mut g);
-        let ended = g.core.is_ended();
+        let close = g.core.is_ended() && self.transport_end(&mut g) == TransportEnd::Closed;
         drop(g);
         wake_all(woken);
-        if ended {
+        if close {
             self.shutdown_transport();
         }
+    }
+
+    /// Decides, once the session has ended, how its transport ends. After a clean end
+    /// (our close, a drop, a completed go-away) what we wrote must still reach the
+    /// peer: a socket closed while input is unread sends a TCP reset, which can destroy
+    /// the tail of our output before the peer read it. So then the writer thread only
+    /// closes the write side and the reader reads until the peer closes too. Not when
+    /// a write is in progress (after `Session::close`): it may block for long, and what
+    /// it writes is being dropped anyway.
+    fn transport_end(&self, g: &mut Inner) -> TransportEnd {
+        if g.transport_end == TransportEnd::Open {
+            let clean = matches!(
+                g.core.end_reason(),
+                Some(EndReason::Local | EndReason::Drained)
+            );
+            let half = lock(&self.half_closer).is_some();
+            g.transport_end = if clean && half && !g.writing {
+                TransportEnd::Lingering
+            } else {
+                TransportEnd::Closed
+            };
+        }
+        g.transport_end
     }
 
     /// Drains the core's events into the waiter table and the pollers, and nudges the
@@ -114,6 +159,13 @@ impl Shared {
             }
         }
         let ended = g.core.is_ended();
+        if !g.going_away_seen && !ended && g.core.is_going_away() {
+            // No stream will be accepted any more: blocked accepts, and pollers
+            // watching for streams, learn it now (the peer's go-away raises no event).
+            g.going_away_seen = true;
+            woken.push(self.accept_waker.clone());
+            g.wake_accept_pollers(&mut woken);
+        }
         if g.writer_parked && (ended || g.core.has_transmit() || g.close_when_flushed.is_some()) {
             g.writer_parked = false;
             self.writer_cv.notify_one();
@@ -136,6 +188,32 @@ impl Shared {
         }
     }
 
+    /// The writer thread's part of a clean end: closes the transport's write side, waits
+    /// until the reader thread has seen the peer close its side (or [`LINGER`] passed),
+    /// then closes the transport.
+    fn linger(&self) {
+        let half = lock(&self.half_closer).take();
+        if let Some(half_close) = half {
+            half_close();
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut running = lock(&self.running);
+        // This thread counts too: wait for the reader's exit.
+        while *running > 1 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            running = self
+                .exited
+                .wait_timeout(running, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(running);
+        self.shutdown_transport();
+    }
+
     /// The error opens and writes report while `Session::shutdown` runs.
     pub(crate) fn closing_error() -> io::Error {
         io::Error::new(io::ErrorKind::NotConnected, "smux session is closing")
@@ -144,6 +222,16 @@ impl Shared {
     /// The error every call reports once the session has ended.
     pub(crate) fn ended_error(g: &Inner) -> Option<io::Error> {
         g.core.end_reason().map(EndReason::to_io_error)
+    }
+
+    /// Why nothing can be accepted any more: the session ended, or a go-away started
+    /// (streams not yet accepted were refused, and so is every later one).
+    pub(crate) fn accept_error(g: &Inner) -> Option<io::Error> {
+        Shared::ended_error(g).or_else(|| {
+            g.core
+                .is_going_away()
+                .then(|| smux_proto::OpenError::GoingAway.into())
+        })
     }
 }
 
@@ -170,7 +258,11 @@ fn reader_loop(shared: Arc<Shared>, mut rd: Box<dyn Read + Send>) {
         let mut g = shared.lock();
         loop {
             if g.core.is_ended() {
+                let linger = shared.transport_end(&mut g) == TransportEnd::Lingering;
                 shared.release(g);
+                if linger {
+                    drain(&mut *rd, &mut buf);
+                }
                 return;
             }
             if g.core.wants_input() {
@@ -222,6 +314,21 @@ fn reader_loop(shared: Arc<Shared>, mut rd: Box<dyn Read + Send>) {
     }
 }
 
+/// Reads and drops input until the peer closes the transport (or reading fails, or
+/// the writer thread closes it after [`LINGER`]).
+fn drain(rd: &mut dyn Read, buf: &mut BytesMut) {
+    buf.clear();
+    buf.resize(READ_CHUNK, 0);
+    loop {
+        match rd.read(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if retry_kind(e.kind()) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Errors after which a transport call is simply made again.
 fn retry_kind(kind: io::ErrorKind) -> bool {
     matches!(
@@ -241,6 +348,7 @@ fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
             if g.core.poll_timeout().is_some_and(|t| now >= t) {
                 g.core.handle_timeout(now);
             }
+            // After a go-away ran its course this ends the session (`Drained`).
             if g.core.has_transmit() {
                 g.core.poll_transmit(now, &mut tx, FILL_LIMIT);
             }
@@ -283,7 +391,12 @@ fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
             g.writer_parked = false;
         }
         if g.core.is_ended() {
+            g.writing = false;
+            let linger = shared.transport_end(&mut g) == TransportEnd::Lingering;
             shared.release(g);
+            if linger {
+                shared.linger();
+            }
             return;
         }
         shared.release(g);
@@ -440,6 +553,7 @@ impl Session {
             reader,
             writer,
             closer,
+            half_closer,
         } = transport.into_parts()?;
         let (accept, accept_waker) = Signal::new();
         let shared = Arc::new(Shared {
@@ -456,6 +570,8 @@ impl Session {
                 pollers: HashMap::new(),
                 next_key: 0,
                 refused_logged: 0,
+                transport_end: TransportEnd::Open,
+                going_away_seen: false,
             }),
             writer_cv: Condvar::new(),
             reader_cv: Condvar::new(),
@@ -463,6 +579,7 @@ impl Session {
             accept_waker,
             flushed: Arc::new(Signal::default()),
             closer: Mutex::new(closer),
+            half_closer: Mutex::new(half_closer),
             running: Mutex::new(0),
             exited: Condvar::new(),
             role,
@@ -502,8 +619,10 @@ impl Session {
     }
 
     /// Opens a new stream. Never waits: the peer learns of the stream with its first
-    /// frame. Fails once the session has ended, or when all 65,536 stream IDs are in
-    /// use (the error then carries [`smux_proto::OpenError::IdsExhausted`]).
+    /// frame. Fails once the session has ended, when all 65,536 stream IDs are in
+    /// use (the error then carries [`smux_proto::OpenError::IdsExhausted`]), and with
+    /// [`io::ErrorKind::ConnectionRefused`] once a go-away started
+    /// ([`smux_proto::OpenError::GoingAway`]).
     pub fn open(&self) -> io::Result<Stream> {
         let shared = self.shared();
         let id = shared.with(|i| {
@@ -518,7 +637,9 @@ impl Session {
     /// Waits for the next stream the peer opens. Fails once the session has ended and
     /// no stream is left to accept: streams the peer opened before the end can still
     /// be accepted, and their buffered data read (then end-of-file if the peer closed
-    /// them, or the session's error).
+    /// them, or the session's error). Fails with
+    /// [`io::ErrorKind::ConnectionRefused`] once a go-away started
+    /// ([`Session::go_away`], here or on the peer).
     pub fn accept(&self) -> io::Result<Stream> {
         self.accept_until(None)
     }
@@ -535,7 +656,7 @@ impl Session {
         let shared = self.shared();
         let r = shared.with(|i| match i.core.accept() {
             Some(id) => Ok(Some(id)),
-            None => match Shared::ended_error(i) {
+            None => match Shared::accept_error(i) {
                 Some(e) => Err(e),
                 None => Ok(None),
             },
@@ -549,7 +670,7 @@ impl Session {
             let mut seen = 0;
             let r = shared.with(|i| match i.core.accept() {
                 Some(id) => Some(Ok(id)),
-                None => match Shared::ended_error(i) {
+                None => match Shared::accept_error(i) {
                     Some(e) => Some(Err(e)),
                     None => {
                         seen = shared.accept.epoch();
@@ -640,6 +761,38 @@ impl Session {
     /// The session's role.
     pub fn role(&self) -> Role {
         self.shared().role
+    }
+
+    /// Starts a graceful shutdown driven by the streams: no new stream in either
+    /// direction, while open streams go on working. Our opens and accepts fail with
+    /// [`io::ErrorKind::ConnectionRefused`] (blocked accepts return that error now), and
+    /// streams the peer opened that were not accepted yet are refused, as is every
+    /// later one. Once every stream has been given up on both ends and everything was
+    /// written, the session ends with [`EndReason::Drained`]; [`Session::closed`] waits
+    /// for that.
+    ///
+    /// With extensions on ([`Session::extensions_enabled`]) the peer is told (with
+    /// `code`, for its logs), stops opening streams too and ends `Drained` as well. A
+    /// peer without them only sees its new streams refused. Unlike
+    /// [`Session::shutdown`], this waits for the application to finish its streams,
+    /// however long that takes: bound the wait yourself and call [`Session::close`]
+    /// after it. Does nothing if the session ended or a go-away already started.
+    pub fn go_away(&self, code: u32) {
+        self.shared().with(|i| i.core.go_away(code));
+    }
+
+    /// True once a go-away started, here ([`Session::go_away`]) or on the peer.
+    pub fn is_going_away(&self) -> bool {
+        self.shared().lock().core.is_going_away()
+    }
+
+    /// True once both ends agreed on the protocol extensions (both are smux-rs with
+    /// `Config::extensions` on). Streams opened from then on are extended
+    /// ([`Stream::is_extended`]): half-close, reset and windows that grow. The
+    /// acceptor offers them after the first frame it receives, so a dialler that has
+    /// sent nothing yet has not agreed; [`Session::ping`] sends a frame.
+    pub fn extensions_enabled(&self) -> bool {
+        self.shared().lock().core.extensions_enabled()
     }
 
     /// The round-trip time measured by the last answered [`Session::ping`].

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
@@ -20,10 +21,21 @@ use crate::signal::{lock, Signal};
 /// window and return as soon as some bytes were accepted; accepted bytes are sent by
 /// the session's writer thread, so [`Write::flush`] has nothing to do.
 ///
-/// Closing: [`Stream::shutdown`], or dropping the last handle, sends our FIN after
-/// every accepted byte. In this protocol FIN closes both directions: the peer reads
+/// Closing: [`Stream::close`] (or [`Stream::shutdown`] with [`Shutdown::Both`]), or
+/// dropping the last handle, gives the stream up: our FIN goes out after every accepted
+/// byte, unread data is dropped, and later calls on any handle fail. The peer reads
 /// what was sent and then end-of-file, and its writes fail. The stream's ID is freed
 /// when the peer's FIN has come back, in the background.
+///
+/// Half-close: [`Stream::shutdown`] with [`Shutdown::Write`] sends our FIN after the
+/// accepted bytes and keeps reading, like `TcpStream::shutdown(Shutdown::Write)`: the
+/// peer reads to end-of-file and can still answer, and our reads go on until its FIN.
+/// That needs an extended stream ([`Stream::is_extended`]: both ends are smux-rs with
+/// extensions on); on a base stream it is a full close as above.
+///
+/// Abort: [`Stream::reset`] drops what is buffered both ways and gives the stream up;
+/// the peer's reads and writes fail with [`io::ErrorKind::ConnectionReset`] carrying the
+/// code ([`reset_code`]). On a base stream it is a full close.
 ///
 /// Deadlines follow the seed's honest semantics: with a write timeout, a write that
 /// accepted some bytes before the deadline returns their count, and a write returns
@@ -81,17 +93,40 @@ impl Drop for StreamInner {
 
 /// Closes stream `id` once; later calls do nothing.
 fn close_stream(shared: &Shared, id: StreamId, closed: &AtomicBool) -> io::Result<()> {
-    shared.with(|i| {
-        if closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        i.waiters.forget(id);
-        i.deregister(id);
-        match i.core.close(id) {
-            Ok(()) | Err(WriteError::SessionEnded(_)) | Err(WriteError::UnknownStream) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    })
+    shared.with(|i| release(i, id, closed, |core| core.close(id)))
+}
+
+/// Gives stream `id` up with `how` (the core's close or reset), once: from now on no
+/// call may reach the core under this ID, which the core may reuse. Under the lock.
+fn release(
+    i: &mut Inner,
+    id: StreamId,
+    closed: &AtomicBool,
+    how: impl FnOnce(&mut smux_proto::Session) -> Result<(), WriteError>,
+) -> io::Result<()> {
+    if closed.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    i.waiters.forget(id);
+    i.deregister(id);
+    match how(&mut i.core) {
+        Ok(()) | Err(WriteError::SessionEnded(_)) | Err(WriteError::UnknownStream) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The error code of a stream reset that `error` reports, if it reports one: a read or
+/// write on a stream the peer aborted with [`Stream::reset`] fails with
+/// [`io::ErrorKind::ConnectionReset`] and this code.
+pub fn reset_code(error: &io::Error) -> Option<u32> {
+    let inner = error.get_ref()?;
+    match (
+        inner.downcast_ref::<ReadError>(),
+        inner.downcast_ref::<WriteError>(),
+    ) {
+        (Some(ReadError::Reset(code)), _) | (_, Some(WriteError::Reset(code))) => Some(*code),
+        _ => None,
+    }
 }
 
 fn closed_error() -> io::Error {
@@ -135,13 +170,79 @@ impl Stream {
         })
     }
 
-    /// Closes the stream: our FIN goes out after every accepted byte, and every later
-    /// call on any handle of this stream fails with [`io::ErrorKind::NotConnected`]
-    /// (calls blocked on it return that error now). Calling it again does nothing.
-    pub fn shutdown(&self) -> io::Result<()> {
+    /// Closes the stream (gives it up): our FIN goes out after every accepted byte,
+    /// unread data is dropped, and every later call on any handle of this stream fails
+    /// with [`io::ErrorKind::NotConnected`] (calls blocked on it return that error now).
+    /// Calling it again does nothing. Dropping the last handle does the same.
+    pub fn close(&self) -> io::Result<()> {
         let r = close_stream(&self.inner.shared, self.inner.id, &self.inner.closed);
         self.inner.signal.notify();
         r
+    }
+
+    /// Shuts down the write half, the read half or both, like
+    /// [`TcpStream::shutdown`](std::net::TcpStream::shutdown).
+    ///
+    /// - [`Shutdown::Write`]: our FIN goes out after every byte already accepted, and
+    ///   later writes fail with [`io::ErrorKind::NotConnected`] (writes blocked on the
+    ///   stream return that error now). On an extended stream ([`Stream::is_extended`])
+    ///   reads go on: the peer reads to end-of-file and can still write, until its own
+    ///   FIN gives us end-of-file. On a base stream (the peer has no extensions) a FIN
+    ///   closes both directions, so this is [`Stream::close`]. Calling it again does
+    ///   nothing. Fails with the session's error if the session has ended, and with
+    ///   [`io::ErrorKind::ConnectionReset`] if the peer reset the stream.
+    /// - [`Shutdown::Read`] and [`Shutdown::Both`]: [`Stream::close`]. The protocol
+    ///   cannot stop only the peer's direction, so the stream is given up.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match how {
+            Shutdown::Write => {
+                let (id, closed) = (self.inner.id, &self.inner.closed);
+                let r = self.inner.shared.with(|i| {
+                    if closed.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
+                    if let Some(e) = Shared::ended_error(i) {
+                        return Err(e);
+                    }
+                    if !i.core.is_extended(id) {
+                        // The base FIN ends both directions: the ID may be reused.
+                        return release(i, id, closed, |core| core.close(id));
+                    }
+                    i.core.shutdown(id).map_err(io::Error::from)
+                });
+                // Writers blocked on this stream must see that writes now fail.
+                self.inner.signal.notify();
+                r
+            }
+            Shutdown::Read | Shutdown::Both => self.close(),
+        }
+    }
+
+    /// Aborts the stream in both directions with an error `code` and gives it up: what
+    /// is buffered here is dropped, later calls on any handle fail with
+    /// [`io::ErrorKind::NotConnected`], and the peer drops what it buffered while its
+    /// reads and writes fail with [`io::ErrorKind::ConnectionReset`] carrying `code`
+    /// ([`reset_code`]). On a base stream ([`Stream::is_extended`] false) there is no
+    /// abort in the protocol, so this is [`Stream::close`]. Calling it after the stream
+    /// was given up does nothing.
+    pub fn reset(&self, code: u32) -> io::Result<()> {
+        let (id, closed) = (self.inner.id, &self.inner.closed);
+        let r = self
+            .inner
+            .shared
+            .with(|i| release(i, id, closed, |core| core.reset(id, code)));
+        self.inner.signal.notify();
+        r
+    }
+
+    /// True if the stream is extended: it was opened after both ends agreed on the
+    /// protocol extensions, so [`Stream::shutdown`] half-closes and [`Stream::reset`]
+    /// aborts. False on a base stream and once the stream was given up.
+    pub fn is_extended(&self) -> bool {
+        let id = self.inner.id;
+        self.inner
+            .shared
+            .with(|i| self.is_live() && i.core.is_extended(id))
     }
 
     /// Sets how long a read waits for data; `None` (the default) waits forever. A

@@ -26,12 +26,14 @@ pub struct Parts {
     pub(crate) reader: Box<dyn Read + Send>,
     pub(crate) writer: Box<dyn Write + Send>,
     pub(crate) closer: Option<Closer>,
+    pub(crate) half_closer: Option<Closer>,
 }
 
 impl fmt::Debug for Parts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Parts")
             .field("closer", &self.closer.is_some())
+            .field("half_closer", &self.half_closer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +51,7 @@ impl Parts {
             reader: Box::new(reader),
             writer: Box::new(writer),
             closer: None,
+            half_closer: None,
         }
     }
 
@@ -60,6 +63,22 @@ impl Parts {
         F: FnOnce() + Send + 'static,
     {
         self.closer = Some(Box::new(closer));
+        self
+    }
+
+    /// Adds the function that closes only the transport's write side (sends
+    /// end-of-file, like `TcpStream::shutdown(Shutdown::Write)`), used when the
+    /// session ends cleanly ([`EndReason::Local`](crate::EndReason::Local) or
+    /// [`EndReason::Drained`](crate::EndReason::Drained)): the session then reads and
+    /// drops input until the peer closes its side too (at most 2 s) before running the
+    /// closer. This keeps the tail of what we wrote from being destroyed by a TCP reset,
+    /// which a socket closed with unread input sends. Without it the closer runs at
+    /// once.
+    pub fn with_half_closer<F>(mut self, half_closer: F) -> Parts
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.half_closer = Some(Box::new(half_closer));
         self
     }
 }
@@ -88,13 +107,18 @@ impl Transport for TcpStream {
         self.set_nonblocking(false)?;
         let reader = self.try_clone()?;
         let closer = self.try_clone()?;
+        let half_closer = self.try_clone()?;
         // On Unix a timed-out send leaves the socket usable; Windows documents its
         // state as indeterminate after a send timeout, so there writes just block.
         #[cfg(unix)]
         self.set_write_timeout(Some(WRITE_CHECK))?;
-        Ok(Parts::new(reader, self).with_closer(move || {
-            let _ = closer.shutdown(Shutdown::Both);
-        }))
+        Ok(Parts::new(reader, self)
+            .with_closer(move || {
+                let _ = closer.shutdown(Shutdown::Both);
+            })
+            .with_half_closer(move || {
+                let _ = half_closer.shutdown(Shutdown::Write);
+            }))
     }
 }
 
@@ -104,10 +128,15 @@ impl Transport for std::os::unix::net::UnixStream {
         self.set_nonblocking(false)?;
         let reader = self.try_clone()?;
         let closer = self.try_clone()?;
+        let half_closer = self.try_clone()?;
         self.set_write_timeout(Some(WRITE_CHECK))?;
-        Ok(Parts::new(reader, self).with_closer(move || {
-            let _ = closer.shutdown(Shutdown::Both);
-        }))
+        Ok(Parts::new(reader, self)
+            .with_closer(move || {
+                let _ = closer.shutdown(Shutdown::Both);
+            })
+            .with_half_closer(move || {
+                let _ = half_closer.shutdown(Shutdown::Write);
+            }))
     }
 }
 

@@ -1,20 +1,22 @@
-//! Basic behaviour of sessions and streams over loopback TCP.
+//! Basic behaviour of sessions and streams over loopback TCP, each test with the
+//! protocol extensions on and off.
 
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
-use common::{bounded, pair};
-use smux_blocking::{connect, Config, Listener};
+use common::{bounded, config, pair};
+use smux_blocking::{connect, Listener};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-#[test]
-fn echo_one_stream() {
-    bounded(LIMIT, || {
-        let (c, s) = pair();
+both_modes!(echo_one_stream);
+fn echo_one_stream(ext: bool) {
+    bounded(LIMIT, move || {
+        let (c, s) = pair(ext);
         let server = thread::spawn(move || {
             let mut st = s.accept().expect("accept");
             let mut buf = Vec::new();
@@ -25,16 +27,16 @@ fn echo_one_stream() {
         });
         let mut st = c.open().expect("open");
         st.write_all(b"hello smux").expect("write");
-        st.shutdown().expect("shutdown");
+        st.shutdown(Shutdown::Write).expect("shutdown");
         let s = server.join().expect("server");
         assert!(s.end_reason().is_none());
     });
 }
 
-#[test]
-fn request_response_with_two_threads_on_one_stream() {
-    bounded(LIMIT, || {
-        let (c, s) = pair();
+both_modes!(request_response_with_two_threads_on_one_stream);
+fn request_response_with_two_threads_on_one_stream(ext: bool) {
+    bounded(LIMIT, move || {
+        let (c, s) = pair(ext);
         let server = thread::spawn(move || {
             let st = s.accept().expect("accept");
             let mut buf = [0u8; 4096];
@@ -64,10 +66,10 @@ fn request_response_with_two_threads_on_one_stream() {
     });
 }
 
-#[test]
-fn timeouts_nonblocking_and_shutdown() {
-    bounded(LIMIT, || {
-        let (c, s) = pair();
+both_modes!(timeouts_nonblocking_and_shutdown);
+fn timeouts_nonblocking_and_shutdown(ext: bool) {
+    bounded(LIMIT, move || {
+        let (c, s) = pair(ext);
         let st = c.open().expect("open");
         (&st).write_all(b"x").expect("write");
         let peer = s.accept_timeout(Duration::from_secs(5)).expect("accept");
@@ -104,8 +106,9 @@ fn timeouts_nonblocking_and_shutdown() {
         assert_eq!(e.kind(), ErrorKind::TimedOut);
         assert!(c.try_accept().unwrap().is_none());
 
-        // Shutdown: later calls fail locally; the peer reads the data, then EOF.
-        st.shutdown().unwrap();
+        // Close: later calls fail locally; the peer reads the data, then EOF.
+        assert_eq!(st.is_extended(), ext);
+        st.close().unwrap();
         assert_eq!(
             (&st).write(b"y").unwrap_err().kind(),
             ErrorKind::NotConnected
@@ -132,10 +135,10 @@ fn timeouts_nonblocking_and_shutdown() {
     });
 }
 
-#[test]
-fn listener_connect_and_close() {
-    bounded(LIMIT, || {
-        let l = Listener::bind("127.0.0.1:0", Config::default()).expect("bind");
+both_modes!(listener_connect_and_close);
+fn listener_connect_and_close(ext: bool) {
+    bounded(LIMIT, move || {
+        let l = Listener::bind("127.0.0.1:0", config(ext)).expect("bind");
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || {
             let (s, _) = l.accept().expect("accept session");
@@ -148,7 +151,7 @@ fn listener_connect_and_close() {
             s.closed();
             (e.kind(), s.end_reason())
         });
-        let c = connect(addr, Config::default()).expect("connect");
+        let c = connect(addr, config(ext)).expect("connect");
         let mut st = c.open().unwrap();
         st.write_all(b"hello").unwrap();
         let mut buf = [0u8; 5];
@@ -166,15 +169,16 @@ fn listener_connect_and_close() {
 }
 
 #[cfg(unix)]
-#[test]
-fn unix_socket_and_separate_halves() {
+both_modes!(unix_socket_and_separate_halves);
+#[cfg(unix)]
+fn unix_socket_and_separate_halves(ext: bool) {
     use smux_blocking::{Role, Session};
     use std::os::unix::net::UnixStream;
-    bounded(LIMIT, || {
+    bounded(LIMIT, move || {
         // A Unix socket pair as the transport.
         let (a, b) = UnixStream::pair().unwrap();
-        let c = Session::new(a, Config::default(), Role::Dialer).unwrap();
-        let s = Session::new(b, Config::default(), Role::Acceptor).unwrap();
+        let c = Session::new(a, config(ext), Role::Dialer).unwrap();
+        let s = Session::new(b, config(ext), Role::Acceptor).unwrap();
         let mut st = c.open().unwrap();
         st.write_all(b"over unix").unwrap();
         let mut peer = s.accept().unwrap();
@@ -194,12 +198,11 @@ fn unix_socket_and_separate_halves() {
                     let _ = h.shutdown(std::net::Shutdown::Both);
                 }
             },
-            Config::default(),
+            config(ext),
             Role::Dialer,
         )
         .unwrap();
-        let s2 =
-            Session::from_halves(s_rd, s_wr, || {}, Config::default(), Role::Acceptor).unwrap();
+        let s2 = Session::from_halves(s_rd, s_wr, || {}, config(ext), Role::Acceptor).unwrap();
         let mut st = c2.open().unwrap();
         st.write_all(b"halves").unwrap();
         let mut peer = s2.accept().unwrap();
@@ -216,10 +219,10 @@ fn unix_socket_and_separate_halves() {
     });
 }
 
-#[test]
-fn graceful_shutdown_delivers_what_was_written() {
-    bounded(LIMIT, || {
-        let (c, s) = pair();
+both_modes!(graceful_shutdown_delivers_what_was_written);
+fn graceful_shutdown_delivers_what_was_written(ext: bool) {
+    bounded(LIMIT, move || {
+        let (c, s) = pair(ext);
         let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 253) as u8).collect();
         let mut st = c.open().unwrap();
         st.write_all(&data).unwrap();

@@ -11,10 +11,10 @@ use common::{bounded, pair, Fnv, Rng};
 
 const TOTAL: usize = 4 * 1024 * 1024;
 
-#[test]
-fn random_short_write_deadlines_lose_and_duplicate_nothing() {
-    bounded(Duration::from_secs(120), || {
-        let (c, s) = pair();
+both_modes!(random_short_write_deadlines_lose_and_duplicate_nothing);
+fn random_short_write_deadlines_lose_and_duplicate_nothing(ext: bool) {
+    bounded(Duration::from_secs(120), move || {
+        let (c, s) = pair(ext);
         let mut data = vec![0u8; TOTAL];
         Rng(42).fill(&mut data);
         let mut want = Fnv::default();

@@ -8,16 +8,16 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bounded, tcp_pair};
+use common::{bounded, config, tcp_pair};
 use smux_blocking::{Config, EndReason, Events, Interest, Role, Session};
 
-#[test]
-fn transport_shut_down_under_active_reads_and_writes() {
-    bounded(Duration::from_secs(60), || {
+both_modes!(transport_shut_down_under_active_reads_and_writes);
+fn transport_shut_down_under_active_reads_and_writes(ext: bool) {
+    bounded(Duration::from_secs(60), move || {
         let (ct, st) = tcp_pair();
         let killer = ct.try_clone().expect("clone");
-        let c = Session::new(ct, Config::default(), Role::Dialer).unwrap();
-        let s = Session::new(st, Config::default(), Role::Acceptor).unwrap();
+        let c = Session::new(ct, config(ext), Role::Dialer).unwrap();
+        let s = Session::new(st, config(ext), Role::Acceptor).unwrap();
 
         // Four streams the client reads (the server sends nothing) and four it writes
         // (the server does not read, so the writers block on the window).
@@ -98,9 +98,9 @@ fn transport_shut_down_under_active_reads_and_writes() {
     });
 }
 
-#[test]
-fn a_silent_peer_is_detected_by_keepalive() {
-    bounded(Duration::from_secs(30), || {
+both_modes!(a_silent_peer_is_detected_by_keepalive);
+fn a_silent_peer_is_detected_by_keepalive(ext: bool) {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let silent = thread::spawn(move || {
@@ -110,13 +110,13 @@ fn a_silent_peer_is_detected_by_keepalive() {
             let _ = tcp.read_to_end(&mut sink);
             sink.len()
         });
-        let config = Config {
+        let cfg = Config {
             keepalive_interval: Duration::from_millis(50),
             keepalive_timeout: Duration::from_millis(300),
-            ..Config::default()
+            ..config(ext)
         };
         let start = Instant::now();
-        let c = smux_blocking::connect(addr, config).unwrap();
+        let c = smux_blocking::connect(addr, cfg).unwrap();
         let e = c.accept().expect_err("accept ends with the session");
         let took = start.elapsed();
         assert_eq!(c.end_reason(), Some(EndReason::KeepaliveTimeout));
@@ -129,15 +129,15 @@ fn a_silent_peer_is_detected_by_keepalive() {
     });
 }
 
-#[test]
-fn live_peers_keep_each_other_alive_with_short_keepalive() {
-    bounded(Duration::from_secs(30), || {
-        let config = Config {
+both_modes!(live_peers_keep_each_other_alive_with_short_keepalive);
+fn live_peers_keep_each_other_alive_with_short_keepalive(ext: bool) {
+    bounded(Duration::from_secs(30), move || {
+        let cfg = Config {
             keepalive_interval: Duration::from_millis(50),
             keepalive_timeout: Duration::from_millis(300),
-            ..Config::default()
+            ..config(ext)
         };
-        let (c, s) = common::pair_with(config.clone(), config);
+        let (c, s) = common::pair_with(cfg.clone(), cfg);
         thread::sleep(Duration::from_millis(1000));
         assert_eq!(c.end_reason(), None);
         assert_eq!(s.end_reason(), None);
@@ -145,9 +145,9 @@ fn live_peers_keep_each_other_alive_with_short_keepalive() {
     });
 }
 
-#[test]
-fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block() {
-    bounded(Duration::from_secs(60), || {
+both_modes!(a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block);
+fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block(ext: bool) {
+    bounded(Duration::from_secs(60), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = mpsc::channel::<()>();
@@ -157,14 +157,14 @@ fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block() {
             let _ = rx.recv();
             drop(tcp);
         });
-        let config = Config {
+        let cfg = Config {
             // A large window, so our writes fill the socket buffers.
             window: 64 * 1024 * 1024,
             keepalive_interval: Duration::from_millis(100),
             keepalive_timeout: Duration::from_millis(600),
-            ..Config::default()
+            ..config(ext)
         };
-        let c = smux_blocking::connect(addr, config).unwrap();
+        let c = smux_blocking::connect(addr, cfg).unwrap();
         let writers: Vec<_> = (0..2)
             .map(|_| {
                 let st = c.open().unwrap();
@@ -192,11 +192,11 @@ fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block() {
     });
 }
 
-#[test]
-fn a_protocol_violation_ends_the_session() {
-    bounded(Duration::from_secs(30), || {
+both_modes!(a_protocol_violation_ends_the_session);
+fn a_protocol_violation_ends_the_session(ext: bool) {
+    bounded(Duration::from_secs(30), move || {
         let (ct, mut raw) = tcp_pair();
-        let c = Session::new(ct, Config::default(), Role::Dialer).unwrap();
+        let c = Session::new(ct, config(ext), Role::Dialer).unwrap();
         let st = c.open().unwrap();
         let blocked = thread::spawn(move || {
             let mut buf = [0u8; 8];
@@ -219,11 +219,11 @@ fn a_protocol_violation_ends_the_session() {
     });
 }
 
-#[test]
-fn dropping_the_last_session_handle_ends_the_session() {
-    bounded(Duration::from_secs(30), || {
+both_modes!(dropping_the_last_session_handle_ends_the_session);
+fn dropping_the_last_session_handle_ends_the_session(ext: bool) {
+    bounded(Duration::from_secs(30), move || {
         let (ct, mut raw) = tcp_pair();
-        let c = Session::new(ct, Config::default(), Role::Dialer).unwrap();
+        let c = Session::new(ct, config(ext), Role::Dialer).unwrap();
         let st = c.open().unwrap();
         drop(c);
         // The transport is shut down: the raw peer reads the SYN (if it was sent),

@@ -59,10 +59,10 @@ fn bulk_round(c: &Session, s: &Session) -> f64 {
     (BULK_STREAMS * BULK_BYTES) as f64 / (1 << 20) as f64 / secs
 }
 
-#[test]
-fn an_unread_stream_does_not_block_the_others() {
-    bounded(Duration::from_secs(120), || {
-        let (c, s) = pair();
+both_modes!(an_unread_stream_does_not_block_the_others);
+fn an_unread_stream_does_not_block_the_others(ext: bool) {
+    bounded(Duration::from_secs(120), move || {
+        let (c, s) = pair(ext);
         let without = bulk_round(&c, &s);
 
         // The stalled stream: the server writes into it without end; the client never

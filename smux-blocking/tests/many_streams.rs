@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bounded, data_at, pair_with, Fnv, Rng};
+use common::{bounded, config, data_at, pair_with, Fnv, Rng};
 use smux_blocking::{Config, Events, Interest, Poller, Session, Stream};
 
 const STREAMS: usize = 1200;
@@ -315,15 +315,15 @@ fn drive_clients(session: Session, seed: u64) -> u64 {
     total
 }
 
-#[test]
-fn thousand_streams_random_amounts_both_ways() {
-    bounded(Duration::from_secs(120), || {
+both_modes!(thousand_streams_random_amounts_both_ways);
+fn thousand_streams_random_amounts_both_ways(ext: bool) {
+    bounded(Duration::from_secs(120), move || {
         // All streams are opened at once: let the server's backlog hold them all.
         let server_config = Config {
             accept_backlog: STREAMS,
-            ..Config::default()
+            ..config(ext)
         };
-        let (c, s) = pair_with(Config::default(), server_config);
+        let (c, s) = pair_with(config(ext), server_config);
         let server = thread::spawn(move || {
             let n = serve(s.clone());
             (n, s)

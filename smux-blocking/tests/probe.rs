@@ -7,21 +7,21 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::bounded;
-use smux_blocking::{connect, is_smux, is_smux_at, Config, Role, Session};
+use common::{bounded, config};
+use smux_blocking::{connect, is_smux, is_smux_at, Role, Session};
 use smux_proto::{verify_code, Header};
 
 const SHORT: Duration = Duration::from_millis(200);
 
-#[test]
-fn true_against_our_session_then_the_connection_is_used() {
-    bounded(Duration::from_secs(30), || {
+both_modes!(true_against_our_session_then_the_connection_is_used);
+fn true_against_our_session_then_the_connection_is_used(ext: bool) {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let client = thread::spawn(move || {
             // A dialling session sends nothing before it has to, so the probe's answer
             // is the first thing the server reads.
-            let c = connect(addr, Config::default()).unwrap();
+            let c = connect(addr, config(ext)).unwrap();
             let mut st = c.accept().expect("accept the server's stream");
             let mut buf = [0u8; 5];
             st.read_exact(&mut buf).unwrap();
@@ -31,7 +31,7 @@ fn true_against_our_session_then_the_connection_is_used() {
         let (mut tcp, _) = l.accept().unwrap();
         assert!(is_smux(&mut tcp, Duration::from_secs(5)).expect("probe"));
         assert_eq!(tcp.read_timeout().unwrap(), None, "read timeout restored");
-        let s = Session::new(tcp, Config::default(), Role::Acceptor).unwrap();
+        let s = Session::new(tcp, config(ext), Role::Acceptor).unwrap();
         let mut st = s.open().unwrap();
         st.write_all(b"hello").unwrap();
         let mut buf = [0u8; 5];
@@ -44,7 +44,7 @@ fn true_against_our_session_then_the_connection_is_used() {
 
 #[test]
 fn false_against_an_echo_server() {
-    bounded(Duration::from_secs(30), || {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         thread::spawn(move || {
@@ -63,7 +63,7 @@ fn false_against_an_echo_server() {
 
 #[test]
 fn false_against_a_silent_server_after_the_timeout() {
-    bounded(Duration::from_secs(30), || {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || {
@@ -78,7 +78,7 @@ fn false_against_a_silent_server_after_the_timeout() {
 
 #[test]
 fn err_against_a_closed_port() {
-    bounded(Duration::from_secs(30), || {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
@@ -88,7 +88,7 @@ fn err_against_a_closed_port() {
 
 #[test]
 fn reads_exactly_the_answer_and_nothing_more() {
-    bounded(Duration::from_secs(30), || {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         thread::spawn(move || {
@@ -114,7 +114,7 @@ fn reads_exactly_the_answer_and_nothing_more() {
 
 #[test]
 fn a_peer_that_closes_or_resets_never_panics() {
-    bounded(Duration::from_secs(30), || {
+    bounded(Duration::from_secs(30), move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         thread::spawn(move || {

@@ -8,21 +8,21 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{bounded, pair_with};
+use common::{bounded, config, pair_with};
 use smux_blocking::{Config, OpenError, StreamId};
 
-fn server_config() -> Config {
+fn server_config(ext: bool) -> Config {
     Config {
         accept_backlog: 70_000,
-        ..Config::default()
+        ..config(ext)
     }
 }
 
-#[test]
-fn seventy_thousand_streams_one_after_another() {
-    bounded(Duration::from_secs(180), || {
+both_modes!(seventy_thousand_streams_one_after_another);
+fn seventy_thousand_streams_one_after_another(ext: bool) {
+    bounded(Duration::from_secs(180), move || {
         const TOTAL: usize = 70_000;
-        let (c, s) = pair_with(Config::default(), server_config());
+        let (c, s) = pair_with(config(ext), server_config(ext));
         let server = thread::spawn(move || {
             // Accept each stream and close it at once.
             for _ in 0..TOTAL {
@@ -58,10 +58,10 @@ fn seventy_thousand_streams_one_after_another() {
     });
 }
 
-#[test]
-fn all_ids_in_use_then_a_clear_error() {
-    bounded(Duration::from_secs(180), || {
-        let (c, s) = pair_with(Config::default(), server_config());
+both_modes!(all_ids_in_use_then_a_clear_error);
+fn all_ids_in_use_then_a_clear_error(ext: bool) {
+    bounded(Duration::from_secs(180), move || {
+        let (c, s) = pair_with(config(ext), server_config(ext));
         let (tx, rx) = mpsc::channel::<u16>();
         let server = thread::spawn(move || {
             // Accept and hold every stream.

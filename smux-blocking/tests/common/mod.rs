@@ -43,17 +43,72 @@ pub fn tcp_pair() -> (TcpStream, TcpStream) {
     (c, s)
 }
 
-/// A pair of sessions over loopback TCP: (dialler, acceptor).
+/// Generates two tests from `fn name(ext: bool)`: `name::ext_on` runs it with the
+/// protocol extensions on, `name::ext_off` with them off, so every behaviour is
+/// checked in both modes.
+#[macro_export]
+macro_rules! both_modes {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn ext_on() {
+                super::$name(true)
+            }
+
+            #[test]
+            fn ext_off() {
+                super::$name(false)
+            }
+        }
+    };
+}
+
+/// The default configuration with the extensions on or off.
+pub fn config(ext: bool) -> Config {
+    Config {
+        extensions: ext,
+        ..Config::default()
+    }
+}
+
+/// A pair of sessions over loopback TCP: (dialler, acceptor). If both configurations
+/// have the extensions on, they are agreed on before this returns (so every stream
+/// opened afterwards is extended).
 pub fn pair_with(client: Config, server: Config) -> (Session, Session) {
+    let both = client.extensions && server.extensions;
     let (c, s) = tcp_pair();
     let c = Session::new(c, client, Role::Dialer).expect("client session");
     let s = Session::new(s, server, Role::Acceptor).expect("server session");
+    if both {
+        negotiate(&c, &s);
+    }
     (c, s)
 }
 
-/// A pair of sessions with the default configuration.
-pub fn pair() -> (Session, Session) {
-    pair_with(Config::default(), Config::default())
+/// A pair of sessions with the default configuration, extensions on or off.
+pub fn pair(ext: bool) -> (Session, Session) {
+    pair_with(config(ext), config(ext))
+}
+
+/// Makes the dialler `c` send a first frame (a ping) so the acceptor offers the
+/// extensions, and waits until both ends have agreed. Panics after 10 s.
+pub fn negotiate(c: &Session, s: &Session) {
+    c.ping();
+    wait_until(Duration::from_secs(10), "extensions agreed", || {
+        c.extensions_enabled() && s.extensions_enabled()
+    });
+}
+
+/// Polls `cond` every millisecond until it holds; panics after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// splitmix64: a small seeded generator for test data.
