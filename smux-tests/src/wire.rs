@@ -3,6 +3,11 @@
 //!
 //! A header is 7 bytes: `cmd` (u8), stream `id` (u16 little-endian), `length` (u32
 //! little-endian); a PSH header is followed by `length` payload bytes.
+//!
+//! The extensions two smux-rs ends negotiate (see `smux_proto::negotiate`) are here too:
+//! HELLO and ACK (VRM frames with fixed values), and the commands only valid once both
+//! ends agreed: WND, RST and GWY. `SYN(1)` asks for an extended stream, `FIN(1)` is an
+//! extended stream's last FIN.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +27,35 @@ pub const CFM: u8 = 3;
 pub const VRM: u8 = 4;
 /// Keepalive.
 pub const PIN: u8 = 5;
+/// Extension: raises a stream's window to `length`.
+pub const WND: u8 = 6;
+/// Extension: aborts a stream both ways; `length` is the error code.
+pub const RST: u8 = 7;
+/// Extension: no new streams either way; `length` is the error code.
+pub const GWY: u8 = 8;
 /// Header length.
 pub const HEADER: usize = 7;
+
+/// HELLO, the acceptor's offer: `VRM(HELLO_ID, caps)`.
+pub const HELLO: (u16, u32) = (
+    smux_proto::negotiate::HELLO_ID,
+    smux_proto::negotiate::caps_value(smux_proto::negotiate::CAP_V1),
+);
+/// ACK, the dialler's acceptance: `VRM(ACK_ID, caps)`.
+pub const ACK: (u16, u32) = (
+    smux_proto::negotiate::ACK_ID,
+    smux_proto::negotiate::caps_value(smux_proto::negotiate::CAP_V1),
+);
+
+/// True if `f` is HELLO.
+pub fn is_hello(f: &Frame) -> bool {
+    f.cmd == VRM && (f.id, f.length) == HELLO
+}
+
+/// True if `f` is ACK.
+pub fn is_ack(f: &Frame) -> bool {
+    f.cmd == VRM && (f.id, f.length) == ACK
+}
 
 /// The 7 bytes of a header, whatever the values (an undefined `cmd`, a `length` that
 /// is a lie...).
@@ -83,6 +115,42 @@ impl Frames {
     /// PIN.
     pub fn pin(&mut self) -> &mut Frames {
         self.raw(PIN, 0, 0)
+    }
+
+    /// SYN(1) for `id`: asks for an extended stream (base once extensions are off).
+    pub fn syn_ext(&mut self, id: u16) -> &mut Frames {
+        self.raw(SYN, id, 1)
+    }
+
+    /// FIN(1) for `id`: an extended stream's last FIN.
+    pub fn fin_last(&mut self, id: u16) -> &mut Frames {
+        self.raw(FIN, id, 1)
+    }
+
+    /// WND raising `id`'s window to `window`.
+    pub fn wnd(&mut self, id: u16, window: u32) -> &mut Frames {
+        self.raw(WND, id, window)
+    }
+
+    /// RST of `id` with `code`.
+    pub fn rst(&mut self, id: u16, code: u32) -> &mut Frames {
+        self.raw(RST, id, code)
+    }
+
+    /// GWY with `code`.
+    pub fn gwy(&mut self, code: u32) -> &mut Frames {
+        self.raw(GWY, 0, code)
+    }
+
+    /// HELLO, as an acceptor of ours sends it.
+    pub fn hello(&mut self) -> &mut Frames {
+        self.vrm(HELLO.0, HELLO.1)
+    }
+
+    /// What a dialler of ours sends on HELLO: the verify answer, then ACK.
+    pub fn answer_hello(&mut self) -> &mut Frames {
+        let (a, b) = smux_proto::verify_code(HELLO.0, HELLO.1);
+        self.vrm(a, b).vrm(ACK.0, ACK.1)
     }
 
     /// The bytes written so far.
@@ -190,12 +258,47 @@ pub async fn loopback(buffers: Option<u32>) -> io::Result<(TcpStream, TcpStream)
 /// Shared state a raw peer's reader task updates frame by frame.
 pub type Shared<S> = std::sync::Arc<std::sync::Mutex<S>>;
 
+/// Reads from `r` until `parser` holds a whole frame and returns it; `None` at
+/// end-of-file or on an error. Bytes past that frame stay in `parser`.
+pub async fn read_frame(
+    r: &mut tokio::net::tcp::OwnedReadHalf,
+    parser: &mut Parser,
+) -> Option<Frame> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(f) = parser.next_frame() {
+            return Some(f);
+        }
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => parser.push(&buf[..n]),
+        }
+    }
+}
+
 /// Spawns a task that reads `r` until end-of-file or an error, hands every frame to
 /// `on_frame` under `state`'s lock, and returns the count of bytes left over that did
 /// not form a whole frame. While `gate` is false it does not read at all (a peer
 /// that stopped reading: its TCP receive window fills).
 pub fn spawn_reader<S, F>(
+    r: tokio::net::tcp::OwnedReadHalf,
+    state: Shared<S>,
+    gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    on_frame: F,
+) -> tokio::task::JoinHandle<usize>
+where
+    S: Send + 'static,
+    F: FnMut(&mut S, Frame) + Send + 'static,
+{
+    spawn_reader_from(r, Parser::new(), state, gate, on_frame)
+}
+
+/// [`spawn_reader`] that starts with the bytes already in `parser` (a peer that read
+/// part of the stream itself first, e.g. to negotiate by hand).
+pub fn spawn_reader_from<S, F>(
     mut r: tokio::net::tcp::OwnedReadHalf,
+    mut parser: Parser,
     state: Shared<S>,
     gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     mut on_frame: F,
@@ -207,9 +310,16 @@ where
     use std::sync::atomic::Ordering;
     use tokio::io::AsyncReadExt;
     tokio::spawn(async move {
-        let mut parser = Parser::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            {
+                let mut st = state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                while let Some(f) = parser.next_frame() {
+                    on_frame(&mut st, f);
+                }
+            }
             if let Some(g) = &gate {
                 while !g.load(Ordering::Acquire) {
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -218,12 +328,6 @@ where
             match r.read(&mut buf).await {
                 Ok(0) | Err(_) => return parser.leftover(),
                 Ok(n) => parser.push(&buf[..n]),
-            }
-            let mut st = state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            while let Some(f) = parser.next_frame() {
-                on_frame(&mut st, f);
             }
         }
     })

@@ -243,8 +243,12 @@ fn connection_end_inside_a_frame_is_truncated() {
 /// What the peer's reader counts.
 #[derive(Default)]
 struct Tally {
-    /// Frames received, by command.
-    frames: [u64; 8],
+    /// HELLO frames received: our acceptor offers the extensions after the peer's
+    /// first frame. These peers never answer, so the session stays on the base
+    /// protocol; HELLO is counted here and not among the VRM frames (answers).
+    hello: u64,
+    /// Frames received, by command (HELLO aside).
+    frames: [u64; 9],
     /// FIN frames received, by stream.
     fins: HashMap<u16, u32>,
     /// SYN frames received, by stream.
@@ -254,7 +258,11 @@ struct Tally {
 }
 
 fn tally(t: &mut Tally, f: Frame) {
-    t.frames[(f.cmd as usize).min(7)] += 1;
+    if wire::is_hello(&f) {
+        t.hello += 1;
+        return;
+    }
+    t.frames[(f.cmd as usize).min(8)] += 1;
     match f.cmd {
         wire::FIN => *t.fins.entry(f.id).or_default() += 1,
         wire::SYN => t.syns.push(f.id),
@@ -658,9 +666,18 @@ fn vrm_flood_is_answered_within_bounds() {
         struct Answers {
             n: u32,
             wrong: u32,
+            hello: u32,
+            hello_after: u32,
         }
         let got = Arc::new(Mutex::new(Answers::default()));
         let reader = spawn_reader(r, got.clone(), Some(gate.clone()), |a: &mut Answers, f| {
+            // Our acceptor offers the extensions once, right after answering the
+            // first challenge; the flood never answers it, so the rest is base.
+            if wire::is_hello(&f) {
+                a.hello += 1;
+                a.hello_after = a.n;
+                return;
+            }
             let want = verify_code(a.n as u16, a.n.wrapping_mul(7));
             if f.cmd != wire::VRM || (f.id, f.length) != want {
                 a.wrong += 1;
@@ -706,6 +723,11 @@ fn vrm_flood_is_answered_within_bounds() {
         let _w = within(60, "flood completes", writer).await.expect("writer");
         eventually(60, "every challenge answered", || lock(&got).n == N).await;
         assert_eq!(lock(&got).wrong, 0, "answers match, in order");
+        let hello = {
+            let g = lock(&got);
+            (g.hello, g.hello_after)
+        };
+        assert_eq!(hello, (1, 1), "one HELLO, after the first answer");
         assert!(!s.is_closed());
         assert_eq!(s.stats().protocol_errors, 0);
         s.close();
