@@ -65,12 +65,78 @@
 //! * No head-of-line blocking: each stream has its own window, so a stream nobody
 //!   reads stalls only itself.
 //! * Shutting a stream down ([`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown))
-//!   or dropping it sends our FIN after everything written. The protocol has no
-//!   half-close: the FIN ends both directions.
+//!   sends our FIN after everything written; dropping it does too and releases it.
+//!   In the base protocol the FIN ends both directions; on an extended stream (below)
+//!   shutdown is a half-close.
 //! * [`Stream::into_split`] gives halves for two tasks.
 //! * Deadlines with honest counts: [`Stream::write_all_before`] reports exactly how
 //!   many bytes were accepted when the deadline passed ([`PartialWrite`]), so the
 //!   caller resends exactly the rest; [`Stream::read_before`] bounds a read.
+//!
+//! # Extensions
+//!
+//! Two smux-rs ends with [`Config::extensions`] on (the default) agree on extensions
+//! that a reference peer never sees (`docs/PROTOCOL.md` in the repository describes
+//! them); [`Session::extensions_enabled`] tells whether they did, and every stream
+//! opened from then on is extended ([`Stream::is_extended`]):
+//!
+//! * windows grow beyond 512 KiB when the round-trip time calls for it (up to
+//!   [`Config::max_window`]), so one stream can fill a long fat link;
+//! * half-close: shutdown means "I will write no more", and the stream can still be
+//!   read to end-of-file;
+//! * [`Stream::reset`] aborts a stream both ways with a code the peer's reads and
+//!   writes report (kind `ConnectionReset`, code from [`reset_code`]);
+//! * [`Session::go_away`] refuses new streams, lets open ones finish, then ends the
+//!   session with [`EndReason::Drained`].
+//!
+//! With a base peer, or on a stream opened before the ends agreed, the base protocol
+//! applies: shutdown and reset close both directions, and a go-away only refuses
+//! streams. A request, a half-close, then the answer:
+//!
+//! ```
+//! use smux_tokio::{Config, Listener};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     let (session, _) = listener.accept().await?;
+//!     let mut s = session.accept().await?;
+//!     // Read the whole request (up to the client's half-close), then answer.
+//!     let mut request = Vec::new();
+//!     s.read_to_end(&mut request).await?;
+//!     request.reverse();
+//!     s.write_all(&request).await?;
+//!     drop(s); // our FIN follows the answer: the client reads to end-of-file
+//!     session.go_away(0); // no new streams; the session ends once the client is done
+//!     session.closed().await;
+//!     std::io::Result::Ok(())
+//! });
+//!
+//! let session = smux_tokio::connect(addr, Config::default()).await?;
+//! // The dialer's first frame starts the negotiation: ping, and once a second ping
+//! // was answered too (`ping` is false while one is outstanding), it has settled.
+//! session.ping();
+//! for _ in 0..2 {
+//!     while !session.ping() {
+//!         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+//!     }
+//! }
+//! assert!(session.extensions_enabled());
+//! let mut s = session.open().await?;
+//! assert!(s.is_extended());
+//! s.write_all(b"request").await?;
+//! s.shutdown().await?; // half-close: we can still read
+//! let mut answer = Vec::new();
+//! s.read_to_end(&mut answer).await?;
+//! assert_eq!(answer, b"tseuqer");
+//! drop(s);
+//! assert_eq!(session.closed().await, smux_tokio::EndReason::Drained);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Sessions
 //!
@@ -79,8 +145,10 @@
 //! queued; [`Session::shutdown`] refuses new writes, writes out everything already
 //! written on its streams, then ends it, and dropping the last [`Session`] clone does
 //! the same in the background (like closing a TCP socket, for at most 10 s).
+//! [`Session::go_away`] instead lets the open streams finish first (see above).
 //! [`Session::end_reason`] says why it ended (closed here, peer closed, keepalive
-//! timeout, protocol error, I/O error); [`Session::closed`] waits for it;
+//! timeout, protocol error, I/O error, drained after a go-away); [`Session::closed`]
+//! waits for it;
 //! [`Session::stats`] gives counters.
 //! [`is_smux`] tells whether the peer of a fresh connection speaks smux.
 //!
@@ -104,4 +172,5 @@ pub use net::{connect, Listener};
 pub use probe::{is_smux, is_smux_at};
 pub use session::Session;
 pub use smux_proto::{Config, EndReason, Role, Stats, StreamId};
-pub use stream::{PartialWrite, ReadHalf, Stream, WriteHalf};
+pub use smux_proto::{OpenError, ReadError, WriteError, RESET_REFUSED};
+pub use stream::{reset_code, PartialWrite, ReadHalf, Stream, WriteHalf};

@@ -107,21 +107,22 @@ impl Session {
     /// Opens a new stream. The peer learns of it with the stream's first frame; data
     /// can be written at once.
     ///
-    /// Fails when the session has ended, or with a clear error when all 65,536 stream
-    /// IDs are in use (open, or closing and awaiting the peer's FIN).
+    /// Fails when the session has ended, with [`io::ErrorKind::ConnectionRefused`]
+    /// after a go-away (see [`Session::go_away`]), or with a clear error when all
+    /// 65,536 stream IDs are in use (open, or closing and awaiting the peer's FIN).
     pub async fn open(&self) -> io::Result<Stream> {
         let (result, driver) = {
             let mut g = self.shared().lock();
             if g.closing && !g.core.is_ended() {
                 return Err(crate::shared::Inner::closing_error());
             }
-            let r = g.core.open();
+            let r = g.core.open().map(|id| (id, g.core.is_extended(id)));
             let d = if r.is_ok() { g.take_driver() } else { None };
             (r, d)
         };
         wake(driver);
         match result {
-            Ok(id) => Ok(Stream::new(self.shared().clone(), id)),
+            Ok((id, ext)) => Ok(Stream::new(self.shared().clone(), id, ext)),
             Err(OpenError::IdsExhausted) => Err(io::Error::other(
                 "smux: all 65536 stream IDs are in use; close streams or open another session",
             )),
@@ -141,8 +142,9 @@ impl Session {
         let mut g = self.shared().lock();
         let inner = &mut *g;
         if let Some(id) = inner.core.accept() {
+            let ext = inner.core.is_extended(id);
             drop(g);
-            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id)));
+            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id, ext)));
         }
         if let Some(reason) = inner.core.end_reason() {
             return Poll::Ready(Err(reason.to_io_error()));
@@ -152,6 +154,50 @@ impl Session {
         }
         inner.waiters.wait_accept(cx.waker());
         Poll::Pending
+    }
+
+    /// Starts a graceful shutdown that lets the open streams finish: from now on no new
+    /// stream is opened in either direction ([`Session::open`] fails with
+    /// [`io::ErrorKind::ConnectionRefused`]; streams the peer opens, and those not yet
+    /// accepted, are refused), while the streams already open keep working. When the
+    /// last of them is closed on both ends and everything was written, the session
+    /// ends with [`EndReason::Drained`]; [`Session::closed`] waits for that, and
+    /// [`Session::accept`] keeps waiting until then.
+    ///
+    /// With extensions on (see [`Session::extensions_enabled`]) the peer is told, with
+    /// `code`, and stops opening streams too; its session also ends `Drained` once the
+    /// streams are gone. A peer without extensions is not told: it only sees its new
+    /// streams refused. Keep a handle to the session while it drains: dropping the last
+    /// one ends it as described on [`Session`].
+    pub fn go_away(&self, code: u32) {
+        let driver = {
+            let mut g = self.shared().lock();
+            g.core.go_away(code);
+            g.take_driver()
+        };
+        wake(driver);
+    }
+
+    /// True once a go-away was sent ([`Session::go_away`]) or received from the peer:
+    /// no new streams in either direction.
+    pub fn is_going_away(&self) -> bool {
+        self.shared().lock().core.is_going_away()
+    }
+
+    /// True once both ends agreed on the extensions (growing windows, half-close,
+    /// reset, go-away); streams opened from then on are extended
+    /// ([`Stream::is_extended`]).
+    ///
+    /// Negotiation needs [`Config::extensions`] on both ends. The accepting end offers
+    /// the extensions right after the first frame it receives, and the dialing end
+    /// sends nothing on its own (reference servers may probe a new connection and
+    /// expect the first frame to be the probe's answer), so the first stream a dialer
+    /// opens is a base stream. A dialer that wants extended streams from the start can
+    /// [`Session::ping`] and wait until a second ping was answered too (`ping` returns
+    /// false while one is outstanding): the peer's offer, if it makes one, arrives
+    /// before that answer, so this is then final (the crate docs show it).
+    pub fn extensions_enabled(&self) -> bool {
+        self.shared().lock().core.extensions_enabled()
     }
 
     /// Ends the session now: every stream fails, data not yet sent is dropped, and the

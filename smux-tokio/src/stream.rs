@@ -5,11 +5,11 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use smux_proto::{Event, ReadError, StreamId};
+use smux_proto::{Event, ReadError, StreamId, WriteError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -22,13 +22,27 @@ use crate::shared::{wake, Shared};
 /// or the session's send queue is full; a write that returns `Ok(n)` has handed `n`
 /// bytes to the session, which sends them unless the session ends.
 ///
-/// Shutting down (`AsyncWriteExt::shutdown`) or dropping the stream closes it: our
-/// FIN goes out after every byte already written and the handshake completes in the
-/// background. The smux protocol has no half-close: the FIN ends both directions, so
-/// data that arrives later is dropped and later reads return end-of-file.
+/// Shutting down (`AsyncWriteExt::shutdown`) sends our FIN after every byte already
+/// written. What it means for the other direction depends on the stream:
+///
+/// * On an **extended** stream ([`Stream::is_extended`]: both ends are smux-rs with
+///   extensions on, see [`Config::extensions`](crate::Config::extensions)) it is a
+///   half-close: writes fail from then on, but the peer may go on writing and reads
+///   return its data until its own FIN (end-of-file). The stream stays ours until it
+///   is dropped.
+/// * On a **base** stream (the peer is a reference implementation, or extensions are
+///   off on either end, or the stream was opened before the two ends agreed) the
+///   protocol has no half-close: the FIN ends both directions, so the stream is
+///   released at once, data that arrives later is dropped and reads return
+///   end-of-file.
+///
+/// Dropping the stream releases it: our FIN goes out after every byte already
+/// written and the handshake completes in the background. [`Stream::reset`] aborts
+/// it instead, in both directions and with an error code the peer's reads and writes
+/// report (as [`io::ErrorKind::ConnectionReset`], see [`reset_code`]).
 ///
 /// For reading and writing from two tasks, split the stream with
-/// [`Stream::into_split`]; the stream is closed when both halves are dropped.
+/// [`Stream::into_split`]; the stream is released when both halves are dropped.
 #[derive(Debug)]
 pub struct Stream {
     inner: Arc<StreamRef>,
@@ -46,29 +60,55 @@ pub struct WriteHalf {
     inner: Arc<StreamRef>,
 }
 
+/// `StreamRef::released`: this end still holds the stream.
+const HELD: u8 = 0;
+/// `StreamRef::released`: this end closed the stream (drop, or shutdown of a base
+/// stream); reads return end-of-file.
+const CLOSED: u8 = 1;
+/// `StreamRef::released`: this end reset the stream; reads and writes fail.
+const RESET: u8 = 2;
+
 /// What a stream handle (or both halves) shares; closes the stream when dropped.
 pub(crate) struct StreamRef {
     shared: Arc<Shared>,
     id: StreamId,
-    /// Set (under the session lock) once this end closed the stream. The ID may then
-    /// be reused by a new stream, so no call may reach the core with it any more.
-    closed: AtomicBool,
+    /// Whether the stream has the extensions (half-close, reset); fixed at its SYN.
+    extended: bool,
+    /// `HELD` until this end releases the stream, then `CLOSED` or `RESET`; changed
+    /// under the session lock. Once released, the ID may be reused by a new stream,
+    /// so no call may reach the core with it any more.
+    released: AtomicU8,
 }
 
 impl fmt::Debug for StreamRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.released.load(Ordering::Relaxed) {
+            HELD => "held",
+            CLOSED => "closed",
+            _ => "reset",
+        };
         f.debug_struct("Stream")
             .field("id", &self.id)
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("extended", &self.extended)
+            .field("state", &state)
             .finish()
     }
 }
 
 impl StreamRef {
+    fn released(&self) -> u8 {
+        self.released.load(Ordering::Relaxed)
+    }
+
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut g = self.shared.lock();
         let inner = &mut *g;
-        if self.closed.load(Ordering::Relaxed) || buf.remaining() == 0 {
+        match self.released() {
+            HELD => {}
+            CLOSED => return Poll::Ready(Ok(())),
+            _ => return Poll::Ready(Err(reset_locally())),
+        }
+        if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
         let stalled = !inner.core.wants_input();
@@ -104,11 +144,15 @@ impl StreamRef {
     fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let mut g = self.shared.lock();
         let inner = &mut *g;
-        if self.closed.load(Ordering::Relaxed) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "smux stream was shut down",
-            )));
+        match self.released() {
+            HELD => {}
+            CLOSED => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "smux stream was shut down",
+                )))
+            }
+            _ => return Poll::Ready(Err(reset_locally())),
         }
         if inner.closing && !inner.core.is_ended() {
             return Poll::Ready(Err(crate::shared::Inner::closing_error()));
@@ -120,7 +164,7 @@ impl StreamRef {
                 wake(driver);
                 Poll::Ready(Ok(n))
             }
-            Err(smux_proto::WriteError::Blocked) => {
+            Err(WriteError::Blocked) => {
                 inner.waiters.wait_write(self.id, cx.waker());
                 Poll::Pending
             }
@@ -128,23 +172,57 @@ impl StreamRef {
         }
     }
 
-    /// Closes the stream on our side (FIN after the written data) and wakes tasks
-    /// parked on it. Idempotent.
-    fn close(&self) {
+    /// Releases the stream on our side, as `how` (`CLOSED`: FIN after the written
+    /// data; `RESET`: abort with `code`), and wakes tasks parked on it. Only the first
+    /// release counts.
+    fn release(&self, how: u8, code: u32) {
         let mut woken = Vec::new();
         let driver = {
             let mut g = self.shared.lock();
             let inner = &mut *g;
-            if self.closed.swap(true, Ordering::Relaxed) {
+            if self
+                .released
+                .compare_exchange(HELD, how, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                // Already released: the first outcome stands.
                 return;
             }
-            // Fails only if the session ended (the stream is gone): nothing to send.
-            let _ = inner.core.close(self.id);
+            // These fail only if the session ended (the stream is gone): nothing to
+            // send. On a base stream the core's reset is a close.
+            let _ = match how {
+                RESET => inner.core.reset(self.id, code),
+                _ => inner.core.close(self.id),
+            };
             inner.waiters.dispatch(&Event::Closed(self.id), &mut woken);
             inner.take_driver()
         };
         wake(driver);
         woken.into_iter().for_each(|w| w.wake());
+    }
+
+    /// Shuts our write side: a half-close on an extended stream, a close (both
+    /// directions) on a base stream.
+    fn shutdown(&self) -> io::Result<()> {
+        if !self.extended {
+            // The base protocol's FIN ends both directions: the stream is released.
+            self.release(CLOSED, 0);
+            return Ok(());
+        }
+        let driver = {
+            let mut g = self.shared.lock();
+            match self.released() {
+                HELD => {}
+                CLOSED => return Ok(()),
+                _ => return Err(reset_locally()),
+            }
+            // Our FIN is queued (or waits behind the written data); the stream stays
+            // ours, for reading, until it is dropped. A second call is a no-op.
+            g.core.shutdown(self.id)?;
+            g.take_driver()
+        };
+        wake(driver);
+        Ok(())
     }
 
     async fn write_all_before(&self, data: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
@@ -194,12 +272,44 @@ impl StreamRef {
 
 impl Drop for StreamRef {
     fn drop(&mut self) {
-        self.close();
+        self.release(CLOSED, 0);
     }
 }
 
 fn timed_out(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, msg)
+}
+
+fn reset_locally() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "smux stream was reset on this end",
+    )
+}
+
+/// The error code of a reset stream, if `err` is a read or write failure caused by the
+/// peer's [`Stream::reset`] (such errors have the kind
+/// [`io::ErrorKind::ConnectionReset`]). Also looks inside a [`PartialWrite`] turned
+/// into an `io::Error`.
+///
+/// ```
+/// # fn check(err: std::io::Error) {
+/// if let Some(code) = smux_tokio::reset_code(&err) {
+///     eprintln!("the peer aborted the stream with code {code}");
+/// }
+/// # }
+/// ```
+pub fn reset_code(err: &io::Error) -> Option<u32> {
+    let inner = err.get_ref()?;
+    if let Some(ReadError::Reset(code)) = inner.downcast_ref::<ReadError>() {
+        return Some(*code);
+    }
+    if let Some(WriteError::Reset(code)) = inner.downcast_ref::<WriteError>() {
+        return Some(*code);
+    }
+    inner
+        .downcast_ref::<PartialWrite>()
+        .and_then(|p| reset_code(p.error()))
 }
 
 /// A write with a deadline that did not complete: carries the exact number of bytes
@@ -268,12 +378,13 @@ impl From<PartialWrite> for io::Error {
 }
 
 impl Stream {
-    pub(crate) fn new(shared: Arc<Shared>, id: StreamId) -> Stream {
+    pub(crate) fn new(shared: Arc<Shared>, id: StreamId, extended: bool) -> Stream {
         Stream {
             inner: Arc::new(StreamRef {
                 shared,
                 id,
-                closed: AtomicBool::new(false),
+                extended,
+                released: AtomicU8::new(HELD),
             }),
         }
     }
@@ -283,9 +394,33 @@ impl Stream {
         self.inner.id
     }
 
+    /// Whether the stream has the extensions: shutdown is a half-close and
+    /// [`Stream::reset`] an abort with a code. True for streams opened after both ends
+    /// agreed on extensions (see [`Session::extensions_enabled`]); otherwise the stream
+    /// follows the base protocol, where both are a plain close.
+    ///
+    /// [`Session::extensions_enabled`]: crate::Session::extensions_enabled
+    pub fn is_extended(&self) -> bool {
+        self.inner.extended
+    }
+
+    /// Aborts the stream in both directions and releases it: data buffered on either
+    /// end is dropped, and the peer's pending and later reads and writes fail with
+    /// [`io::ErrorKind::ConnectionReset`] carrying `code` (see [`reset_code`]). The
+    /// ID is freed once the peer has acknowledged.
+    ///
+    /// On a base stream ([`Stream::is_extended`] is false) the protocol has no abort:
+    /// this closes the stream as dropping it would (our FIN after the written data),
+    /// and the peer sees end-of-file. Does nothing if the session has ended.
+    pub fn reset(self, code: u32) {
+        self.inner.release(RESET, code);
+    }
+
     /// Splits the stream into a reading and a writing half that can be used from two
-    /// tasks at once. The stream is closed when both halves are dropped, or when the
-    /// writing half is shut down.
+    /// tasks at once. The stream is released when both halves are dropped, or when one
+    /// half resets it. Shutting the writing half down is a half-close on an extended
+    /// stream (the reading half goes on until the peer's end-of-file) and closes both
+    /// directions on a base stream (the reading half then returns end-of-file).
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         (
             ReadHalf {
@@ -323,6 +458,17 @@ impl ReadHalf {
         self.inner.id
     }
 
+    /// See [`Stream::is_extended`].
+    pub fn is_extended(&self) -> bool {
+        self.inner.extended
+    }
+
+    /// Resets the stream (see [`Stream::reset`]); the writing half's calls fail from
+    /// then on.
+    pub fn reset(self, code: u32) {
+        self.inner.release(RESET, code);
+    }
+
     /// See [`Stream::read_before`].
     pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         self.inner.read_before(buf, deadline).await
@@ -333,6 +479,17 @@ impl WriteHalf {
     /// The stream's 16-bit ID on the wire.
     pub fn id(&self) -> StreamId {
         self.inner.id
+    }
+
+    /// See [`Stream::is_extended`].
+    pub fn is_extended(&self) -> bool {
+        self.inner.extended
+    }
+
+    /// Resets the stream (see [`Stream::reset`]); the reading half's calls fail from
+    /// then on.
+    pub fn reset(self, code: u32) {
+        self.inner.release(RESET, code);
     }
 
     /// See [`Stream::write_all_before`].
@@ -375,10 +532,12 @@ macro_rules! impl_write {
                 Poll::Ready(Ok(()))
             }
 
-            /// Closes the stream: sends our FIN after the written data (see [`Stream`]).
+            /// Sends our FIN after the written data: a half-close on an extended
+            /// stream, a close of both directions on a base stream (see [`Stream`]).
+            /// Fails if the peer reset the stream, or (extended stream) if the session
+            /// ended.
             fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.inner.close();
-                Poll::Ready(Ok(()))
+                Poll::Ready(self.inner.shutdown())
             }
         }
     };

@@ -1,19 +1,27 @@
 //! Session failure: the transport goes away under active reads and writes; every call
 //! fails quickly and the driver tasks end. Also: ending a session locally.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use common::{bounded, pair};
-use smux_tokio::{Config, EndReason, Listener, Session};
+use common::{bounded, config, pair};
+use smux_tokio::{EndReason, Listener, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+both_ways!(
+    transport_lost_under_active_streams,
+    closing_the_session_fails_every_call,
+    dropping_the_last_session_handle_ends_it,
+    a_peer_that_breaks_the_protocol_ends_the_session,
+);
+
 /// A TCP relay between a client and a server, killed at will: the connection then
 /// vanishes under both sessions.
-async fn relayed_pair() -> (Session, Session, tokio::task::JoinHandle<()>) {
-    let listener = Listener::bind("127.0.0.1:0", Config::default())
+async fn relayed_pair(ext: bool) -> (Session, Session, tokio::task::JoinHandle<()>) {
+    let listener = Listener::bind("127.0.0.1:0", config(ext))
         .await
         .expect("bind");
     let server_addr = listener.local_addr().expect("addr");
@@ -27,14 +35,13 @@ async fn relayed_pair() -> (Session, Session, tokio::task::JoinHandle<()>) {
         let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
     });
     let (client, server) = tokio::join!(
-        smux_tokio::connect(relay_addr, Config::default()),
+        smux_tokio::connect(relay_addr, config(ext)),
         listener.accept()
     );
-    (
-        client.expect("connect"),
-        server.expect("accept").0,
-        relay_task,
-    )
+    let client = client.expect("connect");
+    common::settle(&client).await;
+    assert_eq!(client.extensions_enabled(), ext);
+    (client, server.expect("accept").0, relay_task)
 }
 
 /// Starts, on `session`, one stream that is blocked reading and one blocked writing
@@ -76,10 +83,9 @@ async fn busy_streams(
     (reader, writer, peers)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transport_lost_under_active_streams() {
+async fn transport_lost_under_active_streams(ext: bool) {
     bounded(20, "transport loss", async {
-        let (client, server, relay) = relayed_pair().await;
+        let (client, server, relay) = relayed_pair(ext).await;
         let (reader, writer, _peers) = busy_streams(&client, &server).await;
         let acceptor = {
             let client = client.clone();
@@ -115,10 +121,9 @@ async fn transport_lost_under_active_streams() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_the_session_fails_every_call() {
+async fn closing_the_session_fails_every_call(ext: bool) {
     bounded(20, "local close", async {
-        let (client, server) = pair(Config::default(), Config::default()).await;
+        let (client, server) = pair(config(ext), config(ext)).await;
         let (reader, writer, _peers) = busy_streams(&client, &server).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         client.close();
@@ -139,10 +144,9 @@ async fn closing_the_session_fails_every_call() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_last_session_handle_ends_it() {
+async fn dropping_the_last_session_handle_ends_it(ext: bool) {
     bounded(20, "drop session", async {
-        let (client, server) = pair(Config::default(), Config::default()).await;
+        let (client, server) = pair(config(ext), config(ext)).await;
         let mut s = client.open().await.expect("open");
         s.write_all(b"hi").await.expect("write");
         let mut peer = server.accept().await.expect("accept");
@@ -164,8 +168,7 @@ async fn dropping_the_last_session_handle_ends_it() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_breaks_the_protocol_ends_the_session() {
+async fn a_peer_that_breaks_the_protocol_ends_the_session(ext: bool) {
     bounded(20, "protocol error", async {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -177,7 +180,7 @@ async fn a_peer_that_breaks_the_protocol_ends_the_session() {
             let mut sink = [0u8; 1024];
             while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
         });
-        let session = smux_tokio::connect(addr, Config::default())
+        let session = smux_tokio::connect(addr, config(ext))
             .await
             .expect("connect");
         let reason = bounded(5, "session end", session.closed()).await;

@@ -4,12 +4,15 @@
 //! The test prints the other streams' throughput with and without the stalled stream;
 //! it asserts only that they complete (timings on a shared machine prove nothing).
 
+#[macro_use]
 mod common;
 
 use std::time::Instant;
 
-use common::{bounded, pair};
+use common::{bounded, config, pair};
 use smux_tokio::{Config, Session};
+
+both_ways!(a_stalled_stream_does_not_block_the_others);
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STREAMS: usize = 8;
@@ -60,10 +63,10 @@ async fn transfer(client: &Session, server: &Session) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_stream_does_not_block_the_others() {
+async fn a_stalled_stream_does_not_block_the_others(ext: bool) {
     bounded(120, "head-of-line test", async {
-        let (client, server) = pair(Config::default(), Config::default()).await;
+        let (client, server) = pair(config(ext), config(ext)).await;
+        // The stalled stream's window never grows: its reader consumes nothing.
         let window = Config::default().window as usize;
         let mib = (STREAMS * PER_STREAM) as f64 / (1 << 20) as f64;
 
@@ -82,7 +85,7 @@ async fn a_stalled_stream_does_not_block_the_others() {
             loop {
                 match stalled.write(&chunk).await {
                     Ok(n) => written += n,
-                    Err(_) => return written,
+                    Err(e) => return (written, e),
                 }
             }
         });
@@ -105,9 +108,17 @@ async fn a_stalled_stream_does_not_block_the_others() {
         assert_eq!(server.stats().buffered_in, window);
         assert!(!writer.is_finished());
         assert!(client.end_reason().is_none());
-        drop(stalled_peer);
-        // Its writer fails once the stream is finished by the peer.
-        let written = bounded(10, "stalled writer", writer).await.expect("writer");
+        // Dropping the peer's end would not stop the writer of an extended stream (the
+        // peer would discard what still comes); a reset stops it either way (on a base
+        // stream it is a close).
+        stalled_peer.reset(9);
+        let (written, e) = bounded(10, "stalled writer", writer).await.expect("writer");
+        if ext {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+            assert_eq!(smux_tokio::reset_code(&e), Some(9));
+        } else {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
         // It got exactly its window in (the first byte, then `written`), no more.
         assert_eq!(written + 1, window);
     })

@@ -1,25 +1,27 @@
 //! Keepalive: a silent peer is detected within the configured timeout, and a live
 //! peer keeps an idle session alive.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{bounded, pair};
+use common::{bounded, config, pair};
 use smux_tokio::{Config, EndReason, Session};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-fn short() -> Config {
+both_ways!(a_silent_peer_is_detected, idle_sessions_stay_alive);
+
+fn short(ext: bool) -> Config {
     Config {
         keepalive_interval: Duration::from_millis(50),
         keepalive_timeout: Duration::from_millis(400),
-        ..Config::default()
+        ..config(ext)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_peer_is_detected() {
+async fn a_silent_peer_is_detected(ext: bool) {
     bounded(20, "keepalive timeout", async {
         // A raw TCP peer that accepts and then never sends a byte (it does read).
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -37,7 +39,9 @@ async fn a_silent_peer_is_detected() {
             got
         });
         let start = Instant::now();
-        let session = smux_tokio::connect(addr, short()).await.expect("connect");
+        let session = smux_tokio::connect(addr, short(ext))
+            .await
+            .expect("connect");
         let mut stream = session.open().await.expect("open");
         let reader = tokio::spawn(async move {
             let mut b = [0u8; 1];
@@ -47,7 +51,7 @@ async fn a_silent_peer_is_detected() {
         println!(
             "silent peer detected after {:?} (timeout {:?})",
             start.elapsed(),
-            short().keepalive_timeout
+            short(ext).keepalive_timeout
         );
         assert_eq!(reason, EndReason::KeepaliveTimeout);
         let err = reader.await.expect("reader").expect_err("read fails");
@@ -60,13 +64,12 @@ async fn a_silent_peer_is_detected() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_sessions_stay_alive() {
+async fn idle_sessions_stay_alive(ext: bool) {
     bounded(20, "idle sessions", async {
         let config = Config {
             keepalive_interval: Duration::from_millis(50),
             keepalive_timeout: Duration::from_millis(1500),
-            ..Config::default()
+            ..config(ext)
         };
         let (client, server): (Session, Session) = pair(config.clone(), config).await;
         tokio::time::sleep(Duration::from_millis(2000)).await;

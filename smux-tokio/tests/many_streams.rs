@@ -1,20 +1,24 @@
 //! 1,000+ concurrent streams, each moving a random amount both ways, checked by
-//! checksum.
+//! checksum. With extensions on, the streams are opened at once, while the ends
+//! negotiate: the first are base streams, the rest extended.
 
+#[macro_use]
 mod common;
 
-use common::{bounded, fnv, pair, Rng, FNV_START};
+use common::{bounded, fnv, pair_raw, Rng, FNV_START};
 use smux_tokio::{Config, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+both_ways!(thousand_streams_both_ways);
 
 const STREAMS: usize = 1200;
 /// Largest amount one side of one stream sends; the mean is half of it.
 const MAX_LEN: u64 = 3 * 1024;
 
-fn config() -> Config {
+fn config(ext: bool) -> Config {
     Config {
         accept_backlog: 4096,
-        ..Config::default()
+        ..common::config(ext)
     }
 }
 
@@ -59,10 +63,9 @@ async fn serve(stream: Stream) -> usize {
     up + down
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousand_streams_both_ways() {
+async fn thousand_streams_both_ways(ext: bool) {
     bounded(120, "many streams", async {
-        let (client, server) = pair(config(), config()).await;
+        let (client, server) = pair_raw(config(ext), config(ext)).await;
         let acceptor = tokio::spawn(async move {
             let mut tasks = Vec::new();
             for _ in 0..STREAMS {
@@ -119,6 +122,7 @@ async fn thousand_streams_both_ways() {
         );
         let stats = client.stats();
         assert_eq!(stats.protocol_errors, 0);
+        assert_eq!(client.extensions_enabled(), ext);
         assert!(client.end_reason().is_none() && server.end_reason().is_none());
     })
     .await;

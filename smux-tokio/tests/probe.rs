@@ -1,18 +1,24 @@
 //! Peer detection with `is_smux`.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use common::bounded;
-use smux_tokio::{is_smux, is_smux_at, Config, Role, Session};
+use common::{bounded, config};
+use smux_tokio::{is_smux, is_smux_at, Role, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+// The tests below these two probe non-smux peers: no session, nothing to negotiate.
+both_ways!(
+    probe_an_accepted_connection_then_run_a_session_on_it,
+    probe_a_listening_session,
+);
+
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probe_an_accepted_connection_then_run_a_session_on_it() {
+async fn probe_an_accepted_connection_then_run_a_session_on_it(ext: bool) {
     bounded(20, "probe then session", async {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -24,7 +30,7 @@ async fn probe_an_accepted_connection_then_run_a_session_on_it() {
                 .await
                 .expect("probe");
             assert!(verdict, "our own session answers the probe");
-            let session = Session::new(tcp, Config::default(), Role::Acceptor);
+            let session = Session::new(tcp, config(ext), Role::Acceptor);
             let mut s = session.accept().await.expect("accept stream");
             let mut buf = [0u8; 5];
             s.read_exact(&mut buf).await.expect("read");
@@ -32,7 +38,7 @@ async fn probe_an_accepted_connection_then_run_a_session_on_it() {
             let mut rest = [0u8; 1];
             assert_eq!(s.read(&mut rest).await.expect("eof"), 0);
         });
-        let client = smux_tokio::connect(addr, Config::default())
+        let client = smux_tokio::connect(addr, config(ext))
             .await
             .expect("connect");
         // The client does nothing until the probe was answered: a dialling session
@@ -45,16 +51,18 @@ async fn probe_an_accepted_connection_then_run_a_session_on_it() {
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).await.expect("read");
         assert_eq!(&buf, b"hello");
+        // The acceptor offered extensions after the stream's first frame, before the
+        // echo, so a probe first does not keep two ends of ours on the base protocol.
+        assert_eq!(client.extensions_enabled(), ext);
         drop(s);
         server.await.expect("server");
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probe_a_listening_session() {
+async fn probe_a_listening_session(ext: bool) {
     bounded(20, "probe a listener", async {
-        let listener = smux_tokio::Listener::bind("127.0.0.1:0", Config::default())
+        let listener = smux_tokio::Listener::bind("127.0.0.1:0", config(ext))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -1,6 +1,7 @@
 //! Stream IDs: recycled past 65,536 opens, and a clear error when all 65,536 are in
 //! use at once.
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,18 +12,22 @@ use common::{bounded, pair};
 use smux_tokio::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn config() -> Config {
+both_ways!(
+    seventy_thousand_streams_one_after_another,
+    all_ids_in_use_then_a_clear_error,
+);
+
+fn config(ext: bool) -> Config {
     Config {
         accept_backlog: 70_000,
-        ..Config::default()
+        ..common::config(ext)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seventy_thousand_streams_one_after_another() {
+async fn seventy_thousand_streams_one_after_another(ext: bool) {
     const TOTAL: usize = 70_000;
     bounded(60, "70,000 sequential streams", async {
-        let (client, server) = pair(config(), config()).await;
+        let (client, server) = pair(config(ext), config(ext)).await;
         let served = Arc::new(AtomicUsize::new(0));
         let count = served.clone();
         let acceptor = tokio::spawn(async move {
@@ -64,11 +69,10 @@ async fn seventy_thousand_streams_one_after_another() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_ids_in_use_then_a_clear_error() {
+async fn all_ids_in_use_then_a_clear_error(ext: bool) {
     const ALL: usize = 65_536;
     bounded(60, "65,536 open streams", async {
-        let (client, server) = pair(config(), config()).await;
+        let (client, server) = pair(config(ext), config(ext)).await;
         let acceptor = tokio::spawn(async move {
             let mut held = Vec::with_capacity(ALL);
             for _ in 0..ALL {
