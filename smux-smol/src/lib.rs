@@ -29,7 +29,26 @@
 //! handle does the same as `shutdown` in the background (for at most 10 seconds).
 //! Streams the peer had finished still read their data and end-of-file afterwards.
 //! [`Session::end_reason`] says why a session ended: closed here, peer closed,
-//! keepalive timeout, protocol error or I/O error.
+//! keepalive timeout, protocol error, I/O error, or a completed go-away (below).
+//!
+//! # Extensions: half-close, reset, go-away
+//!
+//! Two smux-rs ends agree on protocol extensions by themselves ([`Config::extensions`],
+//! on by default; [`Session::extensions_enabled`]); a reference peer never sees them
+//! and keeps the base behaviour. Streams opened after the agreement are *extended*
+//! ([`Stream::is_extended`]):
+//!
+//! - **Half-close**: `AsyncWriteExt::close` sends our FIN but keeps reading until the
+//!   peer's end-of-file, so a client can send a request, close, and read the whole
+//!   answer. On a base stream it closes both directions, as before.
+//! - **Reset**: [`Stream::reset`] aborts a stream both ways with a 32-bit code; the
+//!   peer's reads and writes fail with `ConnectionReset`, and [`reset_code`] extracts
+//!   the code.
+//! - **Go-away**: [`Session::go_away`] refuses new streams in both directions
+//!   (`ConnectionRefused`) while open ones finish; then both sessions end with
+//!   [`EndReason::Drained`].
+//! - Stream windows grow beyond [`Config::window`] on links with a large
+//!   bandwidth-delay product, up to [`Config::max_window`].
 //!
 //! [`connect`] and [`Listener`] cover TCP (with `TCP_NODELAY`, over
 //! [`TcpTransport`]); [`Session::new`] takes any futures-io transport, e.g. a TLS
@@ -123,6 +142,6 @@ pub use deadline::PartialWrite;
 pub use net::{connect, Listener, TcpTransport};
 pub use probe::{is_smux, is_smux_at};
 pub use session::{Driver, Session};
-pub use stream::{ReadHalf, Stream, WriteHalf};
+pub use stream::{reset_code, ReadHalf, Stream, WriteHalf};
 
 pub use smux_proto::{Config, EndReason, Role, Stats, StreamId};

@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     /// ends the session once everything queued is written (or at `linger`, if set).
     pub(crate) closing: bool,
     linger: Option<Instant>,
+    /// A go-away (ours or the peer's) has been seen by the driver, which then woke the
+    /// pending accepts once: from then on they fail.
+    going_away: bool,
 }
 
 pub(crate) type Shared = Arc<Mutex<Inner>>;
@@ -190,6 +193,7 @@ impl Session {
             done_waiters: Vec::new(),
             closing: false,
             linger: None,
+            going_away: false,
         }));
         let driver = Driver::new(shared.clone(), transport);
         let session = Session {
@@ -205,8 +209,9 @@ impl Session {
     /// Opens a new stream. The peer learns of it with the first frame sent (its SYN
     /// goes out at once) and hands it out through its `accept`.
     ///
-    /// Fails when the session has ended, or when all 65,536 stream IDs are in use
-    /// (open, or closing and awaiting the peer's FIN); IDs are recycled once a
+    /// Fails when the session has ended, after a go-away (ours or the peer's;
+    /// [`io::ErrorKind::ConnectionRefused`]), or when all 65,536 stream IDs are in
+    /// use (open, or closing and awaiting the peer's FIN); IDs are recycled once a
     /// stream's close handshake has finished.
     pub async fn open(&self) -> io::Result<Stream> {
         let (id, driver) = {
@@ -230,7 +235,8 @@ impl Session {
     }
 
     /// The next stream the peer opened. Waits until one arrives; fails once the
-    /// session has ended and no opened stream is left to hand out.
+    /// session has ended and no opened stream is left to hand out, and after a
+    /// go-away (ours or the peer's; [`io::ErrorKind::ConnectionRefused`]).
     pub async fn accept(&self) -> io::Result<Stream> {
         poll_fn(|cx| self.poll_accept(cx)).await
     }
@@ -247,6 +253,10 @@ impl Session {
         }
         if inner.closing {
             return Poll::Ready(Err(closing_error()));
+        }
+        if inner.session.is_going_away() {
+            // Streams not yet accepted were refused, and so is every later SYN.
+            return Poll::Ready(Err(smux_proto::OpenError::GoingAway.into()));
         }
         inner.waiters.wait_accept(cx.waker());
         Poll::Pending
@@ -283,6 +293,48 @@ impl Session {
         let woken = lock(self.shared()).start_closing(None);
         woken.into_iter().for_each(Waker::wake);
         self.closed().await
+    }
+
+    /// Starts a graceful shutdown driven by the streams: no new stream in either
+    /// direction (our opens and accepts fail with
+    /// [`io::ErrorKind::ConnectionRefused`], streams the peer opened and we had not
+    /// accepted are refused, and so are later ones), while open streams go on
+    /// working. Once every stream has been released on both ends and everything was
+    /// written, the session ends with [`EndReason::Drained`]; [`Session::closed`]
+    /// waits for that.
+    ///
+    /// With extensions on, the peer is told (with `code`, for its logs), stops
+    /// opening streams too and ends `Drained` as well. A peer without them only sees
+    /// its new streams refused. Unlike [`Session::shutdown`], this waits for the
+    /// application to finish its streams, however long that takes: bound it with a
+    /// timeout, and call [`Session::close`] after one. Does nothing if the session
+    /// ended or a go-away already started.
+    pub fn go_away(&self, code: u32) {
+        let mut woken = Vec::new();
+        {
+            let mut g = lock(self.shared());
+            let inner = &mut *g;
+            inner.session.go_away(code);
+            // Pending accepts now fail.
+            inner.waiters.take_all(&mut woken);
+            inner.going_away = true;
+            woken.extend(inner.take_driver());
+        }
+        woken.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether a go-away was started here ([`Session::go_away`]) or by the peer: no
+    /// new streams in either direction.
+    pub fn is_going_away(&self) -> bool {
+        lock(self.shared()).session.is_going_away()
+    }
+
+    /// Whether both ends agreed on the extensions (half-close, reset, go-away,
+    /// windows that grow). The acceptor offers them after the first frame it
+    /// receives, so this turns true shortly after the first stream or ping; it stays
+    /// false with a peer without them, or when [`Config::extensions`] is off.
+    pub fn extensions_enabled(&self) -> bool {
+        lock(self.shared()).session.extensions_enabled()
     }
 
     /// Waits until the driver has completed (the session ended and the transport was
@@ -352,17 +404,19 @@ impl Session {
 ///
 /// Spawn it on any executor, for example `smol::spawn(driver).detach()`; it needs no
 /// other task. It completes with the session's [`EndReason`] once the session has
-/// ended (peer closed, protocol error, keepalive timeout, I/O error, or
-/// [`Session::close`] / the last [`Session`] handle dropped) and the transport has
-/// been closed. Dropping it before then ends the session with a transport error.
+/// ended (peer closed, protocol error, keepalive timeout, I/O error, a completed
+/// go-away, or [`Session::close`] / the last [`Session`] handle dropped) and the
+/// transport has been closed. Dropping it before then ends the session with a
+/// transport error.
 ///
 /// Reading the transport never waits for writing: while the peer is not taking our
 /// bytes, its frames (and its confirmations) are still read and applied. Once the
-/// session was closed locally the driver closes the transport's write side and reads
-/// on until the peer closes too (for at most 2 seconds), so closing a socket with
-/// unread input does not reset the connection under a peer still reading our last
-/// bytes. Likewise a failed write does not end the session before reading has
-/// taken in what the peer sent before it went away (at most 2 seconds).
+/// session was closed locally (or a go-away ran its course) the driver closes the
+/// transport's write side and reads on until the peer closes too (for at most 2
+/// seconds), so closing a socket with unread input does not reset the connection
+/// under a peer still reading our last bytes. Likewise a failed write does not end
+/// the session before reading has taken in what the peer sent before it went away
+/// (at most 2 seconds).
 pub struct Driver<T> {
     shared: Shared,
     /// The transport; `None` once it has been closed and dropped.
@@ -498,6 +552,12 @@ where
                 log_end(inner.tag, reason);
             }
             inner.waiters.dispatch(&ev, &mut self.woken);
+        }
+        if !inner.going_away && inner.session.is_going_away() {
+            // The peer's go-away arrived (the core has no event for it): pending
+            // accepts must learn that none will come. Others just poll again.
+            inner.going_away = true;
+            inner.waiters.take_all(&mut self.woken);
         }
         let s = &inner.session;
         let linger = inner.linger.filter(|_| inner.closing);
@@ -635,7 +695,7 @@ where
         if self.phase == Phase::Running {
             self.phase = Phase::ShuttingDown;
             self.grace = Some(Instant::now() + SHUTDOWN_GRACE);
-            if reason != EndReason::Local {
+            if !clean_end(&reason) {
                 self.tx = Transmit::new();
             }
         }
@@ -651,9 +711,9 @@ where
             }
             self.phase = Phase::Draining;
         }
-        // Draining only protects bytes we sent on a local close; after a failure or a
-        // silent peer there is nothing to protect.
-        if reason == EndReason::Local && self.poll_drain(cx).is_pending() && !expired {
+        // Draining only protects bytes we sent on a local close or a completed
+        // go-away; after a failure or a silent peer there is nothing to protect.
+        if clean_end(&reason) && self.poll_drain(cx).is_pending() && !expired {
             return Poll::Pending;
         }
         self.finish();
@@ -710,6 +770,12 @@ where
         self.rbuf = BytesMut::new();
         self.result = Some(teardown(&self.shared));
     }
+}
+
+/// True for the ends this side chose, after which what was written must still reach
+/// the peer: a local close, and a go-away that ran its course.
+fn clean_end(reason: &EndReason) -> bool {
+    matches!(reason, EndReason::Local | EndReason::Drained)
 }
 
 /// Marks the session's driver done: ends the session if it still runs (the driver

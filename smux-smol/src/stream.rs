@@ -19,7 +19,7 @@ fn timed_out(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, msg)
 }
 
-/// What a [`Stream`] and its halves share; dropping it closes the stream.
+/// What a [`Stream`] and its halves share; dropping it releases the stream.
 struct Core {
     shared: Shared,
     id: StreamId,
@@ -85,12 +85,15 @@ impl Core {
         }
     }
 
+    /// Ends our writing: `Session::shutdown` in the core. On an extended stream that
+    /// is a half-close (reads go on until the peer's FIN); on a base stream the FIN
+    /// closes both directions, as smux always did.
     fn poll_close(&self) -> Poll<io::Result<()>> {
         let mut woken = Vec::new();
         {
             let mut g = lock(&self.shared);
             let inner = &mut *g;
-            match inner.session.close(self.id) {
+            match inner.session.shutdown(self.id) {
                 // Closing twice is fine; so is closing after the session ended.
                 Ok(())
                 | Err(WriteError::Closed)
@@ -98,7 +101,8 @@ impl Core {
                 | Err(WriteError::SessionEnded(_)) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
-            // A read half parked on this stream learns at once that it was closed.
+            // A read half parked on a base stream learns at once that it was closed.
+            // (On an extended stream it reads on; the wake-up only makes it poll again.)
             inner
                 .waiters
                 .dispatch(&Event::Finished(self.id), &mut woken);
@@ -106,6 +110,29 @@ impl Core {
         }
         woken.into_iter().for_each(Waker::wake);
         Poll::Ready(Ok(()))
+    }
+
+    fn reset(&self, code: u32) -> io::Result<()> {
+        let mut woken = Vec::new();
+        let result = {
+            let mut g = lock(&self.shared);
+            let inner = &mut *g;
+            let result = match inner.session.reset(self.id, code) {
+                // A handle whose stream the core no longer knows had closed it already.
+                Err(WriteError::UnknownStream) => Err(WriteError::Closed.into()),
+                r => r.map_err(io::Error::from),
+            };
+            // The other half, parked on this stream, now fails at once.
+            inner.waiters.dispatch(&Event::Closed(self.id), &mut woken);
+            woken.extend(inner.take_driver());
+            result
+        };
+        woken.into_iter().for_each(Waker::wake);
+        result
+    }
+
+    fn is_extended(&self) -> bool {
+        lock(&self.shared).session.is_extended(self.id)
     }
 
     async fn write_all_before(&self, buf: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
@@ -162,11 +189,20 @@ impl Core {
 /// * Writes return as soon as the core accepted some bytes (at most a window of
 ///   512 KiB by default is in flight per stream) and wait while the window is full.
 ///   Every accepted byte will be sent unless the session ends.
-/// * `poll_close` (`AsyncWriteExt::close`) sends our FIN after the bytes already
-///   written. smux has no half-close: after it, the stream can neither be written
-///   nor read, and the peer reads what was sent, then end-of-file. The stream's ID is
-///   reused only after the peer's FIN came back; that happens in the background.
-/// * Dropping the stream closes it the same way.
+/// * `poll_close` (`AsyncWriteExt::close`) ends our writing: our FIN follows the
+///   bytes already written, and later writes fail. On an *extended* stream (see
+///   [`Stream::is_extended`]) that is a half-close: reads go on until the peer's own
+///   FIN (end-of-file), and the peer may keep writing until then. On a base stream
+///   (a reference peer, or extensions off) smux has no half-close: the stream can
+///   then neither be written nor read, and the peer reads what was sent, then
+///   end-of-file.
+/// * Dropping the stream releases it: our FIN goes out after the written bytes if it
+///   has not yet, and unread data is dropped (on an extended stream, what the peer
+///   still sends is confirmed and discarded, so it never blocks). The stream's ID is
+///   reused only after the close handshake, which finishes in the background.
+/// * [`Stream::reset`] aborts an extended stream both ways with an error code that
+///   the peer's reads and writes report as [`io::ErrorKind::ConnectionReset`] (see
+///   [`reset_code`](crate::reset_code)).
 ///
 /// For reading and writing from two tasks at once, [`Stream::into_split`] it.
 /// [`Stream::write_all_before`] and [`Stream::read_before`] bound a
@@ -193,9 +229,32 @@ impl Stream {
         self.core.id
     }
 
+    /// Whether the stream is extended: opened after both ends agreed on the
+    /// extensions (half-close, reset, windows that grow). Streams opened before that,
+    /// and every stream with a peer without them, follow the base protocol.
+    pub fn is_extended(&self) -> bool {
+        self.core.is_extended()
+    }
+
+    /// Aborts the stream in both directions and releases it: data buffered on either
+    /// end is dropped, and the peer's reads and writes on it fail with
+    /// [`io::ErrorKind::ConnectionReset`] carrying `code` (see
+    /// [`reset_code`](crate::reset_code)). Later calls on this handle fail with
+    /// [`io::ErrorKind::NotConnected`].
+    ///
+    /// A base stream has no abort: there this closes the stream as dropping it would,
+    /// and the peer reads what had been sent, then end-of-file. Fails with
+    /// [`io::ErrorKind::NotConnected`] if the stream was already released here (by
+    /// an earlier reset or a close on a base stream), or with the session's error
+    /// once it ended.
+    pub fn reset(&mut self, code: u32) -> io::Result<()> {
+        self.core.reset(code)
+    }
+
     /// Splits the stream into a read half and a write half that can be used from two
-    /// tasks at once. The stream closes when both halves are dropped (or when the
-    /// write half is closed).
+    /// tasks at once. The stream is released when both halves are dropped (or when
+    /// either half resets it); closing the write half ends our writing as
+    /// `poll_close` does on the stream.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         (
             ReadHalf {
@@ -276,6 +335,17 @@ impl ReadHalf {
         self.core.id
     }
 
+    /// See [`Stream::is_extended`].
+    pub fn is_extended(&self) -> bool {
+        self.core.is_extended()
+    }
+
+    /// Aborts the whole stream, both directions (see [`Stream::reset`]): the write
+    /// half then fails too.
+    pub fn reset(&mut self, code: u32) -> io::Result<()> {
+        self.core.reset(code)
+    }
+
     /// See [`Stream::read_before`].
     pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         self.core.read_before(buf, deadline).await
@@ -292,8 +362,9 @@ impl AsyncRead for ReadHalf {
     }
 }
 
-/// The writing half of a [`Stream`] (see [`Stream::into_split`]). Closing it closes the
-/// whole stream: smux has no half-close.
+/// The writing half of a [`Stream`] (see [`Stream::into_split`]). Closing it ends our
+/// writing: on an extended stream the read half reads on until the peer's FIN; on a
+/// base stream, which has no half-close, it closes the whole stream.
 pub struct WriteHalf {
     core: Arc<Core>,
 }
@@ -310,6 +381,17 @@ impl WriteHalf {
     /// The stream's ID on the wire.
     pub fn id(&self) -> StreamId {
         self.core.id
+    }
+
+    /// See [`Stream::is_extended`].
+    pub fn is_extended(&self) -> bool {
+        self.core.is_extended()
+    }
+
+    /// Aborts the whole stream, both directions (see [`Stream::reset`]): the read
+    /// half then fails too.
+    pub fn reset(&mut self, code: u32) -> io::Result<()> {
+        self.core.reset(code)
     }
 
     /// See [`Stream::write_all_before`].
@@ -338,4 +420,22 @@ impl AsyncWrite for WriteHalf {
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.core.poll_close()
     }
+}
+
+/// The error code of the reset that `e` reports, if any: reads and writes on a
+/// stream the peer aborted ([`Stream::reset`] on its end) fail with
+/// [`io::ErrorKind::ConnectionReset`] and carry the peer's code, which this returns.
+/// `None` for every other error.
+pub fn reset_code(e: &io::Error) -> Option<u32> {
+    let inner = e.get_ref()?;
+    if let Some(ReadError::Reset(code)) = inner.downcast_ref::<ReadError>() {
+        return Some(*code);
+    }
+    if let Some(WriteError::Reset(code)) = inner.downcast_ref::<WriteError>() {
+        return Some(*code);
+    }
+    // A deadline-bound write wraps the write's error.
+    inner
+        .downcast_ref::<PartialWrite>()
+        .and_then(|p| reset_code(p.error()))
 }

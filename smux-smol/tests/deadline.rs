@@ -9,21 +9,28 @@ use std::time::{Duration, Instant};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smux_smol::Config;
 
-use common::{fnv, pair, random_bytes, run};
+use common::{both_modes, fnv, pair, random_bytes, run, with_ext};
 
-fn small_window() -> Config {
-    Config {
-        window: 64 * 1024,
-        cfm_threshold: 32 * 1024,
-        max_frame: 16 * 1024,
-        ..Config::default()
-    }
+both_modes!(
+    random_short_deadlines_deliver_every_byte_once,
+    timed_out_write_reports_exactly_one_window,
+);
+
+fn small_window(ext: bool) -> Config {
+    with_ext(
+        Config {
+            window: 64 * 1024,
+            cfm_threshold: 32 * 1024,
+            max_frame: 16 * 1024,
+            ..Config::default()
+        },
+        ext,
+    )
 }
 
-#[test]
-fn random_short_deadlines_deliver_every_byte_once() {
+fn random_short_deadlines_deliver_every_byte_once(ext: bool) {
     run(Duration::from_secs(60), async {
-        let p = pair(small_window(), small_window()).await;
+        let p = pair(small_window(ext), small_window(ext)).await;
         let mut rng = fastrand::Rng::with_seed(7);
         let data = random_bytes(&mut rng, 2 * 1024 * 1024);
 
@@ -85,10 +92,9 @@ fn random_short_deadlines_deliver_every_byte_once() {
     });
 }
 
-#[test]
-fn timed_out_write_reports_exactly_one_window() {
+fn timed_out_write_reports_exactly_one_window(ext: bool) {
     run(Duration::from_secs(20), async {
-        let config = small_window();
+        let config = small_window(ext);
         let window = config.window as usize;
         let p = pair(config.clone(), config).await;
         let mut s = p.client.open().await.unwrap();

@@ -11,16 +11,25 @@ use async_io::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smux_smol::{connect, Config, EndReason, Role, Session};
 
-use common::{pair, run, tcp_pair};
+use common::{both_modes, config, negotiate, pair, run, tcp_pair, with_ext};
 
-#[test]
-fn transport_closed_under_active_reads_and_writes() {
+both_modes!(
+    transport_closed_under_active_reads_and_writes,
+    silent_peer_is_detected_by_keepalive,
+    keepalive_keeps_an_idle_session_alive,
+    dropping_the_session_or_the_driver_ends_everything,
+);
+
+fn transport_closed_under_active_reads_and_writes(ext: bool) {
     run(Duration::from_secs(30), async {
         let (c, s) = tcp_pair().await;
         let killer = s.get_ref().try_clone().unwrap();
-        let (client, cd) = Session::new(c, Config::default(), Role::Dialer).unwrap();
-        let (server, sd) = Session::new(s, Config::default(), Role::Acceptor).unwrap();
+        let (client, cd) = Session::new(c, config(ext), Role::Dialer).unwrap();
+        let (server, sd) = Session::new(s, config(ext), Role::Acceptor).unwrap();
         let (cd, sd) = (smol::spawn(cd), smol::spawn(sd));
+        if ext {
+            negotiate(&client, &server).await;
+        }
 
         // Server: streams that write forever, and streams that never read.
         let srv = server.clone();
@@ -57,6 +66,7 @@ fn transport_closed_under_active_reads_and_writes() {
         let mut client_tasks: Vec<smol::Task<io::Result<()>>> = Vec::new();
         for _ in 0..16 {
             let mut s = client.open().await.unwrap();
+            assert_eq!(s.is_extended(), ext);
             s.write_all(b"x").await.unwrap();
             let id = s.id().0;
             client_tasks.push(smol::spawn(async move {
@@ -113,8 +123,7 @@ fn transport_closed_under_active_reads_and_writes() {
     });
 }
 
-#[test]
-fn silent_peer_is_detected_by_keepalive() {
+fn silent_peer_is_detected_by_keepalive(ext: bool) {
     run(Duration::from_secs(30), async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -126,13 +135,13 @@ fn silent_peer_is_detected_by_keepalive() {
             drop(conn);
         });
 
-        let config = Config {
+        let cfg = Config {
             keepalive_interval: Duration::from_millis(100),
             keepalive_timeout: Duration::from_millis(500),
-            ..Config::default()
+            ..config(ext)
         };
         let start = Instant::now();
-        let (session, driver) = connect(addr, config).await.unwrap();
+        let (session, driver) = connect(addr, cfg).await.unwrap();
         smol::spawn(driver).detach();
         let mut stream = session.open().await.unwrap();
         let mut buf = [0u8; 8];
@@ -150,14 +159,16 @@ fn silent_peer_is_detected_by_keepalive() {
     });
 }
 
-#[test]
-fn keepalive_keeps_an_idle_session_alive() {
+fn keepalive_keeps_an_idle_session_alive(ext: bool) {
     run(Duration::from_secs(30), async {
-        let config = Config {
-            keepalive_interval: Duration::from_millis(50),
-            keepalive_timeout: Duration::from_millis(250),
-            ..Config::default()
-        };
+        let config = with_ext(
+            Config {
+                keepalive_interval: Duration::from_millis(50),
+                keepalive_timeout: Duration::from_millis(250),
+                ..Config::default()
+            },
+            ext,
+        );
         let p = pair(config.clone(), config).await;
         smol::Timer::after(Duration::from_millis(1000)).await;
         assert_eq!(p.client.end_reason(), None);
@@ -172,12 +183,12 @@ fn keepalive_keeps_an_idle_session_alive() {
     });
 }
 
-#[test]
-fn dropping_the_session_or_the_driver_ends_everything() {
+fn dropping_the_session_or_the_driver_ends_everything(ext: bool) {
     run(Duration::from_secs(30), async {
         // Last session handle dropped: the driver finishes, streams fail.
-        let p = pair(Config::default(), Config::default()).await;
+        let p = pair(config(ext), config(ext)).await;
         let mut s = p.client.open().await.unwrap();
+        assert_eq!(s.is_extended(), ext);
         drop(p.client);
         assert_eq!(p.client_driver.await, EndReason::Local);
         assert!(s.write_all(b"x").await.is_err());
@@ -185,7 +196,7 @@ fn dropping_the_session_or_the_driver_ends_everything() {
 
         // Driver dropped (never spawned, executor gone): every call fails.
         let (c, _s) = tcp_pair().await;
-        let (session, driver) = Session::new(c, Config::default(), Role::Dialer).unwrap();
+        let (session, driver) = Session::new(c, config(ext), Role::Dialer).unwrap();
         let mut s = session.open().await.unwrap();
         let reader = {
             let session = session.clone();

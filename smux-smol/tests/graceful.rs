@@ -6,14 +6,19 @@ mod common;
 use std::time::Duration;
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smux_smol::{Config, EndReason};
+use smux_smol::EndReason;
 
-use common::{fnv, pair, random_bytes, run};
+use common::{both_modes, config, fnv, pair, random_bytes, run};
 
-#[test]
-fn shutdown_writes_out_everything_already_written() {
+both_modes!(
+    shutdown_writes_out_everything_already_written,
+    dropped_session_still_delivers_and_finished_streams_read_eof,
+    closing_the_write_half_wakes_a_parked_read_half,
+);
+
+fn shutdown_writes_out_everything_already_written(ext: bool) {
     run(Duration::from_secs(30), async {
-        let p = pair(Config::default(), Config::default()).await;
+        let p = pair(config(ext), config(ext)).await;
         let mut rng = fastrand::Rng::with_seed(3);
         let data = random_bytes(&mut rng, 3 * 1024 * 1024);
 
@@ -49,10 +54,9 @@ fn shutdown_writes_out_everything_already_written() {
     });
 }
 
-#[test]
-fn dropped_session_still_delivers_and_finished_streams_read_eof() {
+fn dropped_session_still_delivers_and_finished_streams_read_eof(ext: bool) {
     run(Duration::from_secs(30), async {
-        let p = pair(Config::default(), Config::default()).await;
+        let p = pair(config(ext), config(ext)).await;
         let mut s = p.client.open().await.unwrap();
         s.write_all(b"last words").await.unwrap();
         s.close().await.unwrap();
@@ -71,22 +75,38 @@ fn dropped_session_still_delivers_and_finished_streams_read_eof() {
     });
 }
 
-#[test]
-fn closing_the_write_half_wakes_a_parked_read_half() {
+/// On a base stream closing the write half closes the whole stream, so a read half
+/// parked on it fails at once. On an extended stream it is a half-close: the read
+/// half reads on until the peer's own FIN.
+fn closing_the_write_half_wakes_a_parked_read_half(ext: bool) {
     run(Duration::from_secs(30), async {
-        let p = pair(Config::default(), Config::default()).await;
+        let p = pair(config(ext), config(ext)).await;
         let s = p.client.open().await.unwrap();
+        assert_eq!(s.is_extended(), ext);
         let (mut r, mut w) = s.into_split();
         w.write_all(b"hi").await.unwrap();
-        // The peer takes the stream but never closes it (no FIN comes back).
-        let _peer = p.server.accept().await.unwrap();
+        // The peer takes the stream but does not close it yet (no FIN comes back).
+        let mut peer = p.server.accept().await.unwrap();
         let reader = smol::spawn(async move {
-            let mut buf = [0u8; 8];
-            r.read(&mut buf).await
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.map(|_| got)
         });
         smol::Timer::after(Duration::from_millis(50)).await;
         w.close().await.unwrap();
-        let err = reader.await.expect_err("reading a closed stream fails");
+        // Our writing has ended either way.
+        let err = w.write_all(b"more").await.expect_err("written after close");
         assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
+        if ext {
+            // The peer reads our FIN, then answers on the same stream.
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hi");
+            peer.write_all(b"answer").await.unwrap();
+            peer.close().await.unwrap();
+            assert_eq!(reader.await.unwrap(), b"answer");
+        } else {
+            let err = reader.await.expect_err("reading a closed stream fails");
+            assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
+        }
     });
 }

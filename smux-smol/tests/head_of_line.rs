@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smux_smol::{Config, Session, Stream};
+use smux_smol::{Session, Stream};
 
-use common::{fnv, pair, random_bytes, run};
+use common::{both_modes, config, fnv, pair, random_bytes, run};
+
+both_modes!(unread_stream_does_not_block_the_others,);
 
 const STREAMS: usize = 8;
 const PER_STREAM: usize = 2 * 1024 * 1024;
@@ -59,10 +61,9 @@ async fn download(session: &Session, sum: u64) -> f64 {
     (STREAMS * PER_STREAM) as f64 / (1024.0 * 1024.0) / secs
 }
 
-#[test]
-fn unread_stream_does_not_block_the_others() {
+fn unread_stream_does_not_block_the_others(ext: bool) {
     run(Duration::from_secs(120), async {
-        let config = Config::default();
+        let config = config(ext);
         let window = config.window as usize;
         let p = pair(config.clone(), config).await;
         let stalled_written = Arc::new(AtomicUsize::new(0));

@@ -7,9 +7,11 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smux_smol::{Config, Stream};
+use smux_smol::Stream;
 
-use common::{fnv, pair, random_bytes, run};
+use common::{both_modes, config, fnv, pair, random_bytes, run};
+
+both_modes!(thousand_concurrent_streams_both_ways,);
 
 const STREAMS: usize = 1000;
 const MAX_LEN: usize = 4096;
@@ -45,10 +47,9 @@ async fn exchange(stream: Stream, payload: Vec<u8>) -> io::Result<usize> {
     rd
 }
 
-#[test]
-fn thousand_concurrent_streams_both_ways() {
+fn thousand_concurrent_streams_both_ways(ext: bool) {
     run(Duration::from_secs(60), async {
-        let p = pair(Config::default(), Config::default()).await;
+        let p = pair(config(ext), config(ext)).await;
         let start = Instant::now();
 
         let server = p.server.clone();

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_io::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smux_smol::{connect, is_smux, is_smux_at, Config, Role, Session};
+use smux_smol::{connect, is_smux, is_smux_at, Role, Session};
 
-use common::run;
+use common::{both_modes, config, run};
+
+both_modes!(probe_then_session_on_the_same_connection,);
 
 fn listener() -> (Async<TcpListener>, std::net::SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -19,22 +21,21 @@ fn listener() -> (Async<TcpListener>, std::net::SocketAddr) {
     (Async::new(l).unwrap(), addr)
 }
 
-#[test]
-fn probe_then_session_on_the_same_connection() {
+fn probe_then_session_on_the_same_connection(ext: bool) {
     run(Duration::from_secs(20), async {
         let (listener, addr) = listener();
         // The dialling side is a smux session: it answers the probe by itself.
-        let ((client, driver), accepted) = smol::future::zip(
-            async { connect(addr, Config::default()).await.unwrap() },
-            async { listener.accept().await.unwrap().0 },
-        )
-        .await;
+        let ((client, driver), accepted) =
+            smol::future::zip(async { connect(addr, config(ext)).await.unwrap() }, async {
+                listener.accept().await.unwrap().0
+            })
+            .await;
         smol::spawn(driver).detach();
 
         // The server probes the accepted connection, then runs a session on it.
         let mut tcp = accepted;
         assert!(is_smux(&mut tcp, Duration::from_secs(5)).await.unwrap());
-        let (server, driver) = Session::new(tcp, Config::default(), Role::Acceptor).unwrap();
+        let (server, driver) = Session::new(tcp, config(ext), Role::Acceptor).unwrap();
         smol::spawn(driver).detach();
 
         let mut s = client.open().await.unwrap();

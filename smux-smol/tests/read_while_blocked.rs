@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use async_io::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smux_smol::{connect, Config};
+use smux_smol::connect;
 
-use common::{fnv, random_bytes, run};
+use common::{both_modes, config, fnv, random_bytes, run};
+
+both_modes!(frames_are_read_while_our_writes_are_blocked,);
 
 /// A frame header as the wire carries it.
 fn header(cmd: u8, id: u16, len: u32) -> [u8; 7] {
@@ -21,8 +23,7 @@ fn header(cmd: u8, id: u16, len: u32) -> [u8; 7] {
     h
 }
 
-#[test]
-fn frames_are_read_while_our_writes_are_blocked() {
+fn frames_are_read_while_our_writes_are_blocked(ext: bool) {
     const SYN: u8 = 0;
     const FIN: u8 = 1;
     const PSH: u8 = 2;
@@ -31,7 +32,7 @@ fn frames_are_read_while_our_writes_are_blocked() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let listener = Async::new(listener).unwrap();
-        let (session, driver) = connect(addr, Config::default()).await.unwrap();
+        let (session, driver) = connect(addr, config(ext)).await.unwrap();
         smol::spawn(driver).detach();
         let (mut raw, _) = listener.accept().await.unwrap();
 

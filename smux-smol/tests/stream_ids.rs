@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smux_smol::Config;
 
-use common::{pair, run};
+use common::{both_modes, config, pair, run};
+
+both_modes!(
+    seventy_thousand_streams_one_after_another,
+    all_65536_ids_in_use_then_a_clear_error,
+);
 
 /// Waits until both sessions hold no stream (every close handshake finished).
 async fn wait_idle(p: &common::Pair) {
@@ -18,12 +23,11 @@ async fn wait_idle(p: &common::Pair) {
     }
 }
 
-#[test]
-fn seventy_thousand_streams_one_after_another() {
+fn seventy_thousand_streams_one_after_another(ext: bool) {
     const TOTAL: usize = 70_000;
     const WORKERS: usize = 4;
     run(Duration::from_secs(120), async {
-        let p = pair(Config::default(), Config::default()).await;
+        let p = pair(config(ext), config(ext)).await;
         let server = p.server.clone();
         smol::spawn(async move {
             // Each stream: read its 4 bytes, then close it (the peer sees EOF).
@@ -73,14 +77,13 @@ fn seventy_thousand_streams_one_after_another() {
     });
 }
 
-#[test]
-fn all_65536_ids_in_use_then_a_clear_error() {
+fn all_65536_ids_in_use_then_a_clear_error(ext: bool) {
     run(Duration::from_secs(120), async {
         let server_config = Config {
             accept_backlog: 70_000,
-            ..Config::default()
+            ..config(ext)
         };
-        let p = pair(Config::default(), server_config).await;
+        let p = pair(config(ext), server_config).await;
         let server = p.server.clone();
         smol::spawn(async move {
             // Keep every stream until the peer closes it.
