@@ -382,7 +382,7 @@ fn churn(p: &Params) -> Res<Metrics> {
                 continue;
             }
             let _ = s.read(&mut buf);
-            let _ = s.shutdown();
+            let _ = s.close();
         });
     }
     let start = Instant::now() + p.warmup;
@@ -402,7 +402,7 @@ fn churn(p: &Params) -> Res<Metrics> {
                     s.set_read_timeout(Some(limit))?;
                     s.write_all(&buf)?;
                     s.read_exact(&mut buf)?;
-                    s.shutdown()
+                    s.close()
                 })();
                 if let Err(e) = r {
                     let _ = tx.send(Err(e.to_string()));
