@@ -475,6 +475,9 @@ impl Session {
     pub fn handle_eof(&mut self, leftover: usize) {
         if leftover > 0 && self.end.is_none() {
             self.protocol_error(ProtocolError::TruncatedFrame { have: leftover });
+        } else if self.is_drained() {
+            // The peer drained first and closed: the go-away ended as agreed.
+            self.finish(EndReason::Drained);
         } else {
             self.finish(EndReason::PeerClosed);
         }
@@ -482,6 +485,10 @@ impl Session {
 
     /// Reports that reading or writing the transport failed.
     pub fn handle_transport_error(&mut self, err: &io::Error) {
+        if self.is_drained() {
+            // Nothing was left to say; a peer that drained may close hard.
+            return self.finish(EndReason::Drained);
+        }
         self.finish(EndReason::Transport(err.kind(), err.to_string()));
     }
 

@@ -320,6 +320,31 @@ fn go_away_stops_new_streams_lets_open_ones_finish_then_drains() {
 }
 
 #[test]
+fn an_end_whose_peer_drained_first_and_closed_ends_drained_too() {
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.b.go_away(0);
+    p.b.close(got).unwrap();
+    p.a.close(id).unwrap();
+    // Exchange frames, but a stops transmitting once its stream is gone (its last FIN
+    // left by then), so only b reaches the final empty transmit.
+    for _ in 0..6 {
+        if !p.a.stream_ids().is_empty() {
+            p.transmit(false, usize::MAX);
+        }
+        p.deliver(true, usize::MAX);
+        p.transmit(true, usize::MAX);
+        p.deliver(false, usize::MAX);
+    }
+    assert_eq!(p.b.end_reason(), Some(&EndReason::Drained));
+    assert!(p.a.end_reason().is_none() && p.a.stream_ids().is_empty());
+    p.a.handle_eof(0);
+    assert_eq!(p.a.end_reason(), Some(&EndReason::Drained));
+}
+
+#[test]
 fn go_away_against_a_base_peer_refuses_its_streams_and_drains() {
     let mut p = Pair::with_roles(off(), Config::default(), Role::Dialer, Role::Acceptor);
     let early = p.a.open().unwrap();
