@@ -21,6 +21,15 @@
 //! * hol: 8 bulk streams measured alone, then again once a ninth stream whose reader
 //!   never reads has filled whatever it can fill (its writes stop being accepted);
 //!   the result is the second throughput over the first.
+//! * lfn (only when named): one stream over a long fat link, a relay on loopback that
+//!   delays every chunk by `--lfn-delay` each way and paces each direction to
+//!   `--lfn-rate` (see `relay.rs`). A first stream makes two round trips (smux-rs
+//!   negotiates its extensions then), the measured stream writes a pseudo-random
+//!   pattern that the reader checks byte by byte. Warm-up and window are at least 10
+//!   and 20 round trips; the result is the window's MB/s and its fraction of the link
+//!   rate, with the whole-run figure (from the first write) next to it. After the
+//!   window the writer shuts down and the run fails unless every byte written arrived
+//!   intact, followed by end-of-file. smux-rs-base is smux-rs with extensions off.
 //! * A run is bounded: a phase that makes no progress for `--timeout` is "hung", and a
 //!   run whose process heap passes `--max-heap` is stopped ("failed").
 //! * Repetitions are interleaved: every system runs repetition k of a scenario before
@@ -28,6 +37,7 @@
 //!   repetitions that finished, shown only if at least half did.
 
 mod blocking;
+mod relay;
 pub mod scenarios;
 pub mod systems;
 
@@ -38,6 +48,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::args::Args;
+use relay::Shape;
 use scenarios::{Metrics, Outcome, Params, Scenario};
 use systems::System;
 
@@ -50,36 +61,76 @@ usage: smux bench [options]
 Runs loopback TCP benchmarks of raw TCP, smux-rs and other Rust multiplexers.
 
 options:
-  --scenarios LIST   comma-separated: bulk-N, rr-N, churn, idle, hol
-                     (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol)
-  --systems LIST     comma-separated: tcp, smux-rs, smux-blocking, yamux,
-                     tokio-yamux, tokio-yamux+peek, async-smux
-                     (default: all but tokio-yamux+peek)
+  --scenarios LIST   comma-separated: bulk-N, rr-N, churn, idle, hol, lfn
+                     (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol;
+                     lfn, one stream over a delayed and paced loopback relay, runs
+                     only when named: it takes seconds per run)
+  --systems LIST     comma-separated: tcp, smux-rs, smux-rs-base (extensions off),
+                     smux-blocking, yamux, tokio-yamux, tokio-yamux+peek, async-smux
+                     (default: all but tokio-yamux+peek and smux-rs-base; for lfn:
+                     tcp, smux-rs, smux-rs-base, yamux, tokio-yamux+peek,
+                     async-smux)
   --duration D       measurement window per run, e.g. 750ms or 2s (default 500ms)
   --warmup D         time before each window opens (default 150ms)
   --reps N           repetitions; each figure is the median (default 3)
   --idle-streams N   streams of the idle scenario (default 10000)
   --timeout D        bound on each waiting phase; past it a system is 'hung' (default 2s)
   --max-heap MB      stop a run when the process heap passes this (default 1024)
+  --lfn-delay D      lfn: one-way delay of the link (default 50ms, --quick 5ms)
+  --lfn-rate MBIT    lfn: bandwidth of each direction in Mbit/s (default 400)
   --json FILE        also write the results as JSON to FILE
   --quick            a few seconds in all: short windows, 1 repetition, 1000 idle
-                     streams, 500ms timeout, 512 MB heap bound
+                     streams, 500ms timeout, 512 MB heap bound, 5ms lfn delay
   -h, --help         this text
 ";
+
+/// lfn's default link rate, Mbit/s. The relay, both ends and the checking reader
+/// share the machine's cores: at 1 Gbit/s raw TCP through the relay itself fell to
+/// 82% of the link in one of three repetitions on the 2-core development machine
+/// under load from other work, so the link rather than the multiplexer set the
+/// figure; at 400 Mbit/s every system with a large enough window stays at the link
+/// rate. `--lfn-rate 1000` gives the 1 Gbit/s link of the core's simulated test.
+const LFN_RATE_MBIT: usize = 400;
 
 /// Parsed options.
 #[derive(Debug)]
 pub struct Options {
     scenarios: Vec<Scenario>,
-    systems: Vec<System>,
+    /// The systems named by `--systems`; each scenario's default otherwise.
+    systems: Option<Vec<System>>,
     reps: usize,
     params: Params,
     json: Option<PathBuf>,
 }
 
+impl Options {
+    /// The systems that run `scenario`.
+    fn systems_for(&self, scenario: Scenario) -> Vec<System> {
+        match &self.systems {
+            Some(v) => v.clone(),
+            None => scenario.default_systems().to_vec(),
+        }
+    }
+
+    /// Every system that runs some scenario, in first-seen order.
+    fn all_systems(&self) -> Vec<System> {
+        let mut out: Vec<System> = Vec::new();
+        for &sc in &self.scenarios {
+            for s in self.systems_for(sc) {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+}
+
 fn parse(mut args: Args) -> Result<Option<Options>, String> {
     let mut scenarios = Scenario::ALL.to_vec();
-    let mut systems = System::DEFAULT.to_vec();
+    let mut systems = None;
+    let mut lfn_delay = None;
+    let mut lfn_rate = None;
     let mut reps = None;
     let mut duration = None;
     let mut warmup = None;
@@ -98,7 +149,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, String> {
                 scenarios = list(&args.value(&arg)?, Scenario::parse, "scenario")?;
             }
             "--systems" => {
-                systems = list(&args.value(&arg)?, System::parse, "system")?;
+                systems = Some(list(&args.value(&arg)?, System::parse, "system")?);
             }
             "--duration" => duration = Some(args.duration(&arg)?),
             "--warmup" => warmup = Some(args.duration(&arg)?),
@@ -107,14 +158,16 @@ fn parse(mut args: Args) -> Result<Option<Options>, String> {
             "--idle-streams" => idle_streams = Some(args.number(&arg, 1, 60_000)?),
             "--max-heap" => max_heap = Some(args.number(&arg, 16, 1 << 20)?),
             "--json" => json = Some(PathBuf::from(args.value(&arg)?)),
+            "--lfn-delay" => lfn_delay = Some(args.duration(&arg)?),
+            "--lfn-rate" => lfn_rate = Some(args.number(&arg, 1, 100_000)?),
             "--quick" => quick = true,
             _ => return Err(format!("unknown option {arg}\n\n{USAGE}")),
         }
     }
-    let (d, w, r, i, t, h) = if quick {
-        (60, 30, 1, 1000, 500, 512)
+    let (d, w, r, i, t, h, ld) = if quick {
+        (60, 30, 1, 1000, 500, 512, 5)
     } else {
-        (500, 150, 3, 10_000, 2000, 1024)
+        (500, 150, 3, 10_000, 2000, 1024, 50)
     };
     let ms = Duration::from_millis;
     Ok(Some(Options {
@@ -127,6 +180,10 @@ fn parse(mut args: Args) -> Result<Option<Options>, String> {
             phase_timeout: phase_timeout.unwrap_or(ms(t)),
             idle_streams: idle_streams.unwrap_or(i),
             max_heap: max_heap.unwrap_or(h) << 20,
+            link: Shape {
+                delay: lfn_delay.unwrap_or(ms(ld)),
+                rate_bits: lfn_rate.unwrap_or(LFN_RATE_MBIT) as u64 * 1_000_000,
+            },
         },
         json,
     }))
@@ -221,7 +278,22 @@ impl Cell {
             client_bytes: med(|m| m.client_bytes),
             server_bytes: med(|m| m.server_bytes),
             hol_fraction: med(|m| m.hol_fraction),
+            whole_mbps: med(|m| m.whole_mbps),
+            link_fraction: med(|m| m.link_fraction),
+            verified_bytes: med(|m| m.verified_bytes),
         })
+    }
+
+    /// Smallest and largest of a figure over the repetitions that finished, when
+    /// more than one did.
+    fn range(&self, f: fn(&Metrics) -> Option<f64>) -> Option<(f64, f64)> {
+        let v: Vec<f64> = self.done().into_iter().filter_map(f).collect();
+        if v.len() < 2 {
+            return None;
+        }
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((lo, hi))
     }
 
     /// What to print when no repetition finished.
@@ -251,6 +323,7 @@ fn primary(scenario: Scenario, m: &Metrics) -> Option<f64> {
         Scenario::Churn => m.streams_per_s,
         Scenario::Idle => Some(m.client_bytes? + m.server_bytes?),
         Scenario::Hol => m.hol_fraction,
+        Scenario::Lfn => m.mbps,
     }
 }
 
@@ -262,8 +335,11 @@ fn run(opts: &Options) -> Result<(), String> {
         .map_err(|e| format!("runtime: {e}"))?;
     let p = &opts.params;
     let mut cells: Vec<Cell> = Vec::new();
+    // Each scenario's cells, a range of `cells`.
+    let mut groups = Vec::new();
     for &scenario in &opts.scenarios {
-        for &system in &opts.systems {
+        let start = cells.len();
+        for system in opts.systems_for(scenario) {
             cells.push(Cell {
                 scenario,
                 system,
@@ -272,16 +348,21 @@ fn run(opts: &Options) -> Result<(), String> {
                 tcp_pressure: 0,
             });
         }
+        groups.push((scenario, start, cells.len() - start));
     }
     let total = cells.len() * opts.reps;
     let mut progress = Progress::new(total);
-    let run_limit = 3 * p.warmup + 3 * p.duration + 6 * p.phase_timeout;
-    let nsys = opts.systems.len();
+    let (lfn_warmup, lfn_window) = p.lfn_times();
     for rep in 0..opts.reps {
-        for (si, &scenario) in opts.scenarios.iter().enumerate() {
+        for &(scenario, start, nsys) in &groups {
+            let run_limit = if scenario == Scenario::Lfn {
+                2 * (lfn_warmup + lfn_window) + 6 * p.lfn_phase_timeout()
+            } else {
+                3 * p.warmup + 3 * p.duration + 6 * p.phase_timeout
+            };
             // Rotate the order each repetition so no system always runs first.
             for k in 0..nsys {
-                let cell = &mut cells[si * nsys + (k + rep) % nsys];
+                let cell = &mut cells[start + (k + rep) % nsys];
                 let system = cell.system;
                 progress.step(&format!(
                     "rep {}/{} {} {}",
@@ -352,7 +433,7 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn describe(scenario: Scenario, m: &Metrics) -> String {
+fn describe(scenario: Scenario, m: &Metrics, range: Option<(f64, f64)>) -> String {
     let f = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "?".into());
     match scenario {
         Scenario::Bulk(1) => format!("{} MB/s", f(m.mbps)),
@@ -375,6 +456,17 @@ fn describe(scenario: Scenario, m: &Metrics) -> String {
             f(m.server_bytes)
         ),
         Scenario::Hol => format!("{} ({} MB/s)", f(m.hol_fraction), f(m.mbps)),
+        Scenario::Lfn => {
+            let range = range
+                .map(|(lo, hi)| format!(" ({}-{})", fmt_num(lo), fmt_num(hi)))
+                .unwrap_or_default();
+            format!(
+                "{} MB/s{range} = {:.0}% of link, whole run {} MB/s",
+                f(m.mbps),
+                m.link_fraction.unwrap_or(f64::NAN) * 100.0,
+                f(m.whole_mbps)
+            )
+        }
     }
 }
 
@@ -398,7 +490,7 @@ fn render(opts: &Options, cells: &[Cell]) -> String {
     for c in cells {
         let (text, ratios) = match c.median() {
             Some(m) => {
-                let mut text = describe(c.scenario, &m);
+                let mut text = describe(c.scenario, &m, c.range(|m| m.mbps));
                 if c.not_done() > 0 {
                     let _ = write!(
                         text,
@@ -476,9 +568,9 @@ fn render(opts: &Options, cells: &[Cell]) -> String {
         );
     }
     out.push_str(
-        "\nratios: this system's figure over the reference's: MB/s (bulk), p50 (rr-1, lower is \
-         better), req/s (rr-N), streams/s (churn), client+server bytes (idle, lower is better), \
-         fraction (hol)\n",
+        "\nratios: this system's figure over the reference's: MB/s (bulk, lfn), p50 (rr-1, \
+         lower is better), req/s (rr-N), streams/s (churn), client+server bytes (idle, lower is \
+         better), fraction (hol)\n",
     );
     let _ = writeln!(
         out,
@@ -489,8 +581,24 @@ fn render(opts: &Options, cells: &[Cell]) -> String {
         p.idle_streams,
         scenarios::HOL_STREAMS
     );
+    if opts.scenarios.contains(&Scenario::Lfn) {
+        let (w, d) = p.lfn_times();
+        let _ = writeln!(
+            out,
+            "lfn: one stream through a loopback relay adding {:?} each way (RTT {:?}) at {} \
+             Mbit/s ({} MB/s) each way, holding at most {:.1} MB per direction (the \
+             round-trip bandwidth-delay product); {w:?} warm-up, {d:?} window; MB/s in the \
+             window (min-max over reps), its fraction of the link rate, and the whole run \
+             from the first write; every byte checked at the reader",
+            p.link.delay,
+            p.link.rtt(),
+            p.link.rate_bits / 1_000_000,
+            fmt_num(p.link.bytes_per_sec() / 1e6),
+            p.link.capacity() as f64 / 1e6
+        );
+    }
     out.push_str("peak heap growth during a run (both ends), worst run per system:");
-    for &s in &opts.systems {
+    for s in opts.all_systems() {
         let (peak, worst) = cells
             .iter()
             .filter(|c| c.system == s)
@@ -535,6 +643,9 @@ fn json_metrics(m: &Metrics) -> String {
         ("client_heap_bytes_per_stream", m.client_bytes),
         ("server_heap_bytes_per_stream", m.server_bytes),
         ("hol_fraction", m.hol_fraction),
+        ("whole_run_mb_per_s", m.whole_mbps),
+        ("link_fraction", m.link_fraction),
+        ("verified_bytes", m.verified_bytes),
     ];
     let body: Vec<String> = fields
         .iter()
@@ -560,14 +671,19 @@ fn json(opts: &Options, cells: &[Cell]) -> String {
         out,
         "  \"settings\": {{\"workers\": {WORKERS}, \"write_size\": {}, \"duration_s\": {}, \
          \"warmup_s\": {}, \"reps\": {}, \"idle_streams\": {}, \"churn_loops\": {}, \
-         \"hol_streams\": {}}},",
+         \"hol_streams\": {}, \"lfn_delay_s\": {}, \"lfn_rate_bits_per_s\": {}, \
+         \"lfn_warmup_s\": {}, \"lfn_window_s\": {}}},",
         scenarios::WRITE_SIZE,
         p.duration.as_secs_f64(),
         p.warmup.as_secs_f64(),
         opts.reps,
         p.idle_streams,
         scenarios::CHURN_LOOPS,
-        scenarios::HOL_STREAMS
+        scenarios::HOL_STREAMS,
+        p.link.delay.as_secs_f64(),
+        p.link.rate_bits,
+        p.lfn_times().0.as_secs_f64(),
+        p.lfn_times().1.as_secs_f64()
     );
     let _ = writeln!(out, "  \"results\": [");
     for (i, c) in cells.iter().enumerate() {

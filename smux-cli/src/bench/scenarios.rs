@@ -4,13 +4,14 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::AbortHandle;
 use tokio::time::{sleep, timeout, timeout_at};
 
+use super::relay::{Relay, Shape};
 use super::systems::{self, Acceptor, BoxIo, ClientEnd, Opener, ServerEnd, System};
 use crate::alloc;
 
@@ -40,10 +41,22 @@ pub enum Scenario {
     Idle,
     /// Throughput of 8 streams next to one that is never read, against without it.
     Hol,
+    /// One stream's bulk transfer over a delayed, paced loopback link (a long fat
+    /// link), its bytes checked at the reader.
+    Lfn,
 }
 
 impl Scenario {
-    /// The default scenarios, in table order.
+    /// Every scenario without a size (parsed by name).
+    pub const NAMED: [Scenario; 4] = [
+        Scenario::Churn,
+        Scenario::Idle,
+        Scenario::Hol,
+        Scenario::Lfn,
+    ];
+
+    /// The default scenarios, in table order. lfn is left out: it needs seconds per
+    /// run on its own to let windows grow over a 100 ms round trip.
     pub const ALL: [Scenario; 8] = [
         Scenario::Bulk(1),
         Scenario::Bulk(64),
@@ -63,21 +76,30 @@ impl Scenario {
             Scenario::Churn => "churn".into(),
             Scenario::Idle => "idle".into(),
             Scenario::Hol => "hol".into(),
+            Scenario::Lfn => "lfn".into(),
         }
     }
 
-    /// Parses a name: `bulk-N`, `rr-N`, `churn`, `idle`, `hol`.
+    /// The systems run when none are named.
+    pub fn default_systems(self) -> &'static [System] {
+        match self {
+            // With smux-rs-base, the point of comparison; without the blocking
+            // harness, which has no relay.
+            Scenario::Lfn => &LFN_SYSTEMS,
+            _ => &System::DEFAULT,
+        }
+    }
+
+    /// Parses a name: `bulk-N`, `rr-N`, `churn`, `idle`, `hol`, `lfn`.
     pub fn parse(s: &str) -> Option<Scenario> {
         let num = |rest: &str| {
             rest.parse::<usize>()
                 .ok()
                 .filter(|&n| (1..=60_000).contains(&n))
         };
-        match s {
-            "churn" => Some(Scenario::Churn),
-            "idle" => Some(Scenario::Idle),
-            "hol" => Some(Scenario::Hol),
-            _ => {
+        match Scenario::NAMED.into_iter().find(|n| n.name() == s) {
+            Some(named) => Some(named),
+            None => {
                 if let Some(rest) = s.strip_prefix("bulk-") {
                     num(rest).map(Scenario::Bulk)
                 } else if let Some(rest) = s.strip_prefix("rr-") {
@@ -103,6 +125,22 @@ pub struct Params {
     pub idle_streams: usize,
     /// A run whose process heap grows past this many bytes is stopped.
     pub max_heap: usize,
+    /// The delayed link of the lfn scenario.
+    pub link: Shape,
+}
+
+impl Params {
+    /// lfn's warm-up and measurement window: at least 10 and 20 round trips, since
+    /// windows that grow need a few round trips per doubling.
+    pub fn lfn_times(&self) -> (Duration, Duration) {
+        let rtt = self.link.rtt();
+        (self.warmup.max(10 * rtt), self.duration.max(20 * rtt))
+    }
+
+    /// lfn's bound on a waiting phase: the handshakes cross the link a few times.
+    pub(super) fn lfn_phase_timeout(&self) -> Duration {
+        self.phase_timeout + 4 * self.link.rtt()
+    }
 }
 
 /// Figures of one run (those that apply to its scenario).
@@ -128,6 +166,12 @@ pub struct Metrics {
     pub server_bytes: Option<f64>,
     /// hol: throughput with a stalled stream over throughput without.
     pub hol_fraction: Option<f64>,
+    /// lfn: throughput from the stream's start to the end of the window, MB/s.
+    pub whole_mbps: Option<f64>,
+    /// lfn: throughput in the window over the link rate.
+    pub link_fraction: Option<f64>,
+    /// lfn: bytes that arrived, all of them checked against what was sent.
+    pub verified_bytes: Option<f64>,
 }
 
 /// How one run ended.
@@ -180,6 +224,7 @@ pub async fn run(scenario: Scenario, system: System, p: &Params) -> Outcome {
             Scenario::Rr(n) => rr(system, n, p).await,
             Scenario::Churn => churn(system, p).await,
             Scenario::Hol => hol(system, p).await,
+            Scenario::Lfn => lfn(system, p).await,
             Scenario::Idle => unreachable!("idle runs on its own runtimes"),
         }
     };
@@ -247,6 +292,8 @@ struct Run {
     client: ClientEnd,
     server: ServerEnd,
     scope: Scope,
+    /// The delayed link between the ends, if any (dropped after the ends).
+    _relay: Option<Relay>,
 }
 
 impl Drop for Run {
@@ -255,15 +302,15 @@ impl Drop for Run {
     }
 }
 
-async fn setup(system: System, p: &Params) -> Res<Run> {
-    let (cl, sl) = systems::links(system).map_err(|e| failed("connect", e))?;
+async fn setup(system: System, link: Option<Shape>) -> Res<Run> {
+    let (cl, sl, relay) = systems::links_through(system, link).map_err(|e| failed("connect", e))?;
     let server = systems::server(system, sl).map_err(|e| failed("server", e))?;
     let client = systems::client(system, cl).map_err(|e| failed("client", e))?;
-    let _ = p;
     Ok(Run {
         client,
         server,
         scope: Scope::default(),
+        _relay: relay,
     })
 }
 
@@ -404,7 +451,7 @@ async fn measure(counters: &[AtomicU64], p: &Params, stretch: bool) -> (f64, f64
 }
 
 async fn bulk(system: System, n: usize, p: &Params) -> Res<Metrics> {
-    let run = setup(system, p).await?;
+    let run = setup(system, None).await?;
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let started = serve_sinks(&run, counters.clone());
     start_writers(&run, n, b'B', p, None).await?;
@@ -424,7 +471,7 @@ async fn bulk(system: System, n: usize, p: &Params) -> Res<Metrics> {
 async fn hol(system: System, p: &Params) -> Res<Metrics> {
     // Eight streams alone, then the same eight once a stream whose receiver never
     // reads has joined and filled whatever it can fill: one session, two windows.
-    let run = setup(system, p).await?;
+    let run = setup(system, None).await?;
     let counters: Arc<Vec<AtomicU64>> =
         Arc::new((0..HOL_STREAMS).map(|_| AtomicU64::new(0)).collect());
     let started = serve_sinks(&run, counters.clone());
@@ -464,7 +511,7 @@ async fn hol(system: System, p: &Params) -> Res<Metrics> {
 }
 
 async fn rr(system: System, n: usize, p: &Params) -> Res<Metrics> {
-    let run = setup(system, p).await?;
+    let run = setup(system, None).await?;
     let acceptor = run.server.acceptor.clone();
     let scope = run.scope.clone();
     run.scope.spawn(async move {
@@ -533,7 +580,7 @@ async fn rr(system: System, n: usize, p: &Params) -> Res<Metrics> {
 }
 
 async fn churn(system: System, p: &Params) -> Res<Metrics> {
-    let run = setup(system, p).await?;
+    let run = setup(system, None).await?;
     let acceptor = run.server.acceptor.clone();
     let scope = run.scope.clone();
     run.scope.spawn(async move {
@@ -600,6 +647,225 @@ async fn churn(system: System, p: &Params) -> Res<Metrics> {
     }
     Ok(Metrics {
         streams_per_s: Some(total as f64 / p.duration.as_secs_f64()),
+        ..Metrics::default()
+    })
+}
+
+/// Systems of the lfn scenario when none are named: the physical limit, smux-rs with
+/// and without its extensions, and the other multiplexers; tokio-yamux with the
+/// workaround for its write-only stall, since a lone writer is all this scenario has.
+const LFN_SYSTEMS: [System; 6] = [
+    System::Tcp,
+    System::SmuxRs,
+    System::SmuxRsBase,
+    System::Yamux,
+    System::TokioYamuxPeek,
+    System::AsyncSmux,
+];
+
+/// Period of the lfn data: a prime, so no write or read size lines up with it, and a
+/// chunk lost, repeated or delivered out of place shows as a mismatch.
+const PATTERN_PERIOD: usize = 1_000_003;
+
+/// The lfn data: `PATTERN_PERIOD` pseudo-random bytes followed by their first
+/// `WRITE_SIZE` again, so every offset in the period starts a contiguous write.
+fn pattern() -> &'static [u8] {
+    static PATTERN: OnceLock<Vec<u8>> = OnceLock::new();
+    PATTERN.get_or_init(|| {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut v: Vec<u8> = (0..PATTERN_PERIOD)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        v.extend_from_within(..WRITE_SIZE);
+        v
+    })
+}
+
+/// The pattern's bytes from stream offset `offset`, `len` of them (at most a write).
+fn expected(offset: u64, len: usize) -> &'static [u8] {
+    let o = (offset % PATTERN_PERIOD as u64) as usize;
+    &pattern()[o..o + len]
+}
+
+/// What the lfn reader saw.
+#[derive(Default)]
+struct LfnSink {
+    /// Bytes read and found equal to what was sent.
+    read: AtomicU64,
+    /// End-of-file seen after them.
+    finished: AtomicBool,
+    /// Why reading stopped early.
+    error: Mutex<Option<String>>,
+}
+
+/// Server side of lfn: a stream tagged 'H' echoes single bytes until end-of-file;
+/// one tagged 'L' is read to end-of-file, every byte compared with the pattern.
+fn serve_lfn(run: &Run, sink: Arc<LfnSink>) {
+    let acceptor = run.server.acceptor.clone();
+    let scope = run.scope.clone();
+    run.scope.spawn(async move {
+        while let Ok(mut s) = acceptor.accept().await {
+            let sink = sink.clone();
+            scope.spawn(async move {
+                let mut tag = [0u8; 1];
+                if s.read_exact(&mut tag).await.is_err() || s.write_all(&tag).await.is_err() {
+                    return;
+                }
+                if tag[0] == b'H' {
+                    let mut b = [0u8; 1];
+                    while s.read_exact(&mut b).await.is_ok() && s.write_all(&b).await.is_ok() {}
+                    return;
+                }
+                let mut buf = vec![0u8; WRITE_SIZE];
+                let mut offset = 0u64;
+                let error = loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) => {
+                            sink.finished.store(true, Ordering::Release);
+                            return;
+                        }
+                        Ok(n) => {
+                            let want = expected(offset, n);
+                            if buf[..n] != *want {
+                                let at = buf.iter().zip(want).take_while(|(a, b)| a == b).count();
+                                break format!(
+                                    "byte {} differs from what was sent",
+                                    offset + at as u64
+                                );
+                            }
+                            offset += n as u64;
+                            sink.read.store(offset, Ordering::Release);
+                        }
+                        Err(e) => break format!("read after {offset} bytes: {e}"),
+                    }
+                };
+                *sink.error.lock().unwrap() = Some(error);
+            });
+        }
+    });
+}
+
+/// `f`, bounded by `limit`: an error is a failure, the timeout a hang.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> Res<T> {
+    match timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(failed(what, e)),
+        Err(_) => Err(hung(what)),
+    }
+}
+
+/// The lfn scenario: one stream writes the pattern over the delayed link; the reader
+/// checks every byte. The window's bytes give the steady-state MB/s; the bytes up to
+/// the window's end over the time since the first write give the whole-run figure.
+/// Then the writer shuts its side down and the run ends once the reader has every
+/// byte written and end-of-file.
+async fn lfn(system: System, p: &Params) -> Res<Metrics> {
+    let limit = p.lfn_phase_timeout();
+    let run = setup(system, Some(p.link)).await?;
+    let sink = Arc::new(LfnSink::default());
+    serve_lfn(&run, sink.clone());
+    // Two round trips on a first stream before the measured one opens: smux-rs agrees
+    // on its extensions during the session's first frames and extends only streams
+    // opened after that. The acceptor's offer answers the first frame and precedes the
+    // first echo; the dialer's answer then leaves before the second byte, so both ends
+    // have them on once the second echo is back.
+    let mut hello = within(limit, "open", run.client.opener.open()).await?;
+    within(limit, "first stream's round trips", async {
+        let mut b = [0u8; 1];
+        for _ in 0..2 {
+            hello.write_all(b"H").await?;
+            hello.read_exact(&mut b).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    let mut s = within(limit, "open", run.client.opener.open()).await?;
+    within(limit, "first exchange", async {
+        s.write_all(b"L").await?;
+        s.read_exact(&mut [0u8; 1]).await
+    })
+    .await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        run.scope.spawn(async move {
+            let mut offset = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                s.write_all(expected(offset, WRITE_SIZE)).await?;
+                offset += WRITE_SIZE as u64;
+            }
+            s.shutdown().await?;
+            // The stream is handed back so it lives until the reader is done.
+            io::Result::Ok((offset, s))
+        })
+    };
+    let t0 = Instant::now();
+    let (warmup, window) = p.lfn_times();
+    sleep(warmup).await;
+    let (a, ta) = (sink.read.load(Ordering::Acquire), Instant::now());
+    sleep(window).await;
+    let (b, tb) = (sink.read.load(Ordering::Acquire), Instant::now());
+    stop.store(true, Ordering::Relaxed);
+
+    // Drain: wait for the writer's end and the reader's end-of-file while bytes keep
+    // arriving; no progress for `limit` is a hang.
+    let mut writer = Some(writer);
+    let mut sent = None;
+    let mut last = (b, Instant::now());
+    loop {
+        if let Some(e) = sink.error.lock().unwrap().take() {
+            return Err(Stop::Failed(e));
+        }
+        if writer.as_ref().is_some_and(|w| w.is_finished()) {
+            match writer.take().unwrap().await {
+                Ok(Ok((n, stream))) => sent = Some((n, stream)),
+                Ok(Err(e)) => return Err(failed("write", e)),
+                Err(e) => return Err(Stop::Failed(format!("writer: {e}"))),
+            }
+        }
+        let read = sink.read.load(Ordering::Acquire);
+        if sent.is_some() && sink.finished.load(Ordering::Acquire) {
+            break;
+        }
+        if read != last.0 {
+            last = (read, Instant::now());
+        } else if last.1.elapsed() >= limit {
+            return Err(hung(format!(
+                "{} after the window: {read} bytes read",
+                if sent.is_some() {
+                    "no end-of-file"
+                } else {
+                    "writer stuck"
+                }
+            )));
+        }
+        sleep(Duration::from_millis(5)).await;
+    }
+    let (sent, _stream) = sent.unwrap();
+    let got = sink.read.load(Ordering::Acquire);
+    if got != sent {
+        return Err(Stop::Failed(format!(
+            "{got} bytes arrived of {sent} written"
+        )));
+    }
+    if b == a {
+        return Err(hung("no data moved in the window"));
+    }
+    let steady = (b - a) as f64 / (tb - ta).as_secs_f64() / 1e6;
+    Ok(Metrics {
+        mbps: Some(steady),
+        whole_mbps: Some(b as f64 / (tb - t0).as_secs_f64() / 1e6),
+        link_fraction: Some(steady * 1e6 / p.link.bytes_per_sec()),
+        verified_bytes: Some(got as f64),
         ..Metrics::default()
     })
 }

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
+use super::relay::{Relay, Shape};
+
 /// A stream of any system.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -41,8 +43,11 @@ pub trait Acceptor: Send + Sync + 'static {
 pub enum System {
     /// One TCP connection per stream: the physical limit.
     Tcp,
-    /// smux-rs through the Tokio adapter.
+    /// smux-rs through the Tokio adapter (extensions on, the default).
     SmuxRs,
+    /// smux-rs through the Tokio adapter with extensions off: the base protocol only,
+    /// as against a reference peer (fixed windows, full close).
+    SmuxRsBase,
     /// The `yamux` crate (rust-yamux).
     Yamux,
     /// The `tokio-yamux` crate, default behaviour.
@@ -57,9 +62,10 @@ pub enum System {
 
 impl System {
     /// All systems, in table order.
-    pub const ALL: [System; 7] = [
+    pub const ALL: [System; 8] = [
         System::Tcp,
         System::SmuxRs,
+        System::SmuxRsBase,
         System::SmuxBlocking,
         System::Yamux,
         System::TokioYamux,
@@ -82,6 +88,7 @@ impl System {
         match self {
             System::Tcp => "tcp",
             System::SmuxRs => "smux-rs",
+            System::SmuxRsBase => "smux-rs-base",
             System::Yamux => "yamux",
             System::TokioYamux => "tokio-yamux",
             System::TokioYamuxPeek => "tokio-yamux+peek",
@@ -114,24 +121,40 @@ pub enum Link {
 
 /// Makes the links of one session: (client link, server link).
 pub fn links(system: System) -> io::Result<(Link, Link)> {
-    if system.is_raw() {
+    let (client, server, _) = links_through(system, None)?;
+    Ok((client, server))
+}
+
+/// Makes the links of one session, through a relay of `shape` between the ends when
+/// one is given (returned too: dropping it cuts the links).
+pub fn links_through(
+    system: System,
+    shape: Option<Shape>,
+) -> io::Result<(Link, Link, Option<Relay>)> {
+    let listener = if system.is_raw() {
         // std's backlog (128) would drop SYNs when a scenario opens 1024 connections
         // at once; tokio's socket builder lets us ask for more. Needs a runtime.
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(([127, 0, 0, 1], 0).into())?;
-        let listener = socket.listen(4096)?.into_std()?;
-        let addr = listener.local_addr()?;
-        return Ok((Link::Addr(addr), Link::Listener(listener)));
+        socket.listen(4096)?.into_std()?
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?
+    };
+    let mut addr = listener.local_addr()?;
+    let relay = shape.map(|s| Relay::start(addr, s)).transpose()?;
+    if let Some(r) = &relay {
+        addr = r.addr();
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
+    if system.is_raw() {
+        return Ok((Link::Addr(addr), Link::Listener(listener), relay));
+    }
     let client = std::net::TcpStream::connect(addr)?;
     let (server, _) = listener.accept()?;
     for s in [&client, &server] {
         s.set_nodelay(true)?;
         s.set_nonblocking(true)?;
     }
-    Ok((Link::Socket(client), Link::Socket(server)))
+    Ok((Link::Socket(client), Link::Socket(server), relay))
 }
 
 /// Tasks that die with the end that owns them.
@@ -184,9 +207,9 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
             Link::Addr(addr) => Arc::new(TcpOpener(addr)),
             _ => return Err(io::Error::other("raw TCP needs an address")),
         },
-        System::SmuxRs => Arc::new(SmuxOpener(smux_tokio::Session::new(
+        System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxOpener(smux_tokio::Session::new(
             socket(link)?,
-            smux_tokio::Config::default(),
+            smux_config(system),
             smux_tokio::Role::Dialer,
         ))),
         System::Yamux => {
@@ -229,9 +252,9 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
             Link::Listener(l) => Arc::new(TcpAcceptor(TcpListener::from_std(l)?)),
             _ => return Err(io::Error::other("raw TCP needs a listener")),
         },
-        System::SmuxRs => Arc::new(SmuxAcceptor(smux_tokio::Session::new(
+        System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxAcceptor(smux_tokio::Session::new(
             socket(link)?,
-            smux_tokio::Config::default(),
+            smux_config(system),
             smux_tokio::Role::Acceptor,
         ))),
         System::Yamux => {
@@ -287,6 +310,13 @@ impl Acceptor for TcpAcceptor {
 }
 
 // ---- smux-rs ----
+
+fn smux_config(system: System) -> smux_tokio::Config {
+    smux_tokio::Config {
+        extensions: system != System::SmuxRsBase,
+        ..smux_tokio::Config::default()
+    }
+}
 
 struct SmuxOpener(smux_tokio::Session);
 
