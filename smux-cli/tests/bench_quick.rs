@@ -98,3 +98,67 @@ fn bench_rejects_unknown_names() {
     assert!(!ok);
     assert!(err.contains("unknown scenario"), "{err}");
 }
+
+/// The long-fat-link scenario in quick mode, for each of its default systems: every
+/// byte written arrives, equal to what was sent (the reader compares each byte with
+/// the pattern and the counts must match, else the run is "failed"), followed by
+/// end-of-file. Speed is not asserted.
+#[test]
+fn quick_lfn_delivers_every_byte_intact() {
+    const LFN_SYSTEMS: [&str; 6] = [
+        "tcp",
+        "smux-rs",
+        "smux-rs-base",
+        "yamux",
+        "tokio-yamux+peek",
+        "async-smux",
+    ];
+    // The systems that must finish: ours and the physical reference.
+    const MUST_FINISH: [&str; 3] = ["tcp", "smux-rs", "smux-rs-base"];
+    let dir = std::env::temp_dir().join(format!("smux-cli-lfn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("lfn.json");
+    let json_arg = json_path.to_str().unwrap();
+    // A phase is hung only after this long without progress: generous, so a loaded
+    // machine running a debug build does not turn slowness into a failure.
+    let (ok, out, err) = run_smux(
+        &[
+            "bench",
+            "--quick",
+            "--scenarios",
+            "lfn",
+            "--timeout",
+            "5s",
+            "--json",
+            json_arg,
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(ok, "smux bench failed\nstdout:\n{out}\nstderr:\n{err}");
+    for system in LFN_SYSTEMS {
+        let row = out.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next() == Some("lfn") && words.next() == Some(system)
+        });
+        assert!(row, "no lfn row for {system} in:\n{out}");
+    }
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    for system in MUST_FINISH {
+        let line = json
+            .lines()
+            .find(|l| l.contains(&format!("\"scenario\": \"lfn\", \"system\": \"{system}\",")))
+            .unwrap_or_else(|| panic!("no lfn result for {system} in:\n{json}"));
+        assert!(
+            line.contains("\"status\": \"ok\""),
+            "lfn on {system} did not finish intact:\n{line}\nstdout:\n{out}"
+        );
+        let verified = line
+            .split("\"verified_bytes\": ")
+            .nth(1)
+            .and_then(|rest| rest.split(['}', ',']).next())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no verified_bytes for {system}:\n{line}"));
+        assert!(verified > 0.0, "{system}: nothing arrived\n{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
