@@ -3,17 +3,29 @@
 //! The client accepts local TCP connections and opens one stream for each over a
 //! single smux session to the server (reconnecting with backoff when it drops); the
 //! server connects each stream to the target. Bytes are copied both ways until both
-//! directions are done. The smux protocol has no half-close: when one side reaches
-//! end-of-file, the stream is closed after what was read has been sent, which ends
-//! both directions once the other side has delivered what it already had.
+//! directions are done.
+//!
+//! Half-close goes through: when one side's TCP connection reaches end-of-file, the
+//! stream is shut down after what was read (a half-close, since both ends are ours
+//! with extensions on), the other end shuts its TCP write side down, and the answer
+//! still flows back until that side finishes too. So a client that sends a request,
+//! shuts its write side and then reads the answer works. To make the first stream of
+//! a session extended too, the client lets the negotiation settle before it (see
+//! `settle`). With extensions off on either end (`--no-extensions`) the base protocol
+//! applies: end-of-file on one side closes the stream in both directions.
+//!
+//! An abort goes through too: when copying fails on one end (a connection reset, the
+//! target unreachable), the stream is reset and the other end resets its TCP
+//! connection, rather than closing it as if the data were complete.
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smux_tokio::{Config, Session};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
@@ -33,6 +45,9 @@ options:
   --keepalive-timeout D     end the session after this long without input (default 100s)
   --connect-timeout D       bound on each TCP connect (default 10s)
   --max-backoff D           client: longest wait between reconnects (default 30s)
+  --no-extensions           speak the base smux protocol only (no half-close, no
+                            growing windows); both ends fall back to it if either
+                            end has this
   --log LEVEL               error, warn, info, debug or trace (default info; RUST_LOG
                             overrides)
   -h, --help                this text
@@ -93,6 +108,7 @@ fn parse(mut args: Args, server_side: bool) -> Result<Option<Options>, String> {
             "--keepalive-timeout" => o.config.keepalive_timeout = args.duration(&arg)?,
             "--connect-timeout" => o.connect_timeout = args.duration(&arg)?,
             "--max-backoff" => o.max_backoff = args.duration(&arg)?,
+            "--no-extensions" => o.config.extensions = false,
             "--log" => o.log = args.value(&arg)?,
             _ => return Err(format!("unexpected argument '{arg}'\n\n{USAGE}")),
         }
@@ -181,7 +197,19 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Error code of the stream reset that carries an aborted TCP connection (a reset, a
+/// failed read or write) through the tunnel.
+const RESET_ABORTED: u32 = 0x5443_0001;
+/// Error code of the stream reset by the server when it cannot reach the target.
+const RESET_UNREACHABLE: u32 = 0x5443_0002;
+
 /// Copies both ways between a TCP connection and a stream until both are done.
+///
+/// End-of-file on either side shuts the other side's write direction down (Tokio's
+/// `copy_bidirectional`); on an extended stream that is a half-close, so the other
+/// direction goes on. If either side fails, both are aborted: the stream is reset
+/// and the TCP connection closed with a reset, so neither end mistakes the abort for
+/// a complete transfer.
 async fn splice(mut tcp: TcpStream, mut stream: smux_tokio::Stream, what: &str) {
     let id = stream.id();
     let started = Instant::now();
@@ -192,10 +220,61 @@ async fn splice(mut tcp: TcpStream, mut stream: smux_tokio::Stream, what: &str) 
             sent = up,
             received = down,
             secs = started.elapsed().as_secs_f64(),
+            extended = stream.is_extended(),
             "{what} done"
         ),
-        Err(e) => debug!(stream = %id, error = %e, "{what} ended with an error"),
+        Err(e) => {
+            debug!(
+                stream = %id,
+                error = %e,
+                code = ?smux_tokio::reset_code(&e),
+                "{what} ended with an error, aborting both sides"
+            );
+            stream.reset(RESET_ABORTED);
+            abort(tcp);
+        }
     }
+}
+
+/// Closes a TCP connection with a reset (RST) instead of a FIN.
+fn abort(tcp: TcpStream) {
+    if let Err(e) = tcp.set_zero_linger() {
+        debug!(error = %e, "could not set SO_LINGER to reset the connection");
+    }
+}
+
+/// Lets the extension negotiation settle before the session's first stream.
+///
+/// A dialer sends nothing on its own, and the server offers extensions only after the
+/// first frame it received, so without this the first stream would be a base stream
+/// (no half-close). Pings, then waits until a second ping was answered (the server's
+/// offer, if it makes one, precedes that answer) or extensions are on. Only when the
+/// first local connection arrives, not at connect time: a reference server may probe
+/// a new connection and expect the probe's answer as the first frame.
+async fn settle(session: &Session, limit: Duration) {
+    if !session.config().extensions {
+        return;
+    }
+    let started = Instant::now();
+    let wait = async {
+        session.ping();
+        for _ in 0..2 {
+            // `ping` is false while a ping is outstanding.
+            while !session.extensions_enabled() && !session.ping() {
+                if session.is_closed() {
+                    return;
+                }
+                sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let settled = timeout(limit, wait).await.is_ok();
+    debug!(
+        extensions = session.extensions_enabled(),
+        settled,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "extension negotiation"
+    );
 }
 
 async fn server(o: Options) -> io::Result<()> {
@@ -226,10 +305,12 @@ async fn server(o: Options) -> io::Result<()> {
                         Ok(Ok(tcp)) => tcp,
                         Ok(Err(e)) => {
                             warn!(stream = %id, %target, error = %e, "cannot connect to target");
+                            stream.reset(RESET_UNREACHABLE);
                             return;
                         }
                         Err(_) => {
                             warn!(stream = %id, %target, "connecting to target timed out");
+                            stream.reset(RESET_UNREACHABLE);
                             return;
                         }
                     };
@@ -248,7 +329,7 @@ async fn client(o: Options) -> io::Result<()> {
     let server = o.server.clone().unwrap_or_default();
     let listener = TcpListener::bind(&o.listen).await?;
     info!("listening on {} (server {server})", listener.local_addr()?);
-    let (tx, rx) = watch::channel(None::<Session>);
+    let (tx, rx) = watch::channel(None::<Arc<Conn>>);
     tokio::spawn(keep_connected(o.clone(), tx));
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -264,7 +345,8 @@ async fn client(o: Options) -> io::Result<()> {
         let wait = o.connect_timeout;
         tokio::spawn(async move {
             let Some(stream) = open_stream(&mut rx, wait).await else {
-                warn!(%peer, "no connection to the server, dropping the local connection");
+                warn!(%peer, "no connection to the server, resetting the local connection");
+                abort(tcp);
                 return;
             };
             debug!(%peer, stream = %stream.id(), "local connection opened a stream");
@@ -273,17 +355,31 @@ async fn client(o: Options) -> io::Result<()> {
     }
 }
 
+/// The client's current session to the server.
+struct Conn {
+    session: Session,
+    /// Set once the extension negotiation has settled (see `settle`).
+    settled: OnceCell<()>,
+}
+
 /// Opens a stream on the current session, waiting up to `wait` for one to exist (the
 /// client may be reconnecting).
 async fn open_stream(
-    rx: &mut watch::Receiver<Option<Session>>,
+    rx: &mut watch::Receiver<Option<Arc<Conn>>>,
     wait: Duration,
 ) -> Option<smux_tokio::Stream> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let session = rx.borrow_and_update().clone();
-        if let Some(session) = session {
-            match tokio::time::timeout_at(deadline, session.open()).await {
+        let conn = rx.borrow_and_update().clone();
+        if let Some(conn) = conn {
+            let open = async {
+                // Once per session; concurrent first connections wait for the same one.
+                conn.settled
+                    .get_or_init(|| settle(&conn.session, wait))
+                    .await;
+                conn.session.open().await
+            };
+            match tokio::time::timeout_at(deadline, open).await {
                 Ok(Ok(stream)) => return Some(stream),
                 Ok(Err(e)) => debug!(error = %e, "open failed, waiting for a new session"),
                 Err(_) => return None,
@@ -297,7 +393,7 @@ async fn open_stream(
 }
 
 /// Keeps one session to the server, reconnecting with exponential backoff.
-async fn keep_connected(o: Options, tx: watch::Sender<Option<Session>>) {
+async fn keep_connected(o: Options, tx: watch::Sender<Option<Arc<Conn>>>) {
     let server = o.server.clone().unwrap_or_default();
     const FIRST: Duration = Duration::from_millis(100);
     let mut backoff = FIRST;
@@ -311,7 +407,10 @@ async fn keep_connected(o: Options, tx: watch::Sender<Option<Session>>) {
             Ok(Ok(session)) => {
                 info!(%server, "connected");
                 let since = Instant::now();
-                tx.send_replace(Some(session.clone()));
+                tx.send_replace(Some(Arc::new(Conn {
+                    session: session.clone(),
+                    settled: OnceCell::new(),
+                })));
                 let reason = session.closed().await;
                 tx.send_replace(None);
                 warn!(%server, reason = %reason, "connection lost");
@@ -360,6 +459,14 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(o.config.window, 1 << 20);
+        assert!(o.config.extensions);
+        let o = parse(
+            args(&["--listen", "x", "--to", "y", "--no-extensions"]),
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!o.config.extensions);
         assert!(parse(args(&["--listen", "x", "--to", "y"]), false).is_err());
     }
 }

@@ -2,60 +2,15 @@
 //! target, many concurrent tunnelled connections moving checksummed data; a restart
 //! of the server that the client reconnects to; and `smux probe` exit codes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A `smux` child process, killed when dropped.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `smux args...` and waits (bounded) for its "listening on ADDR" log line.
-fn start(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smux"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn smux");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("[smux] {line}");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                if let (Some(tx), Ok(a)) = (tx.take(), addr.parse::<SocketAddr>()) {
-                    let _ = tx.send(a);
-                }
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("smux {args:?} did not report its address");
-        }
-    };
-    Proc { child, addr }
-}
+use common::start;
 
 /// An echo server on loopback (a thread per connection); runs until the test ends.
 fn echo_server() -> SocketAddr {
