@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target for a bounded time:  fuzz/run.sh TARGET SECONDS [libFuzzer args...]
 #
-# TARGET is decode, session or pair. Needs cargo-fuzz (`cargo install cargo-fuzz`); the
+# TARGET is decode, session, pair or ext. Needs cargo-fuzz (`cargo install cargo-fuzz`); the
 # stable toolchain is enough, RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags it passes.
 # libFuzzer reads the seed corpus fuzz/corpus/TARGET/ and the recorded findings in
 # fuzz/regressions/TARGET/, and writes new inputs to fuzz/work/TARGET/ (not in git),
@@ -19,9 +19,9 @@ target="${1:?usage: fuzz/run.sh TARGET SECONDS [libFuzzer args...]}"
 seconds="${2:?usage: fuzz/run.sh TARGET SECONDS [libFuzzer args...]}"
 shift 2
 case "$target" in
-decode | session | pair) ;;
+decode | session | pair | ext) ;;
 *)
-    echo "unknown target '$target' (decode, session, pair)" >&2
+    echo "unknown target '$target' (decode, session, pair, ext)" >&2
     exit 2
     ;;
 esac

@@ -35,11 +35,20 @@ use crate::session::{Event, Session, StreamId};
 use crate::transmit::Transmit;
 use crate::Config;
 
+mod ext;
+
+pub use ext::{encode_ext, ext, ExtOp, ExtSetup, EXT_SETUP_LEN};
+
 /// A fuzz target: its name (also its directory under `fuzz/corpus/`) and its function.
 pub type Target = (&'static str, fn(&[u8]));
 
-/// Every fuzz target, in the order `decode`, `session`, `pair`.
-pub const TARGETS: [Target; 3] = [("decode", decode), ("session", session), ("pair", pair)];
+/// Every fuzz target, in the order `decode`, `session`, `pair`, `ext`.
+pub const TARGETS: [Target; 4] = [
+    ("decode", decode),
+    ("session", session),
+    ("pair", pair),
+    ("ext", ext),
+];
 
 /// The function of the target named `name`.
 pub fn target(name: &str) -> Option<fn(&[u8])> {
@@ -182,12 +191,20 @@ struct Decoded {
 
 /// Runs a fresh decoder over `wire`, appending it to the buffer `sizes` bytes at a time
 /// (cycled; a zero size calls the decoder without new bytes) and taking every complete
-/// frame after each append.
-fn decode_in_chunks(max_frame: u32, wire: &[u8], sizes: &[usize]) -> Decoded {
+/// frame after each append. With `ext_after = Some(k)` the decoder is switched to
+/// extended mode once `k` frames were taken, as a session does when the negotiation
+/// completes between two frames.
+fn decode_in_chunks(
+    max_frame: u32,
+    wire: &[u8],
+    sizes: &[usize],
+    ext_after: Option<usize>,
+) -> Decoded {
     assert!(
         sizes.iter().any(|&n| n > 0),
         "chunk plan must make progress"
     );
+    let extended_at = |i: usize| ext_after.is_some_and(|k| i >= k);
     let mut dec = Decoder::new(max_frame);
     let mut buf = BytesMut::new();
     let mut out = Decoded {
@@ -201,9 +218,12 @@ fn decode_in_chunks(max_frame: u32, wire: &[u8], sizes: &[usize]) -> Decoded {
         buf.extend_from_slice(&wire[pos..pos + take]);
         pos += take;
         loop {
+            if extended_at(out.frames.len()) {
+                dec.set_extended();
+            }
             match dec.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    check_frame(&frame, max_frame);
+                    check_frame(&frame, max_frame, extended_at(out.frames.len()));
                     out.consumed += Decoder::frame_len(&frame.header);
                     out.frames.push(frame);
                 }
@@ -225,23 +245,46 @@ fn decode_in_chunks(max_frame: u32, wire: &[u8], sizes: &[usize]) -> Decoded {
             break;
         }
     }
-    if out.error.is_none() {
-        // Whatever is left must be a strict prefix of a frame.
-        let rest = &wire[out.consumed..];
-        if let Some(raw) = rest.first_chunk::<HEADER_LEN>() {
-            let header = Header::parse(raw).expect("the decoder accepted this header");
-            assert!(
-                rest.len() < Decoder::frame_len(&header),
-                "complete frame left"
+    let extended = extended_at(out.frames.len());
+    let rest = &wire[out.consumed..];
+    match out.error {
+        None => {
+            // Whatever is left must be a strict prefix of a frame.
+            if let Some(raw) = rest.first_chunk::<HEADER_LEN>() {
+                let header =
+                    Header::parse_in(raw, extended).expect("the decoder accepted this header");
+                assert!(
+                    rest.len() < Decoder::frame_len(&header),
+                    "complete frame left"
+                );
+            }
+        }
+        Some(ProtocolError::UnknownCommand(b)) => {
+            assert_eq!(
+                rest.first(),
+                Some(&b),
+                "UnknownCommand names the wrong byte"
+            );
+            assert_eq!(
+                Cmd::from_u8_in(b, extended),
+                None,
+                "UnknownCommand for a command valid in this mode (extended: {extended})"
             );
         }
+        Some(_) => {}
     }
     out
 }
 
-/// The shape every decoded frame must have.
-fn check_frame(frame: &Frame, max_frame: u32) {
+/// The shape every decoded frame must have; `extended` if the decoder took extension
+/// commands when it decoded it.
+fn check_frame(frame: &Frame, max_frame: u32, extended: bool) {
     let h = frame.header;
+    assert!(
+        extended || !is_extension(h.cmd),
+        "extension command {:?} decoded in base mode",
+        h.cmd
+    );
     if h.cmd == Cmd::Psh {
         assert_eq!(
             h.length as usize,
@@ -253,10 +296,15 @@ fn check_frame(frame: &Frame, max_frame: u32) {
         assert!(frame.payload.is_empty(), "payload on a {:?} frame", h.cmd);
     }
     assert_eq!(
-        Header::parse(&h.to_bytes()),
+        Header::parse_in(&h.to_bytes(), extended),
         Ok(h),
         "header does not round-trip"
     );
+}
+
+/// Whether `cmd` exists only in the extended protocol.
+fn is_extension(cmd: Cmd) -> bool {
+    matches!(cmd, Cmd::Wnd | Cmd::Rst | Cmd::Gwy)
 }
 
 /// Checks that decoding in pieces gave what decoding in one piece gave (including the
@@ -268,31 +316,39 @@ fn assert_same_decoding(whole: &Decoded, split: &Decoded, how: &str) {
 
 /// Fuzzes the frame decoder.
 ///
-/// Input: byte 0 picks `max_frame` (0, 1, 7, 64, 1024, 64 Ki, 1 Mi or `u32::MAX`);
-/// byte 1 gives the number `k` (`% 16`) of chunk sizes that follow, one byte each
-/// (cycled; 0 feeds nothing; no sizes at all means one byte at a time); the rest is
-/// the wire.
+/// Input: byte 0 picks `max_frame` with its low 3 bits (0, 1, 7, 64, 1024, 64 Ki, 1 Mi
+/// or `u32::MAX`); bit 3 turns on extended mode ([`Decoder::set_extended`]) once
+/// `b >> 4` frames were decoded (0: from the start); byte 1 gives the number `k`
+/// (`% 16`) of chunk sizes that follow, one byte each (cycled; 0 feeds nothing; no
+/// sizes at all means one byte at a time); the rest is the wire.
 ///
 /// Checks: decoding the wire in one piece and in the chosen chunks (and byte by byte)
 /// yields the same frames, the same error and consumes the same bytes; every frame is
-/// well-formed (PSH length = payload length ≤ `max_frame`, no payload otherwise);
-/// re-encoding the frames reproduces the consumed bytes exactly; the decoder never
-/// drops or alters unconsumed bytes and never leaves a complete frame behind.
+/// well-formed (PSH length = payload length ≤ `max_frame`, no payload otherwise,
+/// extension commands only in extended mode); an `UnknownCommand` error names the
+/// next byte, which is no command of the current mode; re-encoding the frames
+/// reproduces the consumed bytes exactly; the decoder never drops or alters unconsumed
+/// bytes and never leaves a complete frame behind. In extended mode, a base decoder
+/// over the same wire must give the same frames up to the first extension command and
+/// stop there with `UnknownCommand`.
 pub fn decode(data: &[u8]) {
     let mut inp = Input::new(data);
-    let max_frame = DECODE_MAX_FRAMES[usize::from(inp.u8()) % DECODE_MAX_FRAMES.len()];
+    let mode = inp.u8();
+    let max_frame = DECODE_MAX_FRAMES[usize::from(mode & 7)];
+    let ext_after = (mode & 8 != 0).then_some(usize::from(mode >> 4));
     let k = inp.u8() % 16;
     let mut sizes: Vec<usize> = (0..k).map(|_| usize::from(inp.u8())).collect();
     if sizes.iter().all(|&n| n == 0) {
         sizes.push(1);
     }
     let wire = inp.rest();
+    let all = [wire.len().max(1)];
 
-    let whole = decode_in_chunks(max_frame, wire, &[wire.len().max(1)]);
-    let chunked = decode_in_chunks(max_frame, wire, &sizes);
+    let whole = decode_in_chunks(max_frame, wire, &all, ext_after);
+    let chunked = decode_in_chunks(max_frame, wire, &sizes, ext_after);
     assert_same_decoding(&whole, &chunked, "chunked");
     if wire.len() <= 4096 {
-        let bytewise = decode_in_chunks(max_frame, wire, &[1]);
+        let bytewise = decode_in_chunks(max_frame, wire, &[1], ext_after);
         assert_same_decoding(&whole, &bytewise, "byte-by-byte");
     }
 
@@ -301,6 +357,27 @@ pub fn decode(data: &[u8]) {
         f.encode(&mut again);
     }
     assert_eq!(&again[..], &wire[..whole.consumed], "re-encoding differs");
+
+    if ext_after.is_some() {
+        // The modes differ only in the extension commands.
+        let base = decode_in_chunks(max_frame, wire, &all, None);
+        match whole.frames.iter().position(|f| is_extension(f.header.cmd)) {
+            None => assert_same_decoding(&whole, &base, "base-mode"),
+            Some(k) => {
+                let cmd = whole.frames[k].header.cmd;
+                let consumed: usize = whole.frames[..k]
+                    .iter()
+                    .map(|f| Decoder::frame_len(&f.header))
+                    .sum();
+                let expected = Decoded {
+                    frames: whole.frames[..k].to_vec(),
+                    error: Some(ProtocolError::UnknownCommand(cmd as u8)),
+                    consumed,
+                };
+                assert_same_decoding(&expected, &base, "base-mode");
+            }
+        }
+    }
 }
 
 // ----- frames on the wire, as seen by the checks -------------------------------------
@@ -333,10 +410,16 @@ struct InputLog {
 
 impl InputLog {
     fn new(max_frame: u32) -> InputLog {
+        InputLog::with_decoder(Decoder::new(max_frame))
+    }
+
+    /// A log that decodes the consumed bytes with `decoder` (an extended one where the
+    /// session may take extension frames).
+    fn with_decoder(decoder: Decoder) -> InputLog {
         InputLog {
             buf: BytesMut::new(),
             shadow: BytesMut::new(),
-            decoder: Decoder::new(max_frame),
+            decoder,
             consumed: BytesMut::new(),
             total: 0,
             frames: 0,
@@ -1156,7 +1239,8 @@ pub enum PairOp {
         /// The side.
         side: u8,
     },
-    /// 7: [`Session::poll_transmit`] onto the link, with a data limit (`limit: u16`).
+    /// 7: [`Session::poll_transmit`] onto the link, with a data limit (`limit: u16`; 0
+    /// means no limit, as a zero limit emits nothing).
     Transmit {
         /// The sending side.
         side: u8,
@@ -1251,6 +1335,15 @@ impl PairOp {
             },
             _ => PairOp::Advance { ms: inp.u16() },
         }
+    }
+}
+
+/// The transmit limit of a [`PairOp::Transmit`] or [`ExtOp::Transmit`]: 0 stands for
+/// no limit (the seeds' way to say "everything").
+fn op_limit(limit: u16) -> usize {
+    match limit {
+        0 => usize::MAX,
+        n => n.into(),
     }
 }
 
@@ -1744,7 +1837,7 @@ impl PairRun {
                     end.pinged = true;
                 }
             }
-            PairOp::Transmit { side, limit } => self.transmit(side.into(), limit.into()),
+            PairOp::Transmit { side, limit } => self.transmit(side.into(), op_limit(limit)),
             PairOp::Deliver { side, len } => {
                 self.deliver(side.into(), len.into());
             }
@@ -1946,7 +2039,7 @@ pub fn pair(data: &[u8]) {
 // ----- seed corpus ------------------------------------------------------------------
 
 /// The seed corpus: `(target, name, input)` for every target (`decode`, `session`,
-/// `pair`). `tests/fuzz_corpus.rs` writes them to `fuzz/corpus/<target>/<name>`.
+/// `pair`, `ext`). `tests/fuzz_corpus.rs` writes them to `fuzz/corpus/<target>/<name>`.
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out = Vec::new();
     let frame = |cmd: Cmd, id: u16, length: u32, payload: &[u8]| {
@@ -1967,7 +2060,12 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         all.extend(frame(cmd, 7, len, payload));
     }
 
-    // decode: max_frame selector, chunk plan, wire.
+    let mut ext_all = all.clone();
+    for (cmd, len) in [(Cmd::Wnd, 1 << 20), (Cmd::Rst, 3), (Cmd::Gwy, 0)] {
+        ext_all.extend(frame(cmd, 7, len, b""));
+    }
+
+    // decode: mode (max_frame, extended), chunk plan, wire.
     let decode_seed = |sel: u8, plan: &[u8], wire: &[u8]| {
         let mut v = vec![sel, plan.len() as u8];
         v.extend_from_slice(plan);
@@ -2002,6 +2100,23 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         (
             "max-frame-zero",
             decode_seed(0, &[], &frame(Cmd::Psh, 1, 0, &[])),
+        ),
+        ("extended-all-commands", decode_seed(5 | 8, &[4], &ext_all)),
+        (
+            "extended-after-two-frames",
+            decode_seed(5 | 8 | 2 << 4, &[6, 1], &ext_all),
+        ),
+        (
+            "extension-before-the-switch",
+            decode_seed(
+                5 | 8 | 1 << 4,
+                &[3],
+                &[frame(Cmd::Rst, 1, 2, b""), frame(Cmd::Syn, 1, 0, b"")].concat(),
+            ),
+        ),
+        (
+            "extended-unknown",
+            decode_seed(5 | 8, &[], &[9, 0, 0, 0, 0, 0, 0]),
         ),
     ];
     for (name, v) in d {
@@ -2282,6 +2397,10 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     for (name, cfg, ops) in p {
         out.push(("pair", name.to_string(), encode_pair(cfg, &ops)));
+    }
+
+    for (name, data) in ext::seeds() {
+        out.push(("ext", name, data));
     }
     out
 }

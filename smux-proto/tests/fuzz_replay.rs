@@ -83,6 +83,11 @@ proptest! {
         fuzzing::pair(&data);
     }
 
+    #[test]
+    fn ext_random(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fuzzing::ext(&data);
+    }
+
     /// Random inputs that start from a seed, so the random tail runs on a session
     /// that is already doing something.
     #[test]
