@@ -30,6 +30,9 @@ fn main() -> io::Result<()> {
             while let Ok(stream) = session.accept() {
                 thread::spawn(move || {
                     // Read and write the same stream through two shared references.
+                    // A client may shut its write side (`Shutdown::Write`) and read
+                    // the rest of its echo: the copy ends at that end-of-file, and
+                    // dropping the stream then sends our FIN.
                     let _ = io::copy(&mut &stream, &mut &stream);
                 });
             }

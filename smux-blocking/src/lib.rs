@@ -46,7 +46,9 @@
 //! [`Waiters`](smux_proto::Waiters) table, the same table the async adapters drive.
 //! When a session ends, both threads exit ([`Session::closed`] waits for them), the
 //! transport is shut down, and every pending and later call fails promptly with an
-//! error that carries the [`EndReason`].
+//! error that carries the [`EndReason`]. (After a clean end the transport's write
+//! side is shut first and the threads wait up to 2 s for the peer to close its side;
+//! see [`Parts::with_half_closer`].)
 //!
 //! # Streams
 //!
@@ -87,6 +89,44 @@
 //! Windows of extended streams also grow beyond 512 KiB on long, fast links (up to
 //! [`Config::max_window`](smux_proto::Config)), which needs nothing from the
 //! application.
+//!
+//! The acceptor offers the extensions after the first frame it receives, so the
+//! dialler's first stream may still be a base stream; a [`Session::ping`] first avoids
+//! that. A request, then a half-close, then the whole answer:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::Shutdown;
+//! use std::time::{Duration, Instant};
+//! use smux_blocking::{connect, Config, Listener};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let listener = Listener::bind("127.0.0.1:0", Config::default())?;
+//! let client = connect(listener.local_addr()?, Config::default())?;
+//! let (server, _) = listener.accept()?;
+//! client.ping(); // a first frame: the server offers the extensions, we agree
+//! let deadline = Instant::now() + Duration::from_secs(5);
+//! while !client.extensions_enabled() && Instant::now() < deadline {
+//!     std::thread::sleep(Duration::from_millis(1));
+//! }
+//! let answerer = std::thread::spawn(move || -> std::io::Result<()> {
+//!     let mut stream = server.accept()?;
+//!     let mut request = Vec::new();
+//!     stream.read_to_end(&mut request)?; // up to the client's FIN
+//!     stream.write_all(&request.to_ascii_uppercase())?;
+//!     Ok(()) // dropping the stream sends our FIN after the answer
+//! });
+//! let mut stream = client.open()?;
+//! assert!(stream.is_extended());
+//! stream.write_all(b"request")?;
+//! stream.shutdown(Shutdown::Write)?; // "no more from me"; reading goes on
+//! let mut answer = Vec::new();
+//! stream.read_to_end(&mut answer)?;
+//! assert_eq!(answer, b"REQUEST");
+//! answerer.join().unwrap()?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Writes return as soon as the stream's window accepted some bytes; those bytes will
 //! be sent unless the session fails, so [`Write::flush`](std::io::Write::flush) has

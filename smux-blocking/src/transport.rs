@@ -21,7 +21,8 @@ type Closer = Box<dyn FnOnce() + Send>;
 /// (from whichever thread notices first) and must make both blocked calls return, for
 /// example by shutting down the socket. Without a closer a session still ends, but its
 /// reader thread stays blocked in `read` until the peer closes the connection or sends
-/// something.
+/// something. An optional half closer ([`Parts::with_half_closer`]) lets a clean end
+/// close the write side first, so the peer reads everything we wrote.
 pub struct Parts {
     pub(crate) reader: Box<dyn Read + Send>,
     pub(crate) writer: Box<dyn Write + Send>,
@@ -90,7 +91,9 @@ impl Parts {
 /// [`Parts`] itself. Both sockets are switched to blocking mode, and on Unix their write
 /// half gets a short write timeout (250 ms) so the writer thread keeps running its
 /// timers while the peer does not read. The socket is shared with any clone the
-/// caller kept, so those settings apply to the clone too.
+/// caller kept, so those settings apply to the clone too. After a clean end their
+/// write side is shut down first (`Shutdown::Write`), and the whole socket once the
+/// peer closed its side or 2 s passed.
 pub trait Transport {
     /// Takes the transport apart.
     fn into_parts(self) -> io::Result<Parts>;
