@@ -27,7 +27,9 @@
 //! [`Session::shutdown`] first writes out everything already written on its
 //! streams, then ends it and waits for the driver; dropping the last [`Session`]
 //! handle does the same as `shutdown` in the background (for at most 10 seconds).
-//! Streams the peer had finished still read their data and end-of-file afterwards.
+//! [`Session::go_away`] instead lets the open streams finish, however long they take,
+//! and the session then ends by itself. Streams the peer had finished still read
+//! their data and end-of-file afterwards.
 //! [`Session::end_reason`] says why a session ended: closed here, peer closed,
 //! keepalive timeout, protocol error, I/O error, or a completed go-away (below).
 //!
@@ -43,10 +45,12 @@
 //!   answer. On a base stream it closes both directions, as before.
 //! - **Reset**: [`Stream::reset`] aborts a stream both ways with a 32-bit code; the
 //!   peer's reads and writes fail with `ConnectionReset`, and [`reset_code`] extracts
-//!   the code.
+//!   the code. A stream the peer refused (accept backlog full, or going away) fails
+//!   the same way with [`RESET_REFUSED`]; a base stream gets end-of-file instead.
 //! - **Go-away**: [`Session::go_away`] refuses new streams in both directions
 //!   (`ConnectionRefused`) while open ones finish; then both sessions end with
-//!   [`EndReason::Drained`].
+//!   [`EndReason::Drained`]. (A peer without extensions is not told: its new streams
+//!   are refused, and it sees the connection close once ours drained.)
 //! - Stream windows grow beyond [`Config::window`] on links with a large
 //!   bandwidth-delay product, up to [`Config::max_window`].
 //!
@@ -144,4 +148,4 @@ pub use probe::{is_smux, is_smux_at};
 pub use session::{Driver, Session};
 pub use stream::{reset_code, ReadHalf, Stream, WriteHalf};
 
-pub use smux_proto::{Config, EndReason, Role, Stats, StreamId};
+pub use smux_proto::{Config, EndReason, Role, Stats, StreamId, RESET_REFUSED};

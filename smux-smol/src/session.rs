@@ -214,7 +214,7 @@ impl Session {
     /// use (open, or closing and awaiting the peer's FIN); IDs are recycled once a
     /// stream's close handshake has finished.
     pub async fn open(&self) -> io::Result<Stream> {
-        let (id, driver) = {
+        let (id, extended, driver) = {
             let mut g = lock(self.shared());
             if g.refuses_work() {
                 return Err(closing_error());
@@ -228,10 +228,11 @@ impl Session {
                 }
                 io::Error::from(e)
             })?;
-            (id, g.take_driver())
+            let extended = g.session.is_extended(id);
+            (id, extended, g.take_driver())
         };
         wake(driver);
-        Ok(Stream::new(self.shared().clone(), id))
+        Ok(Stream::new(self.shared().clone(), id, extended))
     }
 
     /// The next stream the peer opened. Waits until one arrives; fails once the
@@ -246,7 +247,8 @@ impl Session {
         let mut g = lock(self.shared());
         let inner = &mut *g;
         if let Some(id) = inner.session.accept() {
-            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id)));
+            let extended = inner.session.is_extended(id);
+            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id, extended)));
         }
         if let Some(r) = inner.session.end_reason() {
             return Poll::Ready(Err(r.to_io_error()));

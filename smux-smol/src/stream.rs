@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -23,6 +24,13 @@ fn timed_out(msg: &'static str) -> io::Error {
 struct Core {
     shared: Shared,
     id: StreamId,
+    /// Opened after both ends agreed on the extensions; fixed for the stream's life.
+    extended: bool,
+    /// Set (under the session lock) once this handle released the stream: a close of
+    /// a base stream, or a reset. The core frees the ID once the close handshake
+    /// finishes and may then give it to a new stream, so from here on no call may
+    /// reach the core with this ID.
+    released: AtomicBool,
 }
 
 impl Drop for Core {
@@ -30,9 +38,11 @@ impl Drop for Core {
         let driver = {
             let mut g = lock(&self.shared);
             let inner = &mut *g;
-            inner.waiters.forget(self.id);
-            // An error means the stream is already closed or the session ended.
-            let _ = inner.session.close(self.id);
+            if !self.is_released() {
+                inner.waiters.forget(self.id);
+                // An error means the session ended.
+                let _ = inner.session.close(self.id);
+            }
             inner.take_driver()
         };
         wake(driver);
@@ -40,9 +50,21 @@ impl Drop for Core {
 }
 
 impl Core {
+    /// Only meaningful under the session lock, which orders it with the core's state.
+    fn is_released(&self) -> bool {
+        self.released.load(Ordering::Relaxed)
+    }
+
+    fn set_released(&self) {
+        self.released.store(true, Ordering::Relaxed);
+    }
+
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut g = lock(&self.shared);
         let inner = &mut *g;
+        if self.is_released() {
+            return Poll::Ready(Err(ReadError::Closed.into()));
+        }
         let stalled = !inner.session.wants_input();
         match inner.session.read(self.id, buf) {
             Ok(n) => {
@@ -67,6 +89,9 @@ impl Core {
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut g = lock(&self.shared);
         let inner = &mut *g;
+        if self.is_released() {
+            return Poll::Ready(Err(WriteError::Closed.into()));
+        }
         if inner.refuses_work() {
             return Poll::Ready(Err(closing_error()));
         }
@@ -93,13 +118,19 @@ impl Core {
         {
             let mut g = lock(&self.shared);
             let inner = &mut *g;
+            if self.is_released() {
+                // Closing twice is fine.
+                return Poll::Ready(Ok(()));
+            }
             match inner.session.shutdown(self.id) {
-                // Closing twice is fine; so is closing after the session ended.
-                Ok(())
-                | Err(WriteError::Closed)
-                | Err(WriteError::UnknownStream)
-                | Err(WriteError::SessionEnded(_)) => {}
+                // So is closing after the session ended.
+                Ok(()) | Err(WriteError::Closed) | Err(WriteError::SessionEnded(_)) => {}
+                Err(WriteError::UnknownStream) => self.set_released(),
                 Err(e) => return Poll::Ready(Err(e.into())),
+            }
+            if !self.extended && !inner.session.is_ended() {
+                // A base stream's FIN closed both directions: the stream is released.
+                self.set_released();
             }
             // A read half parked on a base stream learns at once that it was closed.
             // (On an extended stream it reads on; the wake-up only makes it poll again.)
@@ -117,11 +148,13 @@ impl Core {
         let result = {
             let mut g = lock(&self.shared);
             let inner = &mut *g;
-            let result = match inner.session.reset(self.id, code) {
-                // A handle whose stream the core no longer knows had closed it already.
-                Err(WriteError::UnknownStream) => Err(WriteError::Closed.into()),
-                r => r.map_err(io::Error::from),
-            };
+            if self.is_released() {
+                return Err(WriteError::Closed.into());
+            }
+            let result = inner.session.reset(self.id, code).map_err(io::Error::from);
+            if !inner.session.is_ended() {
+                self.set_released();
+            }
             // The other half, parked on this stream, now fails at once.
             inner.waiters.dispatch(&Event::Closed(self.id), &mut woken);
             woken.extend(inner.take_driver());
@@ -129,10 +162,6 @@ impl Core {
         };
         woken.into_iter().for_each(Waker::wake);
         result
-    }
-
-    fn is_extended(&self) -> bool {
-        lock(&self.shared).session.is_extended(self.id)
     }
 
     async fn write_all_before(&self, buf: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
@@ -218,9 +247,15 @@ impl fmt::Debug for Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(shared: Shared, id: StreamId) -> Stream {
+    /// A handle on stream `id`, which the core holds with extensions or not.
+    pub(crate) fn new(shared: Shared, id: StreamId, extended: bool) -> Stream {
         Stream {
-            core: Arc::new(Core { shared, id }),
+            core: Arc::new(Core {
+                shared,
+                id,
+                extended,
+                released: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -233,7 +268,7 @@ impl Stream {
     /// extensions (half-close, reset, windows that grow). Streams opened before that,
     /// and every stream with a peer without them, follow the base protocol.
     pub fn is_extended(&self) -> bool {
-        self.core.is_extended()
+        self.core.extended
     }
 
     /// Aborts the stream in both directions and releases it: data buffered on either
@@ -337,7 +372,7 @@ impl ReadHalf {
 
     /// See [`Stream::is_extended`].
     pub fn is_extended(&self) -> bool {
-        self.core.is_extended()
+        self.core.extended
     }
 
     /// Aborts the whole stream, both directions (see [`Stream::reset`]): the write
@@ -385,7 +420,7 @@ impl WriteHalf {
 
     /// See [`Stream::is_extended`].
     pub fn is_extended(&self) -> bool {
-        self.core.is_extended()
+        self.core.extended
     }
 
     /// Aborts the whole stream, both directions (see [`Stream::reset`]): the read
