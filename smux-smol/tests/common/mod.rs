@@ -84,6 +84,8 @@ pub fn with_ext(c: Config, ext: bool) -> Config {
 
 /// Declares, for each `name`, the tests `name::ext_on` and `name::ext_off`, which run
 /// the function `name(ext: bool)` with extensions on and off.
+// Not every test file that includes this module uses it.
+#[allow(unused_macros)]
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -99,6 +101,7 @@ macro_rules! both_modes {
         }
     )*};
 }
+#[allow(unused_imports)]
 pub(crate) use both_modes;
 
 /// FNV-1a, 64-bit.
