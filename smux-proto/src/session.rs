@@ -157,6 +157,11 @@ pub struct Session {
     resets: HashMap<u16, u32, IdBuildHasher>,
     /// A go-away was sent or received: no new streams in either direction.
     going_away: bool,
+    /// Our GWY is queued or sent; the peer's GWY arrived. Once ours is out, draining
+    /// waits for the peer's, so every SYN it sent before it learnt of ours arrives (and
+    /// is refused) before the session ends.
+    gwy_sent: bool,
+    gwy_received: bool,
 }
 
 impl fmt::Debug for Session {
@@ -208,6 +213,8 @@ impl Session {
             extra_window: 0,
             resets: HashMap::default(),
             going_away: false,
+            gwy_sent: false,
+            gwy_received: false,
         })
     }
 
@@ -475,7 +482,7 @@ impl Session {
     pub fn handle_eof(&mut self, leftover: usize) {
         if leftover > 0 && self.end.is_none() {
             self.protocol_error(ProtocolError::TruncatedFrame { have: leftover });
-        } else if self.is_drained() {
+        } else if self.nothing_to_lose() {
             // The peer drained first and closed: the go-away ended as agreed.
             self.finish(EndReason::Drained);
         } else {
@@ -485,8 +492,8 @@ impl Session {
 
     /// Reports that reading or writing the transport failed.
     pub fn handle_transport_error(&mut self, err: &io::Error) {
-        if self.is_drained() {
-            // Nothing was left to say; a peer that drained may close hard.
+        if self.nothing_to_lose() {
+            // No stream was left; a peer that drained may close hard.
             return self.finish(EndReason::Drained);
         }
         self.finish(EndReason::Transport(err.kind(), err.to_string()));
@@ -662,7 +669,9 @@ impl Session {
     /// and the peer's FIN arrived; nothing leaves after the last FIN.
     fn stream_fin_leaving(&self, h: Header) -> Option<u32> {
         let Some(s) = self.streams.get(&h.id) else {
-            return (h.cmd == Cmd::Fin).then_some(0);
+            // Every FIN is queued while its stream exists and leaves before the stream
+            // can go; one outliving it would be taken for a new stream's.
+            return None;
         };
         if !s.has(flag::EXT) {
             return Some(h.length);
@@ -964,7 +973,11 @@ impl Session {
             return;
         };
         s.consumed += n as u32;
-        if s.consumed >= threshold && !s.has(flag::CFM_QUEUED) && self.end.is_none() {
+        // Also when the peer has no credit left and waits for us: otherwise a remainder
+        // below the threshold would stay unconfirmed and cap the stream below a window
+        // per round trip. An eighth of the threshold keeps the CFMs from getting tiny.
+        let starved = s.unacked == s.recv_window && s.consumed >= (threshold / 8).max(1);
+        if (s.consumed >= threshold || starved) && !s.has(flag::CFM_QUEUED) && self.end.is_none() {
             s.set(flag::CFM_QUEUED, true);
             self.cfm.push_back(id);
         }
@@ -1225,6 +1238,15 @@ impl Session {
     }
 
     fn remove(&mut self, id: u16) {
+        // A queued frame that outlived its stream would be taken for the next stream
+        // with this ID.
+        debug_assert!(
+            !self
+                .ctrl
+                .iter()
+                .any(|h| h.id == id && matches!(h.cmd, Cmd::Syn | Cmd::Fin | Cmd::Rst | Cmd::Wnd)),
+            "stream {id} removed with a frame still queued"
+        );
         if let Some(mut s) = self.streams.remove(&id) {
             self.extra_window -= (s.recv_window - self.config.window) as usize;
             self.resets.remove(&id);

@@ -187,6 +187,9 @@ pub(crate) mod flag {
     /// Extended: the peer released the stream before our writes ended (it sent
     /// `WND(0)`): writes fail as after a base FIN, and what was not sent is dropped.
     pub(crate) const STOPPED: u16 = 4096;
+    /// Extended: our last FIN is queued (it is queued once; a second entry could
+    /// outlive the stream and be taken for a new stream that reuses the ID).
+    pub(crate) const FINAL_QUEUED: u16 = 8192;
 }
 
 /// One stream.

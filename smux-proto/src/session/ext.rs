@@ -251,7 +251,7 @@ impl Session {
     /// stream, our first FIN left and the peer's FIN arrived. Until then we may still
     /// confirm data, and the peer must keep the ID; after it we send nothing more.
     pub(super) fn owe_last_fin(&mut self, id: u16) {
-        let Some(s) = self.streams.get(&id) else {
+        let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
         let due = matches!(
@@ -261,7 +261,8 @@ impl Session {
                 peer_fin: true
             }
         );
-        if s.has(flag::EXT) && due && !s.has(flag::FINAL_SENT) {
+        if s.has(flag::EXT) && due && !s.has(flag::FINAL_QUEUED | flag::FINAL_SENT) {
+            s.set(flag::FINAL_QUEUED, true);
             self.ctrl.push_back(Header::new(Cmd::Fin, id, 1));
         }
     }
@@ -414,6 +415,7 @@ impl Session {
         self.going_away = true;
         if self.neg == Negotiation::On {
             self.ctrl.push_back(Header::new(Cmd::Gwy, 0, code));
+            self.gwy_sent = true;
         }
         for id in std::mem::take(&mut self.backlog) {
             if let Some(s) = self.streams.get_mut(&id) {
@@ -426,10 +428,23 @@ impl Session {
 
     pub(super) fn on_gwy(&mut self) {
         self.going_away = true;
+        self.gwy_received = true;
+        if !self.gwy_sent {
+            // Our answer tells the peer we saw its GWY: whatever we opened before it
+            // is ahead of the answer on the wire.
+            self.ctrl.push_back(Header::new(Cmd::Gwy, 0, 0));
+            self.gwy_sent = true;
+        }
     }
 
-    /// True once a go-away has run its course: no stream left and nothing to send.
+    /// True once a go-away has run its course: no stream left, nothing to send, and the
+    /// peer answered our GWY (if we sent one).
     pub(super) fn is_drained(&self) -> bool {
-        self.going_away && self.streams.is_empty() && self.queues_empty()
+        self.nothing_to_lose() && self.queues_empty() && (!self.gwy_sent || self.gwy_received)
+    }
+
+    /// Going away with no stream left: the transport closing now loses nothing.
+    pub(super) fn nothing_to_lose(&self) -> bool {
+        self.going_away && self.streams.is_empty()
     }
 }

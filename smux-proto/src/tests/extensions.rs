@@ -526,3 +526,36 @@ fn one_stream_fills_a_long_fat_link_only_with_extensions() {
     // And it gets there within the first two seconds.
     assert!(ext[1] as f64 >= 0.8 * link, "{}", show(&ext));
 }
+
+#[test]
+fn the_last_fin_is_queued_once_when_both_peer_fins_arrive_together() {
+    // Found by the `ext` fuzz target: a second queued FIN(1) outlived its stream and
+    // was taken for the FIN of the next stream with the same ID.
+    let mut p = negotiated(Config::default());
+    let id = p.b.open().unwrap();
+    p.settle();
+    let got = p.a.accept().unwrap();
+    p.a.shutdown(got).unwrap();
+    p.transmit(false, usize::MAX);
+    let a_fin0 = p.ab.split();
+    p.b.shutdown(id).unwrap();
+    p.b.close(id).unwrap();
+    p.transmit(true, usize::MAX);
+    p.deliver(false, usize::MAX);
+    p.a.close(got).unwrap();
+    p.transmit(false, usize::MAX);
+    let a_fin1 = p.ab.split();
+    let mut both = a_fin0;
+    both.extend_from_slice(&a_fin1);
+    p.b.handle_input(p.now, &mut both);
+    // Only the last FIN leaves; the stream is gone and its ID free.
+    p.transmit(true, 7);
+    assert!(p.b.stream_ids().is_empty());
+    let again = p.b.open().unwrap();
+    assert_eq!(again, id, "the ID is reused");
+    p.b.write(again, b"hi").unwrap();
+    p.b.shutdown(again).unwrap();
+    p.settle();
+    let got = p.a.accept().unwrap();
+    assert_eq!(read_all(&mut p.a, got), (b"hi".to_vec(), true));
+}
