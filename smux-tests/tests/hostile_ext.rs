@@ -127,6 +127,8 @@ struct Tally {
     cfm: HashMap<u16, u64>,
     /// PSH payload received, by stream.
     psh: HashMap<u16, Checksum>,
+    /// The last WND received, by stream.
+    wnd: HashMap<u16, u32>,
     /// VRM frames received (answers, and our session's own RTT challenges).
     vrms: Vec<(u16, u32)>,
 }
@@ -151,6 +153,9 @@ fn tally(t: &mut Tally, f: Frame) {
         wire::CFM => *t.cfm.entry(f.id).or_default() += u64::from(f.length),
         wire::PSH => t.psh.entry(f.id).or_default().update(&f.payload),
         wire::VRM => t.vrms.push((f.id, f.length)),
+        wire::WND => {
+            t.wnd.insert(f.id, f.length);
+        }
         _ => {}
     }
 }
@@ -451,9 +456,10 @@ fn rst_and_wnd_on_base_streams_are_ignored() {
 }
 
 /// Our application releases an extended stream the peer is still writing on: the
-/// session keeps confirming and discarding what arrives (the peer, honouring its
-/// window, never blocks), counts it in `bytes_discarded`, and frees the ID after the
-/// last FINs.
+/// session asks it to stop (`WND(id, 0)` after our FIN), and when the peer ignores
+/// that and writes on, keeps confirming and discarding what arrives (the peer,
+/// honouring its window, never blocks), counts it in `bytes_discarded`, and frees the
+/// ID after the last FINs.
 #[test]
 fn a_released_extended_stream_is_confirmed_and_drained() {
     let _g = serial();
@@ -472,7 +478,11 @@ fn a_released_extended_stream_is_confirmed_and_drained() {
         st.read_exact(&mut hi).await.expect("read");
         assert_eq!(&hi, b"hi");
         drop(st);
-        eventually(10, "our FIN", || lock(&t).fin0.get(&id) == Some(&1)).await;
+        eventually(10, "our FIN, then WND(0): stop writing", || {
+            let t = lock(&t);
+            t.fin0.get(&id) == Some(&1) && t.wnd.get(&id) == Some(&0)
+        })
+        .await;
         let discarded_before = s.stats().bytes_discarded;
         // The peer writes on, honouring its window: it waits for CFMs.
         let chunk = vec![0x5Au8; FRAME];
