@@ -8,6 +8,11 @@
 //! read or a write fail after a random number of bytes. The busy session: streams
 //! opened by both ends, each with a writer and a reader at both ends; on half of them
 //! one end reads slowly, so writers are blocked on the window when the fault hits.
+//!
+//! Rounds alternate between extensions on (the ends agree first, so the streams are
+//! extended) and off (base streams), so both kinds of stream meet every fault: Tokio
+//! runs each fault in both settings, blocking and smol alternate from fault to fault
+//! in opposite order.
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -44,6 +49,27 @@ const FAULTS: [Fault; 5] = [
 
 /// Hang guard for everything to end once the fault happened.
 const END_BOUND: u64 = 15;
+
+/// The configuration of a round: the defaults, with extensions on or off.
+fn config(extensions: bool) -> smux_proto::Config {
+    smux_proto::Config {
+        extensions,
+        ..smux_proto::Config::default()
+    }
+}
+
+/// Waits (polling, on any thread) until both ends agreed on the extensions, or the
+/// fault already fired (a fault may come first; the round then runs on base streams).
+/// The dialler pings first: it sends nothing on its own, and the acceptor offers the
+/// extensions only after the first frame it receives.
+fn agree(ping: impl Fn() -> bool, agreed: impl Fn() -> bool, fired: &Fired) {
+    ping();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !agreed() && lock(fired).is_none() {
+        assert!(Instant::now() < end, "the ends did not agree within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 /// Shared by the fault injectors: when the fault fired.
 type Fired = Arc<Mutex<Option<Instant>>>;
@@ -284,6 +310,8 @@ fn tokio_acceptor(
 /// Figures of one round.
 #[derive(Debug, Default)]
 struct Round {
+    /// Streams opened by the test that were extended.
+    extended: usize,
     tasks: usize,
     errors: std::collections::BTreeMap<String, usize>,
     tasks_end: Duration,
@@ -300,11 +328,11 @@ impl Round {
     }
 }
 
-async fn tokio_round(fault: Fault, rng: &mut Rng) {
+async fn tokio_round(fault: Fault, ext: bool, rng: &mut Rng) {
     let data = chunk();
     let fired: Fired = Arc::default();
     let at = rng.range(64 * 1024, 4 * 1024 * 1024);
-    let config = smux_tokio::Config::default();
+    let config = config(ext);
     let (a_sock, b_sock) = smux_tests::wire::loopback(None).await.expect("loopback");
     let (a_sock, b_sock) = match fault {
         Fault::Reset | Fault::Close => {
@@ -347,20 +375,36 @@ async fn tokio_round(fault: Fault, rng: &mut Rng) {
         _ => smux_tokio::Session::new(a_sock, config.clone(), smux_tokio::Role::Dialer),
     };
     let b = smux_tokio::Session::new(b_sock, config, smux_tokio::Role::Acceptor);
+    if ext {
+        let (a, b, f) = (a.clone(), b.clone(), fired.clone());
+        tokio::task::spawn_blocking(move || {
+            agree(
+                || a.ping(),
+                || a.extensions_enabled() && b.extensions_enabled(),
+                &f,
+            )
+        })
+        .await
+        .expect("agree");
+    }
     let seed = rng.next_u64();
     let acc_a = tokio_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
     let acc_b = tokio_acceptor(b.clone(), fired.clone(), data.clone(), seed ^ 2);
     let mut tasks = Vec::new();
+    let mut extended = 0;
     for (i, s) in [&a, &a, &b].iter().cycle().take(18).enumerate() {
         match s.open().await {
-            Ok(st) => tokio_stream_tasks(
-                st,
-                i % 3 == 1,
-                fired.clone(),
-                data.clone(),
-                seed ^ i as u64,
-                &mut tasks,
-            ),
+            Ok(st) => {
+                extended += usize::from(st.is_extended());
+                tokio_stream_tasks(
+                    st,
+                    i % 3 == 1,
+                    fired.clone(),
+                    data.clone(),
+                    seed ^ i as u64,
+                    &mut tasks,
+                )
+            }
             Err(_) => break,
         }
     }
@@ -371,7 +415,10 @@ async fn tokio_round(fault: Fault, rng: &mut Rng) {
     })
     .await;
     let t0 = lock(&fired).expect("fired");
-    let mut round = Round::default();
+    let mut round = Round {
+        extended,
+        ..Round::default()
+    };
     within(END_BOUND, "every stream task ends", async {
         tasks.extend(acc_a.await.expect("acceptor task"));
         tasks.extend(acc_b.await.expect("acceptor task"));
@@ -386,8 +433,8 @@ async fn tokio_round(fault: Fault, rng: &mut Rng) {
     round.slowest_end = t0.elapsed();
     assert!(a.open().await.is_err() && b.open().await.is_err());
     eprintln!(
-        "tokio {fault:?} at {at} bytes: {} stream tasks ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; tasks ended {:?} and drivers {:?} after the fault",
-        round.tasks, round.errors, round.tasks_end, round.slowest_end
+        "tokio {fault:?} at {at} bytes, extensions {ext} ({} extended streams): {} stream tasks ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; tasks ended {:?} and drivers {:?} after the fault",
+        round.extended, round.tasks, round.errors, round.tasks_end, round.slowest_end
     );
     assert!(round.tasks >= 4, "the session was busy");
 }
@@ -397,8 +444,8 @@ fn tokio_sessions_fail_cleanly_at_random_points() {
     let _g = serial();
     let mut rng = Rng::new(seed("tokio faults"));
     for fault in FAULTS {
-        for _ in 0..2 {
-            run(tokio_round(fault, &mut rng));
+        for ext in [true, false] {
+            run(tokio_round(fault, ext, &mut rng));
         }
     }
 }
@@ -519,8 +566,8 @@ fn bounded<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Sen
     }
 }
 
-fn blocking_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
-    use smux_blocking::{Config, Parts, Role, Session};
+fn blocking_round(fault: Fault, ext: bool, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
+    use smux_blocking::{Parts, Role, Session};
     let data = chunk();
     let fired: Fired = Arc::default();
     let at = rng.range(64 * 1024, 4 * 1024 * 1024);
@@ -538,7 +585,7 @@ fn blocking_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
         };
         (a.into_std().expect("std"), b.into_std().expect("std"))
     });
-    let config = Config::default();
+    let config = config(ext);
     let a = match fault {
         Fault::Shutdown => {
             let ctl = a_sock.try_clone().expect("clone");
@@ -581,20 +628,31 @@ fn blocking_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
     }
     .expect("session");
     let b = Session::new(b_sock, config, Role::Acceptor).expect("session");
+    if ext {
+        agree(
+            || a.ping(),
+            || a.extensions_enabled() && b.extensions_enabled(),
+            &fired,
+        );
+    }
     let seed = rng.next_u64();
     let acc_a = blocking_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
     let acc_b = blocking_acceptor(b.clone(), fired.clone(), data.clone(), seed ^ 2);
     let mut threads = Vec::new();
+    let mut extended = 0;
     for (i, s) in [&a, &a, &b].iter().cycle().take(9).enumerate() {
         match s.open() {
-            Ok(st) => blocking_stream_threads(
-                st,
-                i % 3 == 1,
-                fired.clone(),
-                data.clone(),
-                seed ^ i as u64,
-                &mut threads,
-            ),
+            Ok(st) => {
+                extended += usize::from(st.is_extended());
+                blocking_stream_threads(
+                    st,
+                    i % 3 == 1,
+                    fired.clone(),
+                    data.clone(),
+                    seed ^ i as u64,
+                    &mut threads,
+                )
+            }
             Err(_) => break,
         }
     }
@@ -612,7 +670,10 @@ fn blocking_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
         move || {
             threads.extend(acc_a.join().expect("acceptor thread"));
             threads.extend(acc_b.join().expect("acceptor thread"));
-            let mut round = Round::default();
+            let mut round = Round {
+                extended,
+                ..Round::default()
+            };
             for t in threads {
                 round.record(t.join().expect("no stream thread panics"));
             }
@@ -625,8 +686,8 @@ fn blocking_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
     );
     assert!(a.open().is_err() && b.open().is_err());
     eprintln!(
-        "blocking {fault:?} at {at} bytes: {} stream threads ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; threads ended {:?} and sessions {:?} after the fault",
-        round.tasks, round.errors, round.tasks_end, round.slowest_end
+        "blocking {fault:?} at {at} bytes, extensions {ext} ({} extended streams): {} stream threads ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; threads ended {:?} and sessions {:?} after the fault",
+        round.extended, round.tasks, round.errors, round.tasks_end, round.slowest_end
     );
 }
 
@@ -639,8 +700,8 @@ fn blocking_sessions_fail_cleanly_at_random_points() {
         .enable_all()
         .build()
         .expect("runtime");
-    for fault in FAULTS {
-        blocking_round(fault, &mut rng, &rt);
+    for (i, fault) in FAULTS.into_iter().enumerate() {
+        blocking_round(fault, i % 2 == 0, &mut rng, &rt);
     }
 }
 
@@ -770,8 +831,8 @@ async fn smol_within<T>(secs: u64, what: &str, f: impl std::future::Future<Outpu
     .unwrap_or_else(|| panic!("{what}: did not finish within {secs} s"))
 }
 
-fn smol_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
-    use smux_smol::{Config, Role, Session};
+fn smol_round(fault: Fault, ext: bool, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
+    use smux_smol::{Role, Session};
     let data = chunk();
     let fired: Fired = Arc::default();
     let at = rng.range(64 * 1024, 4 * 1024 * 1024);
@@ -790,7 +851,7 @@ fn smol_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
     let shutdown_after = Duration::from_millis(rng.range(20, 300));
     let seed = rng.next_u64();
     smol::block_on(async {
-        let config = Config::default();
+        let config = config(ext);
         let wrap = |s: std::net::TcpStream| smol::Async::new(s).expect("async socket");
         let b_io = FaultyFio {
             io: wrap(b_sock),
@@ -824,19 +885,34 @@ fn smol_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
         let (a, a_driver) = Session::new(a_io, config.clone(), Role::Dialer).expect("session");
         let (b, b_driver) = Session::new(b_io, config, Role::Acceptor).expect("session");
         let (a_driver, b_driver) = (smol::spawn(a_driver), smol::spawn(b_driver));
+        if ext {
+            let (a, b, f) = (a.clone(), b.clone(), fired.clone());
+            smol::unblock(move || {
+                agree(
+                    || a.ping(),
+                    || a.extensions_enabled() && b.extensions_enabled(),
+                    &f,
+                )
+            })
+            .await;
+        }
         let acc_a = smol_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
         let acc_b = smol_acceptor(b.clone(), fired.clone(), data.clone(), seed ^ 2);
         let mut tasks = Vec::new();
+        let mut extended = 0;
         for (i, s) in [&a, &a, &b].iter().cycle().take(12).enumerate() {
             match s.open().await {
-                Ok(st) => smol_stream_tasks(
-                    st,
-                    i % 3 == 1,
-                    fired.clone(),
-                    data.clone(),
-                    seed ^ i as u64,
-                    &mut tasks,
-                ),
+                Ok(st) => {
+                    extended += usize::from(st.is_extended());
+                    smol_stream_tasks(
+                        st,
+                        i % 3 == 1,
+                        fired.clone(),
+                        data.clone(),
+                        seed ^ i as u64,
+                        &mut tasks,
+                    )
+                }
                 Err(_) => break,
             }
         }
@@ -847,7 +923,10 @@ fn smol_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
         })
         .await;
         let t0 = lock(&fired).expect("fired");
-        let mut round = Round::default();
+        let mut round = Round {
+            extended,
+            ..Round::default()
+        };
         smol_within(END_BOUND, "every stream task ends", async {
             tasks.extend(acc_a.await);
             tasks.extend(acc_b.await);
@@ -862,8 +941,8 @@ fn smol_round(fault: Fault, rng: &mut Rng, rt: &tokio::runtime::Runtime) {
         round.slowest_end = t0.elapsed();
         assert!(a.open().await.is_err() && b.open().await.is_err());
         eprintln!(
-            "smol {fault:?} at {at} bytes: {} stream tasks ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; tasks ended {:?} and drivers {:?} after the fault",
-            round.tasks, round.errors, round.tasks_end, round.slowest_end
+            "smol {fault:?} at {at} bytes, extensions {ext} ({} extended streams): {} stream tasks ended with errors {:?}; dialler {ra:?}; acceptor {rb:?}; tasks ended {:?} and drivers {:?} after the fault",
+            round.extended, round.tasks, round.errors, round.tasks_end, round.slowest_end
         );
     });
 }
@@ -877,7 +956,7 @@ fn smol_sessions_fail_cleanly_at_random_points() {
         .enable_all()
         .build()
         .expect("runtime");
-    for fault in FAULTS {
-        smol_round(fault, &mut rng, &rt);
+    for (i, fault) in FAULTS.into_iter().enumerate() {
+        smol_round(fault, i % 2 == 1, &mut rng, &rt);
     }
 }
