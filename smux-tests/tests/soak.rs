@@ -10,6 +10,13 @@
 //! or the reader closes early (it must have got a correct prefix). Readers stall at
 //! random. Every lifetime is checked by length and checksum against what was sent;
 //! only a few streams are open at once, so IDs are recycled many times over.
+//!
+//! Extensions: the Tokio soak runs two connections side by side, half the slots each:
+//! one with extensions on at both ends (streams opened once they agreed are extended:
+//! the writer half-closes, and a reader that stops early resets the stream half the
+//! time), one whose accepting end has them off (the dialling end, with them on, falls
+//! back to the base protocol). The Tokio-blocking soak has them on at both ends, so
+//! half-close and reset cross adapters.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,11 +24,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smux_tests::{lock, pattern, pattern_sum, run, seed, serial, within, Checksum, Rng};
+use smux_tokio::reset_code;
 use smux_tokio::{Config, Role, Session, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SLOTS_PER_END: usize = 4;
 const MAX_SIZE: u64 = 2 * 1024 * 1024;
+/// The code of the resets readers send when they stop early on an extended stream.
+const RESET_CODE: u32 = 0x50AC;
 
 /// What a reader saw on one lifetime.
 #[derive(Debug, Clone, Copy)]
@@ -39,14 +49,32 @@ struct Totals {
     resent: AtomicU64,
     writer_aborts: AtomicU64,
     reader_closes: AtomicU64,
+    reader_resets: AtomicU64,
     stalls: AtomicU64,
+}
+
+/// Which connection and which end of it a lifetime's stream was opened by.
+#[derive(Debug, Clone, Copy)]
+struct Opener {
+    /// The connection (the Tokio soak runs two).
+    conn: usize,
+    /// 0: its dialling end, 1: its accepting end.
+    end: usize,
+}
+
+impl Opener {
+    fn index(self) -> usize {
+        self.conn * 2 + self.end
+    }
 }
 
 struct Shared {
     reports: Mutex<HashMap<u64, Report>>,
     totals: Totals,
-    /// Times each stream ID was opened, per opening end.
-    ids: [Mutex<HashMap<u16, u64>>; 2],
+    /// Times each stream ID was opened, per connection and opening end.
+    ids: [Mutex<HashMap<u16, u64>>; 4],
+    /// Lifetimes on extended streams, per connection.
+    extended: [AtomicU64; 2],
     next_seq: AtomicU64,
 }
 
@@ -92,11 +120,21 @@ fn verify(seq: u64, off: u64, peer_gone: bool, report: Report, sh: &Shared) {
     count(&sh.totals.bytes, report.len);
 }
 
-/// One lifetime on the opening side: header, data under deadlines, close, check.
-async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
+/// Whether a failed write or shutdown may be explained by the reader stopping early:
+/// its close (`BrokenPipe`, after a base FIN or the extended stop) or its reset.
+fn reader_stopped(e: &std::io::Error, reset: Option<u32>) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe || reset == Some(RESET_CODE)
+}
+
+/// One lifetime on the opening side: header, data under deadlines, shutdown (a
+/// half-close on an extended stream), release, check.
+async fn lifetime(s: &Session, by: Opener, sh: &Shared, rng: &mut Rng) {
     let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
     let mut st = s.open().await.expect("open");
-    *lock(&sh.ids[end]).entry(st.id().0).or_default() += 1;
+    *lock(&sh.ids[by.index()]).entry(st.id().0).or_default() += 1;
+    if st.is_extended() {
+        count(&sh.extended[by.conn], 1);
+    }
     let (size, abort_at, head) = plan(seq, rng);
     st.write_all(&head).await.expect("header");
     let mut buf = vec![0u8; 64 * 1024];
@@ -125,10 +163,9 @@ async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
                     count(&sh.totals.resent, piece.len() as u64);
                 }
                 Err(e) => {
-                    // Only a reader that closed early may stop us.
-                    assert_eq!(
-                        e.error().kind(),
-                        std::io::ErrorKind::BrokenPipe,
+                    // Only a reader that stopped early may stop us.
+                    assert!(
+                        reader_stopped(e.error(), reset_code(e.error())),
                         "lifetime {seq}: {e}"
                     );
                     off += e.written() as u64;
@@ -141,7 +178,11 @@ async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
             break;
         }
     }
-    st.shutdown().await.expect("close");
+    if let Err(e) = st.shutdown().await {
+        // A reset that came after the last write.
+        assert_eq!(reset_code(&e), Some(RESET_CODE), "lifetime {seq}: {e}");
+        peer_gone = true;
+    }
     drop(st);
     let report = within(60, "the reader's report", async {
         loop {
@@ -156,7 +197,8 @@ async fn lifetime(s: &Session, end: usize, sh: &Shared, rng: &mut Rng) {
 }
 
 /// The accepting side of one lifetime: reads with random stalls and sizes, checks
-/// every byte against the pattern, sometimes closes early, and reports.
+/// every byte against the pattern, sometimes stops early (closes, or resets an
+/// extended stream), and reports.
 async fn reader(mut st: Stream, sh: Arc<Shared>, seed: u64) {
     let mut rng = Rng::new(seed);
     let mut head = [0u8; 16];
@@ -168,10 +210,12 @@ async fn reader(mut st: Stream, sh: Arc<Shared>, seed: u64) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut want = vec![0u8; 64 * 1024];
     let mut closed_early = false;
+    let mut reset = false;
     loop {
         if close_at.is_some_and(|a| c.len() >= a) {
             closed_early = true;
             count(&sh.totals.reader_closes, 1);
+            reset = st.is_extended() && rng.chance(1, 2);
             break;
         }
         if rng.chance(1, 16) {
@@ -191,7 +235,12 @@ async fn reader(mut st: Stream, sh: Arc<Shared>, seed: u64) {
         );
         c.update(&buf[..n]);
     }
-    drop(st);
+    if reset {
+        count(&sh.totals.reader_resets, 1);
+        st.reset(RESET_CODE);
+    } else {
+        drop(st);
+    }
     lock(&sh.reports).insert(
         seq,
         Report {
@@ -214,6 +263,7 @@ fn new_shared() -> Arc<Shared> {
         reports: Mutex::default(),
         totals: Totals::default(),
         ids: Default::default(),
+        extended: Default::default(),
         next_seq: AtomicU64::new(0),
     })
 }
@@ -233,14 +283,16 @@ fn report_totals(name: &str, secs: u64, sh: &Shared) {
     let reused: u64 = opens.iter().map(|(n, d)| n - *d as u64).sum();
     let distinct: usize = opens.iter().map(|(_, d)| d).sum();
     eprintln!(
-        "{name} {secs} s: {} lifetimes, {} MiB checked, {} write deadlines hit ({} KiB resent exactly), \
-         {} writer aborts, {} early reader closes, {} read stalls; {} distinct IDs reused {} times",
+        "{name} {secs} s: {} lifetimes ({:?} extended per connection), {} MiB checked, {} write deadlines hit ({} KiB resent exactly), \
+         {} writer aborts, {} early reader closes ({} of them resets), {} read stalls; {} distinct IDs reused {} times",
         ld(&t.lifetimes),
+        sh.extended.iter().map(ld).collect::<Vec<_>>(),
         ld(&t.bytes) >> 20,
         ld(&t.timeouts),
         ld(&t.resent) >> 10,
         ld(&t.writer_aborts),
         ld(&t.reader_closes),
+        ld(&t.reader_resets),
         ld(&t.stalls),
         distinct,
         reused
@@ -249,7 +301,8 @@ fn report_totals(name: &str, secs: u64, sh: &Shared) {
     assert!(reused > ld(&t.lifetimes) / 2, "IDs were recycled");
 }
 
-/// Two Tokio sessions.
+/// Two pairs of Tokio sessions side by side: extensions on at both ends, and off at
+/// the accepting end (the dialling end falls back).
 #[test]
 fn soak() {
     let _g = serial();
@@ -258,44 +311,72 @@ fn soak() {
     let sh = new_shared();
     let stop = Instant::now() + Duration::from_secs(secs);
     run(async {
-        let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
-        let a = Session::new(a, Config::default(), Role::Dialer);
-        let b = Session::new(b, Config::default(), Role::Acceptor);
+        let mut conns = Vec::new();
+        for acceptor_ext in [true, false] {
+            let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
+            let a = Session::new(a, Config::default(), Role::Dialer);
+            let b_config = Config {
+                extensions: acceptor_ext,
+                ..Config::default()
+            };
+            conns.push([a, Session::new(b, b_config, Role::Acceptor)]);
+        }
         let mut acceptors = Vec::new();
-        for (k, s) in [&a, &b].into_iter().enumerate() {
-            acceptors.push(tokio_acceptor(
-                s.clone(),
-                sh.clone(),
-                base ^ (k as u64) << 60,
-            ));
+        for (conn, pair) in conns.iter().enumerate() {
+            for (end, s) in pair.iter().enumerate() {
+                let k = (conn * 2 + end) as u64;
+                acceptors.push(tokio_acceptor(s.clone(), sh.clone(), base ^ k << 60));
+            }
+        }
+        // The dialling ends ping, so the accepting end with extensions on offers them
+        // before the first stream (which may be opened by either end).
+        for pair in &conns {
+            pair[0].ping();
         }
         let mut slots = Vec::new();
         for slot in 0..2 * SLOTS_PER_END {
-            let end = slot % 2;
-            let s = [&a, &b][end].clone();
+            let by = Opener {
+                conn: slot / SLOTS_PER_END,
+                end: slot % 2,
+            };
+            let s = conns[by.conn][by.end].clone();
             let sh = sh.clone();
             let mut rng = Rng::new(base.wrapping_add(slot as u64 * 0x9E37));
             slots.push(tokio::spawn(async move {
                 while Instant::now() < stop {
-                    lifetime(&s, end, &sh, &mut rng).await;
+                    lifetime(&s, by, &sh, &mut rng).await;
                 }
             }));
         }
         for t in slots {
             within(secs + 60, "soak slots", t).await.expect("slot task");
         }
-        // Every handshake completes: no stream is left on either end.
-        smux_tests::eventually(20, "all streams released", || {
-            a.stats().streams == 0 && b.stats().streams == 0
-        })
-        .await;
-        for st in [a.stats(), b.stats()] {
-            assert_eq!(st.protocol_errors, 0);
-            assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
+        for (conn, [a, b]) in conns.iter().enumerate() {
+            // Every handshake completes: no stream is left on either end.
+            smux_tests::eventually(20, "all streams released", || {
+                a.stats().streams == 0 && b.stats().streams == 0
+            })
+            .await;
+            for st in [a.stats(), b.stats()] {
+                assert_eq!(st.protocol_errors, 0);
+                assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
+            }
+            assert!(!a.is_closed() && !b.is_closed());
+            let agreed = conn == 0;
+            assert_eq!(
+                (a.extensions_enabled(), b.extensions_enabled()),
+                (agreed, agreed),
+                "connection {conn}"
+            );
+            let extended = sh.extended[conn].load(Ordering::Relaxed);
+            if agreed {
+                assert!(extended > 0, "extended streams were soaked");
+            } else {
+                assert_eq!(extended, 0, "fallback: base streams only");
+            }
+            a.close();
+            b.close();
         }
-        assert!(!a.is_closed() && !b.is_closed());
-        a.close();
-        b.close();
         for t in acceptors {
             within(20, "acceptors end", t).await.expect("acceptor task");
         }
@@ -316,12 +397,16 @@ fn tokio_acceptor(s: Session, sh: Arc<Shared>, seed: u64) -> tokio::task::JoinHa
 // ----- a Tokio session against a blocking one -------------------------------------------
 
 /// [`lifetime`] with a blocking stream: `write_all_before` reports the exact count
-/// accepted when its deadline passes.
-fn blocking_lifetime(s: &smux_blocking::Session, end: usize, sh: &Shared, rng: &mut Rng) {
+/// accepted when its deadline passes; `shutdown(Shutdown::Write)` half-closes an
+/// extended stream.
+fn blocking_lifetime(s: &smux_blocking::Session, by: Opener, sh: &Shared, rng: &mut Rng) {
     use std::io::Write;
     let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
     let st = s.open().expect("open");
-    *lock(&sh.ids[end]).entry(st.id().0).or_default() += 1;
+    *lock(&sh.ids[by.index()]).entry(st.id().0).or_default() += 1;
+    if st.is_extended() {
+        count(&sh.extended[by.conn], 1);
+    }
     let (size, abort_at, head) = plan(seq, rng);
     (&st).write_all(&head).expect("header");
     let mut buf = vec![0u8; 64 * 1024];
@@ -349,9 +434,8 @@ fn blocking_lifetime(s: &smux_blocking::Session, end: usize, sh: &Shared, rng: &
                     count(&sh.totals.resent, piece.len() as u64);
                 }
                 Err(e) => {
-                    assert_eq!(
-                        e.error().kind(),
-                        std::io::ErrorKind::BrokenPipe,
+                    assert!(
+                        reader_stopped(e.error(), smux_blocking::reset_code(e.error())),
                         "lifetime {seq}: {e}"
                     );
                     off += e.written() as u64;
@@ -361,7 +445,15 @@ fn blocking_lifetime(s: &smux_blocking::Session, end: usize, sh: &Shared, rng: &
             }
         }
     }
-    // Releasing the stream sends our FIN after every accepted byte.
+    if let Err(e) = st.shutdown(std::net::Shutdown::Write) {
+        // A reset that came after the last write.
+        assert_eq!(
+            smux_blocking::reset_code(&e),
+            Some(RESET_CODE),
+            "lifetime {seq}: {e}"
+        );
+        peer_gone = true;
+    }
     drop(st);
     let end_at = Instant::now() + Duration::from_secs(60);
     let report = loop {
@@ -390,10 +482,12 @@ fn blocking_reader(st: smux_blocking::Stream, sh: Arc<Shared>, seed: u64) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut want = vec![0u8; 64 * 1024];
     let mut closed_early = false;
+    let mut reset = false;
     loop {
         if close_at.is_some_and(|a| c.len() >= a) {
             closed_early = true;
             count(&sh.totals.reader_closes, 1);
+            reset = st.is_extended() && rng.chance(1, 2);
             break;
         }
         if rng.chance(1, 16) {
@@ -413,6 +507,10 @@ fn blocking_reader(st: smux_blocking::Stream, sh: Arc<Shared>, seed: u64) {
         );
         c.update(&buf[..n]);
     }
+    if reset {
+        count(&sh.totals.reader_resets, 1);
+        st.reset(RESET_CODE).expect("reset");
+    }
     drop(st);
     lock(&sh.reports).insert(
         seq,
@@ -424,8 +522,9 @@ fn blocking_reader(st: smux_blocking::Stream, sh: Arc<Shared>, seed: u64) {
     );
 }
 
-/// A Tokio session (dialling) against a blocking one: each end opens streams and
-/// writes under deadlines with its own adapter's API, and reads the other's.
+/// A Tokio session (dialling) against a blocking one, extensions on at both ends:
+/// each end opens streams and writes under deadlines with its own adapter's API,
+/// half-closes, and reads the other's (resetting some that it stops early).
 #[test]
 fn soak_tokio_blocking() {
     let _g = serial();
@@ -439,6 +538,9 @@ fn soak_tokio_blocking() {
         let a = Session::new(a, Config::default(), Role::Dialer);
         let b = smux_blocking::Session::new(b, Config::default(), smux_blocking::Role::Acceptor)
             .expect("session");
+        // The dialler pings so the acceptor offers the extensions before the first
+        // stream (which may be opened by either end).
+        a.ping();
         let acc_a = tokio_acceptor(a.clone(), sh.clone(), base);
         let acc_b = {
             let (b, sh) = (b.clone(), sh.clone());
@@ -458,14 +560,14 @@ fn soak_tokio_blocking() {
             let (sh_a, a) = (sh.clone(), a.clone());
             tokio_slots.push(tokio::spawn(async move {
                 while Instant::now() < stop {
-                    lifetime(&a, 0, &sh_a, &mut rng).await;
+                    lifetime(&a, Opener { conn: 0, end: 0 }, &sh_a, &mut rng).await;
                 }
             }));
             let mut rng = Rng::new(base.wrapping_add(slot as u64 * 0x9E37 + 1));
             let (sh_b, b) = (sh.clone(), b.clone());
             thread_slots.push(std::thread::spawn(move || {
                 while Instant::now() < stop {
-                    blocking_lifetime(&b, 1, &sh_b, &mut rng);
+                    blocking_lifetime(&b, Opener { conn: 0, end: 1 }, &sh_b, &mut rng);
                 }
             }));
         }
@@ -488,6 +590,8 @@ fn soak_tokio_blocking() {
             assert_eq!(st.protocol_errors, 0);
             assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
         }
+        assert!(a.extensions_enabled() && b.extensions_enabled());
+        assert!(sh.extended[0].load(Ordering::Relaxed) > 0);
         a.close();
         b.close();
         within(20, "acceptor ends", acc_a)
