@@ -46,7 +46,28 @@ macro_rules! trace {
 /// it had not been sent, and a scenario where it stole the FIN of a new stream on the
 /// same ID stops there unchecked, so fuzzing goes on finding other things. Set it to
 /// true once the core is fixed, and any stray FIN fails the checks again.
-const DOUBLE_LAST_FIN_FIXED: bool = false;
+const DOUBLE_LAST_FIN_FIXED: bool = true;
+
+/// Whether an end that is going away, has no stream left and gets end-of-file (its peer
+/// drained first and closed) ends `Drained` even with control frames still queued (a
+/// PIN, a VRM answer, a CFM), which can no longer reach anyone. Until the core does
+/// (reported as "PeerClosed although the go-away ran its course"), `PeerClosed` is
+/// accepted there; set it to true once fixed.
+const EOF_AFTER_DRAIN_FIXED: bool = true;
+
+/// Whether `Session::assert_invariants` holds once a session ended with its streams in
+/// place (`PeerClosed` here). Until the core clears the write turns it keeps on them
+/// (reported as "an ended session fails assert_invariants";
+/// `fuzz/regressions/ext/ended-session-keeps-write-turn`), ended sessions are not
+/// checked; set it to true once fixed.
+const ENDED_INVARIANTS_FIXED: bool = false;
+
+/// Whether a writer on an extended stream the peer finished (it still writes), blocked
+/// for send-queue room, gets its `Writable` once there is room. Until the core wakes it
+/// (reported as "a half-closed-by-peer stream waiting for send-queue room never gets
+/// Writable"; `fuzz/regressions/ext/peer-finished-writer-not-woken`), the check is
+/// skipped for such streams; set it to true once fixed.
+const PEER_FIN_WAITER_FIXED: bool = false;
 
 /// What [`ExtRun::stray_fin`] makes of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,8 +495,11 @@ struct End {
     enabled: bool,
     /// The probe whose answer is still to come out of this end (and be stripped).
     probe: Option<Probe>,
-    /// The session ended (`Drained`).
+    /// The session ended (`Drained`, or `PeerClosed` after `eof`).
     ended: bool,
+    /// The peer drained and its adapter closed the transport: once everything it sent
+    /// was taken, this end got `handle_eof`.
+    eof: bool,
 }
 
 /// The [`ext`] scenario.
@@ -602,9 +626,21 @@ impl ExtRun {
             }
             Event::Ended(reason) => {
                 let end = &mut self.ends[side];
-                assert_eq!(reason, EndReason::Drained, "end {side}: session ended");
-                assert!(end.going_away, "end {side}: drained without a go-away");
-                assert_eq!(end.s.stats().streams, 0, "end {side}: drained with streams");
+                let streams = end.s.stats().streams;
+                match reason {
+                    EndReason::Drained => {
+                        assert!(end.going_away, "end {side}: drained without a go-away");
+                        assert_eq!(streams, 0, "end {side}: drained with streams");
+                    }
+                    EndReason::PeerClosed => {
+                        assert!(end.eof, "end {side}: PeerClosed without end-of-file");
+                        assert!(
+                            !EOF_AFTER_DRAIN_FIXED || !end.going_away || streams > 0,
+                            "end {side}: its go-away had run its course, yet PeerClosed"
+                        );
+                    }
+                    r => panic!("end {side}: session ended: {r:?}"),
+                }
                 assert!(!end.ended, "end {side}: Ended twice");
                 end.ended = true;
             }
@@ -915,6 +951,22 @@ impl ExtRun {
         end.enabled = enabled;
         // Handled frames emit events; the model follows them before anything else.
         self.drain_events();
+        let end = &self.ends[side];
+        let eof_due = self.ends[peer].ended
+            && self.ends[peer].link.is_empty()
+            && !end.eof
+            && !end.ended
+            && end.input.buf.is_empty();
+        if eof_due {
+            // The peer drained, its adapter closed the transport, and everything it
+            // sent has been taken: end-of-file.
+            trace!("  end {side} gets end-of-file");
+            let end = &mut self.ends[side];
+            end.eof = true;
+            end.s.handle_eof(0);
+            assert!(end.s.is_ended(), "end {side}: survived end-of-file");
+            self.drain_events();
+        }
         count
     }
 
@@ -1343,10 +1395,15 @@ impl ExtRun {
         let c = &self.config;
         for (side, end) in self.ends.iter().enumerate() {
             let s = &end.s;
-            s.assert_invariants();
+            if ENDED_INVARIANTS_FIXED || !s.is_ended() {
+                s.assert_invariants();
+            }
             match s.end_reason() {
                 Some(r) => {
-                    assert_eq!(r, &EndReason::Drained, "end {side} ended");
+                    assert!(
+                        r == &EndReason::Drained || end.eof && r == &EndReason::PeerClosed,
+                        "end {side} ended: {r:?}"
+                    );
                     assert!(end.ended, "end {side}: ended without an Ended event");
                 }
                 None => assert_eq!(
@@ -1379,8 +1436,9 @@ impl ExtRun {
                 if end.ended {
                     continue;
                 }
+                let skip = !PEER_FIN_WAITER_FIXED && conn.ext && conn.finished[side];
                 assert!(
-                    !(conn.write_blocked[side] && s.writable_len(sid) > 0),
+                    skip || !(conn.write_blocked[side] && s.writable_len(sid) > 0),
                     "end {side}: stream {id} has room again but got no Writable event"
                 );
                 assert!(
@@ -1392,12 +1450,14 @@ impl ExtRun {
     }
 
     /// Stream lifetime `c` was opened by an end whose peer ended (drained) before it
-    /// took the SYN: nobody will ever answer it. A real peer's transport would close
-    /// and end the opener's session; the link here just stays silent.
+    /// took the SYN: nobody will ever answer it, and the opener's session ends at the
+    /// end-of-file that follows. Only a go-away the peer could not announce (no GWY:
+    /// extensions were not on) leaves such streams: after a GWY the draining end waits
+    /// for the answering GWY, which follows every SYN sent before it.
     fn orphan(&self, c: usize) -> bool {
         let conn = &self.conns[c];
-        let peer = 1 - conn.opener;
-        self.ends[peer].ended && !conn.known[peer]
+        let peer = &self.ends[1 - conn.opener];
+        peer.ended && !peer.gwy_sent && !conn.known[1 - conn.opener]
     }
 
     /// Moves everything until nothing moves: transmits, delivers, accepts and (if
@@ -1566,6 +1626,7 @@ pub fn ext(data: &[u8]) {
             enabled: false,
             probe: None,
             ended: false,
+            eof: false,
         }
     };
     let mut run = ExtRun {
