@@ -786,7 +786,7 @@ impl Session {
                 continue;
             };
             s.set(flag::OUT_WAITER, false);
-            if s.state != State::Open {
+            if !s.writes_open() {
                 continue;
             }
             s.set(flag::GRANTED, true);
@@ -1088,6 +1088,11 @@ impl Session {
             // reach a new stream that reuses the ID.
             s.consumed = 0;
         }
+        if ext && !peer_fin {
+            // Tell the peer to stop writing (WND 0). It goes ahead of our FIN, which may
+            // leave as our last frame on the stream.
+            self.ctrl.push_back(Header::new(Cmd::Wnd, id.0, 0));
+        }
         let fin = fin.unwrap_or_else(|| {
             let f = if s.send_len() > 0 {
                 LocalFin::Waiting
@@ -1105,9 +1110,8 @@ impl Session {
         self.resets.remove(&id.0);
         self.backlog.retain(|x| *x != id.0);
         if ext && !peer_fin {
-            // Tell the peer to stop writing (WND 0); what it sent meanwhile counts as
-            // read, confirmed so it never blocks on a window nobody reads.
-            self.ctrl.push_back(Header::new(Cmd::Wnd, id.0, 0));
+            // What the peer sent meanwhile counts as read, confirmed so it never blocks
+            // on a window nobody reads.
             self.consumed(id.0, dropped);
         } else {
             self.stats.buffered_in -= dropped;
@@ -1139,6 +1143,8 @@ impl Session {
             if let Some(b) = s.bufs.as_mut() {
                 b.send.clear();
             }
+            // The turn lists are gone; so are the turns.
+            s.set(flag::GRANTED | flag::OUT_WAITER, false);
         }
         if self.end == Some(EndReason::Local) {
             self.streams.clear();

@@ -559,3 +559,58 @@ fn the_last_fin_is_queued_once_when_both_peer_fins_arrive_together() {
     let got = p.a.accept().unwrap();
     assert_eq!(read_all(&mut p.a, got), (b"hi".to_vec(), true));
 }
+
+#[test]
+fn a_writer_on_a_stream_the_peer_half_closed_gets_its_send_queue_turn() {
+    // Found by the `ext` fuzz target and the interop tests: the turn went only to
+    // streams in `Open`, and a half-closed-by-peer stream still writes.
+    let mut p = negotiated(Config {
+        max_buffered_out: 4096,
+        ..Config::default()
+    });
+    let id = p.a.open().unwrap();
+    p.a.shutdown(id).unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    assert_eq!(p.b.write(got, &[0u8; 5000]).unwrap(), 4096);
+    assert_eq!(p.b.write(got, b"x"), Err(WriteError::Blocked));
+    p.settle();
+    assert!(p.events_b.contains(&Event::Writable(got)));
+    assert!(p.b.writable_len(got) > 0);
+}
+
+#[test]
+fn the_stop_never_outlives_its_stream() {
+    // Found by the `ext` fuzz target: WND(0) queued behind a FIN that left as our last.
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    p.a.close(id).unwrap();
+    p.b.reset(got, 9).unwrap();
+    p.transmit(true, usize::MAX);
+    p.deliver(false, usize::MAX);
+    p.transmit(false, 7);
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+    let again = p.a.open().unwrap();
+    assert_eq!(again, id);
+    p.a.write(again, b"new").unwrap();
+    p.settle();
+    let got = p.b.accept().unwrap();
+    assert_eq!(read_all(&mut p.b, got).0, b"new");
+}
+
+#[test]
+fn an_ended_session_holds_no_send_queue_turns() {
+    let mut p = Pair::new(Config {
+        max_buffered_out: 10,
+        ..Config::default()
+    });
+    let (s1, s2) = (p.a.open().unwrap(), p.a.open().unwrap());
+    p.a.write(s1, &[0u8; 10]).unwrap();
+    assert_eq!(p.a.write(s2, b"x"), Err(WriteError::Blocked));
+    p.transmit(false, usize::MAX);
+    p.a.handle_eof(0);
+    p.a.assert_invariants();
+}
