@@ -129,6 +129,8 @@ struct Tally {
     psh: HashMap<u16, Checksum>,
     /// The last WND received, by stream.
     wnd: HashMap<u16, u32>,
+    /// Codes of the GWY frames received.
+    gwy: Vec<u32>,
     /// VRM frames received (answers, and our session's own RTT challenges).
     vrms: Vec<(u16, u32)>,
 }
@@ -156,6 +158,7 @@ fn tally(t: &mut Tally, f: Frame) {
         wire::WND => {
             t.wnd.insert(f.id, f.length);
         }
+        wire::GWY => t.gwy.push(f.length),
         _ => {}
     }
 }
@@ -574,11 +577,14 @@ fn syn_flood_after_gwy_is_refused_with_rst() {
         }
         send(&mut w, &f).await;
         drop(f);
-        let reason = within(30, "session drains", s.closed()).await;
-        assert_eq!(reason, EndReason::Drained);
-        within(10, "peer sees end-of-file", rd)
+        // The session ends and closes the transport; the peer sees that and closes its
+        // end too (our driver waits for that, within a grace period).
+        within(30, "peer sees end-of-file", rd)
             .await
             .expect("reader");
+        drop(w);
+        let reason = within(10, "session drains", s.closed()).await;
+        assert_eq!(reason, EndReason::Drained);
         let t = lock(&t);
         assert_eq!(t.fin1.len(), 65_536, "our last FIN for every refused ID");
         assert_eq!(s.stats().protocol_errors, 0);
@@ -586,6 +592,94 @@ fn syn_flood_after_gwy_is_refused_with_rst() {
     // As the base-protocol SYN flood in `hostile.rs`: the stream records, the queued
     // frames and the peer's own tally.
     probe.check("65,536 SYN(1) after GWY", BASE + 65_536 * 256);
+}
+
+/// Our application goes away while a stream the peer opened is in use: the peer is
+/// told (GWY with our code), and when it opens 4,096 more streams anyway every one is
+/// refused with RST `RESET_REFUSED` and never reaches the application, while the open
+/// stream keeps carrying data both ways. Once that stream is closed, the refused ones
+/// are finished and the peer answered our GWY, the session ends `Drained`.
+#[test]
+fn our_go_away_refuses_new_streams_and_drains() {
+    let _g = serial();
+    let probe = Probe::start();
+    const N: u16 = 4_096;
+    run(async {
+        let (s, r, p, mut w, early) = acceptor_negotiated(Config::default(), None).await;
+        let (t, rd) = reader(r, p, early, None);
+        send(&mut w, Frames::new().syn_ext(1).psh(1, b"before")).await;
+        let mut st = within(10, "accept", s.accept()).await.expect("accept");
+        let mut got = [0u8; 6];
+        st.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"before");
+        s.go_away(5);
+        eventually(10, "our GWY", || lock(&t).gwy == [5]).await;
+        // The peer opens more streams regardless.
+        let mut f = Frames::new();
+        for i in 0..N {
+            let id = 3 + 2 * i;
+            f.syn_ext(id).psh(id, b"ignored");
+        }
+        f.psh(1, b"after").vrm(BARRIER.0, BARRIER.1);
+        send(&mut w, &f).await;
+        eventually(10, "every new stream refused", || {
+            let t = lock(&t);
+            t.answered(BARRIER) && t.rsts.len() == usize::from(N)
+        })
+        .await;
+        {
+            let t = lock(&t);
+            assert!(t
+                .rsts
+                .values()
+                .all(|&(n, code)| (n, code) == (1, RESET_REFUSED)));
+            assert!(!t.rsts.contains_key(&1), "the open stream is untouched");
+        }
+        let stats = s.stats();
+        assert_eq!(
+            (stats.accept_backlog, stats.streams_refused),
+            (0, u64::from(N))
+        );
+        let e = s.open().await.expect_err("no new streams");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+        // The open stream works on, both ways.
+        let mut after = [0u8; 5];
+        within(10, "read", st.read_exact(&mut after))
+            .await
+            .expect("read");
+        assert_eq!(&after, b"after");
+        st.write_all(b"reply").await.expect("write");
+        eventually(10, "the reply", || {
+            lock(&t).psh.get(&1).map(Checksum::len) == Some(5)
+        })
+        .await;
+        // The peer finishes the refused streams and answers our GWY; we close ours.
+        f.clear();
+        for i in 0..N {
+            f.fin_last(3 + 2 * i);
+        }
+        f.gwy(0);
+        send(&mut w, &f).await;
+        drop(st);
+        eventually(10, "our FIN on the open stream", || {
+            lock(&t).fin0.get(&1) == Some(&1)
+        })
+        .await;
+        assert!(!s.is_closed(), "a stream is still open");
+        // The peer releases it too: its last FIN, then ours, and the session drains.
+        send(&mut w, Frames::new().fin_last(1)).await;
+        within(20, "peer sees end-of-file", rd)
+            .await
+            .expect("reader");
+        drop(w);
+        let reason = within(10, "session drains", s.closed()).await;
+        assert_eq!(reason, EndReason::Drained);
+        let t = lock(&t);
+        assert_eq!(t.fin1.get(&1), Some(&1), "our last FIN on the open stream");
+        assert_eq!(t.fin1.len(), usize::from(N) + 1, "and on every refused one");
+        assert_eq!(s.stats().protocol_errors, 0);
+    });
+    probe.check("our go-away, 4,096 refused", BASE + usize::from(N) * kib(1));
 }
 
 /// Our session dials; the raw peer accepts and negotiates as our acceptor does (HELLO
