@@ -8,6 +8,12 @@
 //! `smux-proto/src/tests/scenarios.rs`; these run the real adapter over real sockets.
 //! The many-windows flood and the protocol errors also run against smol and blocking
 //! sessions (at the end of the file).
+//!
+//! Our sessions have the extensions on (the default), so our acceptor offers them
+//! (HELLO) after the first frame it receives. These peers never answer, as a reference
+//! peer would not: everything here runs on the base protocol, i.e. tests the fallback,
+//! and the counts of VRM frames leave HELLO aside. Peers that negotiate the extensions
+//! by hand are in `hostile_ext.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -178,6 +184,7 @@ fn psh_for_an_unknown_id_is_discarded() {
 }
 
 /// A command byte the protocol does not define: `UnknownCommand` naming the byte.
+/// 6 is WND, an extension command, unknown here because the peer never agreed.
 #[test]
 fn unknown_command_ends_the_session() {
     let _g = serial();
