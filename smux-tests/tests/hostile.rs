@@ -1206,7 +1206,13 @@ fn protocol_cases() -> Vec<(Frames, bool, ProtocolError)> {
     unknown.syn(1).raw(9, 1, 0);
     let mut cut = Frames::new();
     cut.syn(1).raw(wire::PSH, 1, 100).bytes(&[1u8; 40]);
-    vec![
+    // The extension commands before any agreement (HELLO went unanswered).
+    let early = |cmd: u8| {
+        let mut f = Frames::new();
+        f.syn_ext(1).psh(1, b"x").raw(cmd, 1, 0);
+        (f, false, ProtocolError::UnknownCommand(cmd))
+    };
+    let mut cases = vec![
         (
             over,
             false,
@@ -1226,7 +1232,9 @@ fn protocol_cases() -> Vec<(Frames, bool, ProtocolError)> {
         ),
         (unknown, false, ProtocolError::UnknownCommand(9)),
         (cut, true, ProtocolError::TruncatedFrame { have: 47 }),
-    ]
+    ];
+    cases.extend([wire::WND, wire::RST, wire::GWY].map(early));
+    cases
 }
 
 /// Plays one case as a raw peer on a thread: sends, maybe shuts its write side, reads
