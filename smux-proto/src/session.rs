@@ -973,11 +973,16 @@ impl Session {
             return;
         };
         s.consumed += n as u32;
-        // Also when the peer has no credit left and waits for us: otherwise a remainder
-        // below the threshold would stay unconfirmed and cap the stream below a window
-        // per round trip. An eighth of the threshold keeps the CFMs from getting tiny.
+        // Also when the peer may be waiting for us: it has no credit left, or the reader
+        // caught up with half a threshold unconfirmed. Otherwise a remainder below the
+        // threshold stays unconfirmed for a round trip and caps a window-limited stream
+        // near half a window per round trip. The minimums keep CFMs from getting tiny.
         let starved = s.unacked == s.recv_window && s.consumed >= (threshold / 8).max(1);
-        if (s.consumed >= threshold || starved) && !s.has(flag::CFM_QUEUED) && self.end.is_none() {
+        let drained = s.recv_len == 0 && s.consumed >= (threshold / 2).max(1);
+        if (s.consumed >= threshold || starved || drained)
+            && !s.has(flag::CFM_QUEUED)
+            && self.end.is_none()
+        {
             s.set(flag::CFM_QUEUED, true);
             self.cfm.push_back(id);
         }
