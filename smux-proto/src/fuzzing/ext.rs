@@ -40,47 +40,6 @@ macro_rules! trace {
     };
 }
 
-/// Whether the core queues an extended stream's last FIN at most once. Until it does
-/// (reported as "queues its last FIN twice"; `fuzz/regressions/ext/double-last-fin`),
-/// the second, stray FIN (a `FIN(0)` for the ID just freed) is taken off the link as if
-/// it had not been sent, and a scenario where it stole the FIN of a new stream on the
-/// same ID stops there unchecked, so fuzzing goes on finding other things. Set it to
-/// true once the core is fixed, and any stray FIN fails the checks again.
-const DOUBLE_LAST_FIN_FIXED: bool = true;
-
-/// Whether an end that is going away, has no stream left and gets end-of-file (its peer
-/// drained first and closed) ends `Drained` even with control frames still queued (a
-/// PIN, a VRM answer, a CFM), which can no longer reach anyone. Until the core does
-/// (reported as "PeerClosed although the go-away ran its course"), `PeerClosed` is
-/// accepted there; set it to true once fixed.
-const EOF_AFTER_DRAIN_FIXED: bool = true;
-
-/// Whether `Session::assert_invariants` holds once a session ended with its streams in
-/// place (`PeerClosed` here). Until the core clears the write turns it keeps on them
-/// (reported as "an ended session fails assert_invariants";
-/// `fuzz/regressions/ext/ended-session-keeps-write-turn`), ended sessions are not
-/// checked; set it to true once fixed.
-const ENDED_INVARIANTS_FIXED: bool = false;
-
-/// Whether a writer on an extended stream the peer finished (it still writes), blocked
-/// for send-queue room, gets its `Writable` once there is room. Until the core wakes it
-/// (reported as "a half-closed-by-peer stream waiting for send-queue room never gets
-/// Writable"; `fuzz/regressions/ext/peer-finished-writer-not-woken`), the check is
-/// skipped for such streams; set it to true once fixed.
-const PEER_FIN_WAITER_FIXED: bool = false;
-
-/// What [`ExtRun::stray_fin`] makes of a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stray {
-    /// Not the known stray FIN: check it.
-    No,
-    /// The second last FIN of a stream already removed: drop it.
-    Dropped,
-    /// The second last FIN, leaving ahead of the SYN of a new stream on the same ID,
-    /// whose own FIN it took over: stop the scenario.
-    Stolen,
-}
-
 /// Number of input bytes the [`ExtSetup`] byte takes (the probe values follow it when
 /// there is a probe).
 pub const EXT_SETUP_LEN: usize = 1;
@@ -511,8 +470,6 @@ struct ExtRun {
     config: Config,
     now: Instant,
     elapsed: Duration,
-    /// A known core bug showed (see [`DOUBLE_LAST_FIN_FIXED`]): the scenario stops.
-    known_bug: bool,
 }
 
 impl ExtRun {
@@ -635,7 +592,7 @@ impl ExtRun {
                     EndReason::PeerClosed => {
                         assert!(end.eof, "end {side}: PeerClosed without end-of-file");
                         assert!(
-                            !EOF_AFTER_DRAIN_FIXED || !end.going_away || streams > 0,
+                            !end.going_away || streams > 0,
                             "end {side}: its go-away had run its course, yet PeerClosed"
                         );
                     }
@@ -669,27 +626,11 @@ impl ExtRun {
             frames.remove(0);
             end.probe = None;
         }
+        end.link.extend_from_slice(&wire);
         let mut enabled = end.enabled;
-        let mut at = 0;
         for f in frames {
-            let bytes = &wire[at..at + Decoder::frame_len(&f.header)];
-            at += bytes.len();
-            match self.stray_fin(side, f.header) {
-                Stray::No => {}
-                Stray::Dropped => {
-                    trace!("  end {side} sends {:?}: stray FIN, dropped", f.header);
-                    continue;
-                }
-                Stray::Stolen => {
-                    trace!("  end {side} sends {:?}: stray FIN, stops", f.header);
-                    self.known_bug = true;
-                    return;
-                }
-            }
             let c = self.sent_frame(side, f.header, &mut enabled);
-            let end = &mut self.ends[side];
-            end.frames.push_back((f.header, c));
-            end.link.extend_from_slice(bytes);
+            self.ends[side].frames.push_back((f.header, c));
         }
         let end = &mut self.ends[side];
         assert_eq!(
@@ -698,29 +639,6 @@ impl ExtRun {
             "end {side}: extensions turned on other than as the ACK left"
         );
         end.enabled = enabled;
-    }
-
-    /// Whether `h` is the second last FIN of a stream that end `side` already removed
-    /// (or the FIN the new stream on that ID took over, ahead of its SYN), while the
-    /// core bug that sends it is tolerated.
-    fn stray_fin(&self, side: usize, h: Header) -> Stray {
-        if DOUBLE_LAST_FIN_FIXED || h.cmd != Cmd::Fin {
-            return Stray::No;
-        }
-        let Some(&c) = self.ends[side].cur.get(&h.id) else {
-            return Stray::No;
-        };
-        let conn = &self.conns[c];
-        if conn.ext && conn.fin1_sent[side] {
-            return Stray::Dropped;
-        }
-        let reused = self.by_id[&h.id]
-            .iter()
-            .any(|&o| o != c && self.conns[o].ext && self.conns[o].fin1_sent[side]);
-        if conn.opener == side && !conn.syn_sent && reused {
-            return Stray::Stolen;
-        }
-        Stray::No
     }
 
     /// Checks a frame end `side` sent (`enabled`: extension frames may go, updated as
@@ -1383,9 +1301,6 @@ impl ExtRun {
             ExtOp::Advance { ms } => self.advance(Duration::from_millis(4 * u64::from(ms))),
             ExtOp::Ping { side } => self.ping(side.into()),
         }
-        if self.known_bug {
-            return;
-        }
         self.drain_events();
         self.check();
     }
@@ -1395,9 +1310,7 @@ impl ExtRun {
         let c = &self.config;
         for (side, end) in self.ends.iter().enumerate() {
             let s = &end.s;
-            if ENDED_INVARIANTS_FIXED || !s.is_ended() {
-                s.assert_invariants();
-            }
+            s.assert_invariants();
             match s.end_reason() {
                 Some(r) => {
                     assert!(
@@ -1436,9 +1349,8 @@ impl ExtRun {
                 if end.ended {
                     continue;
                 }
-                let skip = !PEER_FIN_WAITER_FIXED && conn.ext && conn.finished[side];
                 assert!(
-                    skip || !(conn.write_blocked[side] && s.writable_len(sid) > 0),
+                    !(conn.write_blocked[side] && s.writable_len(sid) > 0),
                     "end {side}: stream {id} has room again but got no Writable event"
                 );
                 assert!(
@@ -1477,9 +1389,6 @@ impl ExtRun {
                     }
                 }
                 self.transmit(side, usize::MAX);
-                if self.known_bug {
-                    return;
-                }
                 self.drain_events();
                 self.check();
             }
@@ -1639,7 +1548,6 @@ pub fn ext(data: &[u8]) {
         config,
         now,
         elapsed: Duration::ZERO,
-        known_bug: false,
     };
     if let Some((side, mut v1, v2)) = setup.probe {
         let side = usize::from(side);
@@ -1662,9 +1570,6 @@ pub fn ext(data: &[u8]) {
     while !inp.is_empty() {
         let op = ExtOp::decode(&mut inp);
         run.step(op);
-        if run.known_bug {
-            return;
-        }
     }
 
     // The final phase. The acceptor offers extensions only once a frame arrived.
@@ -1672,9 +1577,6 @@ pub fn ext(data: &[u8]) {
     run.ping(0);
     run.drain_events();
     run.settle(true);
-    if run.known_bug {
-        return;
-    }
     run.check_agreement();
     let [d, a] = &run.ends;
     if !d.ended && !a.ended {
@@ -1723,9 +1625,6 @@ pub fn ext(data: &[u8]) {
     }
     run.drain_events();
     run.settle(false);
-    if run.known_bug {
-        return;
-    }
     run.check_agreement();
     for (side, end) in run.ends.iter().enumerate() {
         if end.ended {
