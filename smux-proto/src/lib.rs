@@ -119,7 +119,7 @@
 //! # Costs
 //!
 //! Measured by `tests/cost.rs` with a counting allocator (10,000 streams): an idle
-//! open stream costs 107 bytes of heap on the opening end and 110 on the accepting end
+//! open stream costs 113 bytes of heap on the opening end and 110 on the accepting end
 //! (a 48-byte record, with both windows and the window-tuning clock, plus its
 //! hash-table slot); buffers exist only while data is queued and go back to a small
 //! pool when drained. Moving 64 KiB writes on four

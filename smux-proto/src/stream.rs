@@ -213,11 +213,15 @@ pub(crate) struct Stream {
     /// and the bytes consumed since.
     pub(crate) tune_at: u32,
     pub(crate) tune_bytes: u32,
+    /// Tells this record from earlier ones with the same ID (queued frames carry it).
+    /// 16 bits fit the record's padding; a stale frame would have to wait in the queue
+    /// through 65,536 stream creations to be mistaken.
+    pub(crate) gen: u16,
     pub(crate) bufs: Option<Box<Buffers>>,
 }
 
 impl Stream {
-    pub(crate) fn new(window: u32) -> Stream {
+    pub(crate) fn new(window: u32, gen: u16) -> Stream {
         Stream {
             state: State::Open,
             flags: 0,
@@ -229,6 +233,7 @@ impl Stream {
             recv_window: window,
             tune_at: 0,
             tune_bytes: 0,
+            gen,
             bufs: None,
         }
     }
@@ -394,7 +399,7 @@ mod tests {
     #[test]
     fn received_bytes_are_read_in_order_and_buffers_recycled() {
         let mut pool = Pool::default();
-        let mut s = Stream::new(1 << 20);
+        let mut s = Stream::new(1 << 20, 0);
         s.push_recv(Bytes::from_static(b"ab"), true, &mut pool);
         s.push_recv(Bytes::from_static(b"cd"), true, &mut pool);
         s.push_recv(Bytes::from(vec![9u8; 20_000]), true, &mut pool);
@@ -420,7 +425,7 @@ mod tests {
     #[test]
     fn a_waiting_reader_gets_a_large_payload_without_a_copy() {
         let mut pool = Pool::default();
-        let mut s = Stream::new(1 << 20);
+        let mut s = Stream::new(1 << 20, 0);
         let big = Bytes::from(vec![3u8; 64 * 1024]);
         s.set(flag::READ_WAITING, true);
         assert!(s.push_recv(big.clone(), true, &mut pool));

@@ -49,8 +49,7 @@ impl Session {
     /// answering it, if it was a probe).
     pub(super) fn after_frame(&mut self) {
         if self.neg == Negotiation::Waiting && self.role() == Role::Acceptor && self.end.is_none() {
-            self.ctrl
-                .push_back(Header::new(Cmd::Vrm, HELLO_ID, caps_value(OURS)));
+            self.push_ctrl(Header::new(Cmd::Vrm, HELLO_ID, caps_value(OURS)));
             self.neg = Negotiation::HelloQueued;
         }
     }
@@ -80,10 +79,9 @@ impl Session {
                 };
                 // The usual answer first, as any peer gives it, then our ACK.
                 let (a, b) = verify_code(v1, v2);
-                self.ctrl.push_back(Header::new(Cmd::Vrm, a, b));
+                self.push_ctrl(Header::new(Cmd::Vrm, a, b));
                 self.answers += 1;
-                self.ctrl
-                    .push_back(Header::new(Cmd::Vrm, ACK_ID, caps_value(OURS & theirs)));
+                self.push_ctrl(Header::new(Cmd::Vrm, ACK_ID, caps_value(OURS & theirs)));
                 self.neg = Negotiation::AckQueued;
                 true
             }
@@ -156,7 +154,7 @@ impl Session {
         };
         if fin {
             s.set_fin(LocalFin::Queued);
-            self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
+            self.ctrl.push_back((Header::new(Cmd::Fin, id, 0), s.gen));
         }
         if s.has(flag::WRITE_BLOCKED) {
             s.set(flag::WRITE_BLOCKED, false);
@@ -263,7 +261,7 @@ impl Session {
         );
         if s.has(flag::EXT) && due && !s.has(flag::FINAL_QUEUED | flag::FINAL_SENT) {
             s.set(flag::FINAL_QUEUED, true);
-            self.ctrl.push_back(Header::new(Cmd::Fin, id, 1));
+            self.push_ctrl(Header::new(Cmd::Fin, id, 1));
         }
     }
 
@@ -298,7 +296,7 @@ impl Session {
         };
         if fin {
             s.set_fin(LocalFin::Queued);
-            self.ctrl.push_back(Header::new(Cmd::Fin, id, 0));
+            self.push_ctrl(Header::new(Cmd::Fin, id, 0));
         }
     }
 
@@ -339,7 +337,7 @@ impl Session {
         let fin = if s.send_len() > 0 {
             LocalFin::Waiting
         } else {
-            self.ctrl.push_back(Header::new(Cmd::Fin, id.0, 0));
+            self.ctrl.push_back((Header::new(Cmd::Fin, id.0, 0), s.gen));
             LocalFin::Queued
         };
         s.state = State::Shut { fin, peer_fin };
@@ -379,7 +377,7 @@ impl Session {
         // After a peer's RST our FIN is already queued; after our last FIN nothing may
         // follow.
         if !peer_reset && !s.has(flag::FINAL_SENT) {
-            self.ctrl.push_back(Header::new(Cmd::Rst, id.0, code));
+            self.push_ctrl(Header::new(Cmd::Rst, id.0, code));
         } else {
             self.owe_last_fin(id.0);
         }
@@ -414,7 +412,7 @@ impl Session {
         }
         self.going_away = true;
         if self.neg == Negotiation::On {
-            self.ctrl.push_back(Header::new(Cmd::Gwy, 0, code));
+            self.push_ctrl(Header::new(Cmd::Gwy, 0, code));
             self.gwy_sent = true;
         }
         for id in std::mem::take(&mut self.backlog) {
@@ -432,7 +430,7 @@ impl Session {
         if !self.gwy_sent {
             // Our answer tells the peer we saw its GWY: whatever we opened before it
             // is ahead of the answer on the wire.
-            self.ctrl.push_back(Header::new(Cmd::Gwy, 0, 0));
+            self.push_ctrl(Header::new(Cmd::Gwy, 0, 0));
             self.gwy_sent = true;
         }
     }

@@ -632,3 +632,23 @@ fn an_ended_session_holds_no_send_queue_turns() {
     p.a.handle_eof(0);
     p.a.assert_invariants();
 }
+
+#[test]
+fn going_away_releases_an_unaccepted_stream_the_peer_reset_without_a_refusal() {
+    // Found by the `ext` fuzz target: the refusal RST went behind our FIN, which left
+    // as our last, and outlived the stream.
+    let mut p = negotiated(Config::default());
+    let id = p.a.open().unwrap();
+    p.settle();
+    p.a.reset(id, 5).unwrap();
+    p.transmit(false, usize::MAX);
+    p.deliver(true, usize::MAX);
+    p.b.go_away(0);
+    p.transmit(true, 7);
+    // The peer's last FIN arrives before b transmits again.
+    p.deliver(false, usize::MAX);
+    p.transmit(false, usize::MAX);
+    p.deliver(true, usize::MAX);
+    p.settle();
+    assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+}
