@@ -404,7 +404,7 @@ impl Session {
     /// Starts a graceful shutdown: no new streams in either direction (opens fail with
     /// `OpenError::GoingAway`, the peer's are refused, and so are those not yet
     /// accepted), open streams finish, and the session then ends with
-    /// [`EndReason::Drained`]. With extensions on the peer is told (a GWY frame carrying
+    /// [`EndReason::Drained`](crate::EndReason::Drained). With extensions on the peer is told (a GWY frame carrying
     /// `code`) and stops opening too; a reference peer only sees its new streams refused.
     pub fn go_away(&mut self, code: u32) {
         if self.end.is_some() || self.going_away {
