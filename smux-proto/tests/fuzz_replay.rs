@@ -15,7 +15,7 @@ use fuzzing::TARGETS;
 /// Recorded findings whose core fix has not landed yet, as `target/file`: they replay,
 /// and may fail without failing the test (each is described in the fuzz README). One
 /// that passes again is reported, so the entry can go.
-const AWAITING_CORE_FIX: &[&str] = &["ext/refusal-rst-outlives-stream"];
+const AWAITING_CORE_FIX: &[&str] = &[];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")

@@ -743,8 +743,11 @@ impl ExtRun {
             Cmd::Wnd if length == 0 => {
                 assert!(conn.ext, "end {side}: WND on base stream {id}");
                 assert!(!conn.stop_sent[side], "end {side}: second WND(0) on {id}");
+                // Sent by a close, or by a go-away releasing a stream from the backlog
+                // (one whose write side already ended, so there is nothing to refuse).
                 assert!(
-                    conn.held[side] == Held::Released && conn.reset_code[side].is_none(),
+                    conn.held[side] == Held::Released && conn.reset_code[side].is_none()
+                        || conn.held[side] == Held::Refused,
                     "end {side}: WND(0) on {id}, which its application did not close"
                 );
                 assert!(
@@ -1483,7 +1486,7 @@ enum Release {
 /// stream whose reader holds it arrived unless the stream was reset, with EOF if the
 /// writer finished; answered pings; then no stream record and no buffered byte on
 /// either end, and every end that was going away has drained. The only exception is a
-/// stream whose peer drained before its SYN arrived (see [`ExtRun::orphan`]).
+/// stream whose peer drained before its SYN arrived (see `ExtRun::orphan`).
 pub fn ext(data: &[u8]) {
     let mut inp = Input::new(data);
     let base = config_from(inp.array::<CONFIG_LEN>());
