@@ -115,19 +115,7 @@ fn release(
     }
 }
 
-/// The error code of a stream reset that `error` reports, if it reports one: a read or
-/// write on a stream the peer aborted with [`Stream::reset`] fails with
-/// [`io::ErrorKind::ConnectionReset`] and this code.
-pub fn reset_code(error: &io::Error) -> Option<u32> {
-    let inner = error.get_ref()?;
-    match (
-        inner.downcast_ref::<ReadError>(),
-        inner.downcast_ref::<WriteError>(),
-    ) {
-        (Some(ReadError::Reset(code)), _) | (_, Some(WriteError::Reset(code))) => Some(*code),
-        _ => None,
-    }
-}
+pub use smux_proto::reset_code;
 
 fn closed_error() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "stream was shut down locally")

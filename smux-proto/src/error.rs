@@ -166,6 +166,27 @@ impl fmt::Display for SessionEnded {
 
 impl std::error::Error for SessionEnded {}
 
+/// The error code of a stream reset that `err` reports, if it reports one: reads and
+/// writes on a stream the peer aborted (`Session::reset` on its end) fail with
+/// [`ReadError::Reset`] or [`WriteError::Reset`], which adapters turn into an
+/// `io::Error` of kind `ConnectionReset`. Looks through wrapping errors (an adapter's
+/// partial-write error, for one) by their `source`. `None` for every other error.
+pub fn reset_code(err: &io::Error) -> Option<u32> {
+    let mut cur: &(dyn std::error::Error + 'static) = err.get_ref()?;
+    loop {
+        if let Some(ReadError::Reset(code)) = cur.downcast_ref::<ReadError>() {
+            return Some(*code);
+        }
+        if let Some(WriteError::Reset(code)) = cur.downcast_ref::<WriteError>() {
+            return Some(*code);
+        }
+        cur = match cur.downcast_ref::<io::Error>() {
+            Some(inner) => inner.get_ref()?,
+            None => cur.source()?,
+        };
+    }
+}
+
 /// Why `Session::open` failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenError {
@@ -250,3 +271,33 @@ display_and_io!(ReadError,
     ReadError::Reset(code) => (io::ErrorKind::ConnectionReset, "stream reset by the peer (code {code})"),
     ReadError::UnknownStream => (io::ErrorKind::NotFound, "unknown stream"),
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn reset_codes_are_found_through_wrappers() {
+        let read: io::Error = ReadError::Reset(7).into();
+        assert_eq!(read.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(reset_code(&read), Some(7));
+        let write: io::Error = WriteError::Reset(9).into();
+        let wrapped = io::Error::new(io::ErrorKind::TimedOut, Wrapper(write));
+        assert_eq!(reset_code(&wrapped), Some(9));
+        assert_eq!(reset_code(&WriteError::PeerClosed.into()), None);
+        assert_eq!(reset_code(&io::Error::other("x")), None);
+    }
+}

@@ -153,7 +153,7 @@ mod tests;
 
 pub use config::{Config, ConfigError};
 pub use error::{
-    EndReason, NotSmux, OpenError, ProtocolError, ReadError, SessionEnded, WriteError,
+    reset_code, EndReason, NotSmux, OpenError, ProtocolError, ReadError, SessionEnded, WriteError,
 };
 pub use frame::{Cmd, Frame, Header};
 pub use id::{IdMap, Role};

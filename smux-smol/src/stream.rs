@@ -457,20 +457,4 @@ impl AsyncWrite for WriteHalf {
     }
 }
 
-/// The error code of the reset that `e` reports, if any: reads and writes on a
-/// stream the peer aborted ([`Stream::reset`] on its end) fail with
-/// [`io::ErrorKind::ConnectionReset`] and carry the peer's code, which this returns.
-/// `None` for every other error.
-pub fn reset_code(e: &io::Error) -> Option<u32> {
-    let inner = e.get_ref()?;
-    if let Some(ReadError::Reset(code)) = inner.downcast_ref::<ReadError>() {
-        return Some(*code);
-    }
-    if let Some(WriteError::Reset(code)) = inner.downcast_ref::<WriteError>() {
-        return Some(*code);
-    }
-    // A deadline-bound write wraps the write's error.
-    inner
-        .downcast_ref::<PartialWrite>()
-        .and_then(|p| reset_code(p.error()))
-}
+pub use smux_proto::reset_code;

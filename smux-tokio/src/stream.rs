@@ -287,30 +287,7 @@ fn reset_locally() -> io::Error {
     )
 }
 
-/// The error code of a reset stream, if `err` is a read or write failure caused by the
-/// peer's [`Stream::reset`] (such errors have the kind
-/// [`io::ErrorKind::ConnectionReset`]). Also looks inside a [`PartialWrite`] turned
-/// into an `io::Error`.
-///
-/// ```
-/// # fn check(err: std::io::Error) {
-/// if let Some(code) = smux_tokio::reset_code(&err) {
-///     eprintln!("the peer aborted the stream with code {code}");
-/// }
-/// # }
-/// ```
-pub fn reset_code(err: &io::Error) -> Option<u32> {
-    let inner = err.get_ref()?;
-    if let Some(ReadError::Reset(code)) = inner.downcast_ref::<ReadError>() {
-        return Some(*code);
-    }
-    if let Some(WriteError::Reset(code)) = inner.downcast_ref::<WriteError>() {
-        return Some(*code);
-    }
-    inner
-        .downcast_ref::<PartialWrite>()
-        .and_then(|p| reset_code(p.error()))
-}
+pub use smux_proto::reset_code;
 
 /// A write with a deadline that did not complete: carries the exact number of bytes
 /// the session accepted before it stopped.
