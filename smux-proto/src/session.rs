@@ -108,6 +108,15 @@ pub struct Stats {
     pub rtt: Option<Duration>,
 }
 
+/// Owes a blocked writer of stream `id` its `Writable` event once its window has room
+/// (a turn in the send queue wakes it otherwise).
+fn owe_writable(s: &mut Stream, id: u16, events: &mut VecDeque<Event>) {
+    if s.has(flag::WRITE_BLOCKED) && s.send_room() > 0 && !s.has(flag::OUT_WAITER) {
+        s.set(flag::WRITE_BLOCKED, false);
+        events.push_back(Event::Writable(StreamId(id)));
+    }
+}
+
 /// The state machine of one smux session. See the crate docs for the drive loop.
 pub struct Session {
     config: Config,
@@ -453,18 +462,7 @@ impl Session {
         };
         // A CFM for more than was sent is clamped: it cannot create credit.
         s.in_flight = s.in_flight.saturating_sub(n);
-        self.maybe_writable(id);
-    }
-
-    /// Owes a blocked writer its `Writable` event once its window has room.
-    fn maybe_writable(&mut self, id: u16) {
-        let Some(s) = self.streams.get_mut(&id) else {
-            return;
-        };
-        if s.has(flag::WRITE_BLOCKED) && s.send_room() > 0 && !s.has(flag::OUT_WAITER) {
-            s.set(flag::WRITE_BLOCKED, false);
-            self.events.push_back(Event::Writable(StreamId(id)));
-        }
+        owe_writable(s, id, &mut self.events);
     }
 
     fn on_vrm(&mut self, now: Instant, v1: u16, v2: u32) {
@@ -993,18 +991,26 @@ impl Session {
     fn consumed(&mut self, id: u16, n: usize) {
         self.stats.buffered_in -= n;
         let threshold = self.config.cfm_threshold;
-        self.tune_window(id, n);
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
         s.consumed += n as u32;
+        let clock = (self.now, self.epoch);
+        let grew = ext::grow_window(
+            s,
+            n,
+            clock,
+            self.stats.rtt,
+            &self.config,
+            &mut self.extra_window,
+        );
         // Also when the peer may be waiting for us: it has no credit left, or the reader
         // caught up with half a threshold unconfirmed. Otherwise a remainder below the
         // threshold stays unconfirmed for a round trip and caps a window-limited stream
         // near half a window per round trip. The minimums keep CFMs from getting tiny.
         let starved = s.unacked == s.recv_window && s.consumed >= (threshold / 8).max(1);
         let drained = s.recv_len == 0 && s.consumed >= (threshold / 2).max(1);
-        if (s.consumed >= threshold || starved || drained)
+        if (s.consumed >= threshold || starved || drained || grew)
             && !s.has(flag::CFM_QUEUED)
             && self.end.is_none()
         {

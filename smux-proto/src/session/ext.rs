@@ -2,15 +2,16 @@
 //! grow, half-close, reset and go-away. Wire values and the reasoning behind them are in
 //! `negotiate`; the stream life cycle is in `stream`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Event, Session, StreamId};
+use crate::config::Config;
 use crate::error::WriteError;
 use crate::frame::{Cmd, Header};
 use crate::id::Role;
 use crate::negotiate::{caps_value, parse_caps, Negotiation, ACK_ID, CAP_V1, HELLO_ID, OURS};
 use crate::probe::verify_code;
-use crate::stream::{flag, LocalFin, State};
+use crate::stream::{flag, LocalFin, State, Stream};
 
 /// Error code of the RST that refuses a stream the peer opened (accept backlog full, or
 /// going away).
@@ -127,7 +128,7 @@ impl Session {
             return self.on_stop(id);
         }
         s.send_window = s.send_window.max(window.min(MAX_GRANT));
-        self.maybe_writable(id);
+        super::owe_writable(s, id, &mut self.events);
     }
 
     /// `WND(0)`: the peer released the stream and reads no more, so our writes end the
@@ -159,56 +160,6 @@ impl Session {
         if s.has(flag::WRITE_BLOCKED) {
             s.set(flag::WRITE_BLOCKED, false);
             self.events.push_back(Event::Writable(StreamId(id)));
-        }
-    }
-
-    /// The session's microsecond clock (wraps after 71 minutes; tuning only compares
-    /// nearby instants).
-    fn micros(&self) -> u32 {
-        self.now.saturating_duration_since(self.epoch).as_micros() as u32
-    }
-
-    /// Grows the receive window of stream `id` when the application consumed a whole
-    /// window within two round trips: then the window, not the reader, limits the
-    /// stream. Doubles up to `max_window`, within half of `max_buffered_in` in total,
-    /// so slow readers elsewhere keep their share of the input bound.
-    pub(super) fn tune_window(&mut self, id: u16, n: usize) {
-        let Some(rtt) = self.stats.rtt else {
-            return;
-        };
-        let now = self.micros();
-        let (max, base) = (self.config.max_window, self.config.window);
-        let budget = self.config.max_buffered_in / 2;
-        let Some(s) = self.streams.get_mut(&id) else {
-            return;
-        };
-        if !s.has(flag::EXT) || !s.state.takes_data() || s.recv_window >= max || n == 0 {
-            return;
-        }
-        if s.tune_bytes == 0 {
-            s.tune_at = now;
-        }
-        s.tune_bytes = s.tune_bytes.saturating_add(n as u32);
-        if s.tune_bytes < s.recv_window {
-            return;
-        }
-        s.tune_bytes = 0;
-        let rtt = rtt.as_micros().min(u128::from(u32::MAX / 4)) as u32;
-        if now.wrapping_sub(s.tune_at) > 2 * rtt {
-            return;
-        }
-        let want = s.recv_window.saturating_mul(2).min(max) - s.recv_window;
-        let add = (want as usize).min(budget.saturating_sub(self.extra_window));
-        if add == 0 {
-            return;
-        }
-        s.recv_window += add as u32;
-        debug_assert!(s.recv_window > base);
-        self.extra_window += add;
-        s.set(flag::WND_OWED, true);
-        if !s.has(flag::CFM_QUEUED) {
-            s.set(flag::CFM_QUEUED, true);
-            self.cfm.push_back(id);
         }
     }
 
@@ -445,4 +396,49 @@ impl Session {
     pub(super) fn nothing_to_lose(&self) -> bool {
         self.going_away && self.streams.is_empty()
     }
+}
+
+/// Window tuning for `n` bytes the application just consumed on `s`: grows the receive
+/// window when a whole window was consumed within two round trips (then the window,
+/// not the reader, limits the stream). Doubles up to `max_window`, with all growth in
+/// the session (`extra`) within half of `max_buffered_in`, so slow readers elsewhere
+/// keep their share of the input bound. Returns true if the window grew (a WND is owed).
+pub(super) fn grow_window(
+    s: &mut Stream,
+    n: usize,
+    clock: (Instant, Instant),
+    rtt: Option<Duration>,
+    config: &Config,
+    extra: &mut usize,
+) -> bool {
+    let Some(rtt) = rtt else {
+        return false;
+    };
+    if !s.has(flag::EXT) || !s.state.takes_data() || s.recv_window >= config.max_window || n == 0 {
+        return false;
+    }
+    // Session microseconds, wrapping after 71 minutes: tuning compares nearby instants.
+    let (now, epoch) = clock;
+    let now = now.saturating_duration_since(epoch).as_micros() as u32;
+    if s.tune_bytes == 0 {
+        s.tune_at = now;
+    }
+    s.tune_bytes = s.tune_bytes.saturating_add(n as u32);
+    if s.tune_bytes < s.recv_window {
+        return false;
+    }
+    s.tune_bytes = 0;
+    let rtt = rtt.as_micros().min(u128::from(u32::MAX / 4)) as u32;
+    if now.wrapping_sub(s.tune_at) > 2 * rtt {
+        return false;
+    }
+    let want = s.recv_window.saturating_mul(2).min(config.max_window) - s.recv_window;
+    let add = (want as usize).min((config.max_buffered_in / 2).saturating_sub(*extra));
+    if add == 0 {
+        return false;
+    }
+    s.recv_window += add as u32;
+    *extra += add;
+    s.set(flag::WND_OWED, true);
+    true
 }
