@@ -210,6 +210,12 @@ pub enum WriteError {
     PeerClosed,
     /// The stream was aborted by the peer's RST with this error code (extension).
     Reset(u32),
+    /// Half-close (shutting only the write side down) needs the extensions on both
+    /// ends, and this stream keeps the base protocol: the peer is a reference
+    /// implementation or has them off. Nothing was sent; the stream is intact. A base
+    /// FIN would end both directions and hide the rest of the peer's data behind a
+    /// clean end-of-file, so read to the end first and then close the stream.
+    HalfCloseUnsupported,
     /// No stream with this ID is known to the application.
     UnknownStream,
     /// The session has ended.
@@ -263,6 +269,7 @@ display_and_io!(WriteError,
     WriteError::Closed => (io::ErrorKind::NotConnected, "stream was closed or shut down locally"),
     WriteError::PeerClosed => (io::ErrorKind::BrokenPipe, "peer closed the stream"),
     WriteError::Reset(code) => (io::ErrorKind::ConnectionReset, "stream reset by the peer (code {code})"),
+    WriteError::HalfCloseUnsupported => (io::ErrorKind::Unsupported, "half-close needs extensions on both ends; this peer speaks the base protocol (a reference implementation, or extensions off), where a FIN ends both directions: read to the end, then close the stream"),
     WriteError::UnknownStream => (io::ErrorKind::NotFound, "unknown stream"),
 );
 display_and_io!(ReadError,

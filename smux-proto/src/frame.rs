@@ -37,6 +37,8 @@ pub enum Cmd {
     Rst = 7,
     /// Extension: no new streams in either direction; `length` is the error code.
     Gwy = 8,
+    /// Extension: a setting of the sender; `id` names it, `length` is its value.
+    Set = 9,
 }
 
 impl Cmd {
@@ -59,6 +61,7 @@ impl Cmd {
             6 if extended => Some(Cmd::Wnd),
             7 if extended => Some(Cmd::Rst),
             8 if extended => Some(Cmd::Gwy),
+            9 if extended => Some(Cmd::Set),
             _ => Cmd::from_u8(b),
         }
     }
@@ -270,7 +273,9 @@ mod tests {
             assert_eq!(Cmd::from_u8_in(b, true), Some(cmd));
             assert_eq!(Cmd::from_u8_in(b, false), None);
         }
-        assert_eq!(Cmd::from_u8_in(9, true), None);
+        assert_eq!(Cmd::from_u8_in(9, true), Some(Cmd::Set));
+        assert_eq!(Cmd::from_u8_in(9, false), None);
+        assert_eq!(Cmd::from_u8_in(10, true), None);
     }
 
     #[test]

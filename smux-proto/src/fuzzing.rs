@@ -304,7 +304,7 @@ fn check_frame(frame: &Frame, max_frame: u32, extended: bool) {
 
 /// Whether `cmd` exists only in the extended protocol.
 fn is_extension(cmd: Cmd) -> bool {
-    matches!(cmd, Cmd::Wnd | Cmd::Rst | Cmd::Gwy)
+    matches!(cmd, Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set)
 }
 
 /// Checks that decoding in pieces gave what decoding in one piece gave (including the
@@ -718,7 +718,9 @@ impl SessionRun {
                 }
                 Cmd::Fin => self.see(h.id),
                 Cmd::Vrm | Cmd::Pin => {}
-                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => unreachable!("base decoder took {h:?}"),
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set => {
+                    unreachable!("base decoder took {h:?}")
+                }
             }
         }
         if let (false, Some(EndReason::Protocol(e))) = (was_ended, self.s.end_reason()) {
@@ -798,7 +800,7 @@ impl SessionRun {
                 }
                 Cmd::Pin => assert_eq!((h.id, h.length), (0, 0), "malformed PIN"),
                 Cmd::Fin | Cmd::Vrm => {}
-                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => panic!("extension frame sent: {h:?}"),
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set => panic!("extension frame sent: {h:?}"),
             }
         }
     }
@@ -815,6 +817,7 @@ impl SessionRun {
                 | Event::Finished(id)
                 | Event::Closed(id) => self.see(id.0),
                 Event::Reset(..) => panic!("reset without extensions"),
+                Event::Agreed(a) => assert_eq!(a, crate::Agreement::Base),
                 Event::Ended(reason) => {
                     assert_eq!(Some(&reason), self.s.end_reason(), "Ended event disagrees");
                 }
@@ -891,6 +894,7 @@ impl SessionRun {
                 );
             }
             Err(WriteError::Reset(_)) => panic!("reset without extensions"),
+            Err(WriteError::HalfCloseUnsupported) => panic!("write reported a shutdown's error"),
         }
     }
 
@@ -1526,6 +1530,7 @@ impl PairRun {
             }
             Event::Ended(reason) => panic!("end {side}: session ended: {reason:?}"),
             Event::Reset(..) => panic!("end {side}: reset without extensions"),
+            Event::Agreed(a) => assert_eq!(a, crate::Agreement::Base),
         }
     }
 
@@ -1577,7 +1582,7 @@ impl PairRun {
                     );
                 }
                 Cmd::Vrm | Cmd::Pin => {}
-                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => panic!("end {side}: sent {cmd:?}"),
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set => panic!("end {side}: sent {cmd:?}"),
             }
         }
     }
@@ -1624,7 +1629,7 @@ impl PairRun {
                     );
                 }
                 Cmd::Vrm | Cmd::Pin => {}
-                Cmd::Wnd | Cmd::Rst | Cmd::Gwy => panic!("end {side}: took {cmd:?}"),
+                Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set => panic!("end {side}: took {cmd:?}"),
             }
         }
         // Handled frames emit events; the model follows them before anything else.

@@ -2,9 +2,12 @@
 //!
 //! An ID is marked used when either end opens a stream with it and becomes free again
 //! only when that stream's FIN handshake has finished on this end. The end that dialled
-//! takes the lowest free ID and the end that accepted the highest, so two ends of this
+//! hands out IDs upward and the end that accepted downward, each going on from the last
+//! ID it handed out (round-robin, wrapping at the end of the space), so two ends of this
 //! implementation rarely pick the same ID at once (when they do, both SYNs bind to one
-//! stream, as the protocol says).
+//! stream, as the protocol says), and a freed ID comes back as late as possible: a frame
+//! a peer still sends for the old stream after the handshake (the reference
+//! implementation can, see `docs/PROTOCOL.md`) then finds no stream rather than a new one.
 
 /// Which end of the connection a session is; decides where new IDs are taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,8 +25,8 @@ const WORDS: usize = 65536 / 64;
 pub struct IdMap {
     words: Box<[u64; WORDS]>,
     used: u32,
-    /// Search start, in words: below it (Dialer) or above it (Acceptor) all are used.
-    hint: usize,
+    /// The next ID to try: one past (Dialer) or one below (Acceptor) the last handed out.
+    next: u16,
     role: Role,
 }
 
@@ -42,9 +45,9 @@ impl IdMap {
         IdMap {
             words: Box::new([0; WORDS]),
             used: 0,
-            hint: match role {
+            next: match role {
                 Role::Dialer => 0,
-                Role::Acceptor => WORDS - 1,
+                Role::Acceptor => u16::MAX,
             },
             role,
         }
@@ -86,32 +89,64 @@ impl IdMap {
         }
         self.words[idx] &= !bit;
         self.used -= 1;
-        self.hint = match self.role {
-            Role::Dialer => self.hint.min(idx),
-            Role::Acceptor => self.hint.max(idx),
-        };
         true
     }
 
-    /// Takes the next free ID for this role and marks it used; `None` if all are used.
+    /// Takes the next free ID for this role, going on from the last one handed out, and
+    /// marks it used; `None` if all are used.
     pub fn allocate(&mut self) -> Option<u16> {
         if self.used as usize == WORDS * 64 {
             return None;
         }
         let id = match self.role {
-            Role::Dialer => (self.hint..WORDS).find_map(|i| {
-                let free = !self.words[i];
-                (free != 0).then(|| i * 64 + free.trailing_zeros() as usize)
-            }),
-            Role::Acceptor => (0..=self.hint).rev().find_map(|i| {
-                let free = !self.words[i];
-                (free != 0).then(|| i * 64 + 63 - free.leading_zeros() as usize)
-            }),
-        }?;
-        self.hint = id / 64;
-        let id = id as u16;
+            Role::Dialer => self.find_up(self.next),
+            Role::Acceptor => self.find_down(self.next),
+        };
+        self.next = match self.role {
+            Role::Dialer => id.wrapping_add(1),
+            Role::Acceptor => id.wrapping_sub(1),
+        };
         self.insert(id);
         Some(id)
+    }
+
+    /// Makes the next allocation start at `id`.
+    #[cfg(test)]
+    pub(crate) fn set_next(&mut self, id: u16) {
+        self.next = id;
+    }
+
+    /// The first free ID at or after `from`, wrapping; the map must not be full.
+    fn find_up(&self, from: u16) -> u16 {
+        let (w, b) = (from as usize / 64, from % 64);
+        // The start word twice: first its bits from `b` up, last (after wrapping) below.
+        for k in 0..=WORDS {
+            let i = (w + k) % WORDS;
+            let mut free = !self.words[i];
+            if k == 0 {
+                free &= u64::MAX << b;
+            }
+            if free != 0 {
+                return (i * 64) as u16 + free.trailing_zeros() as u16;
+            }
+        }
+        unreachable!("allocate checks that a free ID exists")
+    }
+
+    /// The first free ID at or before `from`, wrapping downward; the map must not be full.
+    fn find_down(&self, from: u16) -> u16 {
+        let (w, b) = (from as usize / 64, from % 64);
+        for k in 0..=WORDS {
+            let i = (w + WORDS * 2 - k) % WORDS;
+            let mut free = !self.words[i];
+            if k == 0 {
+                free &= u64::MAX >> (63 - b);
+            }
+            if free != 0 {
+                return (i * 64) as u16 + 63 - free.leading_zeros() as u16;
+            }
+        }
+        unreachable!("allocate checks that a free ID exists")
     }
 }
 
@@ -155,10 +190,46 @@ mod tests {
         assert!(m.insert(1));
         assert!(!m.insert(1));
         assert_eq!(m.allocate(), Some(2));
-        m.remove(0);
-        assert_eq!(m.allocate(), Some(0));
         let mut m = IdMap::new(Role::Acceptor);
         m.insert(65535);
         assert_eq!(m.allocate(), Some(65534));
+    }
+
+    /// A freed ID comes back only after every other free ID was handed out once, so a
+    /// late frame for the old stream finds no new stream to land in.
+    #[test]
+    fn freed_ids_come_back_as_late_as_possible() {
+        for role in [Role::Dialer, Role::Acceptor] {
+            let mut m = IdMap::new(role);
+            let first = m.allocate().unwrap();
+            assert!(m.remove(first));
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..65535 {
+                let id = m.allocate().unwrap();
+                assert_ne!(id, first, "{role:?}: freed ID reused early");
+                assert!(seen.insert(id));
+                assert!(m.remove(id));
+            }
+            assert_eq!(m.allocate(), Some(first), "{role:?}: wraps around");
+        }
+        // Going on from the last ID, across words and past used ones.
+        let mut m = IdMap::new(Role::Dialer);
+        for id in [64, 65, 130] {
+            m.insert(id);
+        }
+        m.next = 63;
+        assert_eq!(m.allocate(), Some(63));
+        assert_eq!(m.allocate(), Some(66));
+        m.next = 65535;
+        assert_eq!(m.allocate(), Some(65535));
+        assert_eq!(m.allocate(), Some(0));
+        let mut m = IdMap::new(Role::Acceptor);
+        m.insert(63);
+        m.next = 64;
+        assert_eq!(m.allocate(), Some(64));
+        assert_eq!(m.allocate(), Some(62));
+        m.next = 0;
+        assert_eq!(m.allocate(), Some(0));
+        assert_eq!(m.allocate(), Some(65535));
     }
 }

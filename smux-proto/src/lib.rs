@@ -140,7 +140,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
-pub mod negotiate;
+mod negotiate;
 pub mod probe;
 mod session;
 mod stream;
@@ -157,6 +157,7 @@ pub use error::{
 };
 pub use frame::{Cmd, Frame, Header};
 pub use id::{IdMap, Role};
+pub use negotiate::Agreement;
 pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};
 pub use transmit::Transmit;

@@ -16,12 +16,12 @@ use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, OpenError, ProtocolError, ReadError, WriteError};
 use crate::frame::{Cmd, Decoder, Frame, Header};
 use crate::id::{IdMap, Role};
-use crate::negotiate::{Negotiation, ACK_ID, HELLO_ID};
-use crate::probe::verify_code;
+use crate::negotiate::{Agreement, Offer, ASSUMED_WINDOW};
 use crate::stream::{flag, LocalFin, Pool, State, Stream};
 use crate::transmit::Transmit;
-use crate::util::{mix64, IdBuildHasher};
+use crate::util::{IdBuildHasher, Rng};
 
+mod agree;
 mod ext;
 
 pub use ext::RESET_REFUSED;
@@ -38,6 +38,31 @@ impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// What a queued control frame is, for the bookkeeping done as it leaves. Decided when
+/// the frame is queued, never guessed from its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    /// A frame of the stream record with this generation (SYN, FIN, RST, WND): dropped
+    /// if that record is gone (its ID may belong to a new stream by then).
+    Stream(u16),
+    /// The verify answer to a peer's VRM.
+    Answer,
+    /// Our round-trip ping.
+    Ping,
+    /// Our offer of the extensions (HELLO or ASK).
+    Offer,
+    /// A session frame: PIN, GWY, SET.
+    Session,
+}
+
+/// Our round-trip ping: its answer counts only once the ping has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ping {
+    Idle,
+    Queued { a: u16, b: u32 },
+    Sent { at: Instant, a: u16, b: u32 },
 }
 
 /// Something the application may want to act on. Events are hints: they say that
@@ -58,6 +83,9 @@ pub enum Event {
     Reset(StreamId, u32),
     /// The stream's close handshake completed and its ID is free.
     Closed(StreamId),
+    /// The ends settled whether they use the extensions ([`Session::agreement`]);
+    /// shutdowns that waited for it may now go ahead.
+    Agreed(Agreement),
     /// The session ended; every later call reports this reason.
     Ended(EndReason),
 }
@@ -127,10 +155,8 @@ pub struct Session {
     backlog: VecDeque<u16>,
     /// Streams with accepted data to frame, in round-robin order.
     ready: VecDeque<u16>,
-    /// Control frames in order, each stream frame (SYN, FIN, RST, WND) with the
-    /// generation of the stream it was queued for: a frame whose stream has gone (and
-    /// whose ID a new stream may have taken) is dropped rather than sent.
-    ctrl: VecDeque<(Header, u16)>,
+    /// Control frames in order, each with what it is (see `Tag`).
+    ctrl: VecDeque<(Header, Tag)>,
     /// Generation of the last stream record made.
     next_gen: u16,
     /// Streams owing a CFM; the amount is read from the stream when it is sent.
@@ -156,18 +182,26 @@ pub struct Session {
     stalled: Option<usize>,
     next_ping: Instant,
     last_recv: Instant,
-    ping: Option<(Instant, u16, u32)>,
-    ping_seq: u64,
+    ping: Ping,
+    /// Makes our ping challenges unpredictable to the peer.
+    rng: Rng,
     end: Option<EndReason>,
     stats: Stats,
-    /// Extension negotiation (`negotiate`).
-    neg: Negotiation,
+    /// Whether the ends use the extensions (`negotiate`, `session/agree.rs`).
+    agreement: Agreement,
+    /// Our offer of the extensions (HELLO or ASK), and when it left.
+    offer: Offer,
+    offer_at: Instant,
+    /// The peer's receive window for new streams: assumed until its SET arrives.
+    peer_window: u32,
     /// Time zero of the microsecond clock streams keep for window tuning.
     epoch: Instant,
     /// Receive window granted beyond `Config::window`, summed over streams.
     extra_window: usize,
     /// Error codes of streams a peer's RST aborted while the application holds them.
     resets: HashMap<u16, u32, IdBuildHasher>,
+    /// Error codes of our resets that wait for the agreement (`defer_reset`).
+    deferred_resets: HashMap<u16, u32, IdBuildHasher>,
     /// A go-away was sent or received: no new streams in either direction.
     going_away: bool,
     /// Our GWY is queued or sent; the peer's GWY arrived. Once ours is out, draining
@@ -175,6 +209,8 @@ pub struct Session {
     /// is refused) before the session ends.
     gwy_sent: bool,
     gwy_received: bool,
+    /// The code of our go-away, for a GWY that waits for the agreement.
+    gwy_code: u32,
 }
 
 impl fmt::Debug for Session {
@@ -193,6 +229,7 @@ impl Session {
     pub fn new(config: Config, role: Role, now: Instant) -> Result<Session, ConfigError> {
         config.validate()?;
         let config_ext = config.extensions;
+        let peer_window = config.window.min(ASSUMED_WINDOW);
         Ok(Session {
             decoder: Decoder::new(config.max_frame),
             ids: IdMap::new(role),
@@ -214,21 +251,26 @@ impl Session {
             pool: Pool::default(),
             sliced: 0,
             stalled: None,
-            ping: None,
-            ping_seq: 0,
+            ping: Ping::Idle,
+            rng: Rng::new(),
             end: None,
             stats: Stats::default(),
-            neg: if config_ext {
-                Negotiation::Waiting
+            agreement: if config_ext {
+                Agreement::Pending
             } else {
-                Negotiation::Off
+                Agreement::Base
             },
+            offer: Offer::Idle,
+            offer_at: now,
+            peer_window,
             epoch: now,
             extra_window: 0,
             resets: HashMap::default(),
+            deferred_resets: HashMap::default(),
             going_away: false,
             gwy_sent: false,
             gwy_received: false,
+            gwy_code: 0,
         })
     }
 
@@ -298,6 +340,7 @@ impl Session {
             self.last_recv = now;
             self.stats.frames_received += 1;
             self.stats.bytes_received += len as u64;
+            self.learn_from(&frame.header);
             self.apply(now, frame);
             self.after_frame();
         }
@@ -313,7 +356,7 @@ impl Session {
     fn apply(&mut self, now: Instant, frame: Frame) {
         let Header { cmd, id, length } = frame.header;
         match cmd {
-            Cmd::Syn => self.on_syn(id, length),
+            Cmd::Syn => self.on_syn(id),
             Cmd::Fin => self.on_fin(id, length),
             Cmd::Psh => self.on_psh(id, frame.payload),
             Cmd::Cfm => self.on_cfm(id, length),
@@ -322,23 +365,18 @@ impl Session {
             Cmd::Wnd => self.on_wnd(id, length),
             Cmd::Rst => self.on_rst(id, length),
             Cmd::Gwy => self.on_gwy(),
+            Cmd::Set => self.on_set(id, length),
         }
     }
 
-    fn on_syn(&mut self, id: u16, flags: u32) {
-        // SYN(1) asks for an extended stream; it counts only once both ends agreed.
-        let ext = flags == 1 && self.neg == Negotiation::On;
-        if let Some(s) = self.streams.get_mut(&id) {
-            // Simultaneous open (or a confused peer): both SYNs bind to one stream,
-            // extended only if both asked, which each end sees alike.
-            if !ext && s.state == State::Open {
-                s.set(flag::EXT, false);
-            }
+    fn on_syn(&mut self, id: u16) {
+        if self.streams.contains_key(&id) {
+            // Simultaneous open (or a confused peer): both SYNs bind to one stream. Its
+            // mode is the session's, which both ends agree on.
             return;
         }
         self.ids.insert(id);
-        let mut s = self.new_stream();
-        s.set(flag::EXT, ext);
+        let s = self.new_stream();
         self.streams.insert(id, s);
         if self.backlog.len() >= self.config.accept_backlog || self.going_away {
             self.refuse(id);
@@ -408,7 +446,9 @@ impl Session {
             self.stats.bytes_discarded += len as u64;
             return;
         };
-        let window = s.recv_window;
+        // A peer that cannot know a smaller window of ours (a reference, or one of ours
+        // before the agreement) may always send the protocol's 512 KiB.
+        let window = s.recv_window.max(ASSUMED_WINDOW);
         // A released extended stream still takes (and confirms) what the peer sends
         // until its FIN, so a half-closed peer never blocks on a window we stopped
         // reading; the bytes are dropped.
@@ -465,22 +505,6 @@ impl Session {
         owe_writable(s, id, &mut self.events);
     }
 
-    fn on_vrm(&mut self, now: Instant, v1: u16, v2: u32) {
-        if let Some((sent, a, b)) = self.ping {
-            if (v1, v2) == verify_code(a, b) {
-                self.stats.rtt = Some(now.saturating_duration_since(sent));
-                self.ping = None;
-                return;
-            }
-        }
-        if self.negotiate(now, v1, v2) {
-            return;
-        }
-        let (a, b) = verify_code(v1, v2);
-        self.push_ctrl(Header::new(Cmd::Vrm, a, b));
-        self.answers += 1;
-    }
-
     /// Reports that the transport reached end-of-file. `leftover` is the number of
     /// received bytes `handle_input` left unconsumed.
     ///
@@ -527,7 +551,9 @@ impl Session {
             Some(self.next_ping)
         };
         let dead = self.last_recv + self.config.keepalive_timeout;
-        Some(ping.map_or(dead, |p| p.min(dead)))
+        // A writer whose send-queue turn came and who never wrote gives its room back.
+        let turn = self.grants.front().map(|&(_, at)| at + GRANT_TTL);
+        [ping, Some(dead), turn].into_iter().flatten().min()
     }
 
     /// Runs the timers due at `now`: queues a PIN, or ends a silent session.
@@ -536,46 +562,61 @@ impl Session {
         if self.end.is_some() {
             return;
         }
-        if !self.wants_input() {
-            // We are not reading, so silence proves nothing.
+        if self.waits_for_reader() {
+            // Input waits for the application to read: the peer's frames wait unread,
+            // so silence proves nothing. (Input held back for unsent answers still
+            // counts: a peer that never reads them ends the session on time.)
             self.last_recv = now;
         }
         if now >= self.last_recv + self.config.keepalive_timeout {
             return self.finish(EndReason::KeepaliveTimeout);
         }
         if now >= self.next_ping && !self.pin_queued {
+            self.before_own_frame();
             self.push_ctrl(Header::new(Cmd::Pin, 0, 0));
+            self.after_own_frame();
             self.pin_queued = true;
             self.next_ping = now + self.config.keepalive_interval;
-            if self.neg == Negotiation::On {
+            if self.agreement == Agreement::Extended {
                 // Window tuning follows the round-trip time as it changes.
                 self.ping(now);
             }
         }
+        // Expired send-queue turns go to the writers waiting behind them.
+        self.wake_out_waiters();
+    }
+
+    /// True while input is held back until the application reads (`max_buffered_in`).
+    fn waits_for_reader(&self) -> bool {
+        self.stalled
+            .is_some_and(|need| self.stats.buffered_in + need > self.config.max_buffered_in)
     }
 
     /// Sends a VRM challenge to measure the round-trip time; the answer sets
     /// [`Stats::rtt`]. Returns false if one is already outstanding.
     pub fn ping(&mut self, now: Instant) -> bool {
-        if self.ping.is_some() || self.end.is_some() {
+        self.now = self.now.max(now);
+        if self.ping != Ping::Idle || self.end.is_some() {
             return false;
         }
-        self.ping_seq += 1;
-        let x = mix64(self.ping_seq ^ (self.stats.bytes_received << 16));
-        let (mut a, b) = ((x >> 48) as u16, x as u32);
-        if a == HELLO_ID || a == ACK_ID {
-            a ^= 0x100;
-        }
-        self.ping = Some((now, a, b));
-        self.push_ctrl(Header::new(Cmd::Vrm, a, b));
+        let x = self.rng.next_u64();
+        // Random values the peer cannot answer ahead of time; never an offer's.
+        let (a, b) = (((x >> 48) as u16) & 0xFFF0 | 0x8, x as u32);
+        self.ping = Ping::Queued { a, b };
+        self.before_own_frame();
+        self.ctrl
+            .push_back((Header::new(Cmd::Vrm, a, b), Tag::Ping));
+        self.after_own_frame();
         true
     }
 
     // ----- output ----------------------------------------------------------------
 
     /// Appends frames to `out` until it holds at least `limit` bytes or nothing is left:
-    /// control frames first (CFM, then SYN, FIN, PIN, VRM in order), then data frames
-    /// round-robin across streams, one frame per stream per turn.
+    /// control frames first (our offer of the extensions, CFM, then SYN, FIN, PIN, VRM
+    /// and the rest in order), then data frames round-robin across streams, one frame
+    /// per stream per turn. When `out` starts empty at least one frame is appended, even
+    /// with `limit` 0.
     ///
     /// Call it when `out` has (mostly) been written: everything in `out` counts as
     /// sent, and what does not fit stays queued in the session under its bounds.
@@ -584,6 +625,7 @@ impl Session {
         if self.end.is_some() {
             return;
         }
+        let limit = if out.is_empty() { limit.max(1) } else { limit };
         if out.is_empty() && self.is_drained() {
             // Everything before was written out: the go-away is complete.
             return self.finish(EndReason::Drained);
@@ -604,19 +646,21 @@ impl Session {
 
     /// Queues a control frame; a stream frame is tied to its stream's generation.
     fn push_ctrl(&mut self, h: Header) {
-        let gen = match h.cmd {
+        let tag = match h.cmd {
             Cmd::Syn | Cmd::Fin | Cmd::Rst | Cmd::Wnd => {
-                self.streams.get(&h.id).map_or(u16::MAX, |s| s.gen)
+                Tag::Stream(self.streams.get(&h.id).map_or(u16::MAX, |s| s.gen))
             }
-            _ => 0,
+            _ => Tag::Session,
         };
-        self.ctrl.push_back((h, gen));
+        self.ctrl.push_back((h, tag));
     }
 
-    /// A new stream record, with the next generation.
+    /// A new stream record, with the next generation, in the session's mode.
     fn new_stream(&mut self) -> Stream {
         self.next_gen = self.next_gen.wrapping_add(1);
-        Stream::new(self.config.window, self.next_gen)
+        let mut s = Stream::new(self.config.window, self.peer_window, self.next_gen);
+        s.set(flag::EXT, self.agreement == Agreement::Extended);
+        s
     }
 
     fn emit(&mut self, out: &mut Transmit, h: Header) {
@@ -630,6 +674,13 @@ impl Session {
     /// flood of VRM requests stays within `max_pending_answers` instead of growing the
     /// adapter's buffer.
     fn emit_control(&mut self, out: &mut Transmit, limit: usize) {
+        // Our offer of the extensions goes ahead of confirmations: the peer learns
+        // whether we have them from the order of frames.
+        while self.offer == Offer::Queued && out.len() < limit {
+            if !self.emit_ctrl_front(out) {
+                break;
+            }
+        }
         while out.len() < limit {
             let Some(id) = self.cfm.pop_front() else {
                 break;
@@ -654,41 +705,46 @@ impl Session {
             }
         }
         while out.len() < limit {
-            let Some((mut h, gen)) = self.ctrl.pop_front() else {
+            if !self.emit_ctrl_front(out) {
                 break;
-            };
-            match h.cmd {
-                Cmd::Vrm => self.vrm_leaving(h),
-                Cmd::Pin => self.pin_queued = false,
-                Cmd::Syn | Cmd::Fin | Cmd::Rst | Cmd::Wnd => {
-                    match self.stream_frame_leaving(h, gen) {
-                        Some(len) => h.length = len,
-                        None => continue,
-                    }
+            }
+        }
+    }
+
+    /// Emits the first queued control frame (or drops it, if its stream has gone), with
+    /// the bookkeeping its tag calls for; false if the queue is empty.
+    fn emit_ctrl_front(&mut self, out: &mut Transmit) -> bool {
+        let Some((mut h, tag)) = self.ctrl.pop_front() else {
+            return false;
+        };
+        match tag {
+            Tag::Stream(gen) => match self.stream_frame_leaving(h, gen) {
+                Some(len) => h.length = len,
+                None => return true,
+            },
+            Tag::Answer => self.answers -= 1,
+            Tag::Ping => {
+                if let Ping::Queued { a, b } = self.ping {
+                    self.ping = Ping::Sent { at: self.now, a, b };
                 }
-                _ => {}
             }
-            self.emit(out, h);
-            match h.cmd {
-                Cmd::Fin => self.fin_sent(h.id, h.length != 0),
-                Cmd::Rst => self.fin_sent(h.id, false),
-                _ => {}
+            Tag::Offer => {
+                self.offer = Offer::Sent;
+                self.offer_at = self.now;
+            }
+            Tag::Session => {
+                if h.cmd == Cmd::Pin {
+                    self.pin_queued = false;
+                }
             }
         }
-    }
-
-    fn is_ping(&self, h: Header) -> bool {
-        self.ping
-            .is_some_and(|(_, a, b)| (h.id, h.length) == (a, b))
-    }
-
-    /// Accounts a VRM as it leaves: an answer, our ping, HELLO or ACK.
-    fn vrm_leaving(&mut self, h: Header) {
-        match h.id {
-            HELLO_ID | ACK_ID if self.negotiation_leaving(h) => {}
-            _ if self.is_ping(h) => {}
-            _ => self.answers -= 1,
+        self.emit(out, h);
+        match h.cmd {
+            Cmd::Fin => self.fin_sent(h.id, h.length != 0),
+            Cmd::Rst => self.fin_sent(h.id, false),
+            _ => {}
         }
+        true
     }
 
     /// The length a queued stream frame leaves with, `None` to drop it: its stream
@@ -910,12 +966,12 @@ impl Session {
             return Err(OpenError::GoingAway);
         }
         let id = self.ids.allocate().ok_or(OpenError::IdsExhausted)?;
-        let mut s = self.new_stream();
-        // Once extensions are on, every stream we open asks for them with SYN(1).
-        let ext = self.neg == Negotiation::On;
-        s.set(flag::EXT, ext);
+        let s = self.new_stream();
         self.streams.insert(id, s);
-        self.push_ctrl(Header::new(Cmd::Syn, id, u32::from(ext)));
+        // SYN(1) says this end has the extensions; a reference peer ignores it.
+        self.before_own_frame();
+        self.push_ctrl(Header::new(Cmd::Syn, id, u32::from(self.config.extensions)));
+        self.after_own_frame();
         Ok(StreamId(id))
     }
 
@@ -1008,7 +1064,7 @@ impl Session {
         // caught up with half a threshold unconfirmed. Otherwise a remainder below the
         // threshold stays unconfirmed for a round trip and caps a window-limited stream
         // near half a window per round trip. The minimums keep CFMs from getting tiny.
-        let starved = s.unacked == s.recv_window && s.consumed >= (threshold / 8).max(1);
+        let starved = s.unacked >= s.recv_window && s.consumed >= (threshold / 8).max(1);
         let drained = s.recv_len == 0 && s.consumed >= (threshold / 2).max(1);
         if (s.consumed >= threshold || starved || drained || grew)
             && !s.has(flag::CFM_QUEUED)
@@ -1127,7 +1183,8 @@ impl Session {
         if ext && !peer_fin {
             // Tell the peer to stop writing (WND 0). It goes ahead of our FIN, which may
             // leave as our last frame on the stream.
-            self.ctrl.push_back((Header::new(Cmd::Wnd, id.0, 0), s.gen));
+            self.ctrl
+                .push_back((Header::new(Cmd::Wnd, id.0, 0), Tag::Stream(s.gen)));
         }
         let fin = fin.unwrap_or_else(|| {
             let f = if s.send_len() > 0 {
@@ -1136,7 +1193,8 @@ impl Session {
                 LocalFin::Queued
             };
             if f == LocalFin::Queued {
-                self.ctrl.push_back((Header::new(Cmd::Fin, id.0, 0), s.gen));
+                self.ctrl
+                    .push_back((Header::new(Cmd::Fin, id.0, 0), Tag::Stream(s.gen)));
             }
             f
         });
@@ -1197,15 +1255,20 @@ impl Session {
         let (mut inn, mut out, mut extra) = (0usize, 0usize, 0usize);
         for (id, s) in &self.streams {
             let sent = s.in_flight as usize + s.send_len();
+            // A peer's SET may lower the window below what was sent under the assumed one.
+            let assumed = self.config.window.min(ASSUMED_WINDOW);
             assert!(
-                sent <= s.send_window as usize,
+                sent <= s.send_window.max(assumed) as usize,
                 "stream {id}: {sent} unconfirmed bytes > window"
             );
             assert!(
                 s.recv_len <= s.unacked,
                 "stream {id}: buffered more than received"
             );
-            assert!(s.unacked <= s.recv_window, "stream {id}: unacked > window");
+            assert!(
+                s.unacked <= s.recv_window.max(ASSUMED_WINDOW),
+                "stream {id}: unacked > window"
+            );
             assert!(
                 s.recv_window <= self.config.max_window.max(self.config.window),
                 "stream {id}: window beyond max_window"
@@ -1283,6 +1346,7 @@ impl Session {
         if let Some(mut s) = self.streams.remove(&id) {
             self.extra_window -= (s.recv_window - self.config.window) as usize;
             self.resets.remove(&id);
+            self.deferred_resets.remove(&id);
             self.sliced -= s.sliced();
             let dropped = s.discard_recv(&mut self.pool);
             self.stats.buffered_in -= dropped;

@@ -190,6 +190,8 @@ pub(crate) mod flag {
     /// Extended: our last FIN is queued (it is queued once; a second entry could
     /// outlive the stream and be taken for a new stream that reuses the ID).
     pub(crate) const FINAL_QUEUED: u16 = 8192;
+    /// A shutdown waits for the agreement; an `Event::Writable` is owed when it settles.
+    pub(crate) const SHUT_WAITING: u16 = 16384;
 }
 
 /// One stream.
@@ -221,7 +223,8 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(window: u32, gen: u16) -> Stream {
+    /// A stream that accepts `recv_window` unconfirmed bytes and sends `send_window`.
+    pub(crate) fn new(recv_window: u32, send_window: u32, gen: u16) -> Stream {
         Stream {
             state: State::Open,
             flags: 0,
@@ -229,8 +232,8 @@ impl Stream {
             in_flight: 0,
             unacked: 0,
             consumed: 0,
-            send_window: window,
-            recv_window: window,
+            send_window,
+            recv_window,
             tune_at: 0,
             tune_bytes: 0,
             gen,
@@ -399,7 +402,7 @@ mod tests {
     #[test]
     fn received_bytes_are_read_in_order_and_buffers_recycled() {
         let mut pool = Pool::default();
-        let mut s = Stream::new(1 << 20, 0);
+        let mut s = Stream::new(1 << 20, 1 << 20, 0);
         s.push_recv(Bytes::from_static(b"ab"), true, &mut pool);
         s.push_recv(Bytes::from_static(b"cd"), true, &mut pool);
         s.push_recv(Bytes::from(vec![9u8; 20_000]), true, &mut pool);
@@ -425,7 +428,7 @@ mod tests {
     #[test]
     fn a_waiting_reader_gets_a_large_payload_without_a_copy() {
         let mut pool = Pool::default();
-        let mut s = Stream::new(1 << 20, 0);
+        let mut s = Stream::new(1 << 20, 1 << 20, 0);
         let big = Bytes::from(vec![3u8; 64 * 1024]);
         s.set(flag::READ_WAITING, true);
         assert!(s.push_recv(big.clone(), true, &mut pool));

@@ -32,3 +32,22 @@ impl Hasher for IdHasher {
 }
 
 pub(crate) type IdBuildHasher = BuildHasherDefault<IdHasher>;
+
+/// A small generator of values the peer cannot predict (our ping challenges). Seeded
+/// from the standard library's per-process random hash keys, so the core still does
+/// no I/O of its own and needs no dependency.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new() -> Rng {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x736d_7578u32);
+        Rng(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix64(self.0)
+    }
+}

@@ -19,6 +19,8 @@ pub struct Waiters {
     readers: HashMap<u16, Waker, IdBuildHasher>,
     writers: HashMap<u16, Waker, IdBuildHasher>,
     acceptors: Vec<Waker>,
+    /// Waiting for the ends to settle the agreement on extensions.
+    agreement: Vec<Waker>,
     /// Woken on every event (a readiness poller, for example).
     watchers: Vec<Waker>,
 }
@@ -52,6 +54,14 @@ impl Waiters {
         }
     }
 
+    /// Parks `w` until the ends settled the agreement on extensions (or the session
+    /// ends).
+    pub fn wait_agreement(&mut self, w: &Waker) {
+        if !self.agreement.iter().any(|x| x.will_wake(w)) {
+            self.agreement.push(w.clone());
+        }
+    }
+
     /// Parks `w` until the next event of any kind.
     pub fn watch(&mut self, w: &Waker) {
         if !self.watchers.iter().any(|x| x.will_wake(w)) {
@@ -76,6 +86,7 @@ impl Waiters {
                 woken.extend(self.readers.remove(&id.0));
                 woken.extend(self.writers.remove(&id.0));
             }
+            Event::Agreed(_) => woken.append(&mut self.agreement),
             Event::Ended(_) => self.take_all(woken),
         }
     }
@@ -85,6 +96,7 @@ impl Waiters {
         woken.extend(self.readers.drain().map(|(_, w)| w));
         woken.extend(self.writers.drain().map(|(_, w)| w));
         woken.append(&mut self.acceptors);
+        woken.append(&mut self.agreement);
         woken.append(&mut self.watchers);
     }
 }

@@ -20,7 +20,7 @@ use super::{
 use crate::error::{EndReason, OpenError, ReadError, WriteError};
 use crate::frame::{Cmd, Decoder, Header};
 use crate::id::Role;
-use crate::negotiate::{caps_value, ACK_ID, CAP_V1, HELLO_ID};
+use crate::negotiate::{ASK_ID as ACK_ID, CAPS, HELLO_ID};
 use crate::probe::{Probe, Verdict};
 use crate::session::{Event, Session, StreamId, RESET_REFUSED};
 use crate::Config;
@@ -503,6 +503,7 @@ impl ExtRun {
         trace!("  end {side} event {ev:?}");
         let peer = 1 - side;
         match ev {
+            Event::Agreed(_) => {}
             Event::Incoming(StreamId(id)) => {
                 let c = self.event_conn(side, id, "Incoming");
                 let ext = self.ends[side].s.is_extended(StreamId(id));
@@ -656,7 +657,7 @@ impl ExtRun {
                         end.role == Role::Acceptor && end.ext_config && !end.hello_sent,
                         "end {side}: unexpected HELLO"
                     );
-                    assert_eq!(length, caps_value(CAP_V1), "HELLO caps");
+                    assert_eq!(length, CAPS, "HELLO caps");
                     end.hello_sent = true;
                 } else if id == ACK_ID {
                     assert!(
@@ -664,7 +665,7 @@ impl ExtRun {
                         "end {side}: ACK without HELLO"
                     );
                     assert!(!end.ack_sent, "end {side}: second ACK");
-                    assert_eq!(length, caps_value(CAP_V1), "ACK caps");
+                    assert_eq!(length, CAPS, "ACK caps");
                     end.ack_sent = true;
                     *enabled = true;
                 }
@@ -682,6 +683,7 @@ impl ExtRun {
                 end.gwy_sent = true;
                 return None;
             }
+            Cmd::Set => return None,
             _ => {}
         }
         let c = self.cur(side, id, &format!("{cmd:?}"));
@@ -833,7 +835,7 @@ impl ExtRun {
                 }
                 conn.rst_sent[side] = Some(length);
             }
-            Cmd::Vrm | Cmd::Pin | Cmd::Gwy => unreachable!(),
+            Cmd::Vrm | Cmd::Pin | Cmd::Gwy | Cmd::Set => unreachable!(),
         }
         Some(c)
     }
@@ -905,7 +907,7 @@ impl ExtRun {
                 }
                 return;
             }
-            Cmd::Pin => return,
+            Cmd::Pin | Cmd::Set => return,
             Cmd::Gwy => {
                 end.going_away = true;
                 return;

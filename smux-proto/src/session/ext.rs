@@ -4,31 +4,21 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Event, Session, StreamId};
+use super::agree::MAX_GRANT;
+use super::{Event, Session, StreamId, Tag};
 use crate::config::Config;
 use crate::error::WriteError;
 use crate::frame::{Cmd, Header};
-use crate::id::Role;
-use crate::negotiate::{caps_value, parse_caps, Negotiation, ACK_ID, CAP_V1, HELLO_ID, OURS};
-use crate::probe::verify_code;
+use crate::negotiate::Agreement;
 use crate::stream::{flag, LocalFin, State, Stream};
 
 /// Error code of the RST that refuses a stream the peer opened (accept backlog full, or
 /// going away).
 pub const RESET_REFUSED: u32 = 1;
 
-/// Largest window a peer's WND may give us: beyond it a stream's counters could
-/// overflow, and no link needs more.
-const MAX_GRANT: u32 = 1 << 30;
-
 impl Session {
-    /// Whether both ends agreed on the extensions (see `docs/PROTOCOL.md`). Streams
-    /// opened from then on are extended: half-close, reset and growing windows.
-    pub fn extensions_enabled(&self) -> bool {
-        self.neg == Negotiation::On
-    }
-
-    /// Whether stream `id` is extended (opened after both ends agreed).
+    /// Whether stream `id` is extended: both ends have the extensions (false while the
+    /// agreement is pending).
     pub fn is_extended(&self, id: StreamId) -> bool {
         self.streams.get(&id.0).is_some_and(|s| s.has(flag::EXT))
     }
@@ -42,80 +32,6 @@ impl Session {
     /// unknown. Starts at `Config::window` and only grows.
     pub fn recv_window(&self, id: StreamId) -> u32 {
         self.streams.get(&id.0).map_or(0, |s| s.recv_window)
-    }
-
-    // ----- negotiation -------------------------------------------------------------
-
-    /// The acceptor offers extensions once the session's first frame arrived (after
-    /// answering it, if it was a probe).
-    pub(super) fn after_frame(&mut self) {
-        if self.neg == Negotiation::Waiting && self.role() == Role::Acceptor && self.end.is_none() {
-            self.push_ctrl(Header::new(Cmd::Vrm, HELLO_ID, caps_value(OURS)));
-            self.neg = Negotiation::HelloQueued;
-        }
-    }
-
-    /// Takes a VRM that belongs to the negotiation; false for an ordinary VRM.
-    pub(super) fn negotiate(&mut self, now: Instant, v1: u16, v2: u32) -> bool {
-        match self.neg {
-            Negotiation::HelloSent {
-                at,
-                answered: false,
-            } if (v1, v2) == verify_code(HELLO_ID, caps_value(OURS)) => {
-                // The answer to HELLO, from any peer: an RTT sample, not a request.
-                self.stats.rtt = Some(now.saturating_duration_since(at));
-                self.neg = Negotiation::HelloSent { at, answered: true };
-                true
-            }
-            Negotiation::HelloSent { .. } if v1 == ACK_ID => {
-                if parse_caps(v2).is_none_or(|c| c & OURS & CAP_V1 == 0) {
-                    return false;
-                }
-                self.enable(now);
-                true
-            }
-            Negotiation::Waiting if self.role() == Role::Dialer && v1 == HELLO_ID => {
-                let Some(theirs) = parse_caps(v2).filter(|c| c & CAP_V1 != 0) else {
-                    return false;
-                };
-                // The usual answer first, as any peer gives it, then our ACK.
-                let (a, b) = verify_code(v1, v2);
-                self.push_ctrl(Header::new(Cmd::Vrm, a, b));
-                self.answers += 1;
-                self.push_ctrl(Header::new(Cmd::Vrm, ACK_ID, caps_value(OURS & theirs)));
-                self.neg = Negotiation::AckQueued;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Accounts HELLO or ACK as it leaves; false if `h` is neither.
-    pub(super) fn negotiation_leaving(&mut self, h: Header) -> bool {
-        match (h.id, self.neg) {
-            (HELLO_ID, Negotiation::HelloQueued) => {
-                self.neg = Negotiation::HelloSent {
-                    at: self.now,
-                    answered: false,
-                };
-                true
-            }
-            (ACK_ID, Negotiation::AckQueued) => {
-                // Everything after the ACK on the wire may use extensions.
-                self.enable(self.now);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn enable(&mut self, now: Instant) {
-        self.neg = Negotiation::On;
-        self.decoder.set_extended();
-        if self.stats.rtt.is_none() {
-            // Window tuning needs a round-trip time.
-            self.ping(now);
-        }
     }
 
     // ----- windows -----------------------------------------------------------------
@@ -155,7 +71,8 @@ impl Session {
         };
         if fin {
             s.set_fin(LocalFin::Queued);
-            self.ctrl.push_back((Header::new(Cmd::Fin, id, 0), s.gen));
+            self.ctrl
+                .push_back((Header::new(Cmd::Fin, id, 0), Tag::Stream(s.gen)));
         }
         if s.has(flag::WRITE_BLOCKED) {
             s.set(flag::WRITE_BLOCKED, false);
@@ -264,15 +181,31 @@ impl Session {
         self.stats.buffered_out -= s.discard_send(&mut self.pool);
     }
 
-    /// Shuts the write side of stream `id`: a FIN follows the bytes already accepted,
-    /// writes fail from now on, and reads go on until the peer's FIN. On an extended
-    /// stream the peer may keep writing; on a base stream (reference peer) a FIN closes
-    /// both directions, so this is [`Session::close`].
+    /// Shuts the write side of stream `id` (half-close): a FIN follows the bytes
+    /// already accepted, writes fail from now on, the peer may keep writing, and reads
+    /// go on until the peer's FIN.
+    ///
+    /// Half-close needs the extensions on both ends. While the agreement is pending
+    /// this returns `Blocked` (an [`Event::Writable`] follows it, within a round trip);
+    /// on a base stream it fails with [`WriteError::HalfCloseUnsupported`] and sends
+    /// nothing, since a base FIN would end both directions and the rest of the peer's
+    /// data would be lost behind a clean end-of-file.
     pub fn shutdown(&mut self, id: StreamId) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
-        let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        let pending = self.agreement == Agreement::Pending;
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .ok_or(WriteError::UnknownStream)?;
+        if matches!(s.state, State::Closing { .. }) {
+            return Err(WriteError::Closed);
+        }
+        if pending {
+            s.set(flag::SHUT_WAITING, true);
+            return Err(WriteError::Blocked);
+        }
         if !s.has(flag::EXT) {
-            return self.close(id);
+            return Err(WriteError::HalfCloseUnsupported);
         }
         if s.has(flag::RESET) {
             return Err(self.write_refusal(id.0));
@@ -288,7 +221,8 @@ impl Session {
         let fin = if s.send_len() > 0 {
             LocalFin::Waiting
         } else {
-            self.ctrl.push_back((Header::new(Cmd::Fin, id.0, 0), s.gen));
+            self.ctrl
+                .push_back((Header::new(Cmd::Fin, id.0, 0), Tag::Stream(s.gen)));
             LocalFin::Queued
         };
         s.state = State::Shut { fin, peer_fin };
@@ -299,10 +233,14 @@ impl Session {
     /// Aborts stream `id` in both directions and releases it: buffered data is dropped
     /// here, the peer drops its own and its reads and writes report `code`. The ID is
     /// freed once the peer acknowledged. On a base stream (reference peer) there is no
-    /// abort, so this is [`Session::close`].
+    /// abort, so this is [`Session::close`]; while the agreement is pending the stream
+    /// is released at once and the RST (or FIN) waits for it.
     pub fn reset(&mut self, id: StreamId, code: u32) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
         let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        if self.agreement == Agreement::Pending && !matches!(s.state, State::Closing { .. }) {
+            return Ok(self.defer_reset(id.0, code));
+        }
         if !s.has(flag::EXT) {
             return self.close(id);
         }
@@ -336,6 +274,24 @@ impl Session {
         Ok(())
     }
 
+    /// A reset before the agreement: released now, its RST (or, on a base stream, its
+    /// FIN) queued once the mode is known (`Session::extend`, `settle_base`).
+    fn defer_reset(&mut self, id: u16, code: u32) {
+        self.abort(id);
+        self.backlog.retain(|x| *x != id);
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.set(flag::SHUT_WAITING, false);
+        s.state = State::Closing {
+            fin: LocalFin::Waiting,
+            peer_fin: s.state.peer_fin(),
+        };
+        // No CFM may follow a base FIN; the discarded bytes are not confirmed.
+        s.consumed = 0;
+        self.deferred_resets.insert(id, code);
+    }
+
     /// Why a write on stream `id`, which exists and takes no writes, fails.
     pub(super) fn write_refusal(&self, id: u16) -> WriteError {
         let Some(s) = self.streams.get(&id) else {
@@ -356,13 +312,15 @@ impl Session {
     /// `OpenError::GoingAway`, the peer's are refused, and so are those not yet
     /// accepted), open streams finish, and the session then ends with
     /// [`EndReason::Drained`](crate::EndReason::Drained). With extensions on the peer is told (a GWY frame carrying
-    /// `code`) and stops opening too; a reference peer only sees its new streams refused.
+    /// `code`) and stops opening too (if the agreement is still pending, once it settles); a
+    /// reference peer only sees its new streams refused.
     pub fn go_away(&mut self, code: u32) {
         if self.end.is_some() || self.going_away {
             return;
         }
         self.going_away = true;
-        if self.neg == Negotiation::On {
+        self.gwy_code = code;
+        if self.agreement == Agreement::Extended {
             self.push_ctrl(Header::new(Cmd::Gwy, 0, code));
             self.gwy_sent = true;
         }

@@ -6,126 +6,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{frames, read_all, Pair};
+use super::{off, read_all, Pair};
 use crate::error::{EndReason, OpenError, ReadError, WriteError};
-use crate::frame::{Cmd, Decoder, Header};
-use crate::negotiate::{caps_value, ACK_ID, CAP_V1, HELLO_ID};
-use crate::probe::verify_code;
+
 use crate::{Config, Event, Role, Session, StreamId, StreamState, Transmit, RESET_REFUSED};
 
-fn off() -> Config {
-    Config {
-        extensions: false,
-        ..Config::default()
-    }
-}
-
-/// A pair that has negotiated: the dialler pinged, which is its first frame.
-fn negotiated(config: Config) -> Pair {
+/// A pair that has agreed on the extensions: the dialer asked for the agreement.
+pub(super) fn negotiated(config: Config) -> Pair {
     let mut p = Pair::new(config);
-    assert!(p.a.ping(p.now));
+    p.a.start_agreement();
     p.settle();
     assert!(p.a.extensions_enabled() && p.b.extensions_enabled());
     p
-}
-
-/// Decodes everything in `wire` with a base-protocol decoder.
-fn base_frames(wire: &[u8]) -> Vec<Header> {
-    let mut dec = Decoder::new(u32::MAX);
-    let mut buf = BytesMut::from(wire);
-    let mut out = Vec::new();
-    while let Some(f) = dec.decode(&mut buf).expect("only base frames") {
-        out.push(f.header);
-    }
-    out
-}
-
-#[test]
-fn a_probe_gets_its_answer_first_and_hello_follows() {
-    let mut p = Pair::new(Config::default());
-    let mut probe = frames(&[(Header::new(Cmd::Vrm, 0x1234, 0x11223344), &[])]);
-    p.b.handle_input(p.now, &mut probe);
-    p.transmit(true, usize::MAX);
-    let sent = base_frames(&p.ba);
-    let (a, b) = verify_code(0x1234, 0x11223344);
-    assert_eq!(
-        sent[0],
-        Header::new(Cmd::Vrm, a, b),
-        "the answer comes first"
-    );
-    assert_eq!(sent[1], Header::new(Cmd::Vrm, HELLO_ID, caps_value(CAP_V1)));
-    // The prober read exactly one header; the session gets the rest.
-    p.ba = p.ba.split_off(7);
-    p.settle();
-    assert!(p.a.extensions_enabled() && p.b.extensions_enabled());
-}
-
-#[test]
-fn the_dialler_never_speaks_first_and_the_acceptor_waits_for_a_frame() {
-    let mut p = Pair::new(Config::default());
-    p.advance(Duration::from_secs(5));
-    p.settle();
-    assert!(p.ab.is_empty() && p.ba.is_empty());
-    assert!(!p.b.extensions_enabled());
-    // The first PIN is the dialler's first frame: negotiation follows it.
-    p.advance(Duration::from_secs(5));
-    p.settle();
-    assert!(p.a.extensions_enabled() && p.b.extensions_enabled());
-}
-
-#[test]
-fn an_end_without_extensions_sees_only_base_frames_and_both_fall_back() {
-    for (ca, cb) in [(Config::default(), off()), (off(), Config::default())] {
-        let mut p = Pair::with_roles(ca, cb, Role::Dialer, Role::Acceptor);
-        let id = p.a.open().unwrap();
-        p.a.write(id, &vec![7u8; 300_000]).unwrap();
-        // Move the link by hand so every byte can be decoded with a base decoder.
-        let mut seen = Vec::new();
-        for _ in 0..50 {
-            p.transmit(false, usize::MAX);
-            p.transmit(true, usize::MAX);
-            seen.extend(base_frames(&p.ab));
-            seen.extend(base_frames(&p.ba));
-            p.deliver(true, usize::MAX);
-            p.deliver(false, usize::MAX);
-            p.drain_events();
-            if let Some(got) = p.b.accept() {
-                assert_eq!(read_all(&mut p.b, got).0.len(), 300_000);
-                p.b.shutdown(got).unwrap();
-            }
-        }
-        assert!(!p.a.extensions_enabled() && !p.b.extensions_enabled());
-        assert!(!seen.iter().any(|h| h.cmd == Cmd::Syn && h.length != 0));
-        assert!(!seen.iter().any(|h| h.cmd == Cmd::Fin && h.length != 0));
-        // shutdown() on a base stream is a full close: the peer's writes fail.
-        assert_eq!(p.a.write(id, b"x"), Err(WriteError::PeerClosed));
-        p.a.close(id).unwrap();
-        p.settle();
-        assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
-    }
-}
-
-#[test]
-fn streams_opened_before_negotiation_keep_the_base_behaviour() {
-    let mut p = Pair::new(Config::default());
-    let early = p.a.open().unwrap();
-    p.settle();
-    assert!(p.a.extensions_enabled());
-    let late = p.a.open().unwrap();
-    p.settle();
-    assert!(!p.a.is_extended(early) && !p.b.is_extended(early));
-    assert!(p.a.is_extended(late) && p.b.is_extended(late));
-}
-
-#[test]
-fn a_forged_ack_without_hello_is_just_answered() {
-    let mut p = Pair::new(Config::default());
-    let mut ack = frames(&[(Header::new(Cmd::Vrm, ACK_ID, caps_value(CAP_V1)), &[])]);
-    p.b.handle_input(p.now, &mut ack);
-    assert!(!p.b.extensions_enabled());
-    p.transmit(true, usize::MAX);
-    let (a, b) = verify_code(ACK_ID, caps_value(CAP_V1));
-    assert_eq!(base_frames(&p.ba)[0], Header::new(Cmd::Vrm, a, b));
 }
 
 #[test]
@@ -569,6 +461,7 @@ fn the_last_fin_is_queued_once_when_both_peer_fins_arrive_together() {
     // Only the last FIN leaves; the stream is gone and its ID free.
     p.transmit(true, 7);
     assert!(p.b.stream_ids().is_empty());
+    p.b.set_next_id(id.0);
     let again = p.b.open().unwrap();
     assert_eq!(again, id, "the ID is reused");
     p.b.write(again, b"hi").unwrap();
@@ -611,6 +504,7 @@ fn the_stop_never_outlives_its_stream() {
     p.transmit(false, 7);
     p.settle();
     assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+    p.a.set_next_id(id.0);
     let again = p.a.open().unwrap();
     assert_eq!(again, id);
     p.a.write(again, b"new").unwrap();

@@ -1,5 +1,6 @@
 //! Scenario tests of whole sessions on simulated time, and property tests.
 
+mod agreement;
 mod extensions;
 mod prop;
 mod scenarios;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use crate::frame::Decoder;
 use crate::{Config, Event, Header, Role, Session, StreamId, Transmit};
 
 /// Two sessions joined by an in-memory link, on a simulated clock.
@@ -147,4 +149,24 @@ pub(crate) fn frames(list: &[(Header, &[u8])]) -> BytesMut {
         b.extend_from_slice(p);
     }
     b
+}
+
+/// A config with the extensions off (an end that behaves like the reference).
+pub(crate) fn off() -> Config {
+    Config {
+        extensions: false,
+        ..Config::default()
+    }
+}
+
+/// Decodes everything in `wire` with a base-protocol decoder (panics on an extension
+/// command).
+pub(crate) fn base_frames(wire: &[u8]) -> Vec<Header> {
+    let mut dec = Decoder::new(u32::MAX);
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    while let Some(f) = dec.decode(&mut buf).expect("only base frames") {
+        out.push(f.header);
+    }
+    out
 }

@@ -213,20 +213,24 @@ impl Model {
                 self.session(b).ping(now);
             }
             Op::Shutdown(b, i) => {
-                let Some((k, id, _)) = self.pick(b, i) else {
+                let Some((_, id, _)) = self.pick(b, i) else {
                     return;
                 };
                 let ext = self.session(b).is_extended(id);
-                if self.session(b).shutdown(id).is_ok() && !ext {
-                    // On a base stream a shutdown is a full close.
-                    self.held[b as usize].swap_remove(k);
+                match self.session(b).shutdown(id) {
+                    // A base stream has no half-close: the stream stays as it was.
+                    Err(crate::WriteError::HalfCloseUnsupported) => assert!(!ext),
+                    Ok(()) => assert!(ext),
+                    Err(_) => {}
                 }
             }
             Op::Reset(b, i, code) => {
                 let Some((k, id, life)) = self.pick(b, i) else {
                     return;
                 };
-                if self.session(b).is_extended(id) {
+                // Extended now, or maybe once a pending agreement settles.
+                let s = self.session(b);
+                if s.is_extended(id) || s.agreement() == crate::Agreement::Pending {
                     self.lives[life].reset = true;
                 }
                 if self.session(b).reset(id, code).is_ok() {
