@@ -65,9 +65,10 @@
 //! * No head-of-line blocking: each stream has its own window, so a stream nobody
 //!   reads stalls only itself.
 //! * Shutting a stream down ([`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown))
-//!   sends our FIN after everything written; dropping it does too and releases it.
-//!   In the base protocol the FIN ends both directions; on an extended stream (below)
-//!   shutdown is a half-close.
+//!   is a half-close: our FIN follows everything written, and the peer's data can
+//!   still be read to its end. It needs the extensions (below); against a base peer
+//!   it fails with `Unsupported` and sends nothing. Dropping a stream sends our FIN
+//!   too and releases it.
 //! * [`Stream::into_split`] gives halves for two tasks.
 //! * Deadlines with honest counts: [`Stream::write_all_before`] reports exactly how
 //!   many bytes were accepted when the deadline passed ([`PartialWrite`]), so the
@@ -77,8 +78,9 @@
 //!
 //! Two smux-rs ends with [`Config::extensions`] on (the default) agree on extensions
 //! that a reference peer never sees (`docs/PROTOCOL.md` in the repository describes
-//! them); [`Session::extensions_enabled`] tells whether they did, and every stream
-//! opened from then on is extended ([`Stream::is_extended`]):
+//! them), within the first round trip; [`Session::ready`] waits for that and says
+//! whether they did. Every stream of the session is then extended
+//! ([`Stream::is_extended`]), including those opened before the agreement settled:
 //!
 //! * windows grow beyond 512 KiB when the round-trip time calls for it (up to
 //!   [`Config::max_window`]), so one stream can fill a long fat link;
@@ -89,9 +91,11 @@
 //! * [`Session::go_away`] refuses new streams, lets open ones finish, then ends the
 //!   session with [`EndReason::Drained`].
 //!
-//! With a base peer, or on a stream opened before the ends agreed, the base protocol
-//! applies: shutdown and reset close both directions, and a go-away only refuses
-//! streams. A request, a half-close, then the answer:
+//! With a base peer (the reference implementation, or extensions off on either end)
+//! the base protocol applies: shutdown fails with `Unsupported` (a base FIN would
+//! end both directions and hide the rest of the peer's data behind a clean
+//! end-of-file), reset closes the stream, and a go-away only refuses streams. A
+//! request, a half-close, then the answer, right after connecting:
 //!
 //! ```
 //! use smux_tokio::{Config, Listener};
@@ -116,22 +120,14 @@
 //! });
 //!
 //! let session = smux_tokio::connect(addr, Config::default()).await?;
-//! // The dialer's first frame starts the negotiation: ping, and once a second ping
-//! // was answered too (`ping` is false while one is outstanding), it has settled.
-//! session.ping();
-//! for _ in 0..2 {
-//!     while !session.ping() {
-//!         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-//!     }
-//! }
-//! assert!(session.extensions_enabled());
 //! let mut s = session.open().await?;
-//! assert!(s.is_extended());
 //! s.write_all(b"request").await?;
-//! s.shutdown().await?; // half-close: we can still read
+//! s.shutdown().await?; // half-close (waits for the agreement): we can still read
 //! let mut answer = Vec::new();
 //! s.read_to_end(&mut answer).await?;
 //! assert_eq!(answer, b"tseuqer");
+//! assert!(s.is_extended());
+//! assert!(session.ready().await?); // settled long ago: both ends have the extensions
 //! drop(s);
 //! assert_eq!(session.closed().await, smux_tokio::EndReason::Drained);
 //! # Ok(())

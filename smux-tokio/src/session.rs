@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use smux_proto::{Config, ConfigError, EndReason, OpenError, Role, Stats};
+use smux_proto::{Agreement, Config, ConfigError, EndReason, OpenError, Role, Stats};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::driver::Driver;
@@ -116,13 +116,13 @@ impl Session {
             if g.closing && !g.core.is_ended() {
                 return Err(crate::shared::Inner::closing_error());
             }
-            let r = g.core.open().map(|id| (id, g.core.is_extended(id)));
+            let r = g.core.open();
             let d = if r.is_ok() { g.take_driver() } else { None };
             (r, d)
         };
         wake(driver);
         match result {
-            Ok((id, ext)) => Ok(Stream::new(self.shared().clone(), id, ext)),
+            Ok(id) => Ok(Stream::new(self.shared().clone(), id)),
             Err(OpenError::IdsExhausted) => Err(io::Error::other(
                 "smux: all 65536 stream IDs are in use; close streams or open another session",
             )),
@@ -142,9 +142,8 @@ impl Session {
         let mut g = self.shared().lock();
         let inner = &mut *g;
         if let Some(id) = inner.core.accept() {
-            let ext = inner.core.is_extended(id);
             drop(g);
-            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id, ext)));
+            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id)));
         }
         if let Some(reason) = inner.core.end_reason() {
             return Poll::Ready(Err(reason.to_io_error()));
@@ -185,19 +184,45 @@ impl Session {
     }
 
     /// True once both ends agreed on the extensions (growing windows, half-close,
-    /// reset, go-away); streams opened from then on are extended
-    /// ([`Stream::is_extended`]).
-    ///
-    /// Negotiation needs [`Config::extensions`] on both ends. The accepting end offers
-    /// the extensions right after the first frame it receives, and the dialing end
-    /// sends nothing on its own (reference servers may probe a new connection and
-    /// expect the first frame to be the probe's answer), so the first stream a dialer
-    /// opens is a base stream. A dialer that wants extended streams from the start can
-    /// [`Session::ping`] and wait until a second ping was answered too (`ping` returns
-    /// false while one is outstanding): the peer's offer, if it makes one, arrives
-    /// before that answer, so this is then final (the crate docs show it).
+    /// reset, go-away): every stream of the session is then extended
+    /// ([`Stream::is_extended`]). False while the agreement is pending and against a
+    /// base peer; [`Session::ready`] waits until it is settled.
     pub fn extensions_enabled(&self) -> bool {
         self.shared().lock().core.extensions_enabled()
+    }
+
+    /// Waits until the two ends have settled whether they use the extensions, and
+    /// returns whether they do (see [`Session::extensions_enabled`]). Fails if the
+    /// session ends first.
+    ///
+    /// Nothing needs to wait for this: streams opened before it settles take the
+    /// session's mode, and a shutdown waits for it on its own. It settles within one
+    /// round trip once this end has sent something; `ready` makes this end send its
+    /// offer now if it has not yet. That is then its first frame, so against a server
+    /// that probes each new connection and reads exactly one header (some servers
+    /// built on the reference implementation do), open a stream first instead.
+    pub async fn ready(&self) -> io::Result<bool> {
+        let driver = {
+            let mut g = self.shared().lock();
+            g.core.start_agreement();
+            g.take_driver()
+        };
+        wake(driver);
+        poll_fn(|cx| {
+            let mut g = self.shared().lock();
+            let inner = &mut *g;
+            match inner.core.agreement() {
+                Agreement::Extended => return Poll::Ready(Ok(true)),
+                Agreement::Base => return Poll::Ready(Ok(false)),
+                Agreement::Pending => {}
+            }
+            if let Some(reason) = inner.core.end_reason() {
+                return Poll::Ready(Err(reason.to_io_error()));
+            }
+            inner.waiters.wait_agreement(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Ends the session now: every stream fails, data not yet sent is dropped, and the

@@ -22,19 +22,18 @@ use crate::shared::{wake, Shared};
 /// or the session's send queue is full; a write that returns `Ok(n)` has handed `n`
 /// bytes to the session, which sends them unless the session ends.
 ///
-/// Shutting down (`AsyncWriteExt::shutdown`) sends our FIN after every byte already
-/// written. What it means for the other direction depends on the stream:
+/// Shutting down (`AsyncWriteExt::shutdown`) is a half-close: our FIN follows every
+/// byte already written and writes fail from then on, while the peer may go on
+/// writing and reads return its data until its own FIN (end-of-file). The stream stays
+/// ours until it is dropped. Half-close needs the extensions on both ends (two smux-rs
+/// ends with [`Config::extensions`](crate::Config::extensions) on, the default):
 ///
-/// * On an **extended** stream ([`Stream::is_extended`]: both ends are smux-rs with
-///   extensions on, see [`Config::extensions`](crate::Config::extensions)) it is a
-///   half-close: writes fail from then on, but the peer may go on writing and reads
-///   return its data until its own FIN (end-of-file). The stream stays ours until it
-///   is dropped.
-/// * On a **base** stream (the peer is a reference implementation, or extensions are
-///   off on either end, or the stream was opened before the two ends agreed) the
-///   protocol has no half-close: the FIN ends both directions, so the stream is
-///   released at once, data that arrives later is dropped and reads return
-///   end-of-file.
+/// * right after connecting, before the ends have agreed, shutdown waits for the
+///   agreement (at most one round trip);
+/// * against a base peer (the reference implementation, or extensions off on either
+///   end) it fails with [`io::ErrorKind::Unsupported`] and sends nothing, because a
+///   base FIN ends both directions and the rest of the peer's data would be lost
+///   behind a clean end-of-file. Read to the end, then drop the stream.
 ///
 /// Dropping the stream releases it: our FIN goes out after every byte already
 /// written and the handshake completes in the background. [`Stream::reset`] aborts
@@ -72,8 +71,6 @@ const RESET: u8 = 2;
 pub(crate) struct StreamRef {
     shared: Arc<Shared>,
     id: StreamId,
-    /// Whether the stream has the extensions (half-close, reset); fixed at its SYN.
-    extended: bool,
     /// `HELD` until this end releases the stream, then `CLOSED` or `RESET`; changed
     /// under the session lock. Once released, the ID may be reused by a new stream,
     /// so no call may reach the core with it any more.
@@ -89,7 +86,6 @@ impl fmt::Debug for StreamRef {
         };
         f.debug_struct("Stream")
             .field("id", &self.id)
-            .field("extended", &self.extended)
             .field("state", &state)
             .finish()
     }
@@ -201,28 +197,36 @@ impl StreamRef {
         woken.into_iter().for_each(|w| w.wake());
     }
 
-    /// Shuts our write side: a half-close on an extended stream, a close (both
-    /// directions) on a base stream.
-    fn shutdown(&self) -> io::Result<()> {
-        if !self.extended {
-            // The base protocol's FIN ends both directions: the stream is released.
-            self.release(CLOSED, 0);
-            return Ok(());
-        }
+    /// Shuts our write side (half-close). Waits while the ends have not yet agreed on
+    /// the extensions (at most a round trip); fails with `Unsupported`, sending
+    /// nothing, on a base stream.
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let driver = {
             let mut g = self.shared.lock();
+            let inner = &mut *g;
             match self.released() {
                 HELD => {}
-                CLOSED => return Ok(()),
-                _ => return Err(reset_locally()),
+                CLOSED => return Poll::Ready(Ok(())),
+                _ => return Poll::Ready(Err(reset_locally())),
             }
             // Our FIN is queued (or waits behind the written data); the stream stays
             // ours, for reading, until it is dropped. A second call is a no-op.
-            g.core.shutdown(self.id)?;
-            g.take_driver()
+            match inner.core.shutdown(self.id) {
+                Ok(()) => inner.take_driver(),
+                Err(WriteError::Blocked) => {
+                    inner.waiters.wait_write(self.id, cx.waker());
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
         };
         wake(driver);
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    fn is_extended(&self) -> bool {
+        let g = self.shared.lock();
+        self.released() == HELD && g.core.is_extended(self.id)
     }
 
     async fn write_all_before(&self, data: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
@@ -355,12 +359,11 @@ impl From<PartialWrite> for io::Error {
 }
 
 impl Stream {
-    pub(crate) fn new(shared: Arc<Shared>, id: StreamId, extended: bool) -> Stream {
+    pub(crate) fn new(shared: Arc<Shared>, id: StreamId) -> Stream {
         Stream {
             inner: Arc::new(StreamRef {
                 shared,
                 id,
-                extended,
                 released: AtomicU8::new(HELD),
             }),
         }
@@ -372,13 +375,13 @@ impl Stream {
     }
 
     /// Whether the stream has the extensions: shutdown is a half-close and
-    /// [`Stream::reset`] an abort with a code. True for streams opened after both ends
-    /// agreed on extensions (see [`Session::extensions_enabled`]); otherwise the stream
-    /// follows the base protocol, where both are a plain close.
+    /// [`Stream::reset`] an abort with a code. True once both ends agreed on them (see
+    /// [`Session::ready`]), for every stream of the session; false against a base peer
+    /// and while the agreement is still pending.
     ///
-    /// [`Session::extensions_enabled`]: crate::Session::extensions_enabled
+    /// [`Session::ready`]: crate::Session::ready
     pub fn is_extended(&self) -> bool {
-        self.inner.extended
+        self.inner.is_extended()
     }
 
     /// Aborts the stream in both directions and releases it: data buffered on either
@@ -395,9 +398,8 @@ impl Stream {
 
     /// Splits the stream into a reading and a writing half that can be used from two
     /// tasks at once. The stream is released when both halves are dropped, or when one
-    /// half resets it. Shutting the writing half down is a half-close on an extended
-    /// stream (the reading half goes on until the peer's end-of-file) and closes both
-    /// directions on a base stream (the reading half then returns end-of-file).
+    /// half resets it. Shutting the writing half down is a half-close (the reading
+    /// half goes on until the peer's end-of-file; see [`Stream`] for base peers).
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         (
             ReadHalf {
@@ -437,7 +439,7 @@ impl ReadHalf {
 
     /// See [`Stream::is_extended`].
     pub fn is_extended(&self) -> bool {
-        self.inner.extended
+        self.inner.is_extended()
     }
 
     /// Resets the stream (see [`Stream::reset`]); the writing half's calls fail from
@@ -460,7 +462,7 @@ impl WriteHalf {
 
     /// See [`Stream::is_extended`].
     pub fn is_extended(&self) -> bool {
-        self.inner.extended
+        self.inner.is_extended()
     }
 
     /// Resets the stream (see [`Stream::reset`]); the reading half's calls fail from
@@ -509,12 +511,13 @@ macro_rules! impl_write {
                 Poll::Ready(Ok(()))
             }
 
-            /// Sends our FIN after the written data: a half-close on an extended
-            /// stream, a close of both directions on a base stream (see [`Stream`]).
-            /// Fails if the peer reset the stream, or (extended stream) if the session
-            /// ended.
-            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.inner.shutdown())
+            /// Sends our FIN after the written data: a half-close (see [`Stream`]).
+            /// Waits for the agreement on extensions if it is still pending (at most a
+            /// round trip); fails with [`io::ErrorKind::Unsupported`], sending
+            /// nothing, on a base stream, and if the peer reset the stream or the
+            /// session ended.
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.inner.poll_shutdown(cx)
             }
         }
     };
