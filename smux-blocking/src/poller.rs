@@ -304,7 +304,10 @@ impl Inner {
             let Some((id, seq)) = p.ready.pop_front() else {
                 break;
             };
-            let Some(reg) = self.regs.get_mut(&id).filter(|r| r.seq == seq) else {
+            // Stale: the stream was registered again since, here or with another
+            // poller (each poller numbers its registrations from 1, so both must match).
+            let current = |r: &&mut Reg| r.poller == key && r.seq == seq;
+            let Some(reg) = self.regs.get_mut(&id).filter(current) else {
                 continue;
             };
             reg.queued = false;
@@ -351,8 +354,10 @@ impl Inner {
 /// window available, or failed), so a handler need not drain a stream completely.
 /// Register write interest only while you have something to write, or every wait
 /// reports every writable stream. A stream is registered with at most one poller of
-/// its session; registering it again replaces the registration. Dropping or shutting
-/// down a stream deregisters it.
+/// its session; registering it again replaces the registration, and registering it
+/// with another poller moves it there (the first poller stops reporting it, so two
+/// threads never serve one stream). Dropping or shutting down a stream deregisters
+/// it.
 ///
 /// Blocking calls and the poller can be mixed: a stream in blocking mode still
 /// reports readiness.
@@ -425,7 +430,8 @@ impl Poller {
     }
 
     /// Registers `stream` (or changes its registration): events for it carry `token`.
-    /// It is checked for readiness at the next wait.
+    /// It is checked for readiness at the next wait. A stream registered with another
+    /// poller of the session moves here: that poller no longer reports it.
     pub fn register(&self, stream: &Stream, token: usize, interest: Interest) -> io::Result<()> {
         self.check_session(stream)?;
         let key = self.key;
@@ -463,7 +469,7 @@ impl Poller {
         self.register(stream, token, interest)
     }
 
-    /// Stops reporting `stream`.
+    /// Stops reporting `stream`. Does nothing if it is registered with another poller.
     pub fn deregister(&self, stream: &Stream) -> io::Result<()> {
         self.check_session(stream)?;
         let key = self.key;

@@ -464,14 +464,39 @@ fn spawn<T: Send + 'static>(
 ) -> io::Result<()> {
     *lock(&shared.running) += 1;
     let s = shared.clone();
-    let r = thread::Builder::new()
-        .name(format!("smux-{name}"))
-        .spawn(move || guarded(s, name, body, arg));
+    let main = move || guarded(s, name, body, arg);
+    let r = match injected_spawn_failure(name) {
+        Some(e) => Err(e),
+        None => thread::Builder::new()
+            .name(format!("smux-{name}"))
+            .spawn(main)
+            .map(drop),
+    };
     if let Err(e) = r {
         *lock(&shared.running) -= 1;
-        return Err(e);
+        let msg = format!("smux: cannot start the session's {name} thread: {e}");
+        return Err(io::Error::new(e.kind(), msg));
     }
     Ok(())
+}
+
+// A thread that cannot start is hard to cause for real (it takes exhausting the
+// process's threads or memory), so the tests inject the failure here.
+#[cfg(test)]
+thread_local! {
+    /// The session thread whose start fails, for `Session::new` on this thread.
+    static FAIL_SPAWN: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+fn injected_spawn_failure(name: &str) -> Option<io::Error> {
+    (FAIL_SPAWN.with(std::cell::Cell::get) == Some(name))
+        .then(|| io::Error::new(io::ErrorKind::OutOfMemory, "injected by a test"))
+}
+
+#[cfg(not(test))]
+fn injected_spawn_failure(_name: &str) -> Option<io::Error> {
+    None
 }
 
 impl Inner {
@@ -589,8 +614,16 @@ impl Session {
                 shared: shared.clone(),
             }),
         };
-        spawn(&shared, "reader", reader_loop, reader)?;
-        spawn(&shared, "writer", writer_loop, writer)?;
+        // The writer first: until there is something to send it waits on our condvar,
+        // so if the reader cannot start, ending the session stops it at once. A reader
+        // started first would be left blocked in `read` if the writer could not start
+        // (forever without a closer).
+        let started = spawn(&shared, "writer", writer_loop, writer)
+            .and_then(|()| spawn(&shared, "reader", reader_loop, reader));
+        if let Err(e) = started {
+            shared.with(|i| i.core.handle_transport_error(&e));
+            return Err(e);
+        }
         tracing::debug!(?role, "smux session started");
         Ok(session)
     }
@@ -833,3 +866,6 @@ impl Session {
         self.end_reason().unwrap_or(EndReason::Local)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -321,6 +321,12 @@ impl Stream {
         while written < data.len() {
             match self.write_until(&data[written..], Some(deadline), false) {
                 Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    // The call's own message says "nothing accepted", which is only
+                    // true of its last attempt; the count is in the PartialWrite.
+                    let error = io::Error::new(e.kind(), "smux write deadline passed");
+                    return Err(PartialWrite { written, error });
+                }
                 Err(error) => return Err(PartialWrite { written, error }),
             }
         }
@@ -489,8 +495,10 @@ impl std::error::Error for PartialWrite {
 }
 
 impl From<PartialWrite> for io::Error {
+    /// An `io::Error` of the same kind whose inner error is the `PartialWrite`, so the
+    /// count survives `?`: `e.get_ref()` then `downcast_ref::<PartialWrite>()`.
     fn from(p: PartialWrite) -> io::Error {
-        p.error
+        io::Error::new(p.error.kind(), p)
     }
 }
 

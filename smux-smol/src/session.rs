@@ -1,5 +1,6 @@
 //! The session handle, the shared state and the driver future.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -48,8 +49,10 @@ pub(crate) struct Inner {
     pub(crate) driver: Option<Waker>,
     /// True once the driver future has completed (or was dropped).
     driver_done: bool,
-    /// Tasks waiting in [`Session::closed`].
-    done_waiters: Vec<Waker>,
+    /// Tasks waiting in [`Session::closed`], by the key of their future, which removes
+    /// its entry when dropped (a `select!` drops many of them early).
+    done_waiters: HashMap<u64, Waker>,
+    next_done_key: u64,
     /// Set by a graceful close: opens, accepts and writes are refused, and the driver
     /// ends the session once everything queued is written (or at `linger`, if set).
     pub(crate) closing: bool,
@@ -190,7 +193,8 @@ impl Session {
             waiters: Waiters::new(),
             driver: None,
             driver_done: false,
-            done_waiters: Vec::new(),
+            done_waiters: HashMap::new(),
+            next_done_key: 0,
             closing: false,
             linger: None,
             going_away: false,
@@ -342,18 +346,11 @@ impl Session {
     /// Waits until the driver has completed (the session ended and the transport was
     /// closed) and returns why the session ended.
     pub async fn closed(&self) -> EndReason {
-        poll_fn(|cx| {
-            let mut g = lock(self.shared());
-            if g.driver_done {
-                let r = g.session.end_reason().cloned();
-                return Poll::Ready(r.unwrap_or(EndReason::Local));
-            }
-            if !g.done_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                g.done_waiters.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        let mut waiter = DoneWaiter {
+            shared: self.shared(),
+            key: None,
+        };
+        poll_fn(|cx| waiter.poll(cx)).await
     }
 
     /// Why the session ended, or `None` while it runs.
@@ -397,6 +394,42 @@ impl Session {
     /// The session's configuration.
     pub fn config(&self) -> Config {
         lock(self.shared()).session.config().clone()
+    }
+}
+
+/// A task parked in [`Session::closed`]: its waker lives in `done_waiters` under
+/// `key` only while the future lives.
+struct DoneWaiter<'a> {
+    shared: &'a Shared,
+    key: Option<u64>,
+}
+
+impl DoneWaiter<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<EndReason> {
+        let mut g = lock(self.shared);
+        if g.driver_done {
+            let r = g.session.end_reason().cloned();
+            return Poll::Ready(r.unwrap_or(EndReason::Local));
+        }
+        let inner = &mut *g;
+        match self.key.and_then(|k| inner.done_waiters.get_mut(&k)) {
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                let key = inner.next_done_key;
+                inner.next_done_key += 1;
+                inner.done_waiters.insert(key, cx.waker().clone());
+                self.key = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DoneWaiter<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            lock(self.shared).done_waiters.remove(&key);
+        }
     }
 }
 
@@ -800,7 +833,7 @@ fn teardown(shared: &Shared) -> EndReason {
         inner.driver_done = true;
         inner.driver = None;
         inner.waiters.take_all(&mut woken);
-        woken.append(&mut inner.done_waiters);
+        woken.extend(inner.done_waiters.drain().map(|(_, w)| w));
         inner.session.end_reason().cloned()
     };
     woken.into_iter().for_each(Waker::wake);

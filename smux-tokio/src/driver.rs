@@ -404,7 +404,7 @@ fn teardown(shared: &Shared) {
         inner.waiters.take_all(&mut woken);
         inner.driver_done = true;
         inner.driver = None;
-        woken.append(&mut inner.done_waiters);
+        woken.extend(inner.done_waiters.drain().map(|(_, w)| w));
     }
     woken.into_iter().for_each(Waker::wake);
 }

@@ -58,6 +58,41 @@ impl fmt::Debug for Session {
     }
 }
 
+/// A task parked in [`Session::closed`]: its waker lives in `done_waiters` under
+/// `key` only while the future lives.
+struct DoneWaiter<'a> {
+    shared: &'a Shared,
+    key: Option<u64>,
+}
+
+impl DoneWaiter<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<EndReason> {
+        let mut g = self.shared.lock();
+        if g.driver_done {
+            return Poll::Ready(g.core.end_reason().cloned().unwrap_or(EndReason::Local));
+        }
+        let inner = &mut *g;
+        match self.key.and_then(|k| inner.done_waiters.get_mut(&k)) {
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                let key = inner.next_done_key;
+                inner.next_done_key += 1;
+                inner.done_waiters.insert(key, cx.waker().clone());
+                self.key = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DoneWaiter<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.shared.lock().done_waiters.remove(&key);
+        }
+    }
+}
+
 static SESSION_TAGS: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
@@ -252,18 +287,11 @@ impl Session {
     /// transport is shut down and dropped); returns why it ended. Does not end the
     /// session itself: see [`Session::close`].
     pub async fn closed(&self) -> EndReason {
-        poll_fn(|cx| {
-            let mut g = self.shared().lock();
-            if g.driver_done {
-                let reason = g.core.end_reason().cloned().unwrap_or(EndReason::Local);
-                return Poll::Ready(reason);
-            }
-            if !g.done_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                g.done_waiters.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        let mut waiter = DoneWaiter {
+            shared: self.shared(),
+            key: None,
+        };
+        poll_fn(|cx| waiter.poll(cx)).await
     }
 
     /// True once the session has ended.

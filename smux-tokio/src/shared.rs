@@ -1,6 +1,7 @@
 //! The state every handle of one session shares: the core, the parked wakers and the
 //! driver's waker, behind one mutex that is never held across an await or a syscall.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
@@ -15,8 +16,10 @@ pub(crate) struct Inner {
     pub(crate) driver: Option<Waker>,
     /// Set once the driver task has finished (transport shut down).
     pub(crate) driver_done: bool,
-    /// Tasks waiting in `Session::closed`.
-    pub(crate) done_waiters: Vec<Waker>,
+    /// Tasks waiting in `Session::closed`, by the key of their future, which removes
+    /// its entry when dropped (a `select!` drops many of them early).
+    pub(crate) done_waiters: HashMap<u64, Waker>,
+    pub(crate) next_done_key: u64,
     /// Set by a graceful close: opens and writes are refused, and the driver ends the
     /// session once everything queued is written (or at `linger`, if set).
     pub(crate) closing: bool,
@@ -71,7 +74,8 @@ impl Shared {
                 waiters: Waiters::new(),
                 driver: None,
                 driver_done: false,
-                done_waiters: Vec::new(),
+                done_waiters: HashMap::new(),
+                next_done_key: 0,
                 closing: false,
                 linger: None,
             }),
