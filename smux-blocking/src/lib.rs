@@ -64,17 +64,20 @@
 //! # Extensions: half-close, reset, go-away
 //!
 //! When both ends are smux-rs with [`Config::extensions`](smux_proto::Config) on (the
-//! default), they agree on protocol extensions early in the session
-//! ([`Session::extensions_enabled`]), and the streams opened from then on are
-//! extended ([`Stream::is_extended`]). A peer without them (another implementation,
-//! or extensions off) keeps seeing the base protocol, and these calls fall back as
-//! described:
+//! default), they agree on protocol extensions within the first round trip
+//! ([`Session::ready`] waits for it and says whether they did), and every stream of the
+//! session is extended ([`Stream::is_extended`]), including those opened before it
+//! settled. A peer without them (another implementation, or extensions off) keeps
+//! seeing the base protocol, and these calls fall back as described:
 //!
 //! - **Half-close.** [`Stream::shutdown`]`(`[`Shutdown::Write`](std::net::Shutdown)`)`
 //!   sends our FIN after the bytes already written and keeps the read side open, like
 //!   a `TcpStream`: a client can send a request, shut its write side and read the
-//!   whole answer of a server that answers only after end-of-file. On a base stream it
-//!   is a full close. `Shutdown::Read` and `Shutdown::Both` are [`Stream::close`].
+//!   whole answer of a server that answers only after end-of-file, right after
+//!   connecting (the shutdown waits for the agreement if it has to). On a base stream
+//!   it fails with [`Unsupported`](std::io::ErrorKind::Unsupported) and sends nothing:
+//!   a base FIN would end both directions and hide the rest of the answer behind a
+//!   clean end-of-file. `Shutdown::Read` and `Shutdown::Both` are [`Stream::close`].
 //! - **Reset.** [`Stream::reset`]`(code)` aborts a stream in both directions and drops
 //!   what is buffered; the peer's reads and writes fail with
 //!   [`ConnectionReset`](std::io::ErrorKind::ConnectionReset), and [`reset_code`]
@@ -90,25 +93,17 @@
 //! [`Config::max_window`](smux_proto::Config)), which needs nothing from the
 //! application.
 //!
-//! The acceptor offers the extensions after the first frame it receives, so the
-//! dialler's first stream may still be a base stream; a [`Session::ping`] first avoids
-//! that. A request, then a half-close, then the whole answer:
+//! A request, then a half-close, then the whole answer, right after connecting:
 //!
 //! ```
 //! use std::io::{Read, Write};
 //! use std::net::Shutdown;
-//! use std::time::{Duration, Instant};
 //! use smux_blocking::{connect, Config, Listener};
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let listener = Listener::bind("127.0.0.1:0", Config::default())?;
 //! let client = connect(listener.local_addr()?, Config::default())?;
 //! let (server, _) = listener.accept()?;
-//! client.ping(); // a first frame: the server offers the extensions, we agree
-//! let deadline = Instant::now() + Duration::from_secs(5);
-//! while !client.extensions_enabled() && Instant::now() < deadline {
-//!     std::thread::sleep(Duration::from_millis(1));
-//! }
 //! let answerer = std::thread::spawn(move || -> std::io::Result<()> {
 //!     let mut stream = server.accept()?;
 //!     let mut request = Vec::new();
@@ -117,12 +112,12 @@
 //!     Ok(()) // dropping the stream sends our FIN after the answer
 //! });
 //! let mut stream = client.open()?;
-//! assert!(stream.is_extended());
 //! stream.write_all(b"request")?;
 //! stream.shutdown(Shutdown::Write)?; // "no more from me"; reading goes on
 //! let mut answer = Vec::new();
 //! stream.read_to_end(&mut answer)?;
 //! assert_eq!(answer, b"REQUEST");
+//! assert!(stream.is_extended() && client.ready()?);
 //! answerer.join().unwrap()?;
 //! # Ok(())
 //! # }

@@ -209,7 +209,7 @@ impl Inner {
             | CoreEvent::Writable(StreamId(id))
             | CoreEvent::Finished(StreamId(id))
             | CoreEvent::Reset(StreamId(id), _) => self.enqueue(*id, woken),
-            CoreEvent::Closed(_) => {}
+            CoreEvent::Closed(_) | CoreEvent::Agreed(_) => {}
             CoreEvent::Incoming(_) => self.wake_accept_pollers(woken),
             CoreEvent::Ended(_) => {
                 let ids: Vec<u16> = self.regs.keys().copied().collect();

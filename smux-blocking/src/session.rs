@@ -820,12 +820,47 @@ impl Session {
     }
 
     /// True once both ends agreed on the protocol extensions (both are smux-rs with
-    /// `Config::extensions` on). Streams opened from then on are extended
-    /// ([`Stream::is_extended`]): half-close, reset and windows that grow. The
-    /// acceptor offers them after the first frame it receives, so a dialler that has
-    /// sent nothing yet has not agreed; [`Session::ping`] sends a frame.
+    /// `Config::extensions` on): every stream of the session is then extended
+    /// ([`Stream::is_extended`]): half-close, reset and windows that grow. False while
+    /// the agreement is pending (it settles within a round trip of the first frame)
+    /// and against a base peer; [`Session::ready`] waits until it settled.
     pub fn extensions_enabled(&self) -> bool {
         self.shared().lock().core.extensions_enabled()
+    }
+
+    /// Waits until the two ends have settled whether they use the extensions, and
+    /// returns whether they do (see [`Session::extensions_enabled`]). Fails if the
+    /// session ends first.
+    ///
+    /// Nothing needs to wait for this: streams opened before it settles take the
+    /// session's mode, and a half-close waits for it on its own. It settles within one
+    /// round trip once this end has sent something; `ready` makes this end send its
+    /// offer now if it has not yet. That is then its first frame, so against a server
+    /// that probes each new connection and reads exactly one header (some servers
+    /// built on the reference implementation do), open a stream first.
+    pub fn ready(&self) -> io::Result<bool> {
+        let (signal, waker) = crate::signal::Signal::new();
+        let shared = self.shared();
+        shared.with(|i| i.core.start_agreement());
+        loop {
+            let mut seen = 0;
+            let r = shared.with(|i| match i.core.agreement() {
+                smux_proto::Agreement::Extended => Some(Ok(true)),
+                smux_proto::Agreement::Base => Some(Ok(false)),
+                smux_proto::Agreement::Pending => match Shared::ended_error(i) {
+                    Some(e) => Some(Err(e)),
+                    None => {
+                        seen = signal.epoch();
+                        i.waiters.wait_agreement(&waker);
+                        None
+                    }
+                },
+            });
+            if let Some(r) = r {
+                return r;
+            }
+            signal.wait(seen, None);
+        }
     }
 
     /// The round-trip time measured by the last answered [`Session::ping`].

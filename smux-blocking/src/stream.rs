@@ -31,7 +31,7 @@ use crate::signal::{lock, Signal};
 /// accepted bytes and keeps reading, like `TcpStream::shutdown(Shutdown::Write)`: the
 /// peer reads to end-of-file and can still answer, and our reads go on until its FIN.
 /// That needs an extended stream ([`Stream::is_extended`]: both ends are smux-rs with
-/// extensions on); on a base stream it is a full close as above.
+/// extensions on); on a base stream it fails with [`io::ErrorKind::Unsupported`].
 ///
 /// Abort: [`Stream::reset`] drops what is buffered both ways and gives the stream up;
 /// the peer's reads and writes fail with [`io::ErrorKind::ConnectionReset`] carrying the
@@ -171,33 +171,44 @@ impl Stream {
     /// Shuts down the write half, the read half or both, like
     /// [`TcpStream::shutdown`](std::net::TcpStream::shutdown).
     ///
-    /// - [`Shutdown::Write`]: our FIN goes out after every byte already accepted, and
-    ///   later writes fail with [`io::ErrorKind::NotConnected`] (writes blocked on the
-    ///   stream return that error now). On an extended stream ([`Stream::is_extended`])
-    ///   reads go on: the peer reads to end-of-file and can still write, until its own
-    ///   FIN gives us end-of-file. On a base stream (the peer has no extensions) a FIN
-    ///   closes both directions, so this is [`Stream::close`]. Calling it again does
-    ///   nothing. Fails with the session's error if the session has ended, and with
+    /// - [`Shutdown::Write`] (half-close): our FIN goes out after every byte already
+    ///   accepted, and later writes fail with [`io::ErrorKind::NotConnected`] (writes
+    ///   blocked on the stream return that error now). Reads go on: the peer reads to
+    ///   end-of-file and can still write, until its own FIN gives us end-of-file.
+    ///   Half-close needs the extensions on both ends ([`Stream::is_extended`]): right
+    ///   after connecting this waits for the ends to agree (at most a round trip, within
+    ///   the write timeout); on a base stream (the peer is a reference implementation
+    ///   or has them off) it fails with [`io::ErrorKind::Unsupported`] and sends
+    ///   nothing, since a base FIN would end both directions and hide the rest of the
+    ///   peer's data behind a clean end-of-file. Calling it again does nothing. Fails
+    ///   with the session's error if the session has ended, and with
     ///   [`io::ErrorKind::ConnectionReset`] if the peer reset the stream.
     /// - [`Shutdown::Read`] and [`Shutdown::Both`]: [`Stream::close`]. The protocol
     ///   cannot stop only the peer's direction, so the stream is given up.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match how {
             Shutdown::Write => {
-                let (id, closed) = (self.inner.id, &self.inner.closed);
-                let r = self.inner.shared.with(|i| {
-                    if closed.load(Ordering::Acquire) {
-                        return Ok(());
-                    }
-                    if let Some(e) = Shared::ended_error(i) {
-                        return Err(e);
-                    }
-                    if !i.core.is_extended(id) {
-                        // The base FIN ends both directions: the ID may be reused.
-                        return release(i, id, closed, |core| core.close(id));
-                    }
-                    i.core.shutdown(id).map_err(io::Error::from)
-                });
+                if !self.is_live() {
+                    return Ok(());
+                }
+                let id = self.inner.id;
+                let o = self.opts();
+                let r = self.blocking(
+                    Dir::Write,
+                    Self::deadline(o.write_timeout),
+                    o.nonblocking,
+                    |i| {
+                        if let Some(e) = Shared::ended_error(i) {
+                            return Step::Done(Err(e));
+                        }
+                        match i.core.shutdown(id) {
+                            Ok(()) => Step::Done(Ok(())),
+                            // The agreement on extensions is still pending.
+                            Err(WriteError::Blocked) => Step::Blocked,
+                            Err(e) => Step::Done(Err(e.into())),
+                        }
+                    },
+                );
                 // Writers blocked on this stream must see that writes now fail.
                 self.inner.signal.notify();
                 r
@@ -223,9 +234,10 @@ impl Stream {
         r
     }
 
-    /// True if the stream is extended: it was opened after both ends agreed on the
-    /// protocol extensions, so [`Stream::shutdown`] half-closes and [`Stream::reset`]
-    /// aborts. False on a base stream and once the stream was given up.
+    /// True if the stream is extended: both ends agreed on the protocol extensions (for
+    /// every stream of the session), so [`Stream::shutdown`] half-closes and
+    /// [`Stream::reset`] aborts. False on a base stream, while the agreement is
+    /// pending, and once the stream was given up.
     pub fn is_extended(&self) -> bool {
         let id = self.inner.id;
         self.inner

@@ -273,8 +273,8 @@ fn go_away_refuses_new_streams_lets_open_ones_finish_then_both_end_drained() {
 }
 
 /// One end with extensions on, the other off, in both roles: nothing is agreed, every
-/// stream is a base stream, and half-close, reset and go-away fall back to what the
-/// base protocol can do.
+/// stream is a base stream, half-close fails, and reset and go-away fall back to what
+/// the base protocol can do.
 #[test]
 fn ext_on_against_ext_off_falls_back_in_both_roles() {
     bounded(LIMIT, || {
@@ -292,9 +292,14 @@ fn ext_on_against_ext_off_falls_back_in_both_roles() {
             assert!(!c.extensions_enabled() && !s.extensions_enabled());
             assert!(!st.is_extended() && !peer.is_extended());
 
-            // Half-close is a full close: our reads end too, the peer's writes fail.
+            // No half-close: shutdown fails and sends nothing, the stream works on,
+            // and closing it ends both directions.
+            let e = st.shutdown(Shutdown::Write).expect_err("base stream");
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+            (&peer).write_all(b"on").expect("the stream works on");
+            (&st).read_exact(&mut [0u8; 2]).expect("read");
             (&st).write_all(b"last").expect("write");
-            st.shutdown(Shutdown::Write).expect("shutdown");
+            st.close().expect("close");
             assert_eq!(
                 (&st).read(&mut [0u8; 4]).expect_err("given up").kind(),
                 ErrorKind::NotConnected

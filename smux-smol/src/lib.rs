@@ -35,14 +35,17 @@
 //!
 //! # Extensions: half-close, reset, go-away
 //!
-//! Two smux-rs ends agree on protocol extensions by themselves ([`Config::extensions`],
-//! on by default; [`Session::extensions_enabled`]); a reference peer never sees them
-//! and keeps the base behaviour. Streams opened after the agreement are *extended*
-//! ([`Stream::is_extended`]):
+//! Two smux-rs ends agree on protocol extensions by themselves within the first round
+//! trip ([`Config::extensions`], on by default; [`Session::ready`] waits for it and
+//! says whether they did); a reference peer never sees them and keeps the base
+//! behaviour. Every stream of a session that agreed is *extended*
+//! ([`Stream::is_extended`]), including streams opened before it settled:
 //!
 //! - **Half-close**: `AsyncWriteExt::close` sends our FIN but keeps reading until the
 //!   peer's end-of-file, so a client can send a request, close, and read the whole
-//!   answer. On a base stream it closes both directions, as before.
+//!   answer, right after connecting (close waits for the agreement if it has to). On a
+//!   base stream it fails with `Unsupported` and sends nothing: a base FIN would end
+//!   both directions and hide the rest of the answer behind a clean end-of-file.
 //! - **Reset**: [`Stream::reset`] aborts a stream both ways with a 32-bit code; the
 //!   peer's reads and writes fail with `ConnectionReset`, and [`reset_code`] extracts
 //!   the code. A stream the peer refused (accept backlog full, or going away) fails

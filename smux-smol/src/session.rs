@@ -218,7 +218,7 @@ impl Session {
     /// use (open, or closing and awaiting the peer's FIN); IDs are recycled once a
     /// stream's close handshake has finished.
     pub async fn open(&self) -> io::Result<Stream> {
-        let (id, extended, driver) = {
+        let (id, driver) = {
             let mut g = lock(self.shared());
             if g.refuses_work() {
                 return Err(closing_error());
@@ -232,11 +232,10 @@ impl Session {
                 }
                 io::Error::from(e)
             })?;
-            let extended = g.session.is_extended(id);
-            (id, extended, g.take_driver())
+            (id, g.take_driver())
         };
         wake(driver);
-        Ok(Stream::new(self.shared().clone(), id, extended))
+        Ok(Stream::new(self.shared().clone(), id))
     }
 
     /// The next stream the peer opened. Waits until one arrives; fails once the
@@ -251,8 +250,7 @@ impl Session {
         let mut g = lock(self.shared());
         let inner = &mut *g;
         if let Some(id) = inner.session.accept() {
-            let extended = inner.session.is_extended(id);
-            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id, extended)));
+            return Poll::Ready(Ok(Stream::new(self.shared().clone(), id)));
         }
         if let Some(r) = inner.session.end_reason() {
             return Poll::Ready(Err(r.to_io_error()));
@@ -336,11 +334,46 @@ impl Session {
     }
 
     /// Whether both ends agreed on the extensions (half-close, reset, go-away,
-    /// windows that grow). The acceptor offers them after the first frame it
-    /// receives, so this turns true shortly after the first stream or ping; it stays
-    /// false with a peer without them, or when [`Config::extensions`] is off.
+    /// windows that grow): every stream of the session is then extended. False while
+    /// the agreement is pending (it settles within a round trip of the first frame),
+    /// with a peer without them, or when [`Config::extensions`] is off;
+    /// [`Session::ready`] waits until it settled.
     pub fn extensions_enabled(&self) -> bool {
         lock(self.shared()).session.extensions_enabled()
+    }
+
+    /// Waits until the two ends have settled whether they use the extensions, and
+    /// returns whether they do (see [`Session::extensions_enabled`]). Fails if the
+    /// session ends first.
+    ///
+    /// Nothing needs to wait for this: streams opened before it settles take the
+    /// session's mode, and closing a stream's write side waits for it on its own. It
+    /// settles within one round trip once this end has sent something; `ready` makes
+    /// this end send its offer now if it has not yet. That is then its first frame, so
+    /// against a server that probes each new connection and reads exactly one header
+    /// (some servers built on the reference implementation do), open a stream first.
+    pub async fn ready(&self) -> io::Result<bool> {
+        let driver = {
+            let mut g = lock(self.shared());
+            g.session.start_agreement();
+            g.take_driver()
+        };
+        wake(driver);
+        poll_fn(|cx| {
+            let mut g = lock(self.shared());
+            let inner = &mut *g;
+            match inner.session.agreement() {
+                smux_proto::Agreement::Extended => return Poll::Ready(Ok(true)),
+                smux_proto::Agreement::Base => return Poll::Ready(Ok(false)),
+                smux_proto::Agreement::Pending => {}
+            }
+            if let Some(reason) = inner.session.end_reason() {
+                return Poll::Ready(Err(reason.to_io_error()));
+            }
+            inner.waiters.wait_agreement(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits until the driver has completed (the session ended and the transport was

@@ -24,8 +24,6 @@ fn timed_out(msg: &'static str) -> io::Error {
 struct Core {
     shared: Shared,
     id: StreamId,
-    /// Opened after both ends agreed on the extensions; fixed for the stream's life.
-    extended: bool,
     /// Set (under the session lock) once this handle released the stream: a close of
     /// a base stream, or a reset. The core frees the ID once the close handshake
     /// finishes and may then give it to a new stream, so from here on no call may
@@ -110,12 +108,11 @@ impl Core {
         }
     }
 
-    /// Ends our writing: `Session::shutdown` in the core. On an extended stream that
-    /// is a half-close (reads go on until the peer's FIN); on a base stream the FIN
-    /// closes both directions, as smux always did.
-    fn poll_close(&self) -> Poll<io::Result<()>> {
-        let mut woken = Vec::new();
-        {
+    /// Ends our writing (half-close): `Session::shutdown` in the core. Waits while
+    /// the ends have not agreed on the extensions yet (at most a round trip); fails
+    /// with `Unsupported`, sending nothing, on a base stream.
+    fn poll_close(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let driver = {
             let mut g = lock(&self.shared);
             let inner = &mut *g;
             if self.is_released() {
@@ -126,21 +123,21 @@ impl Core {
                 // So is closing after the session ended.
                 Ok(()) | Err(WriteError::Closed) | Err(WriteError::SessionEnded(_)) => {}
                 Err(WriteError::UnknownStream) => self.set_released(),
+                Err(WriteError::Blocked) => {
+                    inner.waiters.wait_write(self.id, cx.waker());
+                    return Poll::Pending;
+                }
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
-            if !self.extended && !inner.session.is_ended() {
-                // A base stream's FIN closed both directions: the stream is released.
-                self.set_released();
-            }
-            // A read half parked on a base stream learns at once that it was closed.
-            // (On an extended stream it reads on; the wake-up only makes it poll again.)
-            inner
-                .waiters
-                .dispatch(&Event::Finished(self.id), &mut woken);
-            woken.extend(inner.take_driver());
-        }
-        woken.into_iter().for_each(Waker::wake);
+            inner.take_driver()
+        };
+        wake(driver);
         Poll::Ready(Ok(()))
+    }
+
+    fn is_extended(&self) -> bool {
+        let g = lock(&self.shared);
+        !self.is_released() && g.session.is_extended(self.id)
     }
 
     fn reset(&self, code: u32) -> io::Result<()> {
@@ -218,13 +215,14 @@ impl Core {
 /// * Writes return as soon as the core accepted some bytes (at most a window of
 ///   512 KiB by default is in flight per stream) and wait while the window is full.
 ///   Every accepted byte will be sent unless the session ends.
-/// * `poll_close` (`AsyncWriteExt::close`) ends our writing: our FIN follows the
-///   bytes already written, and later writes fail. On an *extended* stream (see
-///   [`Stream::is_extended`]) that is a half-close: reads go on until the peer's own
-///   FIN (end-of-file), and the peer may keep writing until then. On a base stream
-///   (a reference peer, or extensions off) smux has no half-close: the stream can
-///   then neither be written nor read, and the peer reads what was sent, then
-///   end-of-file.
+/// * `poll_close` (`AsyncWriteExt::close`) is a half-close: our FIN follows the
+///   bytes already written, later writes fail, and reads go on until the peer's own
+///   FIN (end-of-file); the peer may keep writing until then. It needs the extensions
+///   on both ends (see [`Stream::is_extended`]): right after connecting it waits for
+///   the ends to agree (at most a round trip); against a base peer (a reference
+///   implementation, or extensions off) it fails with [`io::ErrorKind::Unsupported`]
+///   and sends nothing, since a base FIN would end both directions and hide the rest
+///   of the peer's data behind a clean end-of-file. Read to the end, then drop it.
 /// * Dropping the stream releases it: our FIN goes out after the written bytes if it
 ///   has not yet, and unread data is dropped (on an extended stream, what the peer
 ///   still sends is confirmed and discarded, so it never blocks). The stream's ID is
@@ -247,13 +245,12 @@ impl fmt::Debug for Stream {
 }
 
 impl Stream {
-    /// A handle on stream `id`, which the core holds with extensions or not.
-    pub(crate) fn new(shared: Shared, id: StreamId, extended: bool) -> Stream {
+    /// A handle on stream `id`.
+    pub(crate) fn new(shared: Shared, id: StreamId) -> Stream {
         Stream {
             core: Arc::new(Core {
                 shared,
                 id,
-                extended,
                 released: AtomicBool::new(false),
             }),
         }
@@ -264,11 +261,14 @@ impl Stream {
         self.core.id
     }
 
-    /// Whether the stream is extended: opened after both ends agreed on the
-    /// extensions (half-close, reset, windows that grow). Streams opened before that,
-    /// and every stream with a peer without them, follow the base protocol.
+    /// Whether the stream is extended (half-close, reset, windows that grow): true
+    /// once both ends agreed on the extensions (see [`Session::ready`]), for every
+    /// stream of the session; false against a base peer and while the agreement is
+    /// pending.
+    ///
+    /// [`Session::ready`]: crate::Session::ready
     pub fn is_extended(&self) -> bool {
-        self.core.extended
+        self.core.is_extended()
     }
 
     /// Aborts the stream in both directions and releases it: data buffered on either
@@ -346,8 +346,8 @@ impl AsyncWrite for Stream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.core.poll_close()
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.core.poll_close(cx)
     }
 }
 
@@ -372,7 +372,7 @@ impl ReadHalf {
 
     /// See [`Stream::is_extended`].
     pub fn is_extended(&self) -> bool {
-        self.core.extended
+        self.core.is_extended()
     }
 
     /// Aborts the whole stream, both directions (see [`Stream::reset`]): the write
@@ -420,7 +420,7 @@ impl WriteHalf {
 
     /// See [`Stream::is_extended`].
     pub fn is_extended(&self) -> bool {
-        self.core.extended
+        self.core.is_extended()
     }
 
     /// Aborts the whole stream, both directions (see [`Stream::reset`]): the read
@@ -452,8 +452,8 @@ impl AsyncWrite for WriteHalf {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.core.poll_close()
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.core.poll_close(cx)
     }
 }
 

@@ -291,8 +291,8 @@ mod extensions_off_on_one_end_falls_back {
 
 /// A session with extensions on and one with them off (a stand-in for a reference
 /// peer): the dialer has them off if `dialer_off`, else the acceptor. Neither end
-/// turns them on, data flows, shutdown and reset are full closes, and a go-away only
-/// refuses new streams.
+/// turns them on, data flows, shutdown fails (no half-close), reset is a full close,
+/// and a go-away only refuses new streams.
 async fn extensions_off_on_one_end_falls_back(dialer_off: bool) {
     bounded(30, "fallback", async {
         // `pair` checks that neither end turned extensions on, after the dialer's
@@ -325,12 +325,20 @@ async fn extensions_off_on_one_end_falls_back(dialer_off: bool) {
         );
         let () = written;
         assert!(got == data);
-        // Shutdown is a full close: reads end at once, and the echo ends.
-        s.shutdown().await.expect("shutdown");
+        // No half-close on a base stream: shutdown fails, sends nothing, and the
+        // stream goes on working; dropping it ends the echo.
+        let e = s.shutdown().await.expect_err("shutdown on a base stream");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
         let mut b = [0u8; 1];
-        assert_eq!(s.read(&mut b).await.expect("eof"), 0);
-        bounded(5, "echo ends", echo).await.expect("echo");
+        s.write_all(b"z")
+            .await
+            .expect("write after the refused shutdown");
+        s.read_exact(&mut b)
+            .await
+            .expect("echo after the refused shutdown");
+        assert_eq!(&b, b"z");
         drop(s);
+        bounded(5, "echo ends", echo).await.expect("echo");
 
         // Reset is a close: the peer reads the data, then end-of-file, no error.
         let mut s = client.open().await.expect("open");
