@@ -482,6 +482,12 @@ impl Session {
             self.stats.buffered_in += len;
             return self.consumed(id, len);
         }
+        if s.unacked >= s.recv_window && s.consumed > 0 && !s.has(flag::CFM_QUEUED) {
+            // The peer just spent its last credit while we hold consumed bytes
+            // unconfirmed (the reader read them earlier and may read no more): owe them.
+            s.set(flag::CFM_QUEUED, true);
+            self.cfm.push_back(id);
+        }
         let was_empty = s.recv_len == 0;
         // Slices pin read buffers several times their size: keep their total to an
         // eighth of the input bound, so what is held stays within about twice it.
@@ -1060,11 +1066,14 @@ impl Session {
             &self.config,
             &mut self.extra_window,
         );
-        // Also when the peer may be waiting for us: it has no credit left, or the reader
-        // caught up with half a threshold unconfirmed. Otherwise a remainder below the
-        // threshold stays unconfirmed for a round trip and caps a window-limited stream
-        // near half a window per round trip. The minimums keep CFMs from getting tiny.
-        let starved = s.unacked >= s.recv_window && s.consumed >= (threshold / 8).max(1);
+        // Also when the peer may be waiting for us: it has no credit left (then every
+        // consumed byte is owed at once: if the reader stops here, say because it waits
+        // for its own writes to the peer, which waits for credit, nothing else would
+        // confirm them), or the reader caught up with half a threshold unconfirmed.
+        // Otherwise a remainder below the threshold stays unconfirmed for a round trip
+        // and caps a window-limited stream near half a window per round trip. The
+        // minimum keeps CFMs of a reader that keeps up from getting tiny.
+        let starved = s.unacked >= s.recv_window && s.consumed > 0;
         let drained = s.recv_len == 0 && s.consumed >= (threshold / 2).max(1);
         if (s.consumed >= threshold || starved || drained || grew)
             && !s.has(flag::CFM_QUEUED)

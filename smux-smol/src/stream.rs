@@ -102,6 +102,11 @@ impl Core {
             }
             Err(WriteError::Blocked) => {
                 inner.waiters.wait_write(self.id, cx.waker());
+                // The refusal may have handed a send-queue turn out (a Writable event,
+                // perhaps our own): the driver dispatches it.
+                let driver = inner.take_driver();
+                drop(g);
+                wake(driver);
                 Poll::Pending
             }
             Err(e) => Poll::Ready(Err(e.into())),

@@ -162,6 +162,11 @@ impl StreamRef {
             }
             Err(WriteError::Blocked) => {
                 inner.waiters.wait_write(self.id, cx.waker());
+                // The refusal may have handed a send-queue turn out (a Writable event,
+                // perhaps our own): the driver dispatches it.
+                let driver = inner.take_driver();
+                drop(g);
+                wake(driver);
                 Poll::Pending
             }
             Err(e) => Poll::Ready(Err(e.into())),

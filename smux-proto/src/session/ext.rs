@@ -239,7 +239,8 @@ impl Session {
         self.check_live().map_err(WriteError::SessionEnded)?;
         let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
         if self.agreement == Agreement::Pending && !matches!(s.state, State::Closing { .. }) {
-            return Ok(self.defer_reset(id.0, code));
+            self.defer_reset(id.0, code);
+            return Ok(());
         }
         if !s.has(flag::EXT) {
             return self.close(id);

@@ -693,3 +693,39 @@ fn the_send_queue_is_shared_fairly() {
     assert!(max / min <= 3, "unfair shares: {accepted:?}");
     p.a.assert_invariants();
 }
+
+/// Found by the new-user echo test: a reader that consumed bytes below the CFM
+/// threshold and then stopped reading (an echo whose own writes wait for the peer)
+/// never confirmed them once the peer ran out of credit; the peer, writing before it
+/// reads, then waited forever. Confirmed as soon as the peer is out of credit now,
+/// whichever comes last: the reading or the data that exhausts the window.
+#[test]
+fn consumed_bytes_are_confirmed_once_the_peer_runs_out_of_credit() {
+    let window = base().window as usize;
+    // The reader reads first, then the peer's last credit arrives.
+    let mut p = Pair::new(base());
+    let id = p.a.open().unwrap();
+    assert_eq!(p.a.write(id, &vec![1u8; 100_000]).unwrap(), 100_000);
+    p.settle();
+    let got = p.b.accept().unwrap();
+    let mut buf = vec![0u8; 72 * 1024];
+    assert_eq!(p.b.read(got, &mut buf).unwrap(), buf.len());
+    let rest = window - 100_000;
+    assert_eq!(p.a.write(id, &vec![2u8; rest]).unwrap(), rest);
+    p.settle();
+    assert_eq!(
+        p.a.writable_len(id),
+        buf.len(),
+        "the consumed bytes were confirmed"
+    );
+    // The peer is out of credit first, then the reader reads a little and stops.
+    let mut p = Pair::new(base());
+    let id = p.a.open().unwrap();
+    assert_eq!(p.a.write(id, &vec![1u8; window]).unwrap(), window);
+    p.settle();
+    let got = p.b.accept().unwrap();
+    let mut small = [0u8; 8192];
+    assert_eq!(p.b.read(got, &mut small).unwrap(), small.len());
+    p.settle();
+    assert_eq!(p.a.writable_len(id), small.len());
+}

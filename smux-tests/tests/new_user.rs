@@ -1,0 +1,158 @@
+//! The obvious client, as a new user writes it from the docs alone: connect, open 100
+//! streams at once, and on each write 1 MB, shut the write side down and read the echo
+//! to its end, with no ceremony after connecting; against an echo server of ours that
+//! copies and then shuts its side down. On every adapter every stream must come back
+//! whole. (An earlier version returned truncated data as a clean end-of-file: the
+//! streams opened before the ends agreed on the extensions had no half-close.)
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smux_tests::{pattern_vec, run, within, Checksum};
+
+const STREAMS: usize = 100;
+const SIZE: usize = 1 << 20;
+
+/// The data stream `i` sends.
+fn data(i: usize) -> Vec<u8> {
+    pattern_vec(0xC0FFEE + i as u64, SIZE)
+}
+
+fn check(i: usize, got: &[u8]) {
+    assert_eq!(got.len(), SIZE, "stream {i}: {} of {SIZE} bytes", got.len());
+    assert_eq!(
+        Checksum::of(got),
+        Checksum::of(&data(i)),
+        "stream {i}: corrupted"
+    );
+}
+
+#[test]
+fn tokio_client_against_a_tokio_echo_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    run(within(120, "tokio new-user program", async {
+        let config = smux_tokio::Config::default();
+        let listener = smux_tokio::Listener::bind("127.0.0.1:0", config.clone())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((session, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    while let Ok(stream) = session.accept().await {
+                        tokio::spawn(async move {
+                            let (mut r, mut w) = stream.into_split();
+                            tokio::io::copy(&mut r, &mut w).await.expect("echo");
+                            w.shutdown().await.expect("echo shutdown");
+                        });
+                    }
+                });
+            }
+        });
+        let session = smux_tokio::connect(addr, config).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..STREAMS {
+            let session = session.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = session.open().await.expect("open");
+                s.write_all(&data(i)).await.expect("write");
+                s.shutdown().await.expect("shutdown");
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).await.expect("read");
+                check(i, &got);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("stream task");
+        }
+    }));
+}
+
+#[test]
+fn smol_client_against_a_smol_echo_server() {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    smol::block_on(async {
+        let config = smux_smol::Config::default();
+        let listener = smux_smol::Listener::bind("127.0.0.1:0", config.clone()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = smol::spawn(async move {
+            let (session, driver, _) = listener.accept().await.unwrap();
+            smol::spawn(driver).detach();
+            while let Ok(stream) = session.accept().await {
+                smol::spawn(async move {
+                    let (mut r, mut w) = stream.into_split();
+                    smol::io::copy(&mut r, &mut w).await.expect("echo");
+                    w.close().await.expect("echo close");
+                })
+                .detach();
+            }
+        });
+        let (session, driver) = smux_smol::connect(addr, config).await.unwrap();
+        smol::spawn(driver).detach();
+        let mut tasks = Vec::new();
+        for i in 0..STREAMS {
+            let session = session.clone();
+            tasks.push(smol::spawn(async move {
+                let mut s = session.open().await.expect("open");
+                s.write_all(&data(i)).await.expect("write");
+                s.close().await.expect("close (half-close)");
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).await.expect("read");
+                check(i, &got);
+            }));
+        }
+        let all = async {
+            for t in tasks {
+                t.await;
+            }
+        };
+        let limit = async {
+            smol::Timer::after(Duration::from_secs(120)).await;
+            panic!("smol new-user program did not finish within 120 s");
+        };
+        smol::future::or(all, limit).await;
+        drop(server);
+    });
+}
+
+#[test]
+fn blocking_client_against_a_blocking_echo_server() {
+    let config = smux_blocking::Config::default();
+    let listener = smux_blocking::Listener::bind("127.0.0.1:0", config.clone()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (session, _) = listener.accept().unwrap();
+        while let Ok(stream) = session.accept() {
+            std::thread::spawn(move || {
+                let reader = stream.try_clone().unwrap();
+                std::io::copy(&mut &reader, &mut &stream).expect("echo");
+                stream.shutdown(Shutdown::Write).expect("echo shutdown");
+            });
+        }
+    });
+    let session = Arc::new(smux_blocking::connect(addr, config).unwrap());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for i in 0..STREAMS {
+        let session = session.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let result = std::panic::catch_unwind(|| {
+                let mut s = session.open().expect("open");
+                s.write_all(&data(i)).expect("write");
+                s.shutdown(Shutdown::Write).expect("shutdown");
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).expect("read");
+                check(i, &got);
+            });
+            let _ = done.send(result.is_ok());
+        });
+    }
+    for _ in 0..STREAMS {
+        let ok = done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("blocking new-user program did not finish within 120 s");
+        assert!(ok, "a stream failed (see its panic above)");
+    }
+}
