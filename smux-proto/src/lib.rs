@@ -35,84 +35,90 @@
 //! let mut client = Session::new(Config::default(), Role::Dialer, now).unwrap();
 //! let mut server = Session::new(Config::default(), Role::Acceptor, now).unwrap();
 //!
-//! // Moves everything one session wants to send into the other one.
-//! fn pump(from: &mut Session, to: &mut Session, now: Instant) {
+//! // Moves what one session wants to send into the other; returns the byte count.
+//! fn pump(from: &mut Session, to: &mut Session, now: Instant) -> usize {
 //!     let mut tx = Transmit::new();
 //!     from.poll_transmit(now, &mut tx, usize::MAX);
 //!     let mut wire = Vec::new();
 //!     tx.drain_into(&mut wire);
 //!     to.handle_input(now, &mut BytesMut::from(&wire[..]));
+//!     wire.len()
+//! }
+//! // Both ways, until nothing moves.
+//! fn settle(a: &mut Session, b: &mut Session, now: Instant) {
+//!     while pump(a, b, now) + pump(b, a, now) > 0 {}
 //! }
 //!
 //! let id = client.open().unwrap();
 //! assert_eq!(client.write(id, b"hello").unwrap(), 5);
-//! pump(&mut client, &mut server, now);
+//! settle(&mut client, &mut server, now);
 //!
-//! assert_eq!(server.poll_event(), Some(Event::Incoming(id)));
+//! let events: Vec<Event> = std::iter::from_fn(|| server.poll_event()).collect();
+//! assert!(events.contains(&Event::Incoming(id)));
 //! let accepted = server.accept().unwrap();
 //! let mut buf = [0u8; 16];
 //! let n = server.read(accepted, &mut buf).unwrap();
 //! assert_eq!(&buf[..n], b"hello");
 //!
-//! // Full close: the closer's FIN, the peer's answer, and both IDs are free again.
+//! // Full close: each end's FIN, and both IDs are free again.
 //! client.close(id).unwrap();
-//! pump(&mut client, &mut server, now);
+//! settle(&mut client, &mut server, now);
 //! assert_eq!(server.read(accepted, &mut buf).unwrap(), 0); // end-of-file
 //! server.close(accepted).unwrap();
-//! pump(&mut server, &mut client, now);
+//! settle(&mut client, &mut server, now);
 //! assert_eq!(client.stats().streams, 0);
 //! assert_eq!(server.stats().streams, 0);
 //! ```
 //!
 //! # Extensions
 //!
-//! Two ends of this crate agree on extensions within the first round trip (the acceptor
-//! offers them in a VRM after the dialer's first frame; a reference peer just answers
-//! it and nothing changes): windows that grow with the measured round-trip time up to
-//! [`Config::max_window`], half-close ([`Session::shutdown`]), reset with an error code
-//! ([`Session::reset`]) and a graceful end ([`Session::go_away`]). Streams opened once
-//! [`Session::extensions_enabled`] is true use them; [`Config::extensions`] turns them
-//! off. Continuing the example above:
+//! Two ends of this crate agree on extensions within the first round trip, a
+//! reference peer never noticing (`docs/PROTOCOL.md` in the repository, section 15):
+//! windows that grow with the measured round-trip time up to [`Config::max_window`],
+//! half-close ([`Session::shutdown`]), reset with an error code ([`Session::reset`]),
+//! a graceful end ([`Session::go_away`]) and the exchange of receive windows.
+//! [`Session::agreement`] says where it stands; once it is
+//! [`Agreement::Extended`] every stream of the session is extended, including those
+//! opened before. [`Config::extensions`] turns them off. Continuing the example above:
 //!
 //! ```
 //! # use std::time::Instant;
 //! # use bytes::BytesMut;
-//! # use smux_proto::{Config, Role, Session, Transmit};
+//! # use smux_proto::{Agreement, Config, Role, Session, Transmit, WriteError};
 //! # let now = Instant::now();
 //! # let mut client = Session::new(Config::default(), Role::Dialer, now).unwrap();
 //! # let mut server = Session::new(Config::default(), Role::Acceptor, now).unwrap();
-//! # fn pump(from: &mut Session, to: &mut Session, now: Instant) {
+//! # fn pump(from: &mut Session, to: &mut Session, now: Instant) -> usize {
 //! #     let mut tx = Transmit::new();
 //! #     from.poll_transmit(now, &mut tx, usize::MAX);
 //! #     let mut wire = Vec::new();
 //! #     tx.drain_into(&mut wire);
 //! #     to.handle_input(now, &mut BytesMut::from(&wire[..]));
+//! #     wire.len()
 //! # }
-//! // The dialer's first frame (here a ping) lets the acceptor offer extensions.
-//! client.ping(now);
-//! for _ in 0..2 {
-//!     pump(&mut client, &mut server, now);
-//!     pump(&mut server, &mut client, now);
-//! }
-//! assert!(client.extensions_enabled() && server.extensions_enabled());
-//!
-//! // Half-close: the request ends with our FIN, and the answer still comes back.
+//! # fn settle(a: &mut Session, b: &mut Session, now: Instant) {
+//! #     while pump(a, b, now) + pump(b, a, now) > 0 {}
+//! # }
+//! // Half-close right after connecting: it waits for the agreement (one round trip).
 //! let id = client.open().unwrap();
 //! client.write(id, b"request").unwrap();
+//! assert_eq!(client.shutdown(id), Err(WriteError::Blocked));
+//! settle(&mut client, &mut server, now);
+//! assert_eq!(client.agreement(), Agreement::Extended);
 //! client.shutdown(id).unwrap();
-//! pump(&mut client, &mut server, now);
+//! settle(&mut client, &mut server, now);
+//!
 //! let s = server.accept().unwrap();
 //! let mut buf = [0u8; 16];
 //! assert_eq!(server.read(s, &mut buf).unwrap(), 7);
 //! assert_eq!(server.read(s, &mut buf).unwrap(), 0); // end-of-file
-//! server.write(s, b"answer").unwrap();
+//! server.write(s, b"answer").unwrap(); // the other direction is still open
 //! server.close(s).unwrap();
-//! pump(&mut server, &mut client, now);
+//! settle(&mut client, &mut server, now);
 //! assert_eq!(client.read(id, &mut buf).unwrap(), 6);
 //! assert_eq!(client.read(id, &mut buf).unwrap(), 0);
 //! client.close(id).unwrap();
-//! pump(&mut client, &mut server, now);
-//! pump(&mut server, &mut client, now);
+//! settle(&mut client, &mut server, now);
 //! assert_eq!(client.stats().streams + server.stats().streams, 0);
 //! ```
 //!
