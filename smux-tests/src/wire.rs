@@ -4,10 +4,23 @@
 //! A header is 7 bytes: `cmd` (u8), stream `id` (u16 little-endian), `length` (u32
 //! little-endian); a PSH header is followed by `length` payload bytes.
 //!
-//! The extensions two smux-rs ends negotiate (see `smux_proto::negotiate`) are here too:
-//! HELLO and ACK (VRM frames with fixed values), and the commands only valid once both
-//! ends agreed: WND, RST and GWY. `SYN(1)` asks for an extended stream, `FIN(1)` is an
-//! extended stream's last FIN.
+//! The agreement two smux-rs ends reach on the extensions is spelled out here too, as a
+//! raw peer has to speak it (the core keeps its wire values private):
+//!
+//! * an end with the extensions opens every stream with `SYN(1)` (a reference end ignores
+//!   the flag);
+//! * the dialer's offer, ASK, and the acceptor's, HELLO, are VRM frames with fixed values
+//!   ([`ASK`], [`HELLO`]); the dialer sends ASK right after its first own frame, the
+//!   acceptor sends HELLO once the first frame arrived or before its own first frame;
+//! * each end learns the answer from the order of frames: the acceptor says yes on ASK
+//!   or `SYN(1)`, no on the verify answer to HELLO, on `SYN(0)` or on a frame for a
+//!   stream it opened, whichever comes first; the dialer says yes on HELLO or `SYN(1)`
+//!   and no on the verify answer to ASK or on any other frame but a VRM;
+//! * once an end knows both have them it sends `SET(1, window)`, its receive window
+//!   ([`SET_RECV_WINDOW`]); the commands WND, RST, GWY and SET are valid only then;
+//! * an answer to an end's own offer is never answered.
+//!
+//! On an extended stream `FIN(1)` is the last FIN.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,28 +46,41 @@ pub const WND: u8 = 6;
 pub const RST: u8 = 7;
 /// Extension: no new streams either way; `length` is the error code.
 pub const GWY: u8 = 8;
+/// Extension: a setting of the sender; `id` is the key, `length` the value.
+pub const SET: u8 = 9;
 /// Header length.
 pub const HEADER: usize = 7;
 
-/// HELLO, the acceptor's offer: `VRM(HELLO_ID, caps)`.
-pub const HELLO: (u16, u32) = (
-    smux_proto::negotiate::HELLO_ID,
-    smux_proto::negotiate::caps_value(smux_proto::negotiate::CAP_V1),
-);
-/// ACK, the dialler's acceptance: `VRM(ACK_ID, caps)`.
-pub const ACK: (u16, u32) = (
-    smux_proto::negotiate::ACK_ID,
-    smux_proto::negotiate::caps_value(smux_proto::negotiate::CAP_V1),
-);
+/// The second value of HELLO and ASK: `"SX"` in the top 16 bits, capability bit 1.
+pub const CAPS: u32 = 0x5358_0001;
+/// HELLO, the acceptor's offer: `VRM(0x5E71, CAPS)`.
+pub const HELLO: (u16, u32) = (0x5E71, CAPS);
+/// ASK, the dialer's offer: `VRM(0x5E72, CAPS)`.
+pub const ASK: (u16, u32) = (0x5E72, CAPS);
+/// The SET key of an end's receive window per stream.
+pub const SET_RECV_WINDOW: u16 = 1;
+/// The window a sender assumes until the peer's SET arrives (the reference's fixed
+/// window), and the unconfirmed bytes every receiver accepts.
+pub const ASSUMED_WINDOW: u32 = 512 * 1024;
 
 /// True if `f` is HELLO.
 pub fn is_hello(f: &Frame) -> bool {
     f.cmd == VRM && (f.id, f.length) == HELLO
 }
 
-/// True if `f` is ACK.
-pub fn is_ack(f: &Frame) -> bool {
-    f.cmd == VRM && (f.id, f.length) == ACK
+/// True if `f` is ASK.
+pub fn is_ask(f: &Frame) -> bool {
+    f.cmd == VRM && (f.id, f.length) == ASK
+}
+
+/// True if `f` is the verify answer to the VRM challenge `(a, b)`.
+pub fn is_answer_to(f: &Frame, challenge: (u16, u32)) -> bool {
+    f.cmd == VRM && (f.id, f.length) == smux_proto::verify_code(challenge.0, challenge.1)
+}
+
+/// True if `f` is `SET(key, value)` with the receive window's key; returns the value.
+pub fn set_window(f: &Frame) -> Option<u32> {
+    (f.cmd == SET && f.id == SET_RECV_WINDOW).then_some(f.length)
 }
 
 /// The 7 bytes of a header, whatever the values (an undefined `cmd`, a `length` that
@@ -142,15 +168,31 @@ impl Frames {
         self.raw(GWY, 0, code)
     }
 
+    /// SET of `key` to `value` (extension).
+    pub fn set(&mut self, key: u16, value: u32) -> &mut Frames {
+        self.raw(SET, key, value)
+    }
+
+    /// SET of the receive window, as an end of ours sends it once both agreed.
+    pub fn set_recv_window(&mut self, window: u32) -> &mut Frames {
+        self.set(SET_RECV_WINDOW, window)
+    }
+
     /// HELLO, as an acceptor of ours sends it.
     pub fn hello(&mut self) -> &mut Frames {
         self.vrm(HELLO.0, HELLO.1)
     }
 
-    /// What a dialler of ours sends on HELLO: the verify answer, then ACK.
-    pub fn answer_hello(&mut self) -> &mut Frames {
-        let (a, b) = smux_proto::verify_code(HELLO.0, HELLO.1);
-        self.vrm(a, b).vrm(ACK.0, ACK.1)
+    /// ASK, as a dialer of ours sends it.
+    pub fn ask(&mut self) -> &mut Frames {
+        self.vrm(ASK.0, ASK.1)
+    }
+
+    /// The verify answer to the VRM challenge `(a, b)`, as every end sends it (a
+    /// reference end answers HELLO and ASK this way too).
+    pub fn answer(&mut self, challenge: (u16, u32)) -> &mut Frames {
+        let (a, b) = smux_proto::verify_code(challenge.0, challenge.1);
+        self.vrm(a, b)
     }
 
     /// The bytes written so far.
@@ -331,4 +373,48 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smux_proto::{Agreement, Config, Role, Session, Transmit};
+    use std::time::Instant;
+
+    /// Feeds `frames` to a fresh session of `role` and returns its agreement and the
+    /// frames it sends back.
+    fn feed(role: Role, frames: &Frames) -> (Agreement, Vec<Frame>) {
+        let now = Instant::now();
+        let mut s = Session::new(Config::default(), role, now).expect("session");
+        s.handle_input(now, &mut BytesMut::from(frames.as_bytes()));
+        let mut tx = Transmit::new();
+        s.poll_transmit(now, &mut tx, usize::MAX);
+        let mut wire = Vec::new();
+        tx.drain_into(&mut wire);
+        let mut p = Parser::new();
+        p.push(&wire);
+        let sent = std::iter::from_fn(|| p.next_frame()).collect();
+        (s.agreement(), sent)
+    }
+
+    /// The values spelled out here are the ones our ends use: an exact offer settles the
+    /// agreement and is followed by the SET of the window; one bit off is only answered.
+    #[test]
+    fn offers_match_the_core() {
+        for (role, offer) in [(Role::Acceptor, ASK), (Role::Dialer, HELLO)] {
+            let (agreement, sent) = feed(role, Frames::new().vrm(offer.0, offer.1));
+            assert_eq!(agreement, Agreement::Extended, "{role:?}");
+            let window = Config::default().window;
+            assert!(
+                sent.iter().any(|f| set_window(f) == Some(window)),
+                "{sent:?}"
+            );
+            assert!(sent.iter().any(|f| is_answer_to(f, offer)), "{sent:?}");
+            let ours = if role == Role::Acceptor { HELLO } else { ASK };
+            assert!(sent.iter().any(|f| (f.id, f.length) == ours), "{sent:?}");
+            let (agreement, sent) = feed(role, Frames::new().vrm(offer.0, offer.1 ^ 1));
+            assert_eq!(agreement, Agreement::Pending, "{role:?}");
+            assert!(sent.iter().all(|f| f.cmd != SET), "{sent:?}");
+        }
+    }
 }

@@ -9,10 +9,10 @@
 //! opened by both ends, each with a writer and a reader at both ends; on half of them
 //! one end reads slowly, so writers are blocked on the window when the fault hits.
 //!
-//! Rounds alternate between extensions on (the ends agree first, so the streams are
-//! extended) and off (base streams), so both kinds of stream meet every fault: Tokio
-//! runs each fault in both settings, blocking and smol alternate from fault to fault
-//! in opposite order.
+//! Rounds alternate between extensions on (the dialling end settles the agreement
+//! first with `ready()`, so the streams are extended) and off (base streams), so both
+//! kinds of stream meet every fault: Tokio runs each fault in both settings, blocking
+//! and smol alternate from fault to fault in opposite order.
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -58,16 +58,13 @@ fn config(extensions: bool) -> smux_proto::Config {
     }
 }
 
-/// Waits (polling, on any thread) until both ends agreed on the extensions, or the
-/// fault already fired (a fault may come first; the round then runs on base streams).
-/// The dialler pings first: it sends nothing on its own, and the acceptor offers the
-/// extensions only after the first frame it receives.
-fn agree(ping: impl Fn() -> bool, agreed: impl Fn() -> bool, fired: &Fired) {
-    ping();
-    let end = Instant::now() + Duration::from_secs(10);
-    while !agreed() && lock(fired).is_none() {
-        assert!(Instant::now() < end, "the ends did not agree within 10 s");
-        std::thread::sleep(Duration::from_millis(1));
+/// Checks what the dialling end's `ready()` returned: both ends agreed (the acceptor
+/// settles on the dialer's ASK, before its HELLO goes back), unless the fault came
+/// first and ended the session (the round then runs on a dead session).
+fn check_agreed(ready: io::Result<bool>, acceptor_agreed: bool, fired: &Fired) {
+    if lock(fired).is_none() {
+        let agreed = ready.expect("ready() before the fault");
+        assert!(agreed && acceptor_agreed, "the ends agreed");
     }
 }
 
@@ -376,16 +373,8 @@ async fn tokio_round(fault: Fault, ext: bool, rng: &mut Rng) {
     };
     let b = smux_tokio::Session::new(b_sock, config, smux_tokio::Role::Acceptor);
     if ext {
-        let (a, b, f) = (a.clone(), b.clone(), fired.clone());
-        tokio::task::spawn_blocking(move || {
-            agree(
-                || a.ping(),
-                || a.extensions_enabled() && b.extensions_enabled(),
-                &f,
-            )
-        })
-        .await
-        .expect("agree");
+        let ready = within(10, "the agreement", a.ready()).await;
+        check_agreed(ready, b.extensions_enabled(), &fired);
     }
     let seed = rng.next_u64();
     let acc_a = tokio_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
@@ -629,11 +618,9 @@ fn blocking_round(fault: Fault, ext: bool, rng: &mut Rng, rt: &tokio::runtime::R
     .expect("session");
     let b = Session::new(b_sock, config, Role::Acceptor).expect("session");
     if ext {
-        agree(
-            || a.ping(),
-            || a.extensions_enabled() && b.extensions_enabled(),
-            &fired,
-        );
+        let a2 = a.clone();
+        let ready = bounded(10, "the agreement", move || a2.ready());
+        check_agreed(ready, b.extensions_enabled(), &fired);
     }
     let seed = rng.next_u64();
     let acc_a = blocking_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
@@ -886,15 +873,8 @@ fn smol_round(fault: Fault, ext: bool, rng: &mut Rng, rt: &tokio::runtime::Runti
         let (b, b_driver) = Session::new(b_io, config, Role::Acceptor).expect("session");
         let (a_driver, b_driver) = (smol::spawn(a_driver), smol::spawn(b_driver));
         if ext {
-            let (a, b, f) = (a.clone(), b.clone(), fired.clone());
-            smol::unblock(move || {
-                agree(
-                    || a.ping(),
-                    || a.extensions_enabled() && b.extensions_enabled(),
-                    &f,
-                )
-            })
-            .await;
+            let ready = smol_within(10, "the agreement", a.ready()).await;
+            check_agreed(ready, b.extensions_enabled(), &fired);
         }
         let acc_a = smol_acceptor(a.clone(), fired.clone(), data.clone(), seed ^ 1);
         let acc_b = smol_acceptor(b.clone(), fired.clone(), data.clone(), seed ^ 2);

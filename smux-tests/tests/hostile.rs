@@ -9,11 +9,12 @@
 //! The many-windows flood and the protocol errors also run against smol and blocking
 //! sessions (at the end of the file).
 //!
-//! Our sessions have the extensions on (the default), so our acceptor offers them
-//! (HELLO) after the first frame it receives. These peers never answer, as a reference
-//! peer would not: everything here runs on the base protocol, i.e. tests the fallback,
-//! and the counts of VRM frames leave HELLO aside. Peers that negotiate the extensions
-//! by hand are in `hostile_ext.rs`.
+//! Our sessions have the extensions on (the default). These peers never offer them: they
+//! open streams with `SYN(0)`, as a reference peer does, which tells our acceptor at
+//! once that the peer has none; a peer that speaks first with something else gets our
+//! offer (HELLO) and never answers it. Either way everything here runs on the base
+//! protocol, i.e. tests the fallback, and the counts of VRM frames leave HELLO aside.
+//! Peers that agree on the extensions by hand are in `hostile_ext.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,43 +93,61 @@ fn protocol(e: EndReason) -> ProtocolError {
 
 /// PSH beyond the stream's window: the session ends with `WindowExceeded`, naming the
 /// stream and the exact overrun; the window's bytes stay readable, then reads fail.
+/// The window a peer may fill is ours, or 512 KiB if ours is smaller: a peer that
+/// cannot know our window (a reference peer, or one of ours before the agreement)
+/// may always send the protocol's 512 KiB.
 #[test]
 fn psh_beyond_the_window_ends_the_session() {
     let _g = serial();
     let probe = Probe::start();
-    let config = Config::default();
-    let window = config.window as usize;
-    run(async {
-        let (s, r, mut w) = setup(config.clone(), None).await;
-        let data = smux_tests::pattern_vec(1, window + 1);
-        let mut f = Frames::new();
-        f.syn(1);
-        for chunk in data.chunks(64 * 1024) {
-            f.psh(1, chunk);
-        }
-        send(&mut w, &f).await;
-        drop(f);
-        close_after_eof(r, w).await;
-        let reason = ended(&s).await;
-        assert_eq!(
-            protocol(reason),
-            ProtocolError::WindowExceeded {
-                id: 1,
-                unconfirmed: window as u64 + 1,
-                window: window as u32,
+    let small = Config {
+        window: 64 * 1024,
+        cfm_threshold: 32 * 1024,
+        ..Config::default()
+    };
+    let big = Config {
+        window: 1024 * 1024,
+        ..Config::default()
+    };
+    let mut largest = 0;
+    for config in [Config::default(), small, big] {
+        let window = (config.window as usize).max(wire::ASSUMED_WINDOW as usize);
+        largest = largest.max(window);
+        run(async {
+            let (s, r, mut w) = setup(config.clone(), None).await;
+            let data = smux_tests::pattern_vec(1, window + 1);
+            let mut f = Frames::new();
+            f.syn(1);
+            for chunk in data.chunks(64 * 1024) {
+                f.psh(1, chunk);
             }
-        );
-        // The stream was never accepted before the end, so it is still in the backlog.
-        let mut st = accept(&s).await;
-        let mut buf = vec![0u8; window];
-        within(10, "read buffered window", st.read_exact(&mut buf))
-            .await
-            .expect("buffered bytes stay readable");
-        assert_eq!(buf, data[..window]);
-        let err = st.read(&mut [0u8; 1]).await.expect_err("then reads fail");
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    });
-    probe.check("PSH beyond the window", BASE + 4 * window);
+            send(&mut w, &f).await;
+            drop(f);
+            close_after_eof(r, w).await;
+            let reason = ended(&s).await;
+            assert_eq!(
+                protocol(reason),
+                ProtocolError::WindowExceeded {
+                    id: 1,
+                    unconfirmed: window as u64 + 1,
+                    window: window as u32,
+                },
+                "our window {}",
+                config.window
+            );
+            // The stream was never accepted before the end, so it is still in the
+            // backlog.
+            let mut st = accept(&s).await;
+            let mut buf = vec![0u8; window];
+            within(10, "read buffered window", st.read_exact(&mut buf))
+                .await
+                .expect("buffered bytes stay readable");
+            assert!(buf == data[..window], "the buffered window, intact");
+            let err = st.read(&mut [0u8; 1]).await.expect_err("then reads fail");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        });
+    }
+    probe.check("PSH beyond the window", BASE + 4 * largest);
 }
 
 /// PSH announcing more than `max_frame`: the session ends with `FrameTooLarge` from
@@ -184,13 +203,14 @@ fn psh_for_an_unknown_id_is_discarded() {
 }
 
 /// A command byte the protocol does not define: `UnknownCommand` naming the byte.
-/// 6 is WND, an extension command, unknown here because the peer never agreed.
+/// 6 (WND) and 9 (SET) are extension commands, unknown here because the peer's
+/// `SYN(0)` said it has no extensions.
 #[test]
 fn unknown_command_ends_the_session() {
     let _g = serial();
     let probe = Probe::start();
     run(async {
-        for cmd in [6u8, 0x7F, 0xFF] {
+        for cmd in [wire::WND, wire::SET, 0x7F, 0xFF] {
             let (s, r, mut w) = setup(Config::default(), None).await;
             let mut f = Frames::new();
             f.syn(1).psh(1, b"x").raw(cmd, 1, 0);
@@ -250,12 +270,13 @@ fn connection_end_inside_a_frame_is_truncated() {
 /// What the peer's reader counts.
 #[derive(Default)]
 struct Tally {
-    /// HELLO frames received: our acceptor offers the extensions after the peer's
-    /// first frame. These peers never answer, so the session stays on the base
-    /// protocol; HELLO is counted here and not among the VRM frames (answers).
+    /// HELLO frames received: our acceptor offers the extensions before its own first
+    /// frame, or after the peer's first frame when that did not settle the agreement.
+    /// These peers never answer it; HELLO is counted here and not among the VRM frames
+    /// (answers).
     hello: u64,
-    /// Frames received, by command (HELLO aside).
-    frames: [u64; 9],
+    /// Frames received, by command (HELLO aside; 10 counts every undefined command).
+    frames: [u64; 11],
     /// FIN frames received, by stream.
     fins: HashMap<u16, u32>,
     /// SYN frames received, by stream.
@@ -269,7 +290,7 @@ fn tally(t: &mut Tally, f: Frame) {
         t.hello += 1;
         return;
     }
-    t.frames[(f.cmd as usize).min(8)] += 1;
+    t.frames[(f.cmd as usize).min(10)] += 1;
     match f.cmd {
         wire::FIN => *t.fins.entry(f.id).or_default() += 1,
         wire::SYN => t.syns.push(f.id),
@@ -613,7 +634,11 @@ fn fin_twice_is_harmless() {
 }
 
 /// SYN (and data) for an ID we are still closing: no new stream appears, the data is
-/// dropped, and the handshake completes on the peer's FIN; the ID is then reused.
+/// dropped, and the handshake completes on the peer's FIN. The ID is then free on our
+/// end (the peer opens a stream with it), but our own next stream takes another one
+/// (IDs go round-robin), so a PSH the peer still sends for the old stream (the
+/// reference implementation can, from a write in progress) finds no stream and is
+/// dropped instead of landing in a new one.
 #[test]
 fn syn_for_an_id_we_are_still_closing_is_ignored() {
     let _g = serial();
@@ -625,9 +650,11 @@ fn syn_for_an_id_we_are_still_closing_is_ignored() {
         let mut st = s.open().await.expect("open");
         let id = st.id().0;
         st.write_all(b"x").await.expect("write");
-        st.shutdown().await.expect("close");
+        // Released: our FIN goes out whatever the agreement (it is pending: the peer
+        // has sent nothing yet).
         drop(st);
         eventually(10, "our FIN", || lock(&t).fins.get(&id) == Some(&1)).await;
+        assert_eq!(lock(&t).hello, 1, "our offer went ahead of our SYN");
         let mut f = Frames::new();
         f.syn(id).psh(id, b"stray").syn(7).psh(7, b"marker").fin(7);
         send(&mut w, &f).await;
@@ -642,16 +669,38 @@ fn syn_for_an_id_we_are_still_closing_is_ignored() {
         f.fin(id);
         send(&mut w, &f).await;
         eventually(10, "closing stream released", || s.stats().streams == 0).await;
+        // Our next stream takes the next ID; a late PSH for the old one is dropped.
         let mut again = s.open().await.expect("reopen");
-        assert_eq!(again.id().0, id, "the ID is free again");
+        let next = again.id().0;
+        assert_ne!(next, id, "a freed ID is not handed out again at once");
         again.write_all(b"new").await.expect("write");
-        eventually(10, "peer sees the new stream", || {
-            let t = lock(&t);
-            t.syns.iter().filter(|x| **x == id).count() == 2
-                && t.psh.get(&id).map_or(0, |c| c.len()) == 4
+        f.clear();
+        f.psh(id, b"late").vrm(1, 2);
+        send(&mut w, &f).await;
+        eventually(10, "barrier answered", || {
+            lock(&t).frames[wire::VRM as usize] == 1
         })
         .await;
+        assert_eq!(s.stats().bytes_discarded, 5 + 4, "the late PSH was dropped");
+        assert_eq!(s.stats().streams, 1, "and made no stream");
+        // The old ID is free on our end: the peer opens a stream with it.
+        f.clear();
+        f.syn(id).psh(id, b"theirs").fin(id);
+        send(&mut w, &f).await;
+        let mut theirs = accept(&s).await;
+        assert_eq!(theirs.id().0, id, "the ID is free again");
+        assert_eq!(read_all(&mut theirs).await, b"theirs");
+        drop(theirs);
+        eventually(10, "peer sees our new stream", || {
+            let t = lock(&t);
+            t.syns.contains(&next) && t.psh.get(&next).map_or(0, |c| c.len()) == 3
+        })
+        .await;
+        let mut buf = [0u8; 1];
+        let nothing = tokio::time::timeout(Duration::from_millis(50), again.read(&mut buf)).await;
+        assert!(nothing.is_err(), "no data reached the new stream");
         assert!(!s.is_closed());
+        assert_eq!(s.stats().protocol_errors, 0);
     });
     probe.check("SYN for an ID we are still closing", BASE);
 }
@@ -868,6 +917,118 @@ fn a_peer_that_stops_reading() {
         "peer that stops reading",
         BASE + SIZE + bound_out + kib(256),
     );
+}
+
+/// Reads frames from the raw peer's socket until the answer to `challenge` arrives and
+/// returns those before it.
+async fn frames_until_answer(
+    r: &mut OwnedReadHalf,
+    p: &mut wire::Parser,
+    challenge: (u16, u32),
+) -> Vec<Frame> {
+    let mut seen = Vec::new();
+    loop {
+        let f = within(10, "the frames before an answer", wire::read_frame(r, p))
+            .await
+            .expect("the connection ended");
+        if wire::is_answer_to(&f, challenge) {
+            return seen;
+        }
+        seen.push(f);
+    }
+}
+
+/// A peer that does what a reference peer does with our offer, answer it, makes our
+/// session fall back, in either role. A stream opened before that, and shut down at
+/// once (the obvious client), waits for the answer, then fails with `Unsupported`
+/// and sends nothing: a base FIN would end both directions and lose the peer's
+/// answer. The stream is intact: the peer's data and end-of-file still arrive, and
+/// releasing it sends the one FIN. The answer to our offer is not answered.
+#[test]
+fn shutdown_against_a_peer_that_answers_our_offer_is_unsupported() {
+    let _g = serial();
+    let probe = Probe::start();
+    run(async {
+        for role in [Role::Acceptor, Role::Dialer] {
+            let (dial, acc) = loopback(None).await.expect("loopback");
+            let (ours, theirs) = match role {
+                Role::Acceptor => (acc, dial),
+                Role::Dialer => (dial, acc),
+            };
+            let s = Session::new(ours, Config::default(), role);
+            let (mut r, mut w) = theirs.into_split();
+            let mut p = wire::Parser::new();
+            let mut st = s.open().await.expect("open");
+            let id = st.id().0;
+            st.write_all(b"request").await.expect("write");
+            let shut = tokio::spawn(async move {
+                let res = st.shutdown().await;
+                (st, res)
+            });
+            // What our session sends first: its offer, SYN(1), the data.
+            let mut first = Vec::new();
+            while first.len() < 3 {
+                let f = within(10, "our first frames", wire::read_frame(&mut r, &mut p))
+                    .await
+                    .expect("the connection ended");
+                first.push(f);
+            }
+            let offer = match role {
+                Role::Acceptor => wire::HELLO,
+                Role::Dialer => wire::ASK,
+            };
+            let syn = (wire::SYN, id, 1);
+            let head: Vec<_> = first.iter().map(|f| (f.cmd, f.id, f.length)).collect();
+            match role {
+                // HELLO goes ahead of the acceptor's first frame; ASK follows the
+                // dialer's.
+                Role::Acceptor => assert_eq!(head[..2], [(wire::VRM, offer.0, offer.1), syn]),
+                Role::Dialer => assert_eq!(head[..2], [syn, (wire::VRM, offer.0, offer.1)]),
+            }
+            assert_eq!(
+                (first[2].cmd, &first[2].payload[..]),
+                (wire::PSH, &b"request"[..])
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                !shut.is_finished(),
+                "{role:?}: the shutdown waits for the agreement"
+            );
+            // The peer answers the offer (and asks for an answer of its own).
+            const BARRIER: (u16, u32) = (0x0BAD, 0xC0FFEE);
+            let mut f = Frames::new();
+            f.answer(offer).vrm(BARRIER.0, BARRIER.1);
+            send(&mut w, &f).await;
+            let (mut st, res) = within(10, "the shutdown fails", shut)
+                .await
+                .expect("shutdown task");
+            let e = res.expect_err("no half-close against a base peer");
+            assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{role:?}: {e}");
+            assert!(!s.extensions_enabled());
+            assert!(!within(10, "ready", s.ready()).await.expect("ready"));
+            // Nothing went out for it: the peer's challenge is answered, nothing else
+            // came before that answer (no FIN, no answer to an answer, no SET).
+            let between = frames_until_answer(&mut r, &mut p, BARRIER).await;
+            assert!(between.is_empty(), "{role:?}: {between:?}");
+            // The stream is intact: the peer's answer, then its end-of-file.
+            f.clear();
+            f.psh(id, b"answer").fin(id);
+            send(&mut w, &f).await;
+            assert_eq!(read_all(&mut st).await, b"answer");
+            drop(st);
+            f.clear();
+            f.vrm(BARRIER.0, BARRIER.1);
+            send(&mut w, &f).await;
+            let rest = frames_until_answer(&mut r, &mut p, BARRIER).await;
+            let rest: Vec<_> = rest.iter().map(|f| (f.cmd, f.id, f.length)).collect();
+            assert_eq!(rest, [(wire::FIN, id, 0)], "{role:?}: one FIN, on release");
+            assert_eq!(s.stats().protocol_errors, 0);
+            eventually(10, "stream released", || s.stats().streams == 0).await;
+            s.close();
+            close_after_eof(r, w).await;
+        }
+    });
+    probe.check("shutdown against a base peer", BASE);
 }
 
 // ----- the same flood against the smol and blocking adapters -------------------------
@@ -1202,14 +1363,16 @@ fn protocol_cases() -> Vec<(Frames, bool, ProtocolError)> {
     over.psh(1, b"!");
     let mut big = Frames::new();
     big.syn(1).raw(wire::PSH, 1, 64 * 1024 + 1);
+    // SET after the peer's `SYN(0)` said it has no extensions.
     let mut unknown = Frames::new();
-    unknown.syn(1).raw(9, 1, 0);
+    unknown.syn(1).raw(wire::SET, 1, 0);
     let mut cut = Frames::new();
     cut.syn(1).raw(wire::PSH, 1, 100).bytes(&[1u8; 40]);
-    // The extension commands before any agreement (HELLO went unanswered).
+    // The extension commands while the agreement is pending: the peer's PIN and
+    // challenge tell nothing, and our HELLO goes unanswered.
     let early = |cmd: u8| {
         let mut f = Frames::new();
-        f.syn_ext(1).psh(1, b"x").raw(cmd, 1, 0);
+        f.pin().vrm(3, 4).raw(cmd, 1, 0);
         (f, false, ProtocolError::UnknownCommand(cmd))
     };
     let mut cases = vec![
@@ -1230,10 +1393,10 @@ fn protocol_cases() -> Vec<(Frames, bool, ProtocolError)> {
                 max: 64 * 1024,
             },
         ),
-        (unknown, false, ProtocolError::UnknownCommand(9)),
+        (unknown, false, ProtocolError::UnknownCommand(wire::SET)),
         (cut, true, ProtocolError::TruncatedFrame { have: 47 }),
     ];
-    cases.extend([wire::WND, wire::RST, wire::GWY].map(early));
+    cases.extend([wire::WND, wire::RST, wire::GWY, wire::SET].map(early));
     cases
 }
 

@@ -1,12 +1,13 @@
-//! Hand-written peers that negotiate the extensions byte by byte and then misuse them,
-//! against a Tokio session (`smux-tokio`) over loopback TCP.
+//! Hand-written peers that agree on the extensions byte by byte and then misuse them,
+//! or misuse the agreement itself, against a Tokio session (`smux-tokio`) over
+//! loopback TCP.
 //!
-//! The negotiation by hand (see `smux_proto::negotiate`): as the dialling end, the
-//! peer sends a first frame, reads HELLO, answers it with the verify answer and ACK;
-//! as the accepting end, it waits for our session's first frame, sends HELLO and
-//! expects the verify answer followed by ACK. Each case says what our session must do
-//! and, like `hostile.rs`, checks the peak live heap of the whole process against a
-//! bound derived from the configuration.
+//! The agreement by hand (see `smux_tests::wire`): as the dialling end, the peer sends
+//! its first frame and ASK; our acceptor answers with HELLO, its SET and the answer to
+//! ASK; the peer then answers HELLO and sends its own SET. As the accepting end, the
+//! peer waits for our dialer's `SYN(1)` and ASK and sends HELLO, SET and the answer to
+//! ASK. Each case says what our session must do and, like `hostile.rs`, checks the peak
+//! live heap of the whole process against a bound derived from the configuration.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use smux_proto::{verify_code, EndReason, ProtocolError, RESET_REFUSED};
 use smux_tests::mem::{kib, mib, Counting, Probe};
-use smux_tests::wire::{self, loopback, read_frame, spawn_reader_from, Frame, Frames, Parser};
+use smux_tests::wire::{
+    self, loopback, read_frame, spawn_reader_from, Frame, Frames, Parser, ASSUMED_WINDOW,
+};
 use smux_tests::{eventually, lock, pattern, pattern_sum, run, serial, within, Checksum};
 use smux_tokio::{Config, Role, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,6 +45,18 @@ async fn next(r: &mut OwnedReadHalf, p: &mut Parser, what: &str) -> Frame {
         .unwrap_or_else(|| panic!("{what}: the connection ended"))
 }
 
+/// Reads frames until the answer to `challenge` and returns those before it.
+async fn until_answer(r: &mut OwnedReadHalf, p: &mut Parser, challenge: (u16, u32)) -> Vec<Frame> {
+    let mut seen = Vec::new();
+    loop {
+        let f = next(r, p, "the frames before an answer").await;
+        if wire::is_answer_to(&f, challenge) {
+            return seen;
+        }
+        seen.push(f);
+    }
+}
+
 fn protocol(e: EndReason) -> ProtocolError {
     match e {
         EndReason::Protocol(p) => p,
@@ -59,53 +74,63 @@ async fn close_after_eof(mut r: OwnedReadHalf, w: OwnedWriteHalf) {
     drop((r, w));
 }
 
-/// Our session accepts; the raw peer dials and completes the negotiation: a PIN as
-/// the session's first frame, HELLO back, the verify answer and ACK, then a barrier
-/// whose answer proves the ACK was applied. Frames of ours that arrive before HELLO
-/// (streams our application opened early) are returned.
-async fn acceptor_negotiated(
+/// Our session accepts; the raw peer dials and agrees by hand (see [`dial_by_hand`]),
+/// with `SET` of the default window. Frames of ours besides the agreement's (streams
+/// our application opened early) are returned.
+async fn acceptor_agreed(
     config: Config,
     buffers: Option<u32>,
 ) -> (Session, OwnedReadHalf, Parser, OwnedWriteHalf, Vec<Frame>) {
     let (dial, acc) = loopback(buffers).await.expect("loopback");
+    let window = config.window;
     let s = Session::new(acc, config, Role::Acceptor);
     let (r, w) = dial.into_split();
-    let (r, p, w, early) = dial_by_hand(r, w, |_| {}).await;
+    let (r, p, w, early) = dial_by_hand(r, w, window, Some(ASSUMED_WINDOW)).await;
     (s, r, p, w, early)
 }
 
-/// The dialling peer's half of the negotiation (see [`acceptor_negotiated`]);
-/// `before` runs once the PIN was sent, so the test can have our application act
-/// before HELLO is answered.
+/// The dialling peer's half of the agreement, as a dialer of ours does it: a PIN (its
+/// first frame), then ASK. Our acceptor's HELLO must come first of all, and its
+/// `SET(window)` before the answer to ASK; a ping of ours is answered. The peer then
+/// answers HELLO, sends `SET(set)` if given, and a barrier whose answer proves all of
+/// it was applied. Frames of ours besides the agreement's are returned.
 async fn dial_by_hand(
     mut r: OwnedReadHalf,
     mut w: OwnedWriteHalf,
-    before: impl FnOnce(&mut Frames),
+    window: u32,
+    set: Option<u32>,
 ) -> (OwnedReadHalf, Parser, OwnedWriteHalf, Vec<Frame>) {
     let mut p = Parser::new();
-    let mut f = Frames::new();
-    f.pin();
-    before(&mut f);
-    send(&mut w, &f).await;
+    send(&mut w, Frames::new().pin().ask()).await;
+    let first = next(&mut r, &mut p, "HELLO").await;
+    assert!(wire::is_hello(&first), "HELLO goes first: {first:?}");
     let mut early = Vec::new();
-    loop {
-        let f = next(&mut r, &mut p, "HELLO").await;
-        if wire::is_hello(&f) {
-            break;
-        }
-        assert_ne!(f.cmd, wire::VRM, "no VRM of ours before HELLO: {f:?}");
-        early.push(f);
-    }
+    let mut our_set = None;
     let mut f = Frames::new();
-    f.answer_hello().vrm(BARRIER.0, BARRIER.1);
-    send(&mut w, &f).await;
-    loop {
-        let f = next(&mut r, &mut p, "barrier answer").await;
-        if f.cmd == wire::VRM {
-            assert_eq!((f.id, f.length), verify_code(BARRIER.0, BARRIER.1));
-            break;
+    for g in until_answer(&mut r, &mut p, wire::ASK).await {
+        if let Some(v) = wire::set_window(&g) {
+            assert_eq!(our_set.replace(v), None, "one SET");
+        } else if g.cmd == wire::VRM {
+            // Our session's ping (it measures the round trip once agreed).
+            f.answer((g.id, g.length));
+        } else {
+            early.push(g);
         }
-        early.push(f);
+    }
+    assert_eq!(
+        our_set,
+        Some(window),
+        "SET of our window before the answer to ASK"
+    );
+    f.answer(wire::HELLO);
+    if let Some(v) = set {
+        f.set_recv_window(v);
+    }
+    f.vrm(BARRIER.0, BARRIER.1);
+    send(&mut w, &f).await;
+    for g in until_answer(&mut r, &mut p, BARRIER).await {
+        assert_ne!(g.cmd, wire::VRM, "nothing answers an answer: {g:?}");
+        early.push(g);
     }
     (r, p, w, early)
 }
@@ -113,8 +138,8 @@ async fn dial_by_hand(
 /// What the peer's reader records.
 #[derive(Default)]
 struct Tally {
-    /// Frames received, by command.
-    frames: [u64; 9],
+    /// Frames received, by command (10 counts every undefined command).
+    frames: [u64; 11],
     /// SYN frames received: ID and length (1 asks for an extended stream).
     syns: Vec<(u16, u32)>,
     /// FIN(0) frames received, by stream.
@@ -143,7 +168,7 @@ impl Tally {
 }
 
 fn tally(t: &mut Tally, f: Frame) {
-    t.frames[(f.cmd as usize).min(8)] += 1;
+    t.frames[(f.cmd as usize).min(10)] += 1;
     match f.cmd {
         wire::SYN => t.syns.push((f.id, f.length)),
         wire::FIN if f.length == 0 => *t.fin0.entry(f.id).or_default() += 1,
@@ -179,34 +204,41 @@ fn reader(
     (t, h)
 }
 
-/// How far the negotiation got when the peer sends an extension command.
+/// How far the agreement got when the peer sends an extension command.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Our acceptor sent HELLO; the peer never answered.
+    /// Our acceptor sent HELLO after the peer's PIN; the peer never answered.
     Unanswered,
-    /// The peer sent HELLO's verify answer but not ACK.
-    NoAck,
-    /// Our acceptor has extensions off; the peer sends a verify answer and ACK as if
-    /// it had seen HELLO (it never came).
+    /// The peer answered HELLO, as a reference peer does: our acceptor fell back.
+    AnsweredHello,
+    /// Our acceptor has extensions off: the peer's ASK is only answered (no HELLO).
     OursOff,
-    /// Our session dials and sent its first frame; the peer sends the command
-    /// instead of HELLO.
+    /// Our session dials and sent `SYN(1)` and ASK; the peer sends a challenge, which
+    /// tells nothing, instead of HELLO.
     OurDialer,
+    /// Our dialer's ASK was answered, as a reference peer does: it fell back.
+    AnsweredAsk,
+    /// Our dialer has extensions off: `SYN(0)`, no ASK, and the peer's HELLO is only
+    /// answered.
+    OurDialerOff,
 }
 
-/// WND, RST and GWY before both ends agreed are unknown commands, as for a
-/// reference peer: the session ends with `UnknownCommand` naming the byte.
+/// WND, RST, GWY and SET before both ends agreed are unknown commands, as for a
+/// reference peer: the session ends with `UnknownCommand` naming the byte, whether
+/// the agreement is pending or fell back, in either role.
 #[test]
-fn extension_commands_before_negotiation_end_the_session() {
+fn extension_commands_before_the_agreement_end_the_session() {
     let _g = serial();
     let probe = Probe::start();
     run(async {
-        for cmd in [wire::WND, wire::RST, wire::GWY] {
+        for cmd in [wire::WND, wire::RST, wire::GWY, wire::SET] {
             for phase in [
                 Phase::Unanswered,
-                Phase::NoAck,
+                Phase::AnsweredHello,
                 Phase::OursOff,
                 Phase::OurDialer,
+                Phase::AnsweredAsk,
+                Phase::OurDialerOff,
             ] {
                 let (dial, acc) = loopback(None).await.expect("loopback");
                 let ext_off = Config {
@@ -214,41 +246,51 @@ fn extension_commands_before_negotiation_end_the_session() {
                     ..Config::default()
                 };
                 let (s, sock) = match phase {
-                    Phase::OurDialer => (Session::new(dial, Config::default(), Role::Dialer), acc),
+                    Phase::OurDialer | Phase::AnsweredAsk => {
+                        (Session::new(dial, Config::default(), Role::Dialer), acc)
+                    }
+                    Phase::OurDialerOff => (Session::new(dial, ext_off, Role::Dialer), acc),
                     Phase::OursOff => (Session::new(acc, ext_off, Role::Acceptor), dial),
-                    _ => (Session::new(acc, Config::default(), Role::Acceptor), dial),
+                    Phase::Unanswered | Phase::AnsweredHello => {
+                        (Session::new(acc, Config::default(), Role::Acceptor), dial)
+                    }
                 };
                 let (mut r, mut w) = sock.into_split();
                 let mut p = Parser::new();
                 let mut f = Frames::new();
                 match phase {
-                    Phase::Unanswered => {
-                        // SYN(1) before the agreement opens a base stream; HELLO is
-                        // queued after it, and the command arrives before any answer.
-                        f.syn_ext(1).psh(1, b"x");
-                    }
-                    Phase::NoAck => {
+                    Phase::Unanswered | Phase::AnsweredHello => {
                         send(&mut w, Frames::new().pin()).await;
                         assert!(wire::is_hello(&next(&mut r, &mut p, "HELLO").await));
-                        let (a, b) = verify_code(wire::HELLO.0, wire::HELLO.1);
-                        f.vrm(a, b);
+                        if let Phase::AnsweredHello = phase {
+                            f.answer(wire::HELLO);
+                        }
                     }
                     Phase::OursOff => {
-                        send(&mut w, Frames::new().pin().vrm(BARRIER.0, BARRIER.1)).await;
+                        send(&mut w, Frames::new().pin().ask()).await;
                         let first = next(&mut r, &mut p, "answer").await;
-                        let want = verify_code(BARRIER.0, BARRIER.1);
-                        assert_eq!(
-                            (first.cmd, first.id, first.length),
-                            (wire::VRM, want.0, want.1),
-                            "extensions off: no HELLO, just the answer"
+                        assert!(
+                            wire::is_answer_to(&first, wire::ASK),
+                            "extensions off: no HELLO, just the answer: {first:?}"
                         );
-                        f.answer_hello();
                     }
-                    Phase::OurDialer => {
+                    Phase::OurDialer | Phase::AnsweredAsk | Phase::OurDialerOff => {
                         let st = s.open().await.expect("open");
                         let syn = next(&mut r, &mut p, "our SYN").await;
-                        assert_eq!((syn.cmd, syn.id, syn.length), (wire::SYN, st.id().0, 0));
+                        let ext = !matches!(phase, Phase::OurDialerOff);
+                        assert_eq!(
+                            (syn.cmd, syn.id, syn.length),
+                            (wire::SYN, st.id().0, u32::from(ext))
+                        );
+                        if ext {
+                            assert!(wire::is_ask(&next(&mut r, &mut p, "ASK").await));
+                        }
                         drop(st);
+                        match phase {
+                            Phase::OurDialer => f.vrm(0x0F00, 5),
+                            Phase::AnsweredAsk => f.answer(wire::ASK),
+                            _ => f.hello(),
+                        };
                     }
                 }
                 f.raw(cmd, 1, 7);
@@ -283,7 +325,7 @@ fn wnd_of_u32_max_keeps_the_send_queue_bounded() {
     };
     let (window, bound_out) = (config.window as usize, config.max_buffered_out);
     run(async {
-        let (s, r, p, mut w, early) = acceptor_negotiated(config, Some(16 * 1024)).await;
+        let (s, r, p, mut w, early) = acceptor_agreed(config, Some(16 * 1024)).await;
         let gate = Arc::new(AtomicBool::new(true));
         let (t, rd) = reader(r, p, early, Some(gate.clone()));
         let mut st = s.open().await.expect("open");
@@ -378,84 +420,99 @@ fn wnd_of_u32_max_keeps_the_send_queue_bounded() {
     );
 }
 
-/// RST and WND are extension frames for extended streams only. On base streams (one
-/// of ours opened before the agreement, one the peer opens with SYN(0) after it) they
-/// are ignored: data before and after the RST is delivered, and the window stays the
-/// base window. A RST on an extended stream (SYN(1)) in the same session does abort
-/// it, so the frames did reach the session.
+/// Every stream of an agreed session is extended, whatever its SYN said and whenever
+/// it was opened: one of ours opened before the agreement and one the peer opens with
+/// `SYN(0)` after it take WND (exactly the granted window goes out, and a half-close
+/// works), and RST aborts the peer's `SYN(0)` stream as it does a `SYN(1)` one. WND
+/// and RST for IDs that are not open are ignored.
 #[test]
-fn rst_and_wnd_on_base_streams_are_ignored() {
+fn every_stream_of_an_agreed_session_is_extended() {
     let _g = serial();
     let probe = Probe::start();
     let config = Config::default();
     let window = config.window as usize;
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
-        let s = Session::new(acc, config, Role::Acceptor);
-        // Opened before the agreement: a base stream (its SYN reaches the peer first).
+        let s = Session::new(acc, config.clone(), Role::Acceptor);
+        // Opened before the peer said anything: the agreement is pending.
         let mut ours = s.open().await.expect("open");
+        assert!(!ours.is_extended(), "not known yet");
         let a = ours.id().0;
         let (r, w) = dial.into_split();
-        let (r, p, mut w, early) = dial_by_hand(r, w, |_| {}).await;
+        let (r, p, mut w, early) = dial_by_hand(r, w, config.window, Some(ASSUMED_WINDOW)).await;
         let (t, _rd) = reader(r, p, early, None);
-        assert!(lock(&t).syns.contains(&(a, 0)), "our early stream is base");
-        let (b, c) = (1u16, 3u16);
+        assert!(
+            lock(&t).syns.contains(&(a, 1)),
+            "our early SYN said we have them"
+        );
+        assert!(
+            ours.is_extended(),
+            "our early stream took the session's mode"
+        );
+        let (b, c, d) = (1u16, 3u16, 5u16);
         let mut f = Frames::new();
-        f.syn(b)
-            .psh(b, b"before")
-            .wnd(b, u32::MAX)
-            .rst(b, 9)
-            .psh(b, b"after");
-        f.wnd(a, u32::MAX).rst(a, 9);
-        f.syn_ext(c).psh(c, b"c").rst(c, 42);
+        f.wnd(999, u32::MAX).rst(998, 1);
+        f.syn(b).rst(b, 9);
+        f.syn_ext(c).rst(c, 42);
+        f.syn(d).wnd(d, 2 * window as u32);
+        f.wnd(a, 2 * window as u32);
         f.vrm(BARRIER.0, BARRIER.1);
         send(&mut w, &f).await;
         eventually(10, "barrier answered", || lock(&t).answered(BARRIER)).await;
+        for (id, code) in [(b, 9), (c, 42)] {
+            let mut st = within(10, "accept", s.accept()).await.expect("accept");
+            assert_eq!(st.id().0, id);
+            assert!(st.is_extended(), "stream {id}");
+            let e = st
+                .read(&mut [0u8; 8])
+                .await
+                .expect_err("RST aborts an extended stream");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+            assert_eq!(smux_tokio::reset_code(&e), Some(code), "{e}");
+        }
         let mut theirs = within(10, "accept", s.accept()).await.expect("accept");
-        assert_eq!(theirs.id().0, b);
-        let mut got = [0u8; 11];
-        within(10, "read", theirs.read_exact(&mut got))
-            .await
-            .expect("base stream not reset");
-        assert_eq!(&got, b"beforeafter");
-        // The extended stream was aborted: the control case.
-        let mut ext = within(10, "accept", s.accept()).await.expect("accept");
-        assert_eq!(ext.id().0, c);
-        let e = ext
-            .read(&mut got)
-            .await
-            .expect_err("RST aborts an extended stream");
-        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
-        assert!(e.to_string().contains("42"), "{e}");
-        // WND did not raise the base windows: exactly one window goes out on each.
-        let data = vec![7u8; 2 * window];
+        assert_eq!(theirs.id().0, d);
+        assert!(theirs.is_extended(), "SYN(0) in an agreed session");
+        // WND raised both windows: exactly twice the window goes out on each.
+        let data = vec![7u8; 3 * window];
         for st in [&mut ours, &mut theirs] {
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             let e = st
                 .write_all_before(&data, deadline)
                 .await
-                .expect_err("the base window stops the write");
+                .expect_err("the raised window stops the write");
             assert!(e.is_timeout(), "{e}");
-            assert_eq!(e.written(), window, "stream {}: the base window", st.id());
+            assert_eq!(
+                e.written(),
+                2 * window,
+                "stream {}: the raised window",
+                st.id()
+            );
         }
         eventually(10, "the peer receives both windows", || {
             let t = lock(&t);
-            [a, b]
+            [a, d]
                 .iter()
-                .all(|id| t.psh.get(id).map_or(0, Checksum::len) == window as u64)
+                .all(|id| t.psh.get(id).map_or(0, Checksum::len) == 2 * window as u64)
         })
         .await;
-        // The base streams still end normally: the peer's FIN is end-of-file.
-        send(&mut w, Frames::new().fin(b)).await;
+        // A half-close on the peer's SYN(0) stream: our FIN(0), and its data still comes.
+        theirs.shutdown().await.expect("half-close");
+        eventually(10, "our FIN", || lock(&t).fin0.get(&d) == Some(&1)).await;
+        send(&mut w, Frames::new().psh(d, b"after our FIN").fin(d)).await;
         let mut rest = Vec::new();
         within(10, "end-of-file", theirs.read_to_end(&mut rest))
             .await
             .expect("read");
-        assert!(rest.is_empty());
-        assert_eq!(s.stats().protocol_errors, 0);
+        assert_eq!(rest, b"after our FIN");
+        let st = s.stats();
+        assert_eq!((st.protocol_errors, st.streams_refused), (0, 0));
         assert!(!s.is_closed());
     });
-    probe.check("RST and WND on base streams", BASE + 4 * window);
+    probe.check(
+        "every stream of an agreed session is extended",
+        BASE + 8 * window,
+    );
 }
 
 /// Our application releases an extended stream the peer is still writing on: the
@@ -472,7 +529,7 @@ fn a_released_extended_stream_is_confirmed_and_drained() {
     let config = Config::default();
     let window = u64::from(config.window);
     run(async {
-        let (s, r, p, mut w, early) = acceptor_negotiated(config, None).await;
+        let (s, r, p, mut w, early) = acceptor_agreed(config, None).await;
         let (t, _rd) = reader(r, p, early, None);
         let id = 1u16;
         send(&mut w, Frames::new().syn_ext(id).psh(id, b"hi")).await;
@@ -541,7 +598,7 @@ fn syn_flood_after_gwy_is_refused_with_rst() {
     let _g = serial();
     let probe = Probe::start();
     run(async {
-        let (s, r, p, mut w, early) = acceptor_negotiated(Config::default(), None).await;
+        let (s, r, p, mut w, early) = acceptor_agreed(Config::default(), None).await;
         let (t, rd) = reader(r, p, early, None);
         let mut f = Frames::new();
         f.gwy(0);
@@ -605,7 +662,7 @@ fn our_go_away_refuses_new_streams_and_drains() {
     let probe = Probe::start();
     const N: u16 = 4_096;
     run(async {
-        let (s, r, p, mut w, early) = acceptor_negotiated(Config::default(), None).await;
+        let (s, r, p, mut w, early) = acceptor_agreed(Config::default(), None).await;
         let (t, rd) = reader(r, p, early, None);
         send(&mut w, Frames::new().syn_ext(1).psh(1, b"before")).await;
         let mut st = within(10, "accept", s.accept()).await.expect("accept");
@@ -682,8 +739,9 @@ fn our_go_away_refuses_new_streams_and_drains() {
     probe.check("our go-away, 4,096 refused", BASE + usize::from(N) * kib(1));
 }
 
-/// Our session dials; the raw peer accepts and negotiates as our acceptor does (HELLO
-/// after our first frame, which is a SYN(0) of a stream opened early). Then our
+/// Our session dials; the raw peer accepts and agrees as our acceptor does (HELLO,
+/// SET and the answer, after our first frames: the `SYN(1)` of a stream opened early,
+/// and ASK). Then our
 /// application opens 10,000 extended streams, writes a byte on each and releases
 /// them. The peer answers each with its FIN but never sends its last FIN: every such
 /// stream keeps its ID and a small record, and nothing else (no buffers). The cost is
@@ -701,19 +759,34 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
         let mut p = Parser::new();
         let early = s.open().await.expect("open");
         let syn = next(&mut r, &mut p, "our first frame").await;
-        assert_eq!((syn.cmd, syn.id, syn.length), (wire::SYN, early.id().0, 0));
-        send(&mut w, Frames::new().hello()).await;
-        let answer = next(&mut r, &mut p, "HELLO's answer").await;
-        assert_eq!(
-            (answer.cmd, answer.id, answer.length),
-            (
-                wire::VRM,
-                verify_code(wire::HELLO.0, wire::HELLO.1).0,
-                verify_code(wire::HELLO.0, wire::HELLO.1).1
-            ),
-            "the verify answer first"
+        assert_eq!((syn.cmd, syn.id, syn.length), (wire::SYN, early.id().0, 1));
+        assert!(
+            wire::is_ask(&next(&mut r, &mut p, "ASK").await),
+            "ASK follows"
         );
-        assert!(wire::is_ack(&next(&mut r, &mut p, "ACK").await), "then ACK");
+        let mut f = Frames::new();
+        f.hello()
+            .set_recv_window(ASSUMED_WINDOW)
+            .answer(wire::ASK)
+            .vrm(BARRIER.0, BARRIER.1);
+        send(&mut w, &f).await;
+        // Our dialer learnt yes from HELLO: its SET, a ping, its answer to HELLO.
+        let mut set = None;
+        f.clear();
+        for g in until_answer(&mut r, &mut p, wire::HELLO).await {
+            if let Some(v) = wire::set_window(&g) {
+                set = Some(v);
+            } else if g.cmd == wire::VRM {
+                f.answer((g.id, g.length));
+            } else {
+                panic!("only the agreement's frames so far: {g:?}");
+            }
+        }
+        assert_eq!(set, Some(Config::default().window), "our SET");
+        let between = until_answer(&mut r, &mut p, BARRIER).await;
+        assert!(between.is_empty(), "no answer to the answer: {between:?}");
+        send(&mut w, &f).await;
+        let mut f = Frames::new();
         // Counters only, so the peer's own records do not blur the measurement.
         #[derive(Default)]
         struct Counts {
@@ -737,7 +810,6 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
             }
         });
         let mut ids = Vec::with_capacity(N + 1);
-        let mut f = Frames::new();
         f.bytes(&vec![0u8; (N + 1) * wire::HEADER]).clear();
         let live_before = smux_tests::mem::live();
         for _ in 0..N {
@@ -793,4 +865,397 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
         drop((early, more));
     });
     probe.check("10,000 IDs held without last FIN", BASE + N * kib(1));
+}
+
+// ----- the agreement's own frames, misused -------------------------------------------
+
+/// Writes `len` bytes of zeros on `st` until `secs` seconds have passed and returns how
+/// many were accepted: with the peer reading and never confirming, exactly the stream's
+/// send window.
+async fn window_of(st: &mut smux_tokio::Stream, len: usize, secs: u64) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let e = st
+        .write_all_before(&vec![0u8; len], deadline)
+        .await
+        .expect_err("the window stops the write");
+    assert!(e.is_timeout(), "{e}");
+    e.written()
+}
+
+/// Waits until the peer has received `n` bytes on stream `id` in all.
+async fn received(t: &Tallied, id: u16, n: u64) {
+    eventually(30, "the peer receives what was written", || {
+        lock(t).psh.get(&id).map_or(0, Checksum::len) == n
+    })
+    .await;
+}
+
+/// The peer's SET governs our send windows, within sane bounds. Until it arrives a
+/// stream may have min(our window, 512 KiB) unconfirmed (our window is 2 MiB here);
+/// `SET(RECV_WINDOW, 0)` and a SET of an unknown key change nothing; a larger value
+/// applies; a value below what is in flight stops the writer until the confirmations
+/// bring it under the new window (no underflow), also on streams opened after it;
+/// `u32::MAX` is clamped, and 4 MiB then go through without a single CFM.
+#[test]
+fn the_peers_set_governs_our_windows() {
+    let _g = serial();
+    let probe = Probe::start();
+    const KIB: u32 = 1024;
+    let config = Config {
+        window: 2048 * KIB,
+        ..Config::default()
+    };
+    run(async {
+        let (dial, acc) = loopback(None).await.expect("loopback");
+        let s = Session::new(acc, config.clone(), Role::Acceptor);
+        let (r, w) = dial.into_split();
+        let (r, p, mut w, early) = dial_by_hand(r, w, config.window, None).await;
+        let (t, _rd) = reader(r, p, early, None);
+        let mut st = s.open().await.expect("open");
+        let id = st.id().0;
+        let mut sent = 0u64;
+        // No SET yet: the assumed window.
+        assert_eq!(
+            window_of(&mut st, 4 << 20, 1).await,
+            ASSUMED_WINDOW as usize
+        );
+        sent += u64::from(ASSUMED_WINDOW);
+        received(&t, id, sent).await;
+        // SET 0 and an unknown key are ignored: confirming the window frees it all.
+        let mut f = Frames::new();
+        f.set_recv_window(0).set(7, 5).cfm(id, ASSUMED_WINDOW);
+        send(&mut w, &f).await;
+        assert_eq!(
+            window_of(&mut st, 4 << 20, 1).await,
+            ASSUMED_WINDOW as usize
+        );
+        sent += u64::from(ASSUMED_WINDOW);
+        received(&t, id, sent).await;
+        // A larger window applies.
+        f.clear();
+        f.set_recv_window(1024 * KIB).cfm(id, ASSUMED_WINDOW);
+        send(&mut w, &f).await;
+        assert_eq!(window_of(&mut st, 4 << 20, 1).await, 1 << 20);
+        sent += 1 << 20;
+        received(&t, id, sent).await;
+        // A smaller one than what is in flight: nothing until the confirmations bring
+        // the stream under it, then only what fits.
+        f.clear();
+        f.set_recv_window(64 * KIB).vrm(BARRIER.0, BARRIER.1);
+        send(&mut w, &f).await;
+        eventually(10, "barrier", || lock(&t).answered(BARRIER)).await;
+        assert_eq!(window_of(&mut st, 1 << 20, 1).await, 0);
+        f.clear();
+        f.cfm(id, 1024 * KIB - 16 * KIB);
+        send(&mut w, &f).await;
+        assert_eq!(window_of(&mut st, 1 << 20, 1).await, 48 * 1024);
+        sent += 48 * 1024;
+        received(&t, id, sent).await;
+        let mut st2 = s.open().await.expect("open");
+        assert_eq!(
+            window_of(&mut st2, 1 << 20, 1).await,
+            64 * 1024,
+            "a new stream"
+        );
+        // Huge: clamped, and far more than any window goes through unconfirmed.
+        f.clear();
+        f.set_recv_window(u32::MAX);
+        send(&mut w, &f).await;
+        let data = vec![1u8; 4 << 20];
+        within(30, "4 MiB without a CFM", st.write_all(&data))
+            .await
+            .expect("write");
+        sent += 4 << 20;
+        received(&t, id, sent).await;
+        let stats = s.stats();
+        assert_eq!((stats.protocol_errors, stats.buffered_out), (0, 0));
+        assert!(!s.is_closed());
+    });
+    probe.check("the peer's SET", BASE + 4 * mib(4));
+}
+
+/// Only an exact offer counts, and an answer to our own offer is never answered (with
+/// a peer that answers every VRM, as a reference peer does, answering answers could go
+/// on forever). A near-miss offer, a copy of our own offer, an offer that arrives after
+/// the fallback: each is just answered, and nothing else goes out (no SET, no second
+/// offer). In both roles; our dialer's `ready()` makes ASK its very first frame.
+#[test]
+fn near_miss_offers_are_just_answered_and_answers_never_are() {
+    let _g = serial();
+    let probe = Probe::start();
+    let (hello, ask) = (wire::HELLO, wire::ASK);
+    run(async {
+        for role in [Role::Acceptor, Role::Dialer] {
+            let (dial, acc) = loopback(None).await.expect("loopback");
+            let (ours, theirs) = match role {
+                Role::Acceptor => (acc, dial),
+                Role::Dialer => (dial, acc),
+            };
+            let s = Session::new(ours, Config::default(), role);
+            let (mut r, mut w) = theirs.into_split();
+            let mut p = Parser::new();
+            let (our_offer, their_offer) = match role {
+                Role::Acceptor => (hello, ask),
+                Role::Dialer => (ask, hello),
+            };
+            let ready = {
+                let s = s.clone();
+                tokio::spawn(async move { s.ready().await })
+            };
+            if role == Role::Acceptor {
+                // Our acceptor's `ready()` sends HELLO at once too.
+                send(&mut w, Frames::new().pin()).await;
+            }
+            let first = next(&mut r, &mut p, "our offer").await;
+            assert_eq!(
+                (first.cmd, first.id, first.length),
+                (wire::VRM, our_offer.0, our_offer.1)
+            );
+            // Near misses (one bit off in either value) and our own offer: answered,
+            // and the agreement is still pending.
+            let near = [
+                (their_offer.0, their_offer.1 ^ 1),
+                (their_offer.0, their_offer.1 ^ 0x8000_0000),
+                (their_offer.0 ^ 0x0100, their_offer.1),
+                our_offer,
+            ];
+            let mut f = Frames::new();
+            for v in near {
+                f.vrm(v.0, v.1);
+            }
+            f.vrm(BARRIER.0, BARRIER.1);
+            send(&mut w, &f).await;
+            let got = until_answer(&mut r, &mut p, BARRIER).await;
+            assert_eq!(got.len(), near.len(), "{role:?}: {got:?}");
+            for (g, v) in got.iter().zip(near) {
+                assert!(wire::is_answer_to(g, v), "{role:?}: {g:?} for {v:?}");
+            }
+            assert!(!ready.is_finished(), "{role:?}: still pending");
+            // The peer answers our offer (twice): we fall back, and answer neither; the
+            // exact offer that follows is just answered.
+            f.clear();
+            f.answer(our_offer)
+                .answer(our_offer)
+                .vrm(their_offer.0, their_offer.1);
+            f.vrm(BARRIER.0, BARRIER.1);
+            send(&mut w, &f).await;
+            let got = until_answer(&mut r, &mut p, BARRIER).await;
+            assert_eq!(got.len(), 1, "{role:?}: {got:?}");
+            assert!(
+                wire::is_answer_to(&got[0], their_offer),
+                "{role:?}: {got:?}"
+            );
+            let agreed = within(10, "ready", ready)
+                .await
+                .expect("task")
+                .expect("ready");
+            assert!(!agreed, "{role:?}: fell back");
+            assert!(!s.extensions_enabled());
+            // Our SYN still says we have them (a reference peer ignores the flag),
+            // and the stream is base.
+            let st = s.open().await.expect("open");
+            let syn = next(&mut r, &mut p, "SYN").await;
+            assert_eq!((syn.cmd, syn.id, syn.length), (wire::SYN, st.id().0, 1));
+            assert!(!st.is_extended());
+            assert_eq!(s.stats().protocol_errors, 0);
+            s.close();
+            close_after_eof(r, w).await;
+        }
+    });
+    probe.check("near-miss offers and answers", BASE);
+}
+
+/// A dialer that sends ASK 300,000 times and does not read: the first ASK settles
+/// the agreement, so HELLO and SET go out once; every ASK is just answered, the
+/// answers owed stay within `max_pending_answers` (then input pauses and the peer's
+/// writes stall), and once the peer reads, every answer is there, in order.
+#[test]
+fn an_ask_flood_gets_one_hello_one_set_and_bounded_answers() {
+    let _g = serial();
+    let probe = Probe::start();
+    const N: u64 = 300_000;
+    let config = Config::default();
+    let (answers, window) = (config.max_pending_answers, config.window);
+    run(async {
+        let (dial, acc) = loopback(Some(16 * 1024)).await.expect("loopback");
+        let s = Session::new(acc, config, Role::Acceptor);
+        let (r, mut w) = dial.into_split();
+        let gate = Arc::new(AtomicBool::new(false));
+        #[derive(Default)]
+        struct Seen {
+            hello: u64,
+            sets: Vec<u32>,
+            answers: u64,
+            pings: u64,
+            other: Vec<Frame>,
+        }
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let rd = spawn_reader_from(r, Parser::new(), seen.clone(), Some(gate.clone()), {
+            |t: &mut Seen, f: Frame| {
+                if wire::is_hello(&f) {
+                    t.hello += 1;
+                } else if let Some(v) = wire::set_window(&f) {
+                    t.sets.push(v);
+                } else if wire::is_answer_to(&f, wire::ASK) {
+                    t.answers += 1;
+                } else if f.cmd == wire::VRM && t.answers == 0 {
+                    // Our session's one ping, which goes ahead of the first answer.
+                    t.pings += 1;
+                } else {
+                    t.other.push(f);
+                }
+            }
+        });
+        let written = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let written = written.clone();
+            tokio::spawn(async move {
+                let mut f = Frames::new();
+                for _ in 0..N {
+                    f.ask();
+                    if f.len() >= 7 * 1024 {
+                        send(&mut w, &f).await;
+                        written.fetch_add(f.len() / wire::HEADER, Ordering::Relaxed);
+                        f.clear();
+                    }
+                }
+                send(&mut w, &f).await;
+                written.fetch_add(f.len() / wire::HEADER, Ordering::Relaxed);
+                w
+            })
+        };
+        // Until the peer's writes stall (no progress for 300 ms).
+        let mut last = usize::MAX;
+        within(30, "the flood stalls", async {
+            loop {
+                let now = written.load(Ordering::Relaxed);
+                if now == last {
+                    break;
+                }
+                last = now;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+        .await;
+        assert!(
+            (last as u64) < N,
+            "input did not pause: all {N} ASKs were taken"
+        );
+        let stalled_peak = probe.peak();
+        eprintln!(
+            "ASK flood stalled after {last} of {N}; peak so far {} KiB",
+            stalled_peak / 1024
+        );
+        // The answers owed (`max_pending_answers`), the adapter's transmit buffer (up
+        // to 256 KiB of answers taken from the core) and read buffer (64 KiB), the
+        // peer's parse buffer.
+        let bound = BASE + answers * 64 + kib(256) + kib(64) + kib(128);
+        assert!(
+            stalled_peak <= bound,
+            "while stalled: {stalled_peak} > {bound}"
+        );
+        assert!(s.extensions_enabled(), "the first ASK settled it");
+        gate.store(true, Ordering::Release);
+        let _w = within(60, "the flood completes", writer)
+            .await
+            .expect("writer");
+        eventually(60, "every ASK answered", || lock(&seen).answers == N).await;
+        {
+            let t = lock(&seen);
+            assert_eq!((t.hello, &t.sets[..], t.pings), (1, &[window][..], 1));
+            assert!(t.other.is_empty(), "{:?}", t.other);
+        }
+        assert_eq!(s.stats().protocol_errors, 0);
+        s.close();
+        within(10, "reader ends", rd).await.expect("reader");
+    });
+    // Once the peer reads, the backlog drains at full speed through the same buffers,
+    // which may grow (and be copied) once on the way.
+    probe.check("ASK flood", BASE + answers * 64 + mib(2));
+}
+
+/// A peer that opens with `SYN(1)`, saying it has the extensions, and then behaves as a
+/// base peer: it answers HELLO and our ping as a reference peer does, never sends ASK
+/// or SET, and ends streams with `FIN(0)` only. Our acceptor took it at its word (the
+/// session is extended) and stays sound: it never answers the answer, its writes keep
+/// to the assumed window (min(our 2 MiB, 512 KiB)) without the peer's SET, the stream
+/// whose last FIN never comes holds its ID and nothing else, the peer reusing that ID
+/// opens nothing (its data is counted and dropped), and other streams work.
+#[test]
+fn a_syn_ext_from_a_peer_that_then_behaves_base() {
+    let _g = serial();
+    let probe = Probe::start();
+    let config = Config {
+        window: 2 * 1024 * 1024,
+        ..Config::default()
+    };
+    run(async {
+        let (dial, acc) = loopback(None).await.expect("loopback");
+        let s = Session::new(acc, config.clone(), Role::Acceptor);
+        let (mut r, mut w) = dial.into_split();
+        let mut p = Parser::new();
+        send(&mut w, Frames::new().syn_ext(1).psh(1, b"hi")).await;
+        // HELLO, our SET and a ping: answered as a reference peer answers VRMs.
+        let hello = next(&mut r, &mut p, "HELLO").await;
+        assert!(wire::is_hello(&hello), "{hello:?}");
+        let set = next(&mut r, &mut p, "SET").await;
+        assert_eq!(wire::set_window(&set), Some(config.window));
+        let ping = next(&mut r, &mut p, "ping").await;
+        assert_eq!(ping.cmd, wire::VRM);
+        let mut f = Frames::new();
+        f.answer(wire::HELLO)
+            .answer((ping.id, ping.length))
+            .vrm(BARRIER.0, BARRIER.1);
+        send(&mut w, &f).await;
+        let between = until_answer(&mut r, &mut p, BARRIER).await;
+        assert!(between.is_empty(), "nothing answers an answer: {between:?}");
+        assert!(s.extensions_enabled());
+        let (t, _rd) = reader(r, p, Vec::new(), None);
+        let mut st = within(10, "accept", s.accept()).await.expect("accept");
+        assert!(st.is_extended());
+        let mut hi = [0u8; 2];
+        st.read_exact(&mut hi).await.expect("read");
+        assert_eq!(&hi, b"hi");
+        assert_eq!(
+            window_of(&mut st, 1 << 20, 1).await,
+            ASSUMED_WINDOW as usize
+        );
+        received(&t, 1, u64::from(ASSUMED_WINDOW)).await;
+        // The peer ends the stream the base way; we release it: our FINs go out, and
+        // the peer's last FIN never comes.
+        send(&mut w, Frames::new().fin(1)).await;
+        let mut rest = Vec::new();
+        within(10, "end-of-file", st.read_to_end(&mut rest))
+            .await
+            .expect("read");
+        assert!(rest.is_empty());
+        drop(st);
+        eventually(10, "our last FIN", || lock(&t).fin1.get(&1) == Some(&1)).await;
+        // For the peer the ID is free: it opens a new stream with it.
+        f.clear();
+        f.syn(1).psh(1, b"again").syn(3).psh(3, b"works").fin(3);
+        send(&mut w, &f).await;
+        let mut other = within(10, "accept", s.accept()).await.expect("accept");
+        assert_eq!(other.id().0, 3, "no new stream with the held ID");
+        assert!(other.is_extended(), "the session's mode");
+        let mut got = Vec::new();
+        within(10, "read", other.read_to_end(&mut got))
+            .await
+            .expect("read");
+        assert_eq!(got, b"works");
+        let stats = s.stats();
+        assert_eq!(stats.bytes_discarded, 5, "the data for the held ID");
+        assert_eq!((stats.buffered_in, stats.buffered_out), (0, 0));
+        assert_eq!(stats.protocol_errors, 0);
+        assert!(stats.streams >= 1, "the held ID");
+        assert!(!s.is_closed());
+        let t = lock(&t);
+        assert_eq!(
+            t.fin0.get(&1),
+            None,
+            "one FIN, the last, on a stream the peer ended"
+        );
+        assert!(t.rsts.is_empty());
+    });
+    probe.check("SYN(1), then base", BASE + mib(2));
 }

@@ -4,18 +4,24 @@
 //! with them on, falls back to the base protocol, as it does with a reference peer).
 //!
 //! Both ends open streams (16 from the Tokio side, 8 from the other) and both ends
-//! echo the streams the other opened. Each opener writes a random amount (up to
+//! echo the streams the other opened. Nobody waits for the agreement first: the Tokio
+//! side opens all its streams at once, the other side half of them, then waits with
+//! `ready()` (which must say whether they agreed), then the rest. Every stream takes
+//! the session's mode, the first ones too. Each opener writes a random amount (up to
 //! 512 KiB) of seeded data and reads the echo back concurrently; the echo must match
-//! by length and checksum. On an extended stream the opener half-closes its write side
-//! once everything is written and reads the echo to end-of-file, and the echo side
-//! half-closes in turn when it has echoed everything: the request / shut-down /
-//! read-the-answer pattern of a tunnel, across adapters. On a base stream (a FIN
-//! closes both ways) the opener reads exactly as many bytes as it wrote, then closes.
+//! by length and checksum. Once everything is written the opener shuts its write side
+//! down: on an extended stream that is a half-close, and it reads the echo to
+//! end-of-file (the echo side half-closes in turn when it has echoed everything: the
+//! request / shut-down / read-the-answer pattern of a tunnel, across adapters); on a
+//! base stream the shutdown fails with `Unsupported` and sends nothing (a FIN would
+//! close both ways), so the opener reads exactly as many bytes as it wrote, then
+//! closes.
 //!
 //! At the end the Tokio side goes away (`go_away`): with both ends agreed, the other
 //! end is told and both sessions end `Drained`; otherwise the Tokio session drains on
 //! its own (its peer only sees the connection end).
 
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -79,11 +85,27 @@ fn plan(rng: &mut Rng, n: u64) -> Vec<(u64, u64)> {
 struct Seen {
     /// `extensions_enabled()` once its clients were done.
     enabled: bool,
+    /// What `ready()` said (the other side calls it halfway through its opens).
+    ready: Option<bool>,
     /// Streams it opened that were extended.
     opened_extended: u64,
-    /// Streams the other end opened that were extended, as this side saw them (read
-    /// once the other end's clients are done: all their streams were accepted then).
-    accepted_extended: u64,
+}
+
+/// The streams one side's echo saw to their end-of-file, and how many were extended.
+#[derive(Debug, Default)]
+struct Echoed {
+    streams: AtomicU64,
+    extended: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Echoed {
+    /// Counts a stream whose end-of-file arrived, with its mode.
+    fn finished(&self, extended: bool) {
+        self.extended
+            .fetch_add(u64::from(extended), Ordering::Relaxed);
+        self.streams.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Checks what the echo of one stream brought: exactly `size` bytes of `seed`.
@@ -92,15 +114,13 @@ fn check_echo(c: &Checksum, seed: u64, size: u64, side: &str) {
     assert_eq!(c.sum(), pattern_sum(seed, size), "{side}: echo checksum");
 }
 
-/// Waits (on any thread) until `enabled()`: the extensions were agreed.
-fn wait_agreed(enabled: impl Fn() -> bool, side: &str) {
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while !enabled() {
-        assert!(
-            std::time::Instant::now() < end,
-            "{side}: the ends did not agree on extensions within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(2));
+/// What an opener's shutdown says about its stream: `Ok` is a half-close (extended),
+/// `Unsupported` a base stream, where nothing was sent.
+fn shut_extended(res: std::io::Result<()>, side: &str) -> bool {
+    match res {
+        Ok(()) => true,
+        Err(e) if e.kind() == ErrorKind::Unsupported => false,
+        Err(e) => panic!("{side}: shutdown: {e}"),
     }
 }
 
@@ -109,7 +129,6 @@ fn wait_agreed(enabled: impl Fn() -> bool, side: &str) {
 /// One stream opened by the Tokio side; returns whether it was extended.
 async fn tokio_client(s: &smux_tokio::Session, seed: u64, size: u64) -> bool {
     let st = s.open().await.expect("open");
-    let ext = st.is_extended();
     let (mut r, mut w) = st.into_split();
     let writer = tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
@@ -120,47 +139,41 @@ async fn tokio_client(s: &smux_tokio::Session, seed: u64, size: u64) -> bool {
             w.write_all(&buf[..n]).await.expect("write");
             off += n as u64;
         }
-        if ext {
-            // Half-close: the echo goes on coming.
-            w.shutdown().await.expect("half-close");
-        }
-        w
+        // A half-close on an extended stream: the echo goes on coming.
+        let ext = shut_extended(w.shutdown().await, "tokio side");
+        assert_eq!(w.is_extended(), ext, "tokio side");
+        (w, ext)
     });
     let mut c = Checksum::new();
     let mut buf = vec![0u8; 32 * 1024];
-    while ext || c.len() < size {
+    while c.len() < size {
         let n = r.read(&mut buf).await.expect("read echo");
-        if n == 0 {
-            assert!(ext, "echo ended early");
-            break;
-        }
+        assert!(n > 0, "tokio side: echo ended early");
         c.update(&buf[..n]);
     }
-    let _w = writer.await.expect("writer");
+    let (_w, ext) = writer.await.expect("writer");
+    if ext {
+        let n = r.read(&mut buf).await.expect("read echo");
+        assert_eq!(n, 0, "tokio side: the echo's half-close follows it");
+    }
     check_echo(&c, seed, size, "tokio side");
     ext
 }
 
 /// Echoes every stream the other side opens, then shuts its write side once the
-/// stream's end-of-file came (a half-close on an extended stream); counts the bytes
-/// echoed and the extended streams.
-fn tokio_echo(
-    s: smux_tokio::Session,
-    echoed: Arc<AtomicU64>,
-    extended: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<()> {
+/// stream's end-of-file came (a half-close on an extended stream; refused on a base
+/// one, which the release then closes); counts the bytes and the streams echoed.
+fn tokio_echo(s: smux_tokio::Session, echoed: Arc<Echoed>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tasks = Vec::new();
         while let Ok(mut st) = s.accept().await {
-            if st.is_extended() {
-                extended.fetch_add(1, Ordering::Relaxed);
-            }
             let echoed = echoed.clone();
             tasks.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
                 loop {
                     match st.read(&mut buf).await {
                         Ok(0) => {
+                            echoed.finished(st.is_extended());
                             let _ = st.shutdown().await;
                             break;
                         }
@@ -168,7 +181,7 @@ fn tokio_echo(
                             if st.write_all(&buf[..n]).await.is_err() {
                                 break;
                             }
-                            echoed.fetch_add(n as u64, Ordering::Relaxed);
+                            echoed.bytes.fetch_add(n as u64, Ordering::Relaxed);
                         }
                         Err(_) => break,
                     }
@@ -183,30 +196,28 @@ fn tokio_echo(
 
 // ----- the blocking side -------------------------------------------------------------
 
-/// The blocking side: echoes what the Tokio side opens and runs its own clients
-/// (the first before waiting for the agreement when it dials, see [`interop`]).
-/// Reports what it saw once its clients are done, then waits for its session to end.
+/// The blocking side: echoes what the Tokio side opens and runs its own clients (see
+/// [`interop`]). Reports what it saw once its clients are done, then waits for its
+/// session to end.
 fn blocking_side(
     s: smux_blocking::Session,
     plan: Vec<(u64, u64)>,
-    wait: bool,
-    dials: bool,
-    accepted_extended: Arc<AtomicU64>,
+    echoed: Arc<Echoed>,
     done: mpsc::Sender<Seen>,
 ) -> EndReason {
     use std::io::{Read, Write};
     use std::net::Shutdown;
     let echo = {
-        let (s, ext) = (s.clone(), accepted_extended.clone());
+        let s = s.clone();
         std::thread::spawn(move || {
             let mut threads = Vec::new();
             while let Ok(st) = s.accept() {
-                if st.is_extended() {
-                    ext.fetch_add(1, Ordering::Relaxed);
-                }
+                let echoed = echoed.clone();
                 threads.push(std::thread::spawn(move || {
                     let (mut r, mut w) = (&st, &st);
-                    if std::io::copy(&mut r, &mut w).is_ok() {
+                    if let Ok(n) = std::io::copy(&mut r, &mut w) {
+                        echoed.bytes.fetch_add(n, Ordering::Relaxed);
+                        echoed.finished(st.is_extended());
                         let _ = st.shutdown(Shutdown::Write);
                     }
                 }));
@@ -219,7 +230,6 @@ fn blocking_side(
     let client = |seed: u64, size: u64| {
         let st = s.open().expect("open");
         std::thread::spawn(move || {
-            let ext = st.is_extended();
             let w = st.try_clone().expect("clone");
             let writer = std::thread::spawn(move || {
                 let mut buf = vec![0u8; 32 * 1024];
@@ -230,44 +240,46 @@ fn blocking_side(
                     (&w).write_all(&buf[..n]).expect("write");
                     off += n as u64;
                 }
-                if ext {
-                    w.shutdown(Shutdown::Write).expect("half-close");
-                }
-                w
+                let ext = shut_extended(w.shutdown(Shutdown::Write), "blocking side");
+                assert_eq!(w.is_extended(), ext, "blocking side");
+                (w, ext)
             });
             let mut c = Checksum::new();
             let mut buf = vec![0u8; 32 * 1024];
-            while ext || c.len() < size {
+            while c.len() < size {
                 let n = (&st).read(&mut buf).expect("read echo");
-                if n == 0 {
-                    assert!(ext, "echo ended early");
-                    break;
-                }
+                assert!(n > 0, "blocking side: echo ended early");
                 c.update(&buf[..n]);
             }
-            drop(writer.join().expect("writer"));
+            let (w, ext) = writer.join().expect("writer");
+            drop(w);
+            if ext {
+                let n = (&st).read(&mut buf).expect("read echo");
+                assert_eq!(n, 0, "blocking side: the echo's half-close follows it");
+            }
             check_echo(&c, seed, size, "blocking side");
             ext
         })
     };
-    let mut plan = plan.into_iter();
+    let half = plan.len() / 2;
+    let mut ready = None;
     let mut clients = Vec::new();
-    if dials {
-        let (seed, size) = plan.next().expect("a stream");
+    for (i, (seed, size)) in plan.into_iter().enumerate() {
+        if i == half {
+            // The first streams are on their way (or done): the agreement may be
+            // settled or not; `ready` settles it and says how.
+            ready = Some(s.ready().expect("ready"));
+        }
         clients.push(client(seed, size));
     }
-    if wait {
-        wait_agreed(|| s.extensions_enabled(), "blocking side");
-    }
-    clients.extend(plan.map(|(seed, size)| client(seed, size)));
     let mut opened_extended = 0;
     for c in clients {
         opened_extended += u64::from(c.join().expect("blocking client"));
     }
     let _ = done.send(Seen {
         enabled: s.extensions_enabled(),
+        ready,
         opened_extended,
-        accepted_extended: 0,
     });
     echo.join().expect("echo acceptor");
     s.closed()
@@ -279,24 +291,24 @@ fn blocking_side(
 async fn smol_side(
     s: smux_smol::Session,
     plan: Vec<(u64, u64)>,
-    wait: bool,
-    dials: bool,
-    accepted_extended: Arc<AtomicU64>,
+    echoed: Arc<Echoed>,
     done: mpsc::Sender<Seen>,
 ) {
     use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let echo = {
-        let (s, ext) = (s.clone(), accepted_extended.clone());
+        let s = s.clone();
         smol::spawn(async move {
             let mut tasks = Vec::new();
             while let Ok(st) = s.accept().await {
-                if st.is_extended() {
-                    ext.fetch_add(1, Ordering::Relaxed);
-                }
+                let echoed = echoed.clone();
                 tasks.push(smol::spawn(async move {
                     let (r, mut w) = st.into_split();
-                    let _ = smol::io::copy(r, &mut w).await;
-                    // A half-close on an extended stream, a close on a base one.
+                    if let Ok(n) = smol::io::copy(r, &mut w).await {
+                        echoed.bytes.fetch_add(n, Ordering::Relaxed);
+                        echoed.finished(w.is_extended());
+                    }
+                    // A half-close on an extended stream; refused on a base one, which
+                    // the release then closes.
                     let _ = w.close().await;
                 }));
             }
@@ -307,7 +319,6 @@ async fn smol_side(
     };
     let client = |st: smux_smol::Stream, seed: u64, size: u64| {
         smol::spawn(async move {
-            let ext = st.is_extended();
             let (mut r, mut w) = st.into_split();
             let writer = smol::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
@@ -318,37 +329,34 @@ async fn smol_side(
                     w.write_all(&buf[..n]).await.expect("write");
                     off += n as u64;
                 }
-                if ext {
-                    w.close().await.expect("half-close");
-                }
-                w
+                let ext = shut_extended(w.close().await, "smol side");
+                assert_eq!(w.is_extended(), ext, "smol side");
+                (w, ext)
             });
             let mut c = Checksum::new();
             let mut buf = vec![0u8; 32 * 1024];
-            while ext || c.len() < size {
+            while c.len() < size {
                 let n = r.read(&mut buf).await.expect("read echo");
-                if n == 0 {
-                    assert!(ext, "echo ended early");
-                    break;
-                }
+                assert!(n > 0, "smol side: echo ended early");
                 c.update(&buf[..n]);
             }
-            drop(writer.await);
+            let (w, ext) = writer.await;
+            drop(w);
+            if ext {
+                let n = r.read(&mut buf).await.expect("read echo");
+                assert_eq!(n, 0, "smol side: the echo's half-close follows it");
+            }
             check_echo(&c, seed, size, "smol side");
             ext
         })
     };
-    let mut plan = plan.into_iter();
+    let half = plan.len() / 2;
+    let mut ready = None;
     let mut clients = Vec::new();
-    if dials {
-        let (seed, size) = plan.next().expect("a stream");
-        clients.push(client(s.open().await.expect("open"), seed, size));
-    }
-    if wait {
-        let s2 = s.clone();
-        smol::unblock(move || wait_agreed(|| s2.extensions_enabled(), "smol side")).await;
-    }
-    for (seed, size) in plan {
+    for (i, (seed, size)) in plan.into_iter().enumerate() {
+        if i == half {
+            ready = Some(s.ready().await.expect("ready"));
+        }
         clients.push(client(s.open().await.expect("open"), seed, size));
     }
     let mut opened_extended = 0;
@@ -357,18 +365,25 @@ async fn smol_side(
     }
     let _ = done.send(Seen {
         enabled: s.extensions_enabled(),
+        ready,
         opened_extended,
-        accepted_extended: 0,
     });
     echo.await;
 }
 
 // ----- the pairing -------------------------------------------------------------------
 
-/// Runs one pairing. The dialling end opens its first stream at once (before the
-/// agreement, so a base stream, and the session's first frame, which makes the
-/// acceptor offer the extensions); when both ends have extensions on, every other
-/// stream is opened once they agreed, so it is extended.
+/// Waits until `echoed` saw `n` streams to their end-of-file.
+async fn all_echoed(echoed: &Echoed, n: u64, side: &str) {
+    within(30, side, async {
+        while echoed.streams.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Runs one pairing (see the module documentation).
 fn interop(other: Other, tokio_dials: bool, ext: Ext) {
     let _g = serial();
     let mut rng = Rng::new(seed(&format!(
@@ -377,7 +392,6 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
     let mine = plan(&mut rng, TOKIO_STREAMS);
     let theirs = plan(&mut rng, OTHER_STREAMS);
     let their_bytes: u64 = theirs.iter().map(|(_, n)| n).sum();
-    let wait = ext.agreed();
     run(async move {
         let (done_tx, done_rx) = mpsc::channel();
         // Whoever listens takes the listener, bound before either side starts.
@@ -391,8 +405,8 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
         // The other side runs on its own thread; it dials or accepts as told, and
         // returns why its session ended.
         let other_config = config(ext.other);
-        let their_accepted = Arc::new(AtomicU64::new(0));
-        let their_acc = their_accepted.clone();
+        let their_echo = Arc::new(Echoed::default());
+        let their_echoed = their_echo.clone();
         let other_thread = std::thread::spawn(move || match other {
             Other::Blocking => {
                 let s = match for_other {
@@ -405,7 +419,7 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
                     }
                     None => smux_blocking::connect(addr, other_config).expect("connect"),
                 };
-                blocking_side(s, theirs, wait, !tokio_dials, their_acc, done_tx)
+                blocking_side(s, theirs, their_echoed, done_tx)
             }
             Other::Smol => smol::block_on(async move {
                 let (s, driver) = match for_other {
@@ -423,7 +437,7 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
                         .expect("connect"),
                 };
                 let driver = smol::spawn(driver);
-                smol_side(s, theirs, wait, !tokio_dials, their_acc, done_tx).await;
+                smol_side(s, theirs, their_echoed, done_tx).await;
                 driver.await
             }),
         });
@@ -437,35 +451,22 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
                 l.accept().await.expect("accept").0
             }
         };
-        let echoed = Arc::new(AtomicU64::new(0));
-        let accepted_extended = Arc::new(AtomicU64::new(0));
-        let echo = tokio_echo(session.clone(), echoed.clone(), accepted_extended.clone());
-        let mut plan = mine.clone().into_iter();
-        let mut clients = Vec::new();
-        let mut client = |(seed, size): (u64, u64)| {
-            let s = session.clone();
-            clients.push(tokio::spawn(
-                async move { tokio_client(&s, seed, size).await },
-            ));
-        };
-        if tokio_dials {
-            client(plan.next().expect("a stream"));
-        }
-        if wait {
-            let s = session.clone();
-            tokio::task::spawn_blocking(move || {
-                wait_agreed(|| s.extensions_enabled(), "tokio side")
+        let my_echo = Arc::new(Echoed::default());
+        let echo = tokio_echo(session.clone(), my_echo.clone());
+        // Every stream at once, before the agreement settles.
+        let clients: Vec<_> = mine
+            .iter()
+            .map(|&(seed, size)| {
+                let s = session.clone();
+                tokio::spawn(async move { tokio_client(&s, seed, size).await })
             })
-            .await
-            .expect("wait");
-        }
-        plan.for_each(&mut client);
+            .collect();
         let mut mine_seen = Seen::default();
         for c in clients {
             let extended = within(60, "tokio clients", c).await.expect("tokio client");
             mine_seen.opened_extended += u64::from(extended);
         }
-        let mut their_seen = within(60, "the other side's clients", async {
+        let their_seen = within(60, "the other side's clients", async {
             loop {
                 match done_rx.try_recv() {
                     Ok(seen) => break seen,
@@ -480,31 +481,36 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
         })
         .await;
         mine_seen.enabled = session.extensions_enabled();
-        mine_seen.accepted_extended = accepted_extended.load(Ordering::Relaxed);
-        their_seen.accepted_extended = their_accepted.load(Ordering::Relaxed);
+        mine_seen.ready = Some(within(10, "ready", session.ready()).await.expect("ready"));
+        all_echoed(&my_echo, OTHER_STREAMS, "the Tokio side's echo").await;
+        all_echoed(&their_echo, TOKIO_STREAMS, "the other side's echo").await;
         assert_eq!(session.stats().protocol_errors, 0);
 
-        // Both ends agree, or neither uses the extensions: only streams opened after
-        // the agreement (all but the dialler's first) are extended.
-        assert_eq!(mine_seen.enabled, ext.agreed(), "tokio side: {mine_seen:?}");
-        assert_eq!(
-            their_seen.enabled,
-            ext.agreed(),
-            "{other:?}: {their_seen:?}"
-        );
-        let (tokio_base, other_base) = if tokio_dials { (1, 0) } else { (0, 1) };
-        let (tokio_ext, other_ext) = if ext.agreed() {
-            (TOKIO_STREAMS - tokio_base, OTHER_STREAMS - other_base)
+        // Both ends agree, or neither uses the extensions, and every stream takes the
+        // session's mode, the ones opened before the agreement settled too.
+        let agreed = ext.agreed();
+        assert_eq!(mine_seen.enabled, agreed, "tokio side: {mine_seen:?}");
+        assert_eq!(mine_seen.ready, Some(agreed), "tokio side: {mine_seen:?}");
+        assert_eq!(their_seen.enabled, agreed, "{other:?}: {their_seen:?}");
+        assert_eq!(their_seen.ready, Some(agreed), "{other:?}: {their_seen:?}");
+        let (tokio_ext, other_ext) = if agreed {
+            (TOKIO_STREAMS, OTHER_STREAMS)
         } else {
             (0, 0)
         };
         assert_eq!(
-            (mine_seen.opened_extended, their_seen.accepted_extended),
+            (
+                mine_seen.opened_extended,
+                their_echo.extended.load(Ordering::Relaxed)
+            ),
             (tokio_ext, tokio_ext),
             "extended streams opened by the Tokio side"
         );
         assert_eq!(
-            (their_seen.opened_extended, mine_seen.accepted_extended),
+            (
+                their_seen.opened_extended,
+                my_echo.extended.load(Ordering::Relaxed)
+            ),
             (other_ext, other_ext),
             "extended streams opened by the {other:?} side"
         );
@@ -515,7 +521,7 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
         let reason = within(30, "the Tokio session drains", session.closed()).await;
         assert_eq!(reason, EndReason::Drained);
         within(30, "tokio echo ends", echo).await.expect("echo");
-        let echoed = echoed.load(Ordering::Relaxed);
+        let echoed = my_echo.bytes.load(Ordering::Relaxed);
         assert_eq!(echoed, their_bytes, "the Tokio side echoed every byte");
         let their_end = within(
             30,
@@ -525,7 +531,7 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
         .await
         .expect("join")
         .expect("the other side did not panic");
-        if ext.agreed() {
+        if agreed {
             assert_eq!(their_end, EndReason::Drained, "{other:?} side was told");
         }
         let mine_bytes: u64 = mine.iter().map(|(_, n)| n).sum();

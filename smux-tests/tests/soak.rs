@@ -8,14 +8,16 @@
 //! exactly how many bytes it accepted and the rest, exactly, is sent again. Now and
 //! then the writer gives up early (the reader must get exactly the accepted prefix)
 //! or the reader closes early (it must have got a correct prefix). Readers stall at
-//! random. Every lifetime is checked by length and checksum against what was sent;
-//! only a few streams are open at once, so IDs are recycled many times over.
+//! random. Every lifetime is checked by length and checksum against what was sent.
+//! Only a few streams are open at once and every handshake must complete; IDs go
+//! round-robin, so none is handed out twice before the ID space wraps.
 //!
 //! Extensions: the Tokio soak runs two connections side by side, half the slots each:
-//! one with extensions on at both ends (streams opened once they agreed are extended:
-//! the writer half-closes, and a reader that stops early resets the stream half the
-//! time), one whose accepting end has them off (the dialling end, with them on, falls
-//! back to the base protocol). The Tokio-blocking soak has them on at both ends, so
+//! one with extensions on at both ends (every stream is extended, the first ones too,
+//! opened before the ends agreed: the writer half-closes, and a reader that stops early
+//! resets the stream half the time), one whose accepting end has them off (every stream
+//! is base: the writer's shutdown fails with `Unsupported`, sending nothing, and it
+//! closes the stream instead). The Tokio-blocking soak has them on at both ends, so
 //! half-close and reset cross adapters.
 
 use std::collections::HashMap;
@@ -75,6 +77,8 @@ struct Shared {
     ids: [Mutex<HashMap<u16, u64>>; 4],
     /// Lifetimes on extended streams, per connection.
     extended: [AtomicU64; 2],
+    /// Lifetimes, per connection.
+    opened: [AtomicU64; 2],
     next_seq: AtomicU64,
 }
 
@@ -126,15 +130,40 @@ fn reader_stopped(e: &std::io::Error, reset: Option<u32>) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe || reset == Some(RESET_CODE)
 }
 
+/// What the writer's shutdown says about its stream: `Ok` is a half-close (extended),
+/// `Unsupported` a base stream (nothing was sent; releasing it closes it), and any
+/// other error must be the reader's reset, which only an extended stream has. Returns
+/// whether the stream is extended and whether the reader reset it.
+fn shutdown_outcome(
+    seq: u64,
+    res: std::io::Result<()>,
+    code: impl Fn(&std::io::Error) -> Option<u32>,
+) -> (bool, bool) {
+    match res {
+        Ok(()) => (true, false),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => (false, false),
+        Err(e) => {
+            // A reset that came after the last write.
+            assert_eq!(code(&e), Some(RESET_CODE), "lifetime {seq}: {e}");
+            (true, true)
+        }
+    }
+}
+
+/// Counts a lifetime of connection `by.conn`, extended or not.
+fn count_mode(sh: &Shared, by: Opener, extended: bool) {
+    count(&sh.opened[by.conn], 1);
+    if extended {
+        count(&sh.extended[by.conn], 1);
+    }
+}
+
 /// One lifetime on the opening side: header, data under deadlines, shutdown (a
-/// half-close on an extended stream), release, check.
+/// half-close on an extended stream, refused on a base one), release, check.
 async fn lifetime(s: &Session, by: Opener, sh: &Shared, rng: &mut Rng) {
     let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
     let mut st = s.open().await.expect("open");
     *lock(&sh.ids[by.index()]).entry(st.id().0).or_default() += 1;
-    if st.is_extended() {
-        count(&sh.extended[by.conn], 1);
-    }
     let (size, abort_at, head) = plan(seq, rng);
     st.write_all(&head).await.expect("header");
     let mut buf = vec![0u8; 64 * 1024];
@@ -178,11 +207,9 @@ async fn lifetime(s: &Session, by: Opener, sh: &Shared, rng: &mut Rng) {
             break;
         }
     }
-    if let Err(e) = st.shutdown().await {
-        // A reset that came after the last write.
-        assert_eq!(reset_code(&e), Some(RESET_CODE), "lifetime {seq}: {e}");
-        peer_gone = true;
-    }
+    let (extended, reset) = shutdown_outcome(seq, st.shutdown().await, reset_code);
+    count_mode(sh, by, extended);
+    peer_gone |= reset;
     drop(st);
     let report = within(60, "the reader's report", async {
         loop {
@@ -264,11 +291,14 @@ fn new_shared() -> Arc<Shared> {
         totals: Totals::default(),
         ids: Default::default(),
         extended: Default::default(),
+        opened: Default::default(),
         next_seq: AtomicU64::new(0),
     })
 }
 
-/// Prints the soak's figures and checks that it did work and recycled IDs.
+/// Prints the soak's figures and checks that it did work, and that no ID was handed
+/// out twice by one end before its IDs wrapped around (they go round-robin, so a frame
+/// the peer still sends for a closed stream finds no new one).
 fn report_totals(name: &str, secs: u64, sh: &Shared) {
     let t = &sh.totals;
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -282,6 +312,7 @@ fn report_totals(name: &str, secs: u64, sh: &Shared) {
         .collect();
     let reused: u64 = opens.iter().map(|(n, d)| n - *d as u64).sum();
     let distinct: usize = opens.iter().map(|(_, d)| d).sum();
+    let total: u64 = opens.iter().map(|(n, _)| n).sum();
     eprintln!(
         "{name} {secs} s: {} lifetimes ({:?} extended per connection), {} MiB checked, {} write deadlines hit ({} KiB resent exactly), \
          {} writer aborts, {} early reader closes ({} of them resets), {} read stalls; {} distinct IDs reused {} times",
@@ -298,7 +329,14 @@ fn report_totals(name: &str, secs: u64, sh: &Shared) {
         reused
     );
     assert!(ld(&t.lifetimes) >= 20, "the soak did some work");
-    assert!(reused > ld(&t.lifetimes) / 2, "IDs were recycled");
+    assert_eq!(total, ld(&t.lifetimes), "every lifetime opened a stream");
+    if total < 65_536 / 2 {
+        // Fewer opens than IDs on each connection: no allocator wrapped around.
+        assert_eq!(
+            reused, 0,
+            "an ID came back before the ID space wrapped around"
+        );
+    }
 }
 
 /// Two pairs of Tokio sessions side by side: extensions on at both ends, and off at
@@ -328,11 +366,8 @@ fn soak() {
                 acceptors.push(tokio_acceptor(s.clone(), sh.clone(), base ^ k << 60));
             }
         }
-        // The dialling ends ping, so the accepting end with extensions on offers them
-        // before the first stream (which may be opened by either end).
-        for pair in &conns {
-            pair[0].ping();
-        }
+        // No waiting for the agreement: the first streams, opened by either end,
+        // take the session's mode like every other.
         let mut slots = Vec::new();
         for slot in 0..2 * SLOTS_PER_END {
             let by = Opener {
@@ -369,8 +404,10 @@ fn soak() {
                 "connection {conn}"
             );
             let extended = sh.extended[conn].load(Ordering::Relaxed);
+            let opened = sh.opened[conn].load(Ordering::Relaxed);
+            assert!(opened > 0, "connection {conn} was soaked");
             if agreed {
-                assert!(extended > 0, "extended streams were soaked");
+                assert_eq!(extended, opened, "every stream extended");
             } else {
                 assert_eq!(extended, 0, "fallback: base streams only");
             }
@@ -404,9 +441,6 @@ fn blocking_lifetime(s: &smux_blocking::Session, by: Opener, sh: &Shared, rng: &
     let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
     let st = s.open().expect("open");
     *lock(&sh.ids[by.index()]).entry(st.id().0).or_default() += 1;
-    if st.is_extended() {
-        count(&sh.extended[by.conn], 1);
-    }
     let (size, abort_at, head) = plan(seq, rng);
     (&st).write_all(&head).expect("header");
     let mut buf = vec![0u8; 64 * 1024];
@@ -445,15 +479,10 @@ fn blocking_lifetime(s: &smux_blocking::Session, by: Opener, sh: &Shared, rng: &
             }
         }
     }
-    if let Err(e) = st.shutdown(std::net::Shutdown::Write) {
-        // A reset that came after the last write.
-        assert_eq!(
-            smux_blocking::reset_code(&e),
-            Some(RESET_CODE),
-            "lifetime {seq}: {e}"
-        );
-        peer_gone = true;
-    }
+    let res = st.shutdown(std::net::Shutdown::Write);
+    let (extended, reset) = shutdown_outcome(seq, res, smux_blocking::reset_code);
+    count_mode(sh, by, extended);
+    peer_gone |= reset;
     drop(st);
     let end_at = Instant::now() + Duration::from_secs(60);
     let report = loop {
@@ -538,9 +567,6 @@ fn soak_tokio_blocking() {
         let a = Session::new(a, Config::default(), Role::Dialer);
         let b = smux_blocking::Session::new(b, Config::default(), smux_blocking::Role::Acceptor)
             .expect("session");
-        // The dialler pings so the acceptor offers the extensions before the first
-        // stream (which may be opened by either end).
-        a.ping();
         let acc_a = tokio_acceptor(a.clone(), sh.clone(), base);
         let acc_b = {
             let (b, sh) = (b.clone(), sh.clone());
@@ -591,7 +617,12 @@ fn soak_tokio_blocking() {
             assert_eq!((st.buffered_in, st.buffered_out), (0, 0));
         }
         assert!(a.extensions_enabled() && b.extensions_enabled());
-        assert!(sh.extended[0].load(Ordering::Relaxed) > 0);
+        let extended = sh.extended[0].load(Ordering::Relaxed);
+        assert_eq!(
+            extended,
+            sh.opened[0].load(Ordering::Relaxed),
+            "every stream extended"
+        );
         a.close();
         b.close();
         within(20, "acceptor ends", acc_a)
