@@ -141,11 +141,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod config;
+mod conn;
 mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
+mod link;
 mod negotiate;
 pub mod probe;
 mod session;
@@ -158,11 +160,15 @@ pub mod wake;
 mod tests;
 
 pub use config::{Config, ConfigError};
+pub use conn::{
+    Connection, Slot, FINISH_GRACE, LINGER, ROUNDS_PER_WAKE, TX_LIMIT, WRITE_FAIL_GRACE,
+};
 pub use error::{
     reset_code, EndReason, NotSmux, OpenError, ProtocolError, ReadError, SessionEnded, WriteError,
 };
 pub use frame::{Cmd, Frame, Header};
 pub use id::{IdMap, Role};
+pub use link::{Input, Output, Plan, MAX_SLICES};
 pub use negotiate::Agreement;
 pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};

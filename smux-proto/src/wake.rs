@@ -91,6 +91,13 @@ impl Waiters {
         }
     }
 
+    /// Moves the wakers of blocked writers and acceptors into `woken` (a graceful close
+    /// refuses what they wait for).
+    pub fn take_writers_and_acceptors(&mut self, woken: &mut Vec<Waker>) {
+        woken.extend(self.writers.drain().map(|(_, w)| w));
+        woken.append(&mut self.acceptors);
+    }
+
     /// Moves every parked waker into `woken`.
     pub fn take_all(&mut self, woken: &mut Vec<Waker>) {
         woken.extend(self.readers.drain().map(|(_, w)| w));

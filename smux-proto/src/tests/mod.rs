@@ -1,6 +1,7 @@
 //! Scenario tests of whole sessions on simulated time, and property tests.
 
 mod agreement;
+mod conn;
 mod extensions;
 mod prop;
 mod scenarios;

@@ -1,0 +1,566 @@
+//! A connection: a [`Session`] together with its life cycle around the transport and
+//! the wakers of everyone waiting on it, written once for every adapter.
+//!
+//! An adapter keeps one `Connection` behind a lock. Its I/O side (a task, or threads)
+//! owns an [`Input`] and an [`Output`] and calls [`Connection::drive`], which applies
+//! the transport's results, runs the timers, refills the output and returns a [`Plan`]:
+//! what to read, write, flush or shut down, and when to come back. Application calls
+//! (`poll_read`, `poll_write`, `open`, ...) take the lock, call the matching method and
+//! park a waker when they must wait. Every method collects the wakers it owes in the
+//! connection; the adapter takes them with [`Connection::take_wakers`] and wakes them
+//! after releasing the lock, so no waker runs under it.
+//!
+//! The life cycle, in one place:
+//!
+//! | phase | what happens | leaves when |
+//! |---|---|---|
+//! | running | input is fed while the session wants it; output is refilled below [`TX_LIMIT`]; a write failure keeps reading for [`WRITE_FAIL_GRACE`] first | the session ends |
+//! | finishing | after a clean end (closed here, drained after a go-away, the peer's end-of-file) the output left is written; after any other end, or a hard close, it is dropped; then the transport's write side is shut | written and shut, or [`FINISH_GRACE`] passed |
+//! | draining | after our own clean end only: input is read and dropped until the peer closes too, so that closing a socket with unread input does not reset the peer before it read our last bytes | end-of-file, or the grace passed |
+//! | done | [`Plan::done`]: the adapter drops the transport; `closed` waiters wake | |
+//!
+//! A graceful close ([`Connection::shutdown`], or the last session handle dropped, with
+//! a linger of [`LINGER`]) refuses new opens and writes at once (parked calls fail
+//! now), waits until everything already written has reached the transport, then closes
+//! the session; a hard close ([`Connection::close`]) ends it at once and drops what is
+//! queued.
+
+use std::collections::HashMap;
+use std::io;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError};
+use crate::error::{EndReason, OpenError, ReadError, WriteError};
+use crate::id::Role;
+use crate::link::{Input, Output, Plan, ReadState, WriteState};
+use crate::negotiate::Agreement;
+use crate::session::{Event, Session, Stats, StreamId};
+use crate::wake::Waiters;
+
+/// The output is refilled while it holds less than this.
+pub const TX_LIMIT: usize = 256 * 1024;
+/// How long reading goes on after writing failed, to take in what the peer sent
+/// before it went away.
+pub const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
+/// How long writing out, shutting down and draining may take once the session ended.
+pub const FINISH_GRACE: Duration = Duration::from_secs(2);
+/// How long a dropped session may take to write out what was already written.
+pub const LINGER: Duration = Duration::from_secs(10);
+/// Rounds of I/O an async driver runs per wake-up before it yields to its runtime, so
+/// one busy connection cannot starve a runtime thread.
+pub const ROUNDS_PER_WAKE: usize = 32;
+
+/// A parked call's place among the waiters. The future (or blocking call) that waits
+/// owns it and hands it back with [`Connection::forget`] when it is dropped, so an
+/// abandoned wait leaves no waker behind.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Slot(Option<u64>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Finishing { until: Instant, drain: bool },
+    Draining { until: Instant },
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Accept,
+    Agreement,
+    Closed,
+}
+
+/// A session, its transport life cycle and its waiters; see the module docs.
+#[derive(Debug)]
+pub struct Connection {
+    session: Session,
+    waiters: Waiters,
+    slots: HashMap<(Kind, u64), Waker>,
+    next_slot: u64,
+    woken: Vec<Waker>,
+    driver: Option<Waker>,
+    /// A graceful close started, with its deadline if it has one.
+    closing: Option<Option<Instant>>,
+    /// Closed hard: what is queued is dropped.
+    hard: bool,
+    phase: Phase,
+    /// Events kept for an adapter that routes them further (a readiness poller).
+    log: Option<Vec<Event>>,
+}
+
+impl Connection {
+    /// A connection for `role` at time `now`, with `config` validated.
+    pub fn new(config: Config, role: Role, now: Instant) -> Result<Connection, ConfigError> {
+        Ok(Connection {
+            session: Session::new(config, role, now)?,
+            waiters: Waiters::new(),
+            slots: HashMap::new(),
+            next_slot: 0,
+            woken: Vec::new(),
+            driver: None,
+            closing: None,
+            hard: false,
+            phase: Phase::Running,
+            log: None,
+        })
+    }
+
+    /// The session inside, for what this type does not wrap.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Moves the wakers owed so far into `out`; wake them after releasing the lock.
+    pub fn take_wakers(&mut self, out: &mut Vec<Waker>) {
+        out.append(&mut self.woken);
+    }
+
+    /// Keeps every event from now on for [`Connection::take_events`] (for an adapter
+    /// that routes events to readiness pollers).
+    pub fn keep_events(&mut self) {
+        self.log.get_or_insert_with(Vec::new);
+    }
+
+    /// The events kept since the last call (see [`Connection::keep_events`]).
+    pub fn take_events(&mut self, out: &mut Vec<Event>) {
+        if let Some(log) = self.log.as_mut() {
+            out.append(log);
+        }
+    }
+
+    // ----- the I/O side -------------------------------------------------------------
+
+    /// Applies what the transport did, runs the timers due at `now`, refills `output`
+    /// and says what to do next. `driver` is woken whenever an application call gives
+    /// the I/O side work.
+    pub fn drive(
+        &mut self,
+        now: Instant,
+        input: &mut Input,
+        output: &mut Output,
+        driver: &Waker,
+    ) -> Plan {
+        if !self.driver.as_ref().is_some_and(|w| w.will_wake(driver)) {
+            self.driver = Some(driver.clone());
+        }
+        if self.phase == Phase::Running {
+            self.run(now, input, output);
+        }
+        self.dispatch();
+        if self.phase == Phase::Running && self.session.is_ended() {
+            self.begin_finish(now, input, output);
+        }
+        let plan = self.plan(now, input, output);
+        if plan.done {
+            self.driver = None;
+        }
+        plan
+    }
+
+    /// The I/O side is gone without finishing (its task was dropped with its runtime):
+    /// ends the session and wakes everyone.
+    pub fn abandon(&mut self) {
+        if !self.session.is_ended() {
+            self.session.handle_transport_error(&io::Error::other(
+                "smux driver stopped before the session ended (its runtime shut down)",
+            ));
+        }
+        self.dispatch();
+        self.finish();
+    }
+
+    /// True once the I/O side has finished and dropped the transport.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    fn run(&mut self, now: Instant, input: &mut Input, output: &mut Output) {
+        let s = &mut self.session;
+        if let ReadState::Failed(_) = input.state {
+            let ReadState::Failed(e) = std::mem::replace(&mut input.state, ReadState::Reported)
+            else {
+                unreachable!("matched above")
+            };
+            s.handle_transport_error(&e);
+        }
+        if let WriteState::Failed(err, until) = &mut output.state {
+            let until = *until.get_or_insert(now + WRITE_FAIL_GRACE);
+            if input.is_closed() || now >= until {
+                if let Some(e) = err.take() {
+                    s.handle_transport_error(&e);
+                }
+            }
+        }
+        if !input.buf.is_empty() && s.wants_input() {
+            s.handle_input(now, &mut input.buf);
+        }
+        if matches!(input.state, ReadState::Eof) && s.wants_input() {
+            // Everything decodable was taken; what is left is a partial frame.
+            s.handle_eof(input.buf.len());
+        }
+        if s.poll_timeout().is_some_and(|t| t <= now) {
+            s.handle_timeout(now);
+        }
+        if let Some(linger) = self.closing {
+            let flushed = output.is_empty() && !s.has_transmit() && !output.needs_flush;
+            if flushed || linger.is_some_and(|t| now >= t) {
+                s.close_session();
+            }
+        }
+        if output.is_open() && output.len() < TX_LIMIT {
+            s.poll_transmit(now, &mut output.tx, TX_LIMIT);
+        }
+    }
+
+    /// The session just ended: decides how the transport ends.
+    fn begin_finish(&mut self, now: Instant, input: &mut Input, output: &mut Output) {
+        let reason = self.session.end_reason().cloned();
+        let clean = matches!(
+            reason,
+            Some(EndReason::Local | EndReason::Drained | EndReason::PeerClosed)
+        );
+        if !clean || self.hard || !output.is_open() {
+            output.tx = Default::default();
+            output.needs_flush = false;
+        }
+        let ours = matches!(reason, Some(EndReason::Local | EndReason::Drained));
+        self.phase = Phase::Finishing {
+            until: now + FINISH_GRACE,
+            drain: ours && !input.is_closed(),
+        };
+    }
+
+    fn plan(&mut self, now: Instant, input: &mut Input, output: &mut Output) -> Plan {
+        let mut plan = Plan::default();
+        if let Phase::Finishing { until, drain } = self.phase {
+            let expired = now >= until;
+            if output.is_open() && !expired {
+                plan.write = !output.is_empty();
+                plan.flush = output.is_empty() && output.needs_flush;
+                plan.shutdown = output.is_empty() && !output.needs_flush;
+                plan.timer = Some(until);
+                return plan;
+            }
+            self.phase = if drain && !expired && !input.is_closed() {
+                Phase::Draining { until }
+            } else {
+                Phase::Done
+            };
+        }
+        if let Phase::Draining { until } = self.phase {
+            input.discard();
+            if input.is_closed() || now >= until {
+                self.phase = Phase::Done;
+            } else {
+                plan.read = true;
+                plan.timer = Some(until);
+                return plan;
+            }
+        }
+        if self.phase == Phase::Done {
+            self.finish();
+            plan.done = true;
+            return plan;
+        }
+        let s = &self.session;
+        plan.read = s.wants_input() && !input.is_closed();
+        plan.write = output.is_open() && !output.is_empty();
+        plan.flush = output.is_open() && output.is_empty() && output.needs_flush;
+        let grace = match output.state {
+            WriteState::Failed(Some(_), until) => until,
+            _ => None,
+        };
+        let linger = self.closing.flatten();
+        plan.timer = [s.poll_timeout(), grace, linger]
+            .into_iter()
+            .flatten()
+            .min();
+        plan
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        self.waiters.take_all(&mut self.woken);
+        let keys: Vec<_> = self.slots.keys().copied().collect();
+        for k in keys {
+            self.woken.extend(self.slots.remove(&k));
+        }
+    }
+
+    /// Hands the session's events to the waiters, and the driver its work.
+    fn dispatch(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            self.waiters.dispatch(&ev, &mut self.woken);
+            let kind = match ev {
+                Event::Incoming(_) => Some(Kind::Accept),
+                Event::Agreed(_) => Some(Kind::Agreement),
+                _ => None,
+            };
+            if matches!(ev, Event::Ended(_)) {
+                self.wake_kind(Kind::Accept);
+                self.wake_kind(Kind::Agreement);
+                self.kick();
+            }
+            if let Some(k) = kind {
+                self.wake_kind(k);
+            }
+            if let Some(log) = self.log.as_mut() {
+                log.push(ev);
+            }
+        }
+    }
+
+    fn wake_kind(&mut self, kind: Kind) {
+        let keys: Vec<_> = self.slots.keys().filter(|k| k.0 == kind).copied().collect();
+        for k in keys {
+            self.woken.extend(self.slots.remove(&k));
+        }
+    }
+
+    /// After an application call: events to waiters, and the driver woken if the call
+    /// gave it something to send or made room for input it held back.
+    fn settle(&mut self, was_stalled: bool) {
+        self.dispatch();
+        if self.session.has_transmit() || (was_stalled && self.session.wants_input()) {
+            self.kick();
+        }
+    }
+
+    fn kick(&mut self) {
+        self.woken.extend(self.driver.take());
+    }
+
+    fn park(&mut self, kind: Kind, slot: &mut Slot, w: &Waker) {
+        let key = *slot.0.get_or_insert_with(|| {
+            self.next_slot += 1;
+            self.next_slot
+        });
+        match self.slots.get_mut(&(kind, key)) {
+            Some(old) if old.will_wake(w) => {}
+            Some(old) => old.clone_from(w),
+            None => {
+                self.slots.insert((kind, key), w.clone());
+            }
+        }
+    }
+
+    /// Forgets the waker of a dropped wait.
+    pub fn forget(&mut self, slot: &mut Slot) {
+        if let Some(key) = slot.0.take() {
+            for kind in [Kind::Accept, Kind::Agreement, Kind::Closed] {
+                self.slots.remove(&(kind, key));
+            }
+        }
+    }
+
+    // ----- the session --------------------------------------------------------------
+
+    /// Opens a stream. Fails after a go-away (`ConnectionRefused`), during a graceful
+    /// close (`NotConnected`), once the session ended, or when every stream ID is in use.
+    pub fn open(&mut self) -> io::Result<StreamId> {
+        if self.refuses_work() {
+            return Err(closing_error());
+        }
+        let r = self.session.open();
+        self.settle(false);
+        r.map_err(|e| match e {
+            OpenError::IdsExhausted => io::Error::other(
+                "smux: all 65536 stream IDs are in use; close streams or open another session",
+            ),
+            e => e.into(),
+        })
+    }
+
+    /// The next stream the peer opened. Waits during a go-away too (no stream comes
+    /// any more, and the session ends once drained); fails once the session ended.
+    pub fn poll_accept(&mut self, slot: &mut Slot, w: &Waker) -> Poll<io::Result<StreamId>> {
+        if let Some(id) = self.session.accept() {
+            self.forget(slot);
+            return Poll::Ready(Ok(id));
+        }
+        if let Some(e) = self.session.end_reason().map(EndReason::to_io_error) {
+            self.forget(slot);
+            return Poll::Ready(Err(e));
+        }
+        if self.closing.is_some() {
+            self.forget(slot);
+            return Poll::Ready(Err(closing_error()));
+        }
+        self.park(Kind::Accept, slot, w);
+        Poll::Pending
+    }
+
+    /// Waits until the ends settled the agreement on extensions; true if they use them.
+    /// Makes this end send its offer now if it has not yet.
+    pub fn poll_ready(&mut self, slot: &mut Slot, w: &Waker) -> Poll<io::Result<bool>> {
+        match self.session.agreement() {
+            Agreement::Extended => return Poll::Ready(Ok(true)),
+            Agreement::Base => return Poll::Ready(Ok(false)),
+            Agreement::Pending => {}
+        }
+        if let Some(e) = self.session.end_reason().map(EndReason::to_io_error) {
+            self.forget(slot);
+            return Poll::Ready(Err(e));
+        }
+        self.session.start_agreement();
+        self.settle(false);
+        self.park(Kind::Agreement, slot, w);
+        Poll::Pending
+    }
+
+    /// Waits until the session ended and the I/O side finished; returns why it ended.
+    pub fn poll_closed(&mut self, slot: &mut Slot, w: &Waker) -> Poll<EndReason> {
+        if self.phase == Phase::Done {
+            self.forget(slot);
+            let r = self.session.end_reason().cloned();
+            return Poll::Ready(r.unwrap_or(EndReason::Local));
+        }
+        self.park(Kind::Closed, slot, w);
+        Poll::Pending
+    }
+
+    /// Starts a graceful go-away (see `Session::go_away`).
+    pub fn go_away(&mut self, code: u32) {
+        self.session.go_away(code);
+        self.settle(false);
+    }
+
+    /// Ends the session now: every stream fails, and what is queued is dropped.
+    pub fn close(&mut self) {
+        self.hard = true;
+        self.session.close_session();
+        self.settle(false);
+    }
+
+    /// Starts a graceful close: new opens and writes are refused (parked ones fail now),
+    /// everything already written goes out, then the session closes, at `linger` at the
+    /// latest if given. A later call can only bring the deadline closer.
+    pub fn shutdown(&mut self, linger: Option<Instant>) {
+        if self.session.is_ended() {
+            return;
+        }
+        self.closing = Some(match (self.closing, linger) {
+            (Some(Some(old)), Some(new)) => Some(old.min(new)),
+            (Some(old), None) => old,
+            (_, new) => new,
+        });
+        // Calls parked for room or a stream learn of the close at once.
+        self.waiters.take_writers_and_acceptors(&mut self.woken);
+        self.wake_kind(Kind::Accept);
+        self.kick();
+    }
+
+    /// True while a graceful close refuses new work.
+    pub fn refuses_work(&self) -> bool {
+        self.closing.is_some() && !self.session.is_ended()
+    }
+
+    /// Sends a ping (see `Session::ping`).
+    pub fn ping(&mut self, now: Instant) -> bool {
+        let sent = self.session.ping(now);
+        self.settle(false);
+        sent
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> Stats {
+        self.session.stats()
+    }
+
+    // ----- streams ------------------------------------------------------------------
+
+    /// Reads buffered bytes of stream `id` into `buf`; `Ok(0)` with a non-empty `buf`
+    /// is end-of-file.
+    pub fn poll_read(
+        &mut self,
+        id: StreamId,
+        buf: &mut [u8],
+        w: &Waker,
+    ) -> Poll<io::Result<usize>> {
+        let stalled = !self.session.wants_input();
+        let r = self.session.read(id, buf);
+        let r = match r {
+            Err(ReadError::Blocked) => {
+                self.waiters.wait_read(id, w);
+                Poll::Pending
+            }
+            Err(ReadError::Closed | ReadError::UnknownStream) => Poll::Ready(Err(released())),
+            r => Poll::Ready(r.map_err(io::Error::from)),
+        };
+        self.settle(stalled);
+        r
+    }
+
+    /// Accepts bytes for stream `id`: returns how many, or waits for room.
+    pub fn poll_write(&mut self, id: StreamId, data: &[u8], w: &Waker) -> Poll<io::Result<usize>> {
+        if self.refuses_work() {
+            return Poll::Ready(Err(closing_error()));
+        }
+        let r = match self.session.write(id, data) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(WriteError::Blocked) => {
+                self.waiters.wait_write(id, w);
+                // The refusal may have handed out a send-queue turn (an event the
+                // dispatch below delivers, perhaps to this very writer).
+                Poll::Pending
+            }
+            Err(WriteError::UnknownStream) => Poll::Ready(Err(released())),
+            Err(e) => Poll::Ready(Err(e.into())),
+        };
+        self.settle(false);
+        r
+    }
+
+    /// Shuts stream `id`'s write side (half-close); waits while the agreement on
+    /// extensions is pending, fails with `Unsupported` on a base stream. A second call,
+    /// or one on a released stream, does nothing.
+    pub fn poll_shutdown(&mut self, id: StreamId, w: &Waker) -> Poll<io::Result<()>> {
+        let r = match self.session.shutdown(id) {
+            Ok(()) | Err(WriteError::Closed | WriteError::UnknownStream) => Poll::Ready(Ok(())),
+            Err(WriteError::SessionEnded(_)) => Poll::Ready(Ok(())),
+            Err(WriteError::Blocked) => {
+                self.waiters.wait_write(id, w);
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e.into())),
+        };
+        self.settle(false);
+        r
+    }
+
+    /// Releases stream `id` (its handle was dropped): our FIN follows what was written;
+    /// calls parked on it wake and fail. Doing it twice does nothing.
+    pub fn release(&mut self, id: StreamId) {
+        let _ = self.session.close(id);
+        self.wake_stream(id);
+        self.settle(false);
+    }
+
+    /// Aborts stream `id` both ways with `code` and releases it (on a base stream, a
+    /// release). Does nothing if it was released already.
+    pub fn reset(&mut self, id: StreamId, code: u32) {
+        let _ = self.session.reset(id, code);
+        self.wake_stream(id);
+        self.settle(false);
+    }
+
+    fn wake_stream(&mut self, id: StreamId) {
+        self.waiters.dispatch(&Event::Closed(id), &mut self.woken);
+        self.waiters.forget(id);
+    }
+}
+
+/// The error opens and writes get during a graceful close.
+fn closing_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "smux session is closing")
+}
+
+/// The error calls on a stream this end released get.
+fn released() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "smux stream was closed or reset on this end",
+    )
+}

@@ -1,0 +1,370 @@
+//! The connection life cycle on simulated time: two `Connection`s joined by an
+//! in-memory transport whose each direction can stall, fail or close.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use crate::{Config, Connection, EndReason, Input, Output, Plan, Role, Slot, StreamId, MAX_SLICES};
+
+/// Counts how often it was woken.
+#[derive(Default)]
+struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counter() -> (Arc<Count>, Waker) {
+    let c = Arc::new(Count::default());
+    (c.clone(), Waker::from(c))
+}
+
+/// One direction of the transport: bytes written and not read yet, its capacity, and
+/// whether the writer shut it or writing into it fails.
+#[derive(Default)]
+struct Pipe {
+    bytes: Vec<u8>,
+    cap: usize,
+    shut: bool,
+    broken: bool,
+}
+
+struct End {
+    conn: Connection,
+    input: Input,
+    output: Output,
+    plan: Plan,
+    /// The I/O side does not read the transport (a peer whose reader is stuck).
+    deaf: bool,
+    done: bool,
+}
+
+struct Sim {
+    now: Instant,
+    ends: [End; 2],
+    /// pipes[i]: from end i to end 1 - i.
+    pipes: [Pipe; 2],
+    driver: Waker,
+}
+
+impl Sim {
+    fn new(config: Config) -> Sim {
+        let now = Instant::now();
+        let end = |role| End {
+            conn: Connection::new(config.clone(), role, now).unwrap(),
+            input: Input::new(),
+            output: Output::new(true),
+            plan: Plan::default(),
+            deaf: false,
+            done: false,
+        };
+        let pipe = || Pipe {
+            cap: 256 * 1024,
+            ..Pipe::default()
+        };
+        Sim {
+            now,
+            ends: [end(Role::Dialer), end(Role::Acceptor)],
+            pipes: [pipe(), pipe()],
+            driver: counter().1,
+        }
+    }
+
+    /// One round of both I/O sides: drive, then carry out the plan once.
+    fn step(&mut self) {
+        for i in 0..2 {
+            let e = &mut self.ends[i];
+            if e.done {
+                continue;
+            }
+            e.plan = e
+                .conn
+                .drive(self.now, &mut e.input, &mut e.output, &self.driver);
+            let mut woken = Vec::new();
+            e.conn.take_wakers(&mut woken);
+            woken.into_iter().for_each(Waker::wake);
+            if e.plan.done {
+                e.done = true;
+                continue;
+            }
+            if e.plan.read && !e.deaf {
+                let from = &mut self.pipes[1 - i];
+                if !from.bytes.is_empty() {
+                    let buf = e.input.read_buf();
+                    buf.extend_from_slice(&from.bytes);
+                    let n = from.bytes.len();
+                    from.bytes.clear();
+                    e.input.read_done(Ok(n));
+                } else if from.shut {
+                    e.input.read_done(Ok(0));
+                }
+            }
+            let to = &mut self.pipes[i];
+            if e.plan.write {
+                if to.broken {
+                    e.output.written(Err(io::ErrorKind::BrokenPipe.into()));
+                } else {
+                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                    let n = e.output.slices(&mut slices);
+                    let mut k = 0;
+                    for s in &slices[..n] {
+                        let room = to.cap.saturating_sub(to.bytes.len());
+                        let take = s.len().min(room);
+                        to.bytes.extend_from_slice(&s[..take]);
+                        k += take;
+                        if take < s.len() {
+                            break;
+                        }
+                    }
+                    if k > 0 {
+                        e.output.written(Ok(k));
+                    }
+                }
+            }
+            if e.plan.flush {
+                e.output.flushed(Ok(()));
+            }
+            if e.plan.shutdown {
+                to.shut = true;
+                e.output.shut(Ok(()));
+            }
+        }
+    }
+
+    /// Steps until nothing changes, advancing time to the next timer when idle, for
+    /// at most `limit` of simulated time.
+    fn run_for(&mut self, limit: Duration) {
+        let end = self.now + limit;
+        let mut idle = 0;
+        while self.now < end && !(self.ends[0].done && self.ends[1].done) {
+            let before = (
+                self.pipes[0].bytes.len(),
+                self.pipes[1].bytes.len(),
+                self.stats(),
+            );
+            self.step();
+            let after = (
+                self.pipes[0].bytes.len(),
+                self.pipes[1].bytes.len(),
+                self.stats(),
+            );
+            if before == after {
+                idle += 1;
+            } else {
+                idle = 0;
+            }
+            if idle > 3 {
+                let next = self
+                    .ends
+                    .iter()
+                    .filter(|e| !e.done)
+                    .filter_map(|e| e.plan.timer)
+                    .min()
+                    .unwrap_or(end)
+                    .min(end);
+                self.now = next.max(self.now + Duration::from_millis(1));
+                idle = 0;
+            }
+        }
+    }
+
+    fn stats(&self) -> (u64, u64, bool, bool) {
+        let a = self.ends[0].conn.stats();
+        let b = self.ends[1].conn.stats();
+        (
+            a.bytes_sent + a.bytes_received,
+            b.bytes_sent + b.bytes_received,
+            self.ends[0].conn.is_done(),
+            self.ends[1].conn.is_done(),
+        )
+    }
+
+    fn conn(&mut self, i: usize) -> &mut Connection {
+        &mut self.ends[i].conn
+    }
+
+    fn end_reason(&self, i: usize) -> Option<EndReason> {
+        self.ends[i].conn.session().end_reason().cloned()
+    }
+}
+
+fn ready<T>(p: Poll<T>) -> T {
+    match p {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("pending"),
+    }
+}
+
+/// Opens a stream on end 0 and writes `data` into it (within the window).
+fn stream_with(sim: &mut Sim, data: &[u8]) -> StreamId {
+    let w = counter().1;
+    let id = sim.conn(0).open().unwrap();
+    let n = ready(sim.conn(0).poll_write(id, data, &w)).unwrap();
+    assert_eq!(n, data.len());
+    id
+}
+
+/// Reads everything end 1 received on its first accepted stream.
+fn read_accepted(sim: &mut Sim) -> (Vec<u8>, bool) {
+    let w = counter().1;
+    let id = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match sim.conn(1).poll_read(id, &mut buf, &w) {
+            Poll::Ready(Ok(0)) => return (out, true),
+            Poll::Ready(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Poll::Ready(Err(_)) | Poll::Pending => return (out, false),
+        }
+    }
+}
+
+#[test]
+fn a_graceful_close_writes_everything_out_then_drains_until_the_peer_closes() {
+    let mut sim = Sim::new(Config::default());
+    let data = vec![7u8; 400_000];
+    let id = stream_with(&mut sim, &data);
+    sim.conn(0).release(id);
+    sim.conn(0).shutdown(None);
+    let w = counter().1;
+    assert!(sim.conn(0).open().is_err(), "no new work while closing");
+    assert!(sim.conn(0).poll_write(id, b"x", &w).is_ready());
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.end_reason(0), Some(EndReason::Local));
+    // The peer saw our end-of-file after the data; what it buffered outlives its
+    // session. Our end drained until the peer closed too.
+    assert_eq!(sim.end_reason(1), Some(EndReason::PeerClosed));
+    assert!(sim.ends[0].conn.is_done() && sim.ends[1].conn.is_done());
+    assert_eq!(read_accepted(&mut sim), (data, true));
+}
+
+#[test]
+fn a_graceful_close_ends_at_its_linger_when_the_peer_reads_nothing() {
+    let mut sim = Sim::new(Config::default());
+    sim.ends[1].deaf = true;
+    sim.pipes[0].cap = 64 * 1024;
+    let start = sim.now;
+    let id = stream_with(&mut sim, &vec![1u8; 500_000]);
+    sim.conn(0).shutdown(Some(start + Duration::from_secs(10)));
+    let (closed, w) = counter();
+    let mut slot = Slot::default();
+    assert!(sim.conn(0).poll_closed(&mut slot, &w).is_pending());
+    while !sim.ends[0].conn.is_done() && sim.now < start + Duration::from_secs(30) {
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert_eq!(sim.end_reason(0), Some(EndReason::Local));
+    let ended_at = sim.now;
+    assert!(ended_at >= start + Duration::from_secs(10));
+    assert!(
+        ended_at <= start + Duration::from_secs(13),
+        "linger + finish grace"
+    );
+    assert!(sim.ends[0].conn.is_done());
+    assert!(closed.0.load(Ordering::SeqCst) > 0, "closed() woken");
+    assert!(ready(sim.conn(0).poll_closed(&mut slot, &w)) == EndReason::Local);
+    let _ = id;
+}
+
+#[test]
+fn a_hard_close_drops_what_is_queued() {
+    let mut sim = Sim::new(Config::default());
+    sim.pipes[0].cap = 1000;
+    let id = stream_with(&mut sim, &vec![1u8; 400_000]);
+    sim.step();
+    sim.conn(0).close();
+    sim.pipes[0].cap = usize::MAX;
+    sim.run_for(Duration::from_secs(5));
+    let (got, _) = read_accepted(&mut sim);
+    assert!(
+        got.len() < 10_000,
+        "{} bytes went out after a hard close",
+        got.len()
+    );
+    assert!(sim.ends[0].conn.is_done());
+    let _ = id;
+}
+
+#[test]
+fn after_a_write_failure_reading_goes_on_for_the_grace_then_the_session_ends() {
+    let mut sim = Sim::new(Config::default());
+    let start = sim.now;
+    sim.pipes[0].broken = true;
+    let id = stream_with(&mut sim, b"lost");
+    // The peer still sends: that arrives during the grace.
+    let peer_id = sim.conn(1).open().unwrap();
+    let w = counter().1;
+    assert_eq!(
+        ready(sim.conn(1).poll_write(peer_id, b"late", &w)).unwrap(),
+        4
+    );
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(sim.end_reason(0), None, "reading goes on for the grace");
+    let got = ready(sim.conn(0).poll_accept(&mut Slot::default(), &w)).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(ready(sim.conn(0).poll_read(got, &mut buf, &w)).unwrap(), 4);
+    sim.run_for(Duration::from_secs(5));
+    match sim.end_reason(0) {
+        Some(EndReason::Transport(kind, _)) => assert_eq!(kind, io::ErrorKind::BrokenPipe),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.now >= start + Duration::from_secs(2));
+    let _ = id;
+}
+
+#[test]
+fn parked_calls_learn_of_a_graceful_close_at_once_and_dropped_waits_leave_nothing() {
+    let config = Config {
+        window: 1000,
+        cfm_threshold: 500,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(config);
+    let id = sim.conn(0).open().unwrap();
+    let (writer, w) = counter();
+    // Fill the window (the assumed one: our own 1000 bytes).
+    let _ = sim.conn(0).poll_write(id, &[0u8; 1000], &w);
+    assert!(sim.conn(0).poll_write(id, b"more", &w).is_pending());
+    let (acceptor, wa) = counter();
+    let mut slot = Slot::default();
+    assert!(sim.conn(0).poll_accept(&mut slot, &wa).is_pending());
+    // A dropped accept forgets its waker.
+    let mut dropped = Slot::default();
+    assert!(sim
+        .conn(0)
+        .poll_accept(&mut dropped, &counter().1)
+        .is_pending());
+    sim.conn(0).forget(&mut dropped);
+    sim.conn(0).shutdown(None);
+    let mut woken = Vec::new();
+    sim.conn(0).take_wakers(&mut woken);
+    woken.into_iter().for_each(Waker::wake);
+    assert_eq!(writer.0.load(Ordering::SeqCst), 1);
+    assert_eq!(acceptor.0.load(Ordering::SeqCst), 1);
+    let e = ready(sim.conn(0).poll_write(id, b"more", &w)).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+    assert!(ready(sim.conn(0).poll_accept(&mut slot, &wa)).is_err());
+}
+
+#[test]
+fn accept_waits_through_a_go_away_and_fails_once_drained() {
+    let mut sim = Sim::new(Config::default());
+    let id = stream_with(&mut sim, b"x");
+    sim.run_for(Duration::from_millis(10));
+    let w = counter().1;
+    let got = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    sim.conn(1).go_away(0);
+    let mut slot = Slot::default();
+    assert!(sim.conn(1).poll_accept(&mut slot, &w).is_pending());
+    sim.run_for(Duration::from_millis(10));
+    assert!(sim.conn(1).poll_accept(&mut slot, &w).is_pending());
+    sim.conn(0).release(id);
+    sim.conn(1).release(got);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.end_reason(1), Some(EndReason::Drained));
+    assert!(ready(sim.conn(1).poll_accept(&mut slot, &w)).is_err());
+}
