@@ -4,7 +4,7 @@
 //!   protocol byte by byte (and break it on purpose);
 //! * [`mem`]: a counting global allocator, so a test binary can check that its live
 //!   heap stays within a bound derived from the session's configuration;
-//! * [`reference`]: the reference implementation (yddeng/smux, in Go) built and run
+//! * [`reference`](mod@reference): the reference implementation (yddeng/smux, in Go) built and run
 //!   as a peer, the three adapters behind one blocking shape, and a frame-reading relay;
 //! * [`Rng`], [`pattern`] and [`Checksum`]: seeded test data that can be regenerated
 //!   at any offset and checked without keeping a copy;
