@@ -19,10 +19,11 @@
 //! with `SMUX_REQUIRE_REFERENCE=1` (CI sets it) it fails the test instead.
 //!
 //! [`Peer`] runs one of those programs as a child process that is killed when dropped
-//! (and that exits by itself once the test process is gone); [`adapter`] gives the
-//! three adapters one blocking shape, so each scenario is written once; [`relay`] sits
-//! between the two ends, reads every frame, and can hold FINs back to make both ends
-//! close at once.
+//! (`scenarios` also exits by itself once the test process is gone); [`adapter`] gives
+//! the three adapters one blocking shape, so each scenario is written once and
+//! [`per_adapter!`](crate::per_adapter) makes a test of it per adapter; [`echo`] is our
+//! end of the simple scenarios; [`relay`] sits between the two ends, reads every frame,
+//! and can hold some back (FINs until both ends sent theirs, our CFMs until our FIN).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
