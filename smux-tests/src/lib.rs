@@ -4,6 +4,8 @@
 //!   protocol byte by byte (and break it on purpose);
 //! * [`mem`]: a counting global allocator, so a test binary can check that its live
 //!   heap stays within a bound derived from the session's configuration;
+//! * [`reference`](mod@reference): the reference implementation (yddeng/smux, in Go) built and run
+//!   as a peer, the three adapters behind one blocking shape, and a frame-reading relay;
 //! * [`Rng`], [`pattern`] and [`Checksum`]: seeded test data that can be regenerated
 //!   at any offset and checked without keeping a copy;
 //! * [`run`], [`within`], [`serial`]: a small Tokio runtime per test, hang guards, and
@@ -14,6 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub mod mem;
+pub mod reference;
 pub mod wire;
 
 /// Runs the tests of one binary one at a time, so that the process-wide allocation
