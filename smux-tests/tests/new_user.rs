@@ -156,3 +156,94 @@ fn blocking_client_against_a_blocking_echo_server() {
         assert!(ok, "a stream failed (see its panic above)");
     }
 }
+
+/// The same program against an echo server on the reference implementation, which
+/// has no half-close: the shutdown fails loudly (`Unsupported`) and sends nothing, so
+/// no read ever reports a clean end-of-file that hides lost data; the stream is intact
+/// and the whole echo can still be read.
+#[test]
+fn every_client_fails_loudly_against_a_reference_echo_server() {
+    use smux_tests::reference::{binaries, Peer};
+    let Some(bins) = binaries() else { return };
+    let (_server, addr) = Peer::refpeer_server("refpeer server", bins, "server");
+    let check_refused = |i: usize, e: std::io::Error| {
+        assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "stream {i}: {e}");
+    };
+    // Tokio.
+    run(within(120, "tokio against the reference", async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let session = smux_tokio::connect(addr, smux_tokio::Config::default())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..STREAMS {
+            let session = session.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = session.open().await.expect("open");
+                s.write_all(&data(i)).await.expect("write");
+                check_refused(i, s.shutdown().await.expect_err("no half-close"));
+                let mut got = vec![0u8; SIZE];
+                s.read_exact(&mut got).await.expect("the whole echo");
+                check(i, &got);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("stream task");
+        }
+        assert!(!session.ready().await.unwrap(), "a base peer");
+    }));
+    // smol.
+    smol::block_on(async {
+        use smol::io::{AsyncReadExt, AsyncWriteExt};
+        let (session, driver) = smux_smol::connect(addr, smux_smol::Config::default())
+            .await
+            .unwrap();
+        smol::spawn(driver).detach();
+        let mut tasks = Vec::new();
+        for i in 0..STREAMS {
+            let session = session.clone();
+            tasks.push(smol::spawn(async move {
+                let mut s = session.open().await.expect("open");
+                s.write_all(&data(i)).await.expect("write");
+                check_refused(i, s.close().await.expect_err("no half-close"));
+                let mut got = vec![0u8; SIZE];
+                s.read_exact(&mut got).await.expect("the whole echo");
+                check(i, &got);
+            }));
+        }
+        let all = async {
+            for t in tasks {
+                t.await;
+            }
+        };
+        let limit = async {
+            smol::Timer::after(Duration::from_secs(120)).await;
+            panic!("smol against the reference did not finish within 120 s");
+        };
+        smol::future::or(all, limit).await;
+    });
+    // Blocking.
+    let session = Arc::new(smux_blocking::connect(addr, smux_blocking::Config::default()).unwrap());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for i in 0..STREAMS {
+        let session = session.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let result = std::panic::catch_unwind(|| {
+                let mut s = session.open().expect("open");
+                s.write_all(&data(i)).expect("write");
+                check_refused(i, s.shutdown(Shutdown::Write).expect_err("no half-close"));
+                let mut got = vec![0u8; SIZE];
+                s.read_exact(&mut got).expect("the whole echo");
+                check(i, &got);
+            });
+            let _ = done.send(result.is_ok());
+        });
+    }
+    for _ in 0..STREAMS {
+        let ok = done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("blocking against the reference did not finish within 120 s");
+        assert!(ok, "a stream failed (see its panic above)");
+    }
+}

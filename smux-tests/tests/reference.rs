@@ -143,9 +143,6 @@ fn echo_64_streams_reference_client(adapter: Adapter) {
 
 smux_tests::per_adapter!(
     write_deadlines_slow_reader,
-    #[ignore = "needs issue 10 item 5: a freed ID is reused at once, so the reference's \
-                late PSH frames land in the new stream (wrong data, or WindowExceeded ends \
-                the session) and its late Close sends FIN on it (PeerClosed)"]
     late_frames_never_reach_a_new_stream,
     simultaneous_close,
     reference_closes_connection_mid_transfer,

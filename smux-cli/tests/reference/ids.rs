@@ -16,9 +16,6 @@ use smux_tokio::Config;
 use crate::SECS;
 
 smux_tests::per_adapter!(
-    #[ignore = "needs issue 10 item 5: our dialer reuses a freed ID at once, and the \
-                reference's old stream (its echo goroutine's late Close) then sends FIN \
-                on the new stream: 'unexpected end of file' within a few thousand streams"]
     id_reuse_our_dialer,
     id_reuse_reference_dialer,
     id_exhaustion_reference_dialer,
