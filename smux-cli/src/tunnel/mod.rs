@@ -27,9 +27,17 @@ use smux_tokio::{Config, Session};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OnceCell};
 use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::args::Args;
+use shutdown::Shutdown;
+
+mod shutdown;
+mod splice;
+
+/// Go-away code a server sends on its sessions when it is stopping.
+const GOAWAY_SHUTDOWN: u32 = 0x5443_0003;
 
 const USAGE: &str = "\
 usage: smux tunnel server --listen ADDR --to TARGET [options]
@@ -45,6 +53,9 @@ options:
   --keepalive-timeout D     end the session after this long without input (default 100s)
   --connect-timeout D       bound on each TCP connect (default 10s)
   --max-backoff D           client: longest wait between reconnects (default 30s)
+  --grace D                 on SIGINT/SIGTERM: stop accepting, let connections in
+                            flight finish for this long, then reset those left and
+                            exit (default 10s; a second signal exits at once, 130)
   --no-extensions           speak the base smux protocol only (no half-close, no
                             growing windows); both ends fall back to it if either
                             end has this
@@ -62,6 +73,7 @@ struct Options {
     config: Config,
     connect_timeout: Duration,
     max_backoff: Duration,
+    grace: Duration,
     log: String,
 }
 
@@ -87,6 +99,7 @@ fn parse(mut args: Args, server_side: bool) -> Result<Option<Options>, String> {
         config: Config::default(),
         connect_timeout: Duration::from_secs(10),
         max_backoff: Duration::from_secs(30),
+        grace: Duration::from_secs(10),
         log: "info".into(),
     };
     let mut listen = None;
@@ -108,6 +121,7 @@ fn parse(mut args: Args, server_side: bool) -> Result<Option<Options>, String> {
             "--keepalive-timeout" => o.config.keepalive_timeout = args.duration(&arg)?,
             "--connect-timeout" => o.connect_timeout = args.duration(&arg)?,
             "--max-backoff" => o.max_backoff = args.duration(&arg)?,
+            "--grace" => o.grace = args.duration(&arg)?,
             "--no-extensions" => o.config.extensions = false,
             "--log" => o.log = args.value(&arg)?,
             _ => return Err(format!("unexpected argument '{arg}'\n\n{USAGE}")),
@@ -157,30 +171,25 @@ pub fn main(mut args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
-        let work = async {
-            if server_side {
-                server(opts).await
-            } else {
-                client(opts).await
+    let code = rt.block_on(async {
+        // Before binding: a signal right after "listening on" must find it in place.
+        let signals = match shutdown::Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for signals: {e}");
+                return ExitCode::FAILURE;
             }
         };
-        tokio::select! {
-            r = work => r,
-            _ = tokio::signal::ctrl_c() => {
-                info!("interrupted, exiting");
-                Ok(())
-            }
+        let sh = Shutdown::default();
+        let grace = opts.grace;
+        if server_side {
+            shutdown::run(server(opts, sh.clone()), &sh, signals, grace).await
+        } else {
+            shutdown::run(client(opts, sh.clone()), &sh, signals, grace).await
         }
     });
     rt.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    code
 }
 
 /// Logs to stderr through `tracing`, at `level` unless `RUST_LOG` says otherwise.
@@ -195,52 +204,6 @@ pub fn init_logging(level: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
-}
-
-/// Error code of the stream reset that carries an aborted TCP connection (a reset, a
-/// failed read or write) through the tunnel.
-const RESET_ABORTED: u32 = 0x5443_0001;
-/// Error code of the stream reset by the server when it cannot reach the target.
-const RESET_UNREACHABLE: u32 = 0x5443_0002;
-
-/// Copies both ways between a TCP connection and a stream until both are done.
-///
-/// End-of-file on either side shuts the other side's write direction down (Tokio's
-/// `copy_bidirectional`); on an extended stream that is a half-close, so the other
-/// direction goes on. If either side fails, both are aborted: the stream is reset
-/// and the TCP connection closed with a reset, so neither end mistakes the abort for
-/// a complete transfer.
-async fn splice(mut tcp: TcpStream, mut stream: smux_tokio::Stream, what: &str) {
-    let id = stream.id();
-    let started = Instant::now();
-    match tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut stream, 64 << 10, 64 << 10).await
-    {
-        Ok((up, down)) => debug!(
-            stream = %id,
-            sent = up,
-            received = down,
-            secs = started.elapsed().as_secs_f64(),
-            extended = stream.is_extended(),
-            "{what} done"
-        ),
-        Err(e) => {
-            debug!(
-                stream = %id,
-                error = %e,
-                code = ?smux_tokio::reset_code(&e),
-                "{what} ended with an error, aborting both sides"
-            );
-            stream.reset(RESET_ABORTED);
-            abort(tcp);
-        }
-    }
-}
-
-/// Closes a TCP connection with a reset (RST) instead of a FIN.
-fn abort(tcp: TcpStream) {
-    if let Err(e) = tcp.set_zero_linger() {
-        debug!(error = %e, "could not set SO_LINGER to reset the connection");
-    }
 }
 
 /// Lets the extension negotiation settle before the session's first stream.
@@ -277,7 +240,7 @@ async fn settle(session: &Session, limit: Duration) {
     );
 }
 
-async fn server(o: Options) -> io::Result<()> {
+async fn server(o: Options, sh: Shutdown) -> io::Result<()> {
     let target = o.to.clone().unwrap_or_default();
     let listener = smux_tokio::Listener::bind(&o.listen, o.config.clone()).await?;
     info!("listening on {} (target {target})", listener.local_addr()?);
@@ -292,45 +255,92 @@ async fn server(o: Options) -> io::Result<()> {
             }
         };
         info!(%peer, "session started");
-        let target = target.clone();
-        let connect_timeout = o.connect_timeout;
-        tokio::spawn(async move {
-            let mut streams = 0u64;
-            while let Ok(stream) = session.accept().await {
-                streams += 1;
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let id = stream.id();
-                    let tcp = match timeout(connect_timeout, TcpStream::connect(&target)).await {
-                        Ok(Ok(tcp)) => tcp,
-                        Ok(Err(e)) => {
-                            warn!(stream = %id, %target, error = %e, "cannot connect to target");
-                            stream.reset(RESET_UNREACHABLE);
-                            return;
-                        }
-                        Err(_) => {
-                            warn!(stream = %id, %target, "connecting to target timed out");
-                            stream.reset(RESET_UNREACHABLE);
-                            return;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    debug!(stream = %id, %target, "stream connected to target");
-                    splice(tcp, stream, "stream").await;
-                });
-            }
-            let reason = session.closed().await;
-            info!(%peer, streams, reason = %reason, "session ended");
-        });
+        sh.sessions.spawn(serve_session(
+            session,
+            peer,
+            target.clone(),
+            o.connect_timeout,
+            sh.clone(),
+        ));
     }
 }
 
-async fn client(o: Options) -> io::Result<()> {
+/// Accepts the streams of one session and connects each to the target. On the first
+/// signal, sends go-away: open streams go on, new ones are refused.
+async fn serve_session(
+    session: Session,
+    peer: std::net::SocketAddr,
+    target: String,
+    connect_timeout: Duration,
+    sh: Shutdown,
+) {
+    let mut streams = 0u64;
+    let mut going_away = false;
+    loop {
+        tokio::select! {
+            accepted = session.accept() => {
+                let Ok(stream) = accepted else { break };
+                streams += 1;
+                let (session, target, cut) = (session.clone(), target.clone(), sh.cut.clone());
+                sh.conns.spawn(async move {
+                    serve_stream(&session, stream, &target, connect_timeout, &cut).await;
+                });
+            }
+            () = sh.stop.cancelled(), if !going_away => {
+                going_away = true;
+                session.go_away(GOAWAY_SHUTDOWN);
+            }
+            () = sh.finish.cancelled() => {
+                shutdown::flush(&session).await;
+                break;
+            }
+        }
+    }
+    let reason = session.closed().await;
+    info!(%peer, streams, reason = %reason, "session ended");
+}
+
+/// Connects one accepted stream to the target and copies between them.
+async fn serve_stream(
+    session: &Session,
+    stream: smux_tokio::Stream,
+    target: &str,
+    connect_timeout: Duration,
+    cut: &CancellationToken,
+) {
+    let id = stream.id();
+    let connect = timeout(connect_timeout, TcpStream::connect(target));
+    let tcp = tokio::select! {
+        r = connect => r,
+        () = cut.cancelled() => {
+            splice::cut_short(session, stream, splice::RESET_SHUTDOWN);
+            return;
+        }
+    };
+    let tcp = match tcp {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            warn!(stream = %id, %target, error = %e, "cannot connect to target");
+            stream.reset(splice::RESET_UNREACHABLE);
+            return;
+        }
+        Err(_) => {
+            warn!(stream = %id, %target, "connecting to target timed out");
+            stream.reset(splice::RESET_UNREACHABLE);
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    debug!(stream = %id, %target, "stream connected to target");
+    splice::splice(session, tcp, stream, "stream", cut).await;
+}
+
+async fn client(o: Options, sh: Shutdown) -> io::Result<()> {
     let server = o.server.clone().unwrap_or_default();
     let listener = TcpListener::bind(&o.listen).await?;
     info!("listening on {} (server {server})", listener.local_addr()?);
     let (tx, rx) = watch::channel(None::<Arc<Conn>>);
-    tokio::spawn(keep_connected(o.clone(), tx));
+    sh.sessions.spawn(keep_connected(o.clone(), tx, sh.clone()));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -343,14 +353,19 @@ async fn client(o: Options) -> io::Result<()> {
         let _ = tcp.set_nodelay(true);
         let mut rx = rx.clone();
         let wait = o.connect_timeout;
-        tokio::spawn(async move {
-            let Some(stream) = open_stream(&mut rx, wait).await else {
+        let cut = sh.cut.clone();
+        sh.conns.spawn(async move {
+            let opened = tokio::select! {
+                opened = open_stream(&mut rx, wait) => opened,
+                () = cut.cancelled() => None,
+            };
+            let Some((session, stream)) = opened else {
                 warn!(%peer, "no connection to the server, resetting the local connection");
-                abort(tcp);
+                splice::abort(tcp);
                 return;
             };
             debug!(%peer, stream = %stream.id(), "local connection opened a stream");
-            splice(tcp, stream, "connection").await;
+            splice::splice(&session, tcp, stream, "connection", &cut).await;
         });
     }
 }
@@ -363,11 +378,11 @@ struct Conn {
 }
 
 /// Opens a stream on the current session, waiting up to `wait` for one to exist (the
-/// client may be reconnecting).
+/// client may be reconnecting); returns it with its session.
 async fn open_stream(
     rx: &mut watch::Receiver<Option<Arc<Conn>>>,
     wait: Duration,
-) -> Option<smux_tokio::Stream> {
+) -> Option<(Session, smux_tokio::Stream)> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let conn = rx.borrow_and_update().clone();
@@ -380,7 +395,7 @@ async fn open_stream(
                 conn.session.open().await
             };
             match tokio::time::timeout_at(deadline, open).await {
-                Ok(Ok(stream)) => return Some(stream),
+                Ok(Ok(stream)) => return Some((conn.session.clone(), stream)),
                 Ok(Err(e)) => debug!(error = %e, "open failed, waiting for a new session"),
                 Err(_) => return None,
             }
@@ -392,18 +407,22 @@ async fn open_stream(
     }
 }
 
-/// Keeps one session to the server, reconnecting with exponential backoff.
-async fn keep_connected(o: Options, tx: watch::Sender<Option<Arc<Conn>>>) {
+/// Keeps one session to the server, reconnecting with exponential backoff, until the
+/// first signal; then keeps the current session until its streams are done.
+async fn keep_connected(o: Options, tx: watch::Sender<Option<Arc<Conn>>>, sh: Shutdown) {
     let server = o.server.clone().unwrap_or_default();
     const FIRST: Duration = Duration::from_millis(100);
     let mut backoff = FIRST;
-    loop {
-        match timeout(
+    while !sh.stop.is_cancelled() {
+        let connect = timeout(
             o.connect_timeout,
             smux_tokio::connect(&server, o.config.clone()),
-        )
-        .await
-        {
+        );
+        let connected = tokio::select! {
+            r = connect => r,
+            () = sh.stop.cancelled() => break,
+        };
+        match connected {
             Ok(Ok(session)) => {
                 info!(%server, "connected");
                 let since = Instant::now();
@@ -411,8 +430,19 @@ async fn keep_connected(o: Options, tx: watch::Sender<Option<Arc<Conn>>>) {
                     session: session.clone(),
                     settled: OnceCell::new(),
                 })));
-                let reason = session.closed().await;
+                let reason = tokio::select! {
+                    reason = session.closed() => reason,
+                    () = sh.finish.cancelled() => {
+                        tx.send_replace(None);
+                        shutdown::flush(&session).await;
+                        return;
+                    }
+                };
                 tx.send_replace(None);
+                if sh.stop.is_cancelled() {
+                    info!(%server, reason = %reason, "session ended");
+                    break;
+                }
                 warn!(%server, reason = %reason, "connection lost");
                 // A connection that lived a while earns a quick reconnect.
                 if since.elapsed() > Duration::from_secs(10) {
@@ -422,7 +452,10 @@ async fn keep_connected(o: Options, tx: watch::Sender<Option<Arc<Conn>>>) {
             Ok(Err(e)) => warn!(%server, error = %e, "cannot connect; retrying in {backoff:?}"),
             Err(_) => warn!(%server, "connect timed out; retrying in {backoff:?}"),
         }
-        sleep(backoff).await;
+        tokio::select! {
+            () = sleep(backoff) => {}
+            () = sh.stop.cancelled() => break,
+        }
         backoff = (backoff * 2).min(o.max_backoff);
     }
 }
