@@ -3,50 +3,38 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::args::Args;
+use crate::args::{duration, peer_addr};
 
-const USAGE: &str = "\
-usage: smux probe ADDR [--timeout D]
+/// Arguments of `smux probe`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Connects to ADDR, sends a smux verify challenge and judges the answer. Prints the
+verdict; exit status 0 if ADDR speaks smux, 1 if not, 2 if it could not tell (cannot
+connect, bad arguments).
 
-Connects to ADDR, sends a smux verify challenge and judges the answer.
-Prints the verdict; exits 0 if ADDR speaks smux, 1 if not, 2 on an error
-(cannot connect, bad arguments).
-
-options:
-  --timeout D   bound on connecting and on the answer (default 3s)
-  -h, --help    this text
-";
+Example: smux probe 127.0.0.1:7000")]
+pub struct Args {
+    /// Address to probe (HOST:PORT)
+    #[arg(value_name = "ADDR", value_parser = peer_addr)]
+    addr: String,
+    /// Bound on connecting and on the answer
+    #[arg(long, value_name = "D", default_value = "3s", value_parser = duration)]
+    timeout: Duration,
+}
 
 /// Entry point of `smux probe`.
-pub fn main(mut args: Args) -> ExitCode {
-    let mut addr = None;
-    let mut limit = Duration::from_secs(3);
-    loop {
-        match args.next_flag() {
-            Ok(None) => break,
-            Ok(Some(a)) if a == "-h" || a == "--help" => {
-                print!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            Ok(Some(a)) if a == "--timeout" => match args.duration(&a) {
-                Ok(d) => limit = d,
-                Err(e) => return usage_error(&e),
-            },
-            Ok(Some(a)) if !a.starts_with('-') && addr.is_none() => addr = Some(a),
-            Ok(Some(a)) => return usage_error(&format!("unexpected argument '{a}'")),
-            Err(e) => return usage_error(&e),
-        }
-    }
-    let Some(addr) = addr else {
-        return usage_error("ADDR is required");
-    };
+pub fn main(args: Args) -> ExitCode {
+    let Args {
+        addr,
+        timeout: limit,
+    } = args;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("smux probe: runtime: {e}");
+            eprintln!("error: cannot start the runtime: {e}");
             return ExitCode::from(2);
         }
     };
@@ -60,13 +48,8 @@ pub fn main(mut args: Args) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("smux probe: {addr}: {e}");
+            eprintln!("error: {addr}: {e}");
             ExitCode::from(2)
         }
     }
-}
-
-fn usage_error(e: &str) -> ExitCode {
-    eprint!("smux probe: {e}\n\n{USAGE}");
-    ExitCode::from(2)
 }

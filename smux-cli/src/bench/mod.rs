@@ -47,7 +47,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::args::Args;
+use crate::args::duration;
 use relay::Shape;
 use scenarios::{Metrics, Outcome, Params, Scenario};
 use systems::System;
@@ -55,34 +55,85 @@ use systems::System;
 /// Worker threads of the benchmark's Tokio runtime.
 pub const WORKERS: usize = 2;
 
-const USAGE: &str = "\
-usage: smux bench [options]
+const BENCH_HELP: &str = "\
+Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol):
+  bulk-N   N streams each writing 64 KiB chunks as fast as they can: MB/s
+  rr-N     N streams each sending 64 bytes and waiting for the echo: latency, req/s
+  churn    4 loops opening a stream, echoing 1 KiB, closing it: streams/s
+  idle     10,000 open idle streams: heap bytes per stream at each end
+  hol      8 streams next to one whose reader never reads: throughput kept
+  lfn      one stream over a delayed, paced loopback relay (a long fat link); runs
+           only when named: it takes seconds per run
 
-Runs loopback TCP benchmarks of raw TCP, smux-rs and other Rust multiplexers.
+Systems (default: all but tokio-yamux+peek and smux-rs-base; for lfn: tcp, smux-rs,
+smux-rs-base, yamux, tokio-yamux+peek, async-smux):
+  tcp               one TCP connection per stream: the physical limit
+  smux-rs           smux-rs on Tokio (smux-tokio), extensions on
+  smux-rs-base      smux-rs on Tokio with extensions off (the base protocol)
+  smux-blocking     smux-rs on std threads (smux-blocking; up to 64 streams)
+  yamux, tokio-yamux, tokio-yamux+peek, async-smux   other Rust multiplexers
 
-options:
-  --scenarios LIST   comma-separated: bulk-N, rr-N, churn, idle, hol, lfn
-                     (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol;
-                     lfn, one stream over a delayed and paced loopback relay, runs
-                     only when named: it takes seconds per run)
-  --systems LIST     comma-separated: tcp, smux-rs, smux-rs-base (extensions off),
-                     smux-blocking, yamux, tokio-yamux, tokio-yamux+peek, async-smux
-                     (default: all but tokio-yamux+peek and smux-rs-base; for lfn:
-                     tcp, smux-rs, smux-rs-base, yamux, tokio-yamux+peek,
-                     async-smux)
-  --duration D       measurement window per run, e.g. 750ms or 2s (default 500ms)
-  --warmup D         time before each window opens (default 150ms)
-  --reps N           repetitions; each figure is the median (default 3)
-  --idle-streams N   streams of the idle scenario (default 10000)
-  --timeout D        bound on each waiting phase; past it a system is 'hung' (default 2s)
-  --max-heap MB      stop a run when the process heap passes this (default 1024)
-  --lfn-delay D      lfn: one-way delay of the link (default 50ms, --quick 5ms)
-  --lfn-rate MBIT    lfn: bandwidth of each direction in Mbit/s (default 1000)
-  --json FILE        also write the results as JSON to FILE
-  --quick            a few seconds in all: short windows, 1 repetition, 1000 idle
-                     streams, 500ms timeout, 512 MB heap bound, 5ms lfn delay
-  -h, --help         this text
-";
+Examples:
+  smux bench --quick
+  smux bench --scenarios bulk-1,rr-1 --systems tcp,smux-rs --reps 5 --duration 2s
+  smux bench --scenarios lfn --lfn-delay 50ms --lfn-rate 400
+  smux bench --json run.json";
+
+/// Arguments of `smux bench`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = BENCH_HELP)]
+pub struct Args {
+    /// Scenarios to run, comma-separated (see below)
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_scenario)]
+    scenarios: Vec<Scenario>,
+    /// Systems to run, comma-separated (see below)
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_system)]
+    systems: Vec<System>,
+    /// Measurement window per run [default: 500ms; --quick 60ms]
+    #[arg(long, value_name = "D", value_parser = duration)]
+    duration: Option<Duration>,
+    /// Time before each window opens [default: 150ms; --quick 30ms]
+    #[arg(long, value_name = "D", value_parser = duration)]
+    warmup: Option<Duration>,
+    /// Repetitions; each figure is the median, with the min-max [default: 3; --quick 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    reps: Option<u16>,
+    /// Streams of the idle scenario [default: 10000; --quick 1000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    idle_streams: Option<u32>,
+    /// Bound on each waiting phase; past it a system is 'hung' [default: 2s; --quick 500ms]
+    #[arg(long, value_name = "D", value_parser = duration)]
+    timeout: Option<Duration>,
+    /// Stop a run when the process heap passes this many MB [default: 1024; --quick 512]
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(16..=1 << 20))]
+    max_heap: Option<u32>,
+    /// lfn: one-way delay of the link [default: 50ms; --quick 5ms]
+    #[arg(long, value_name = "D", value_parser = duration)]
+    lfn_delay: Option<Duration>,
+    /// lfn: bandwidth of each direction in Mbit/s [default: 1000]
+    #[arg(long, value_name = "MBIT", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    lfn_rate: Option<u32>,
+    /// Also write the results as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// A few seconds in all: short windows, 1 repetition, 1000 idle streams, 500ms
+    /// timeout, 512 MB heap bound, 5ms lfn delay
+    #[arg(long)]
+    quick: bool,
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    Scenario::parse(s.trim()).ok_or_else(|| {
+        format!("unknown scenario '{s}' (known: bulk-N, rr-N, churn, idle, hol, lfn)")
+    })
+}
+
+fn parse_system(s: &str) -> Result<System, String> {
+    System::parse(s.trim()).ok_or_else(|| {
+        let known: Vec<&str> = System::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown system '{s}' (known: {})", known.join(", "))
+    })
+}
 
 /// lfn's default link rate, Mbit/s: the 1 Gbit/s of the core's simulated long-fat-link
 /// test. Measured on the 2-core development machine, a run at this rate costs the
@@ -127,101 +178,58 @@ impl Options {
     }
 }
 
-fn parse(mut args: Args) -> Result<Option<Options>, String> {
-    let mut scenarios = Scenario::ALL.to_vec();
-    let mut systems = None;
-    let mut lfn_delay = None;
-    let mut lfn_rate = None;
-    let mut reps = None;
-    let mut duration = None;
-    let mut warmup = None;
-    let mut idle_streams = None;
-    let mut phase_timeout = None;
-    let mut json = None;
-    let mut max_heap = None;
-    let mut quick = false;
-    while let Some(arg) = args.next_flag()? {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(None);
-            }
-            "--scenarios" => {
-                scenarios = list(&args.value(&arg)?, Scenario::parse, "scenario")?;
-            }
-            "--systems" => {
-                systems = Some(list(&args.value(&arg)?, System::parse, "system")?);
-            }
-            "--duration" => duration = Some(args.duration(&arg)?),
-            "--warmup" => warmup = Some(args.duration(&arg)?),
-            "--timeout" => phase_timeout = Some(args.duration(&arg)?),
-            "--reps" => reps = Some(args.number(&arg, 1, 1000)?),
-            "--idle-streams" => idle_streams = Some(args.number(&arg, 1, 60_000)?),
-            "--max-heap" => max_heap = Some(args.number(&arg, 16, 1 << 20)?),
-            "--json" => json = Some(PathBuf::from(args.value(&arg)?)),
-            "--lfn-delay" => lfn_delay = Some(args.duration(&arg)?),
-            "--lfn-rate" => lfn_rate = Some(args.number(&arg, 1, 100_000)?),
-            "--quick" => quick = true,
-            _ => return Err(format!("unknown option {arg}\n\n{USAGE}")),
+/// Dedups a list, keeping the first of each.
+fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for &x in v {
+        if !out.contains(&x) {
+            out.push(x);
         }
     }
-    let (d, w, r, i, t, h, ld) = if quick {
-        (60, 30, 1, 1000, 500, 512, 5)
-    } else {
-        (500, 150, 3, 10_000, 2000, 1024, 50)
-    };
-    let ms = Duration::from_millis;
-    Ok(Some(Options {
-        scenarios,
-        systems,
-        reps: reps.unwrap_or(r),
-        params: Params {
-            duration: duration.unwrap_or(ms(d)),
-            warmup: warmup.unwrap_or(ms(w)),
-            phase_timeout: phase_timeout.unwrap_or(ms(t)),
-            idle_streams: idle_streams.unwrap_or(i),
-            max_heap: max_heap.unwrap_or(h) << 20,
-            link: Shape {
-                delay: lfn_delay.unwrap_or(ms(ld)),
-                rate_bits: lfn_rate.unwrap_or(LFN_RATE_MBIT) as u64 * 1_000_000,
-            },
-        },
-        json,
-    }))
+    out
 }
 
-fn list<T: PartialEq>(
-    s: &str,
-    parse: impl Fn(&str) -> Option<T>,
-    what: &str,
-) -> Result<Vec<T>, String> {
-    let mut out = Vec::new();
-    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let v = parse(name).ok_or_else(|| format!("unknown {what} '{name}'"))?;
-        if !out.contains(&v) {
-            out.push(v);
+impl Args {
+    fn options(self) -> Options {
+        let (d, w, r, i, t, h, ld) = if self.quick {
+            (60, 30, 1, 1000, 500, 512, 5)
+        } else {
+            (500, 150, 3, 10_000, 2000, 1024, 50)
+        };
+        let ms = Duration::from_millis;
+        let scenarios = if self.scenarios.is_empty() {
+            Scenario::ALL.to_vec()
+        } else {
+            dedup(&self.scenarios)
+        };
+        let systems = (!self.systems.is_empty()).then(|| dedup(&self.systems));
+        Options {
+            scenarios,
+            systems,
+            reps: self.reps.map_or(r, usize::from),
+            params: Params {
+                duration: self.duration.unwrap_or(ms(d)),
+                warmup: self.warmup.unwrap_or(ms(w)),
+                phase_timeout: self.timeout.unwrap_or(ms(t)),
+                idle_streams: self.idle_streams.map_or(i, |n| n as usize),
+                max_heap: (self.max_heap.map_or(h, |n| n as usize)) << 20,
+                link: Shape {
+                    delay: self.lfn_delay.unwrap_or(ms(ld)),
+                    rate_bits: self.lfn_rate.map_or(LFN_RATE_MBIT as u64, u64::from) * 1_000_000,
+                },
+            },
+            json: self.json,
         }
     }
-    if out.is_empty() {
-        return Err(format!("no {what} given"));
-    }
-    Ok(out)
 }
 
 /// Entry point of `smux bench`.
 pub fn main(args: Args) -> ExitCode {
-    let opts = match parse(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("smux bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = args.options();
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("smux bench: {e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -716,58 +724,62 @@ fn json(opts: &Options, cells: &[Cell]) -> String {
     out
 }
 
-/// A progress bar on stderr (one line per step when stderr is not a terminal).
+/// Progress on stderr: an indicatif bar when stderr is a terminal, one plain line per
+/// run otherwise (logs, CI).
 struct Progress {
     total: usize,
     done: usize,
     start: Instant,
-    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
     fn new(total: usize) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            // A fixed template: the fallback only matters if the template were wrong.
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} {elapsed:>4} (eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style.progress_chars("=> "));
+            bar
+        });
         Progress {
             total,
             done: 0,
             start: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
+            bar,
         }
     }
 
+    /// Announces the next run.
     fn step(&mut self, what: &str) {
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            const WIDTH: usize = 30;
-            let filled = WIDTH * self.done / self.total.max(1);
-            let _ = write!(
-                err,
-                "\r\x1b[2K[{}{}] {}/{} {:.0}s  {what}",
-                "#".repeat(filled),
-                ".".repeat(WIDTH - filled),
-                self.done,
-                self.total,
-                self.start.elapsed().as_secs_f64()
-            );
-        } else {
-            let _ = writeln!(
-                err,
-                "[{}/{} {:.1}s] {what}",
-                self.done + 1,
-                self.total,
-                self.start.elapsed().as_secs_f64()
-            );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.done as u64);
+                bar.set_message(what.to_string());
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(
+                    err,
+                    "[{}/{} {:.1}s] {what}",
+                    self.done + 1,
+                    self.total,
+                    self.start.elapsed().as_secs_f64()
+                );
+                let _ = err.flush();
+            }
         }
-        let _ = err.flush();
         self.done += 1;
     }
 
     fn finish(&self) {
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K");
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
-        let _ = writeln!(
-            err,
+        eprintln!(
             "smux bench: {} runs in {:.1}s",
             self.total,
             self.start.elapsed().as_secs_f64()
