@@ -12,6 +12,23 @@ use std::time::Duration;
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its log lines (stderr) after the "listening on" one.
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Waits (up to `limit`) for a log line containing `pattern`; returns it.
+    pub fn wait_line(&self, pattern: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(pattern) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -33,6 +50,7 @@ pub fn start(args: &[&str]) -> Proc {
         .expect("spawn smux");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let (line_tx, lines) = mpsc::channel();
     thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
@@ -42,8 +60,10 @@ pub fn start(args: &[&str]) -> Proc {
                 let addr = rest.split_whitespace().next().unwrap_or_default();
                 if let (Some(tx), Ok(a)) = (tx.take(), addr.parse::<SocketAddr>()) {
                     let _ = tx.send(a);
+                    continue;
                 }
             }
+            let _ = line_tx.send(line);
         }
     });
     let addr = match rx.recv_timeout(Duration::from_secs(30)) {
@@ -53,5 +73,5 @@ pub fn start(args: &[&str]) -> Proc {
             panic!("smux {args:?} did not report its address");
         }
     };
-    Proc { child, addr }
+    Proc { child, addr, lines }
 }
