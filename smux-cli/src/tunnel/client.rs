@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smux_tokio::Session;
+use smux_tokio::{EndReason, Session};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OnceCell};
 use tokio::time::{sleep, timeout};
@@ -94,7 +94,9 @@ async fn open_stream(
 }
 
 /// Keeps one session to the server, reconnecting with exponential backoff, until the
-/// first signal; then keeps the current session until its streams are done.
+/// first signal; then keeps the current session until its streams are done. Prints
+/// one line per session event: connected, lost (with the reason) and reconnecting,
+/// going away, drained.
 async fn keep_connected(
     server: String,
     o: Options,
@@ -114,39 +116,81 @@ async fn keep_connected(
         };
         match connected {
             Ok(Ok(session)) => {
-                info!(%server, "connected");
+                info!("connected to {server}");
                 let since = Instant::now();
                 tx.send_replace(Some(Arc::new(Conn {
                     session: session.clone(),
                     settled: OnceCell::new(),
                 })));
                 let reason = tokio::select! {
-                    reason = session.closed() => reason,
+                    reason = session.closed() => Some(reason),
+                    () = going_away(&session) => None,
                     () = sh.finish.cancelled() => {
                         tx.send_replace(None);
                         shutdown::flush(&session).await;
                         return;
                     }
                 };
+                // New connections wait for the next session from now on.
                 tx.send_replace(None);
+                let Some(reason) = reason else {
+                    // The server is stopping or restarting: the connections on this
+                    // session finish on it, and a new one takes the new connections.
+                    if sh.stop.is_cancelled() {
+                        drain(session, server.clone(), sh.clone()).await;
+                        break;
+                    }
+                    info!(
+                        "server {server} is going away: its connections finish on the \
+                         current session, new ones go to a new session"
+                    );
+                    sh.sessions
+                        .spawn(drain(session, server.clone(), sh.clone()));
+                    backoff = FIRST;
+                    continue;
+                };
                 if sh.stop.is_cancelled() {
-                    info!(%server, reason = %reason, "session ended");
+                    info!("session to {server} ended: {reason}");
                     break;
                 }
-                warn!(%server, reason = %reason, "connection lost");
                 // A connection that lived a while earns a quick reconnect.
                 if since.elapsed() > Duration::from_secs(10) {
                     backoff = FIRST;
                 }
+                if reason == EndReason::Drained {
+                    info!("session to {server} drained; reconnecting in {backoff:?}");
+                } else {
+                    warn!("connection to {server} lost: {reason}; reconnecting in {backoff:?}");
+                }
             }
-            Ok(Err(e)) => warn!(%server, error = %e, "cannot connect; retrying in {backoff:?}"),
-            Err(_) => warn!(%server, "connect timed out; retrying in {backoff:?}"),
+            Ok(Err(e)) => warn!("cannot connect to {server}: {e}; retrying in {backoff:?}"),
+            Err(_) => warn!("connecting to {server} timed out; retrying in {backoff:?}"),
         }
         tokio::select! {
             () = sleep(backoff) => {}
             () = sh.stop.cancelled() => break,
         }
         backoff = (backoff * 2).min(o.max_backoff);
+    }
+}
+
+/// Resolves once the server has sent go-away on `session` (there is no event for it,
+/// so this looks a few times a second).
+async fn going_away(session: &Session) {
+    while !session.is_going_away() {
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Keeps a session that is going away until its streams are done (it then ends
+/// drained), or until the process exits.
+async fn drain(session: Session, server: String, sh: Shutdown) {
+    tokio::select! {
+        reason = session.closed() => match reason {
+            EndReason::Drained => info!("previous session to {server} drained"),
+            reason => info!("previous session to {server} ended: {reason}"),
+        },
+        () = sh.finish.cancelled() => shutdown::flush(&session).await,
     }
 }
 

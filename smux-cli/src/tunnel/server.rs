@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use smux_tokio::Session;
+use smux_tokio::{EndReason, Session};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ pub async fn run(
                 continue;
             }
         };
-        info!(%peer, "session started");
+        info!("session from {peer} started");
         sh.sessions.spawn(serve_session(
             session,
             peer,
@@ -79,8 +79,13 @@ async fn serve_session(
             }
         }
     }
-    let reason = session.closed().await;
-    info!(%peer, streams, reason = %reason, "session ended");
+    match session.closed().await {
+        EndReason::Drained => info!("session from {peer} drained ({streams} streams)"),
+        reason @ EndReason::Protocol(_) => {
+            warn!("session from {peer} ended: {reason} ({streams} streams)")
+        }
+        reason => info!("session from {peer} ended: {reason} ({streams} streams)"),
+    }
 }
 
 /// Connects one accepted stream to the target and copies between them.

@@ -38,11 +38,22 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `smux args...` and waits (bounded) for its "listening on ADDR" log line.
+/// Starts `smux args...` with `RUST_LOG=info` and waits (bounded) for its "listening
+/// on ADDR" log line.
 pub fn start(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smux"))
+    start_with(args, Some("info"))
+}
+
+/// Like [`start`], with `RUST_LOG` set to `rust_log`, or unset for `None` (the
+/// tool's default level).
+pub fn start_with(args: &[&str], rust_log: Option<&str>) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smux"));
+    match rust_log {
+        Some(v) => cmd.env("RUST_LOG", v),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let mut child = cmd
         .args(args)
-        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
