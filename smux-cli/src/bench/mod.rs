@@ -37,19 +37,23 @@
 //!   repetitions that finished, shown only if at least half did.
 
 mod blocking;
+mod cell;
+mod exec;
 mod relay;
+mod report;
 pub mod scenarios;
+mod svg;
 pub mod systems;
 
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::args::duration;
+use cell::Cell;
 use relay::Shape;
-use scenarios::{Metrics, Outcome, Params, Scenario};
+use scenarios::{Outcome, Params, Scenario};
 use systems::System;
 
 /// Worker threads of the benchmark's Tokio runtime.
@@ -66,18 +70,19 @@ Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol):
            only when named: it takes seconds per run
 
 Systems (default: all but tokio-yamux+peek and smux-rs-base; for lfn: tcp, smux-rs,
-smux-rs-base, yamux, tokio-yamux+peek, async-smux):
+smux-rs-base, smux-smol, yamux, tokio-yamux+peek, async-smux):
   tcp               one TCP connection per stream: the physical limit
   smux-rs           smux-rs on Tokio (smux-tokio), extensions on
   smux-rs-base      smux-rs on Tokio with extensions off (the base protocol)
+  smux-smol         smux-rs on smol (smux-smol; its drivers on a smol executor)
   smux-blocking     smux-rs on std threads (smux-blocking; up to 64 streams)
   yamux, tokio-yamux, tokio-yamux+peek, async-smux   other Rust multiplexers
 
 Examples:
   smux bench --quick
-  smux bench --scenarios bulk-1,rr-1 --systems tcp,smux-rs --reps 5 --duration 2s
+  smux bench --scenarios bulk-1,rr-1 --systems tcp,smux-rs,smux-smol --reps 5 --duration 2s
   smux bench --scenarios lfn --lfn-delay 50ms --lfn-rate 400
-  smux bench --json run.json";
+  smux bench --json run.json --svg run.svg";
 
 /// Arguments of `smux bench`.
 #[derive(clap::Args, Debug)]
@@ -116,6 +121,10 @@ pub struct Args {
     /// Also write the results as JSON to FILE
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also draw the results as an SVG chart in FILE: per scenario, each system's
+    /// figure as a ratio to raw TCP (higher is better), hung and failed runs marked
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
     /// A few seconds in all: short windows, 1 repetition, 1000 idle streams, 500ms
     /// timeout, 512 MB heap bound, 5ms lfn delay
     #[arg(long)]
@@ -153,6 +162,7 @@ pub struct Options {
     reps: usize,
     params: Params,
     json: Option<PathBuf>,
+    svg: Option<PathBuf>,
 }
 
 impl Options {
@@ -219,6 +229,7 @@ impl Args {
                 },
             },
             json: self.json,
+            svg: self.svg,
         }
     }
 }
@@ -232,107 +243,6 @@ pub fn main(args: Args) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// All repetitions of one scenario on one system, and their summary.
-struct Cell {
-    scenario: Scenario,
-    system: System,
-    outcomes: Vec<Outcome>,
-    peak_heap: u64,
-    /// Times the kernel entered TCP memory pressure during this cell's runs.
-    tcp_pressure: u64,
-}
-
-impl Cell {
-    fn done(&self) -> Vec<&Metrics> {
-        self.outcomes
-            .iter()
-            .filter_map(|o| match o {
-                Outcome::Done(m) => Some(m),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Median of each figure over the repetitions that finished (none unless at
-    /// least half of them did).
-    fn median(&self) -> Option<Metrics> {
-        let done = self.done();
-        if done.is_empty() || done.len() * 2 < self.outcomes.len() {
-            return None;
-        }
-        let med = |f: fn(&Metrics) -> Option<f64>| {
-            let mut v: Vec<f64> = done.iter().filter_map(|m| f(m)).collect();
-            if v.is_empty() {
-                return None;
-            }
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            Some(if n % 2 == 1 {
-                v[n / 2]
-            } else {
-                (v[n / 2 - 1] + v[n / 2]) / 2.0
-            })
-        };
-        Some(Metrics {
-            mbps: med(|m| m.mbps),
-            slowest_mbps: med(|m| m.slowest_mbps),
-            fastest_mbps: med(|m| m.fastest_mbps),
-            p50_us: med(|m| m.p50_us),
-            p99_us: med(|m| m.p99_us),
-            rps: med(|m| m.rps),
-            streams_per_s: med(|m| m.streams_per_s),
-            client_bytes: med(|m| m.client_bytes),
-            server_bytes: med(|m| m.server_bytes),
-            hol_fraction: med(|m| m.hol_fraction),
-            whole_mbps: med(|m| m.whole_mbps),
-            link_fraction: med(|m| m.link_fraction),
-            verified_bytes: med(|m| m.verified_bytes),
-        })
-    }
-
-    /// Smallest and largest of a figure over the repetitions that finished, when
-    /// more than one did.
-    fn range(&self, f: fn(&Metrics) -> Option<f64>) -> Option<(f64, f64)> {
-        let v: Vec<f64> = self.done().into_iter().filter_map(f).collect();
-        if v.len() < 2 {
-            return None;
-        }
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some((lo, hi))
-    }
-
-    /// What to print when no repetition finished.
-    fn failure(&self) -> String {
-        self.outcomes
-            .iter()
-            .find_map(|o| match o {
-                Outcome::Hung(w) => Some(format!("hung ({w})")),
-                Outcome::Failed(e) => Some(format!("failed: {e}")),
-                Outcome::NotApplicable => Some("n/a".to_string()),
-                Outcome::Done(_) => None,
-            })
-            .unwrap_or_default()
-    }
-
-    fn not_done(&self) -> usize {
-        self.outcomes.len() - self.done().len()
-    }
-}
-
-/// The figure ratios are taken on.
-fn primary(scenario: Scenario, m: &Metrics) -> Option<f64> {
-    match scenario {
-        Scenario::Bulk(_) => m.mbps,
-        Scenario::Rr(1) => m.p50_us,
-        Scenario::Rr(_) => m.rps,
-        Scenario::Churn => m.streams_per_s,
-        Scenario::Idle => Some(m.client_bytes? + m.server_bytes?),
-        Scenario::Hol => m.hol_fraction,
-        Scenario::Lfn => m.mbps,
     }
 }
 
@@ -388,14 +298,21 @@ fn run(opts: &Options) -> Result<(), String> {
                 } else if scenario == Scenario::Idle {
                     scenarios::idle(system, p)
                 } else {
-                    rt.block_on(async {
+                    let bounded = async {
                         match tokio::time::timeout(run_limit, scenarios::run(scenario, system, p))
                             .await
                         {
                             Ok(o) => o,
                             Err(_) => Outcome::Hung("run".into()),
                         }
-                    })
+                    };
+                    if system == System::SmuxSmol {
+                        // On smol's terms (see `exec`); Tokio only keeps the time.
+                        let _tokio = rt.enter();
+                        smol::block_on(bounded)
+                    } else {
+                        rt.block_on(bounded)
+                    }
                 };
                 let growth = (crate::alloc::peak() - heap_before).max(0) as u64;
                 cell.tcp_pressure += tcp_memory_pressures().saturating_sub(pressure_before);
@@ -418,310 +335,26 @@ fn run(opts: &Options) -> Result<(), String> {
         }
     }
     progress.finish();
-    let table = render(opts, &cells);
+    let table = report::render(opts, &cells);
     print!("{table}");
     std::io::stdout().flush().ok();
     if let Some(path) = &opts.json {
-        std::fs::write(path, json(opts, &cells))
+        std::fs::write(path, report::json(opts, &cells))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &opts.svg {
+        let subtitle = format!(
+            "loopback TCP, {WORKERS} Tokio workers, {} KiB writes; window {:?} after {:?} \
+             warm-up; median of {} rep(s), whiskers from min to max",
+            scenarios::WRITE_SIZE / 1024,
+            opts.params.duration,
+            opts.params.warmup,
+            opts.reps
+        );
+        std::fs::write(path, svg::chart(&cells, subtitle).render())
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     Ok(())
-}
-
-fn fmt_num(v: f64) -> String {
-    if v >= 100_000.0 {
-        format!("{:.0}k", v / 1000.0)
-    } else if v >= 10_000.0 {
-        format!("{:.1}k", v / 1000.0)
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn describe(scenario: Scenario, m: &Metrics, range: Option<(f64, f64)>) -> String {
-    let f = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "?".into());
-    match scenario {
-        Scenario::Bulk(1) => format!("{} MB/s", f(m.mbps)),
-        Scenario::Bulk(_) => format!(
-            "{} MB/s, per stream {}..{}",
-            f(m.mbps),
-            f(m.slowest_mbps),
-            f(m.fastest_mbps)
-        ),
-        Scenario::Rr(_) => format!(
-            "p50 {} us, p99 {} us, {} req/s",
-            f(m.p50_us),
-            f(m.p99_us),
-            f(m.rps)
-        ),
-        Scenario::Churn => format!("{} streams/s", f(m.streams_per_s)),
-        Scenario::Idle => format!(
-            "{} B + {} B per stream",
-            f(m.client_bytes),
-            f(m.server_bytes)
-        ),
-        Scenario::Hol => format!("{} ({} MB/s)", f(m.hol_fraction), f(m.mbps)),
-        Scenario::Lfn => {
-            let range = range
-                .map(|(lo, hi)| format!(" ({}-{})", fmt_num(lo), fmt_num(hi)))
-                .unwrap_or_default();
-            format!(
-                "{} MB/s{range} = {:.0}% of link, whole run {} MB/s",
-                f(m.mbps),
-                m.link_fraction.unwrap_or(f64::NAN) * 100.0,
-                f(m.whole_mbps)
-            )
-        }
-    }
-}
-
-fn render(opts: &Options, cells: &[Cell]) -> String {
-    let p = &opts.params;
-    let mut rows: Vec<[String; 5]> = Vec::new();
-    rows.push([
-        "scenario".into(),
-        "system".into(),
-        "result (median)".into(),
-        "vs tcp".into(),
-        "vs smux-rs".into(),
-    ]);
-    let reference = |scenario: Scenario, system: System| {
-        cells
-            .iter()
-            .find(|c| c.scenario == scenario && c.system == system)
-            .and_then(Cell::median)
-            .and_then(|m| primary(scenario, &m))
-    };
-    for c in cells {
-        let (text, ratios) = match c.median() {
-            Some(m) => {
-                let mut text = describe(c.scenario, &m, c.range(|m| m.mbps));
-                if c.not_done() > 0 {
-                    let _ = write!(
-                        text,
-                        " [{} of {} reps: {}]",
-                        c.not_done(),
-                        c.outcomes.len(),
-                        c.failure()
-                    );
-                }
-                if c.tcp_pressure > 0 {
-                    text.push_str(" [kernel TCP memory pressure]");
-                }
-                let v = primary(c.scenario, &m);
-                let ratio = |r: Option<f64>| match (v, r) {
-                    (Some(v), Some(r)) if r > 0.0 => format!("{:.2}", v / r),
-                    _ => "-".into(),
-                };
-                (
-                    text,
-                    [
-                        ratio(reference(c.scenario, System::Tcp)),
-                        ratio(reference(c.scenario, System::SmuxRs)),
-                    ],
-                )
-            }
-            None if !c.done().is_empty() => (
-                format!(
-                    "{} [{} of {} reps finished]",
-                    c.failure(),
-                    c.done().len(),
-                    c.outcomes.len()
-                ),
-                ["-".into(), "-".into()],
-            ),
-            None => (c.failure(), ["-".into(), "-".into()]),
-        };
-        let [a, b] = ratios;
-        rows.push([c.scenario.name(), c.system.name().into(), text, a, b]);
-    }
-    let mut widths = [0usize; 5];
-    for r in &rows {
-        for (w, s) in widths.iter_mut().zip(r) {
-            *w = (*w).max(s.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "smux bench: loopback TCP, {WORKERS} Tokio workers, {} KiB writes, TCP_NODELAY; \
-         window {:?} after {:?} warm-up; median of {} rep(s)",
-        scenarios::WRITE_SIZE / 1024,
-        p.duration,
-        p.warmup,
-        opts.reps
-    );
-    let mut last = String::new();
-    for (i, r) in rows.iter().enumerate() {
-        if i > 1 && r[0] != last {
-            out.push('\n');
-        }
-        last = r[0].clone();
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4]
-        );
-    }
-    out.push_str(
-        "\nratios: this system's figure over the reference's: MB/s (bulk, lfn), p50 (rr-1, \
-         lower is better), req/s (rr-N), streams/s (churn), client+server bytes (idle, lower is \
-         better), fraction (hol)\n",
-    );
-    let _ = writeln!(
-        out,
-        "churn: {} concurrent loops; idle: {} streams, heap bytes per stream on the opening + \
-         accepting end; hol: {} streams next to one never read, throughput over the same run \
-         without it",
-        scenarios::CHURN_LOOPS,
-        p.idle_streams,
-        scenarios::HOL_STREAMS
-    );
-    if opts.scenarios.contains(&Scenario::Lfn) {
-        let (w, d) = p.lfn_times();
-        let _ = writeln!(
-            out,
-            "lfn: one stream through a loopback relay adding {:?} each way (RTT {:?}) at {} \
-             Mbit/s ({} MB/s) each way, holding at most {:.1} MB per direction (the \
-             round-trip bandwidth-delay product); {w:?} warm-up, {d:?} window; MB/s in the \
-             window (min-max over reps), its fraction of the link rate, and the whole run \
-             from the first write; every byte checked at the reader",
-            p.link.delay,
-            p.link.rtt(),
-            p.link.rate_bits / 1_000_000,
-            fmt_num(p.link.bytes_per_sec() / 1e6),
-            p.link.capacity() as f64 / 1e6
-        );
-    }
-    out.push_str("peak heap growth during a run (both ends), worst run per system:");
-    for s in opts.all_systems() {
-        let (peak, worst) = cells
-            .iter()
-            .filter(|c| c.system == s)
-            .map(|c| (c.peak_heap, c.scenario.name()))
-            .max()
-            .unwrap_or_default();
-        let _ = write!(out, " {} {:.1} MB ({worst});", s.name(), peak as f64 / 1e6);
-    }
-    out.pop();
-    out.push('\n');
-    if let Some(rss) = peak_rss() {
-        let _ = writeln!(out, "peak RSS of the whole run: {:.0} MB", rss as f64 / 1e6);
-    }
-    out
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_metrics(m: &Metrics) -> String {
-    let fields = [
-        ("mb_per_s", m.mbps),
-        ("slowest_stream_mb_per_s", m.slowest_mbps),
-        ("fastest_stream_mb_per_s", m.fastest_mbps),
-        ("p50_us", m.p50_us),
-        ("p99_us", m.p99_us),
-        ("req_per_s", m.rps),
-        ("streams_per_s", m.streams_per_s),
-        ("client_heap_bytes_per_stream", m.client_bytes),
-        ("server_heap_bytes_per_stream", m.server_bytes),
-        ("hol_fraction", m.hol_fraction),
-        ("whole_run_mb_per_s", m.whole_mbps),
-        ("link_fraction", m.link_fraction),
-        ("verified_bytes", m.verified_bytes),
-    ];
-    let body: Vec<String> = fields
-        .iter()
-        .filter_map(|(k, v)| v.filter(|v| v.is_finite()).map(|v| format!("\"{k}\": {v}")))
-        .collect();
-    format!("{{{}}}", body.join(", "))
-}
-
-fn json_outcome(o: &Outcome) -> String {
-    match o {
-        Outcome::Done(m) => format!("{{\"status\": \"ok\", \"metrics\": {}}}", json_metrics(m)),
-        Outcome::Hung(w) => format!("{{\"status\": \"hung\", \"detail\": {}}}", json_str(w)),
-        Outcome::Failed(e) => format!("{{\"status\": \"failed\", \"detail\": {}}}", json_str(e)),
-        Outcome::NotApplicable => "{\"status\": \"n/a\"}".into(),
-    }
-}
-
-fn json(opts: &Options, cells: &[Cell]) -> String {
-    let p = &opts.params;
-    let mut out = String::new();
-    let _ = writeln!(out, "{{");
-    let _ = writeln!(
-        out,
-        "  \"settings\": {{\"workers\": {WORKERS}, \"write_size\": {}, \"duration_s\": {}, \
-         \"warmup_s\": {}, \"reps\": {}, \"idle_streams\": {}, \"churn_loops\": {}, \
-         \"hol_streams\": {}, \"lfn_delay_s\": {}, \"lfn_rate_bits_per_s\": {}, \
-         \"lfn_warmup_s\": {}, \"lfn_window_s\": {}}},",
-        scenarios::WRITE_SIZE,
-        p.duration.as_secs_f64(),
-        p.warmup.as_secs_f64(),
-        opts.reps,
-        p.idle_streams,
-        scenarios::CHURN_LOOPS,
-        scenarios::HOL_STREAMS,
-        p.link.delay.as_secs_f64(),
-        p.link.rate_bits,
-        p.lfn_times().0.as_secs_f64(),
-        p.lfn_times().1.as_secs_f64()
-    );
-    let _ = writeln!(out, "  \"results\": [");
-    for (i, c) in cells.iter().enumerate() {
-        let median = c
-            .median()
-            .map(|m| json_metrics(&m))
-            .unwrap_or_else(|| "null".into());
-        let status = if c.median().is_some() {
-            "ok".to_string()
-        } else {
-            c.failure()
-        };
-        let reps: Vec<String> = c.outcomes.iter().map(json_outcome).collect();
-        let _ = writeln!(
-            out,
-            "    {{\"scenario\": {}, \"system\": {}, \"status\": {}, \"median\": {}, \
-             \"peak_heap_bytes\": {}, \"reps\": [{}]}}{}",
-            json_str(&c.scenario.name()),
-            json_str(c.system.name()),
-            json_str(&status),
-            median,
-            c.peak_heap,
-            reps.join(", "),
-            if i + 1 < cells.len() { "," } else { "" }
-        );
-    }
-    let _ = writeln!(out, "  ]");
-    let _ = writeln!(out, "}}");
-    out
 }
 
 /// Progress on stderr: an indicatif bar when stderr is a terminal, one plain line per

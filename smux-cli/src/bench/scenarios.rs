@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::AbortHandle;
 use tokio::time::{sleep, timeout, timeout_at};
 
+use super::exec::{Scope, Spawner};
 use super::relay::{Relay, Shape};
 use super::systems::{self, Acceptor, BoxIo, ClientEnd, Opener, ServerEnd, System};
 use crate::alloc;
@@ -261,32 +261,6 @@ pub async fn run(scenario: Scenario, system: System, p: &Params) -> Outcome {
     outcome
 }
 
-/// Tasks of one run, aborted when it ends (finished ones are pruned as it goes).
-#[derive(Clone, Default)]
-struct Scope(Arc<Mutex<Vec<AbortHandle>>>);
-
-impl Scope {
-    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let h = tokio::spawn(f);
-        let mut v = self.0.lock().unwrap();
-        if v.len() >= 256 {
-            v.retain(|a| !a.is_finished());
-        }
-        v.push(h.abort_handle());
-        h
-    }
-
-    fn abort_all(&self) {
-        for a in self.0.lock().unwrap().drain(..) {
-            a.abort();
-        }
-    }
-}
-
 /// A session and the tasks of one run; dropping it tears everything down.
 struct Run {
     client: ClientEnd,
@@ -309,7 +283,10 @@ async fn setup(system: System, link: Option<Shape>) -> Res<Run> {
     Ok(Run {
         client,
         server,
-        scope: Scope::default(),
+        scope: Scope::new(match system {
+            System::SmuxSmol => Spawner::Smol(systems::smol_executor()),
+            _ => Spawner::Tokio,
+        }),
         _relay: relay,
     })
 }
@@ -654,10 +631,11 @@ async fn churn(system: System, p: &Params) -> Res<Metrics> {
 /// Systems of the lfn scenario when none are named: the physical limit, smux-rs with
 /// and without its extensions, and the other multiplexers; tokio-yamux with the
 /// workaround for its write-only stall, since a lone writer is all this scenario has.
-const LFN_SYSTEMS: [System; 6] = [
+const LFN_SYSTEMS: [System; 7] = [
     System::Tcp,
     System::SmuxRs,
     System::SmuxRsBase,
+    System::SmuxSmol,
     System::Yamux,
     System::TokioYamuxPeek,
     System::AsyncSmux,
