@@ -140,17 +140,24 @@ fn bench_rejects_unknown_names() {
 /// end-of-file. Speed is not asserted.
 #[test]
 fn quick_lfn_delivers_every_byte_intact() {
-    const LFN_SYSTEMS: [&str; 7] = [
+    const LFN_SYSTEMS: [&str; 8] = [
         "tcp",
         "smux-rs",
         "smux-rs-base",
         "smux-smol",
+        "smux-blocking",
         "yamux",
         "tokio-yamux+peek",
         "async-smux",
     ];
     // The systems that must finish: ours and the physical reference.
-    const MUST_FINISH: [&str; 4] = ["tcp", "smux-rs", "smux-rs-base", "smux-smol"];
+    const MUST_FINISH: [&str; 5] = [
+        "tcp",
+        "smux-rs",
+        "smux-rs-base",
+        "smux-smol",
+        "smux-blocking",
+    ];
     let dir = std::env::temp_dir().join(format!("smux-cli-lfn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("lfn.json");

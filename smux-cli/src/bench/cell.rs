@@ -57,6 +57,7 @@ impl Cell {
             streams_per_s: med(|m| m.streams_per_s),
             client_bytes: med(|m| m.client_bytes),
             server_bytes: med(|m| m.server_bytes),
+            total_bytes: med(|m| m.total_bytes),
             hol_fraction: med(|m| m.hol_fraction),
             whole_mbps: med(|m| m.whole_mbps),
             link_fraction: med(|m| m.link_fraction),
@@ -102,7 +103,11 @@ pub fn primary(scenario: Scenario, m: &Metrics) -> Option<f64> {
         Scenario::Rr(1) => m.p50_us,
         Scenario::Rr(_) => m.rps,
         Scenario::Churn => m.streams_per_s,
-        Scenario::Idle => Some(m.client_bytes? + m.server_bytes?),
+        Scenario::Idle => m
+            .client_bytes
+            .zip(m.server_bytes)
+            .map(|(c, s)| c + s)
+            .or(m.total_bytes),
         Scenario::Hol => m.hol_fraction,
         Scenario::Lfn => m.mbps,
     }

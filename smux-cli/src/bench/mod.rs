@@ -70,12 +70,13 @@ Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol):
            only when named: it takes seconds per run
 
 Systems (default: all but tokio-yamux+peek and smux-rs-base; for lfn: tcp, smux-rs,
-smux-rs-base, smux-smol, yamux, tokio-yamux+peek, async-smux):
+smux-rs-base, smux-smol, smux-blocking, yamux, tokio-yamux+peek, async-smux):
   tcp               one TCP connection per stream: the physical limit
   smux-rs           smux-rs on Tokio (smux-tokio), extensions on
   smux-rs-base      smux-rs on Tokio with extensions off (the base protocol)
   smux-smol         smux-rs on smol (smux-smol; its drivers on a smol executor)
-  smux-blocking     smux-rs on std threads (smux-blocking; up to 64 streams)
+  smux-blocking     smux-rs on std threads (smux-blocking; a thread per busy stream,
+                    so bulk and rr up to 64 streams)
   yamux, tokio-yamux, tokio-yamux+peek, async-smux   other Rust multiplexers
 
 Examples:

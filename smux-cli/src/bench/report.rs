@@ -29,7 +29,8 @@ fn figure(c: &Cell, m: &Metrics, get: fn(&Metrics) -> Option<f64>) -> String {
         return "?".into();
     };
     match c.range(get) {
-        Some((lo, hi)) if fmt_num(lo) != fmt_num(hi) => {
+        // Within half a percent, the range says nothing the median does not.
+        Some((lo, hi)) if hi - lo > 0.005 * hi.abs() => {
             format!("{} ({}-{})", fmt_num(v), fmt_num(lo), fmt_num(hi))
         }
         _ => fmt_num(v),
@@ -54,6 +55,9 @@ fn describe(c: &Cell, m: &Metrics) -> String {
             f(|m| m.rps)
         ),
         Scenario::Churn => format!("{} streams/s", f(|m| m.streams_per_s)),
+        Scenario::Idle if m.client_bytes.is_none() => {
+            format!("{} B per stream, both ends together", f(|m| m.total_bytes))
+        }
         Scenario::Idle => format!(
             "{} B + {} B per stream",
             f(|m| m.client_bytes),
@@ -249,6 +253,7 @@ fn json_metrics(m: &Metrics) -> String {
         ("streams_per_s", m.streams_per_s),
         ("client_heap_bytes_per_stream", m.client_bytes),
         ("server_heap_bytes_per_stream", m.server_bytes),
+        ("heap_bytes_per_stream_both_ends", m.total_bytes),
         ("hol_fraction", m.hol_fraction),
         ("whole_run_mb_per_s", m.whole_mbps),
         ("link_fraction", m.link_fraction),
