@@ -1,6 +1,6 @@
 //! Value parsers shared by the commands: durations, byte sizes and addresses. Each
 //! returns a message that clap prints after the flag and the value it rejected
-//! ("invalid value 'nonsense' for '--listen <ADDR>': ...").
+//! (`invalid value 'nonsense' for '--listen <ADDR>': ...`).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;

@@ -1,13 +1,17 @@
-//! `smux bench`: the same scenarios over loopback TCP for raw TCP, smux-rs and the
-//! other Rust multiplexers, in one process run, repetitions interleaved across
-//! systems, medians in a table.
+//! `smux bench`: the same scenarios over loopback TCP for raw TCP, smux-rs (on each
+//! of its adapters) and the other Rust multiplexers, in one process run, repetitions
+//! interleaved across systems, medians with their min-max in a table (and, with
+//! `--svg`, a chart).
 //!
 //! # Method
 //!
 //! * One Tokio runtime with 2 workers drives both ends of every session (the idle
 //!   scenario gives each end its own one-worker runtime, see below); sockets are
 //!   127.0.0.1 with `TCP_NODELAY`. Raw TCP uses one connection per stream. Each run
-//!   builds a fresh session and tears it down (its tasks are aborted).
+//!   builds a fresh session and tears it down (its tasks are aborted). smux-smol runs
+//!   the same harness on a smol executor of 2 threads instead (`exec.rs`);
+//!   smux-blocking has a harness of its own with a thread per busy stream
+//!   (`blocking/`).
 //! * bulk-N: N streams are opened and each exchanges one byte each way (so every
 //!   system has announced it to the peer), then each loops `write_all` of 64 KiB; the
 //!   reader counts bytes per stream. After the warm-up, the window's bytes give the
@@ -34,7 +38,9 @@
 //!   run whose process heap passes `--max-heap` is stopped ("failed").
 //! * Repetitions are interleaved: every system runs repetition k of a scenario before
 //!   any runs k+1, in an order rotated per repetition. A figure is the median of the
-//!   repetitions that finished, shown only if at least half did.
+//!   repetitions that finished, shown only if at least half did, with their min-max.
+//! * Ratios to raw TCP and to smux-rs are turned so that above 1 is better: for
+//!   latency and heap bytes, the reference's figure over the system's (`cell.rs`).
 
 mod blocking;
 mod cell;
@@ -164,6 +170,8 @@ pub struct Options {
     params: Params,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
+    /// A `--quick` run: its figures are a smoke test, and the chart says so.
+    quick: bool,
 }
 
 impl Options {
@@ -231,6 +239,7 @@ impl Args {
             },
             json: self.json,
             svg: self.svg,
+            quick: self.quick,
         }
     }
 }
@@ -308,9 +317,10 @@ fn run(opts: &Options) -> Result<(), String> {
                         }
                     };
                     if system == System::SmuxSmol {
-                        // On smol's terms (see `exec`); Tokio only keeps the time.
+                        // On smol's terms (see `exec`), this thread one of the
+                        // executor's; Tokio only keeps the time.
                         let _tokio = rt.enter();
-                        smol::block_on(bounded)
+                        smol::block_on(systems::smol_executor().run(bounded))
                     } else {
                         rt.block_on(bounded)
                     }
@@ -345,8 +355,9 @@ fn run(opts: &Options) -> Result<(), String> {
     }
     if let Some(path) = &opts.svg {
         let subtitle = format!(
-            "loopback TCP, {WORKERS} Tokio workers, {} KiB writes; window {:?} after {:?} \
+            "{}loopback TCP, {WORKERS} Tokio workers, {} KiB writes; window {:?} after {:?} \
              warm-up; median of {} rep(s), whiskers from min to max",
+            if opts.quick { "a --quick run: " } else { "" },
             scenarios::WRITE_SIZE / 1024,
             opts.params.duration,
             opts.params.warmup,

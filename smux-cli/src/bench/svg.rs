@@ -309,18 +309,20 @@ fn bar(s: &mut String, x: f64, base: f64, v: &Value, system: &str, y: &dyn Fn(f6
                     cx - 3.0
                 );
             }
-            // The value beyond the bar's end (and beyond the whisker).
+            // The value beyond the bar's end (and beyond the whisker); above the
+            // baseline instead when a bar reaches the bottom of the plot.
             let end = range.map_or(*r, |(a, b)| if *r >= 1.0 { b } else { a });
-            let ty = if *r >= 1.0 {
-                y(end) - 4.0
+            let (ty, anchor) = if *r >= 1.0 {
+                (y(end) - 4.0, "start")
+            } else if y(end) + 40.0 < TOP + PLOT_H {
+                (y(end) + 10.0, "end")
             } else {
-                y(end) + 10.0
+                (base - 4.0, "start")
             };
             let _ = writeln!(
                 s,
-                r##"<text transform="translate({:.1} {ty:.1}) rotate(-90)" font-size="9" text-anchor="{}">{}</text>"##,
+                r##"<text transform="translate({:.1} {ty:.1}) rotate(-90)" font-size="9" text-anchor="{anchor}">{}</text>"##,
                 cx + 3.0,
-                if *r >= 1.0 { "start" } else { "end" },
                 fmt_num(*r)
             );
         }

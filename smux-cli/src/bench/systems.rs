@@ -184,11 +184,12 @@ impl Drop for Tasks {
 }
 
 /// The smol executor that runs the smux-smol drivers made on this thread: one shared
-/// by the whole run (with as many threads as the Tokio runtime has workers), or,
-/// on a thread tagged for the allocation counter (the idle scenario), one of a single
-/// thread with the same tag, so each end's heap is charged to that end. Its threads
-/// run smol's `block_on`, which drives the async-io reactor while they wait, as a
-/// smol application's threads do.
+/// by the whole bench, or, on a thread tagged for the allocation counter (the idle
+/// scenario), one of a single thread with the same tag, so each end's heap is
+/// charged to that end. Its threads run smol's `block_on`, which drives the async-io
+/// reactor while they wait, as a smol application's threads do. The shared one has
+/// a thread fewer than the Tokio runtime has workers: the bench's main thread runs
+/// it too during a run (see `exec`), so both runtimes have as many threads at work.
 pub fn smol_executor() -> Arc<smol::Executor<'static>> {
     use std::sync::OnceLock;
     static EXECUTORS: [OnceLock<Arc<smol::Executor<'static>>>; crate::alloc::TAGS] =
@@ -197,7 +198,7 @@ pub fn smol_executor() -> Arc<smol::Executor<'static>> {
     EXECUTORS[tag]
         .get_or_init(|| {
             let ex = Arc::new(smol::Executor::new());
-            let threads = if tag == 0 { super::WORKERS } else { 1 };
+            let threads = if tag == 0 { super::WORKERS - 1 } else { 1 };
             for i in 0..threads {
                 let ex = ex.clone();
                 // The threads live as long as the process: a bench run is one process.
