@@ -125,14 +125,20 @@ async fn probe(addr: &str, limit: Duration) -> io::Result<Seen> {
     if got.starts_with(&probe.challenge()) {
         return Ok(Seen::Echo);
     }
-    // A text peer: the rest of its first line, to quote it (briefly, bounded).
-    if matches!(verdict, Verdict::Foreign(_)) && is_text(&got) {
-        let until = deadline.min(Instant::now() + LINE_WAIT);
-        while got.len() < LINE_MAX && !got.contains(&b'\n') {
-            match timeout_at(until, tcp.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-                _ => break,
-            }
+    // More to show, briefly and bounded: a text peer's whole first line, or at least
+    // a header's worth of a binary answer.
+    let text = matches!(verdict, Verdict::Foreign(_)) && is_text(&got);
+    let until = deadline.min(Instant::now() + LINE_WAIT);
+    while got.len() < LINE_MAX
+        && if text {
+            !got.contains(&b'\n')
+        } else {
+            got.len() < 7
+        }
+    {
+        match timeout_at(until, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
         }
     }
     Ok(Seen::Not(verdict, got))
@@ -152,6 +158,12 @@ impl Seen {
             Seen::Not(Verdict::Foreign(kind), got) => {
                 format!("peer speaks {kind} ({})", quote(got))
             }
+            // A server of the reference implementation may probe its clients first.
+            Seen::Not(_, got) if got.first() == Some(&4) => format!(
+                "peer sent a VRM frame that does not answer ours (a smux server that \
+                 probes its clients first?); first bytes {}",
+                hex(got)
+            ),
             Seen::Not(_, got) => format!(
                 "peer's answer is not the verify code (first bytes {})",
                 hex(got)

@@ -121,6 +121,19 @@ fn a_binary_answer_is_shown_in_hex() {
     );
 }
 
+/// A server that sends its own VRM challenge first (as servers of the reference
+/// implementation that probe their clients do) is told apart from a wrong answer.
+#[test]
+fn a_server_that_probes_first_is_told_apart() {
+    named_at_once(
+        &[4, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66],
+        &[
+            "VRM frame that does not answer ours",
+            "04 11 22 33 44 55 66",
+        ],
+    );
+}
+
 #[test]
 fn a_silent_server_costs_the_timeout_and_is_said_to_have_sent_nothing() {
     let (code, out, _) = probe(silent(), "500ms");
