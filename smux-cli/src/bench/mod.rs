@@ -80,7 +80,7 @@ smux-rs-base, smux-smol, smux-blocking, yamux, tokio-yamux+peek, async-smux):
   tcp               one TCP connection per stream: the physical limit
   smux-rs           smux-rs on Tokio (smux-tokio), extensions on
   smux-rs-base      smux-rs on Tokio with extensions off (the base protocol)
-  smux-smol         smux-rs on smol (smux-smol; its drivers on a smol executor)
+  smux-smol         smux-rs on smol (smux-smol; the whole run on a smol executor)
   smux-blocking     smux-rs on std threads (smux-blocking; a thread per busy stream,
                     so bulk and rr up to 64 streams)
   yamux, tokio-yamux, tokio-yamux+peek, async-smux   other Rust multiplexers
