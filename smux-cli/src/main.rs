@@ -27,7 +27,7 @@ static ALLOC: alloc::Counting = alloc::Counting;
 
 const EXAMPLES: &str = "\
 Examples:
-  smux bench                        the full loopback benchmark (about 2 minutes)
+  smux bench                        the full loopback benchmark (about 3 minutes)
   smux bench --quick                a run of a few seconds
   smux tunnel server --listen 0.0.0.0:7000 --to 127.0.0.1:80
   smux tunnel client --listen 127.0.0.1:8080 --server server.example:7000
