@@ -78,6 +78,11 @@ pub fn set_thread_tag(tag: usize) {
     TAG.with(|t| t.set(tag.min(TAGS - 1)));
 }
 
+/// The tag of this thread (0 if none was set).
+pub fn thread_tag() -> usize {
+    TAG.try_with(Cell::get).unwrap_or(0)
+}
+
 /// Live heap bytes charged to `tag`.
 pub fn live(tag: usize) -> isize {
     LIVE[tag].load(Ordering::Relaxed)

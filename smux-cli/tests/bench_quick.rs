@@ -14,9 +14,10 @@ const SCENARIOS: [&str; 8] = [
     "idle",
     "hol",
 ];
-const SYSTEMS: [&str; 6] = [
+const SYSTEMS: [&str; 7] = [
     "tcp",
     "smux-rs",
+    "smux-smol",
     "smux-blocking",
     "yamux",
     "tokio-yamux",
@@ -62,8 +63,10 @@ fn quick_bench_prints_a_row_per_system_and_scenario() {
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("bench.json");
     let json_arg = json_path.to_str().unwrap();
+    let svg_path = dir.join("bench.svg");
+    let svg_arg = svg_path.to_str().unwrap();
     let (ok, out, err) = run_smux(
-        &["bench", "--quick", "--json", json_arg],
+        &["bench", "--quick", "--json", json_arg, "--svg", svg_arg],
         Duration::from_secs(240),
     );
     assert!(ok, "smux bench failed\nstdout:\n{out}\nstderr:\n{err}");
@@ -86,6 +89,38 @@ fn quick_bench_prints_a_row_per_system_and_scenario() {
         SCENARIOS.len() * SYSTEMS.len(),
         "{json}"
     );
+    // The chart: a group per scenario, every system in the legend, and runs without
+    // a figure marked (tokio-yamux's write-only stall hangs bulk-1; raw TCP has no
+    // idle figure).
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for name in SCENARIOS.iter().chain(&SYSTEMS) {
+        assert!(
+            svg.contains(&format!(">{name}<")),
+            "{name} missing from the chart"
+        );
+    }
+    for (i, row) in out.lines().enumerate() {
+        let mut words = row.split_whitespace();
+        let (Some(scenario), Some(system), Some(result)) =
+            (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        if !SCENARIOS.contains(&scenario) || !SYSTEMS.contains(&system) {
+            continue;
+        }
+        let mark = match result {
+            "hung" => "hung",
+            "failed:" => "failed",
+            "n/a" => "n/a",
+            _ => continue,
+        };
+        assert!(
+            svg.contains(&format!("<title>{system}: {mark}</title>")),
+            "row {i} ({scenario} {system}) is {mark} but not marked so in the chart"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -105,16 +140,24 @@ fn bench_rejects_unknown_names() {
 /// end-of-file. Speed is not asserted.
 #[test]
 fn quick_lfn_delivers_every_byte_intact() {
-    const LFN_SYSTEMS: [&str; 6] = [
+    const LFN_SYSTEMS: [&str; 8] = [
         "tcp",
         "smux-rs",
         "smux-rs-base",
+        "smux-smol",
+        "smux-blocking",
         "yamux",
         "tokio-yamux+peek",
         "async-smux",
     ];
     // The systems that must finish: ours and the physical reference.
-    const MUST_FINISH: [&str; 3] = ["tcp", "smux-rs", "smux-rs-base"];
+    const MUST_FINISH: [&str; 5] = [
+        "tcp",
+        "smux-rs",
+        "smux-rs-base",
+        "smux-smol",
+        "smux-blocking",
+    ];
     let dir = std::env::temp_dir().join(format!("smux-cli-lfn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("lfn.json");

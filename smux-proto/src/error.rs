@@ -6,7 +6,15 @@ use std::io;
 
 /// A peer protocol recognised from the first bytes of a connection that does not speak
 /// smux.
+///
+/// Recognition looks at the first 7 bytes at most (the size of a frame header), so
+/// the verdict does not depend on how those bytes were split into reads: a known
+/// prefix (`GET `, `HTTP/`, `SSH-`, a TLS record header) names its protocol as soon
+/// as it has arrived; any other printable text is named once 7 bytes of it are in.
+/// No smux header is printable (its first byte, the command, is below 9), so text is
+/// never mistaken for smux.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NotSmux {
     /// An HTTP/1 request or response, or the HTTP/2 preface.
     Http,
@@ -14,17 +22,22 @@ pub enum NotSmux {
     Tls,
     /// An SSH banner.
     Ssh,
+    /// Printable ASCII text of no protocol named above (a banner, an error message,
+    /// HTML...): the first 7 bytes the peer sent.
+    Text([u8; 7]),
 }
 
+/// The HTTP/1 methods and markers recognised, at most 7 bytes each so that a match
+/// never depends on bytes past the first header.
+const HTTP: [&[u8]; 10] = [
+    b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS", b"PATCH ", b"CONNECT", b"HTTP/",
+    b"PRI * H",
+];
+
 impl NotSmux {
-    /// Recognises a foreign protocol from the first bytes a peer sent.
+    /// Recognises a foreign protocol from the first bytes a peer sent (all of them,
+    /// or at least the first 7; later ones are not looked at).
     pub(crate) fn recognise(first: &[u8]) -> Option<NotSmux> {
-        // At most 7 bytes each, so the verdict on the first header does not depend on
-        // how the first bytes were split into reads.
-        const HTTP: [&[u8]; 10] = [
-            b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS", b"PATCH ", b"CONNECT",
-            b"HTTP/", b"PRI * H",
-        ];
         if HTTP.iter().any(|p| first.starts_with(p)) {
             return Some(NotSmux::Http);
         }
@@ -35,17 +48,41 @@ impl NotSmux {
         if first.starts_with(b"SSH-") {
             return Some(NotSmux::Ssh);
         }
-        None
+        match first.first_chunk::<7>() {
+            Some(head) if head.iter().all(|&b| is_text(b)) => Some(NotSmux::Text(*head)),
+            _ => None,
+        }
     }
+
+    /// Whether more bytes could still make `first` (fewer than 7 bytes, none of them
+    /// recognised yet) one of the protocols above: a verdict of "not recognised" has
+    /// to wait for them.
+    pub(crate) fn may_become(first: &[u8]) -> bool {
+        first.len() < 7
+            && (first.iter().all(|&b| is_text(b))
+                || (first.len() == 1 && (20..=23).contains(&first[0])))
+    }
+}
+
+/// Printable ASCII, space, tab, CR and LF: what text protocols and messages are made
+/// of.
+fn is_text(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | b'\r' | b' '..=b'~')
 }
 
 impl fmt::Display for NotSmux {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NotSmux::Http => "HTTP",
-            NotSmux::Tls => "TLS",
-            NotSmux::Ssh => "SSH",
-        })
+        match self {
+            NotSmux::Http => f.write_str("HTTP"),
+            NotSmux::Tls => f.write_str("TLS"),
+            NotSmux::Ssh => f.write_str("SSH"),
+            // Only printable ASCII gets here, so this is always valid UTF-8; `{:?}`
+            // quotes it and escapes the line breaks.
+            NotSmux::Text(head) => match std::str::from_utf8(head) {
+                Ok(text) => write!(f, "text: {text:?}"),
+                Err(_) => write!(f, "text: {head:?}"),
+            },
+        }
     }
 }
 
@@ -293,6 +330,36 @@ mod tests {
     impl std::error::Error for Wrapper {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn text_is_recognised_and_quoted() {
+        let e = ProtocolError::NotSmux(NotSmux::recognise(b"<html>\n<body>").unwrap());
+        assert_eq!(e, ProtocolError::NotSmux(NotSmux::Text(*b"<html>\n")));
+        assert_eq!(
+            e.to_string(),
+            r#"peer does not speak smux (it sent text: "<html>\n")"#
+        );
+        assert_eq!(
+            NotSmux::recognise(b"220 smtp.example ESMTP"),
+            Some(NotSmux::Text(*b"220 smt"))
+        );
+        assert_eq!(NotSmux::recognise(b"SSH-2.0-x"), Some(NotSmux::Ssh));
+        // Fewer than 7 bytes of text: not yet, but they may still become text.
+        assert_eq!(NotSmux::recognise(b"<html>"), None);
+        assert!(NotSmux::may_become(b"<html>"));
+        // Not text, and no protocol starts like this.
+        assert_eq!(NotSmux::recognise(b"<html\0x"), None);
+        assert!(!NotSmux::may_become(b"<h\0"));
+        assert!(NotSmux::may_become(&[22]));
+        assert!(!NotSmux::may_become(&[22, 4]));
+        // Every smux header starts with a command below 9: never text.
+        for cmd in 0..=8u8 {
+            assert_eq!(
+                NotSmux::recognise(&[cmd, b'a', b'b', b'c', b'd', b'e', b'f']),
+                None
+            );
         }
     }
 

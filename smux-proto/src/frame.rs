@@ -351,10 +351,51 @@ mod tests {
             (&b"PRI * HTTP/2.0"[..], NotSmux::Http),
             (&b"OPTIONS"[..], NotSmux::Http),
             (&b"CONNECT"[..], NotSmux::Http),
+            (&b"<html><body>"[..], NotSmux::Text(*b"<html><")),
+            (&b"220 mail ESMTP\r\n"[..], NotSmux::Text(*b"220 mai")),
+            (&b"{\"error\": 1}"[..], NotSmux::Text(*b"{\"error")),
         ] {
             let mut dec = Decoder::new(MAX_FRAME_REFERENCE);
             let mut buf = BytesMut::from(input);
             assert_eq!(dec.decode(&mut buf), Err(ProtocolError::NotSmux(kind)));
         }
+    }
+
+    /// The verdict on a foreign peer is the same however its first bytes are split
+    /// into reads, and no verdict comes before the bytes that decide it.
+    #[test]
+    fn foreign_verdicts_do_not_depend_on_the_split() {
+        let inputs: [&[u8]; 8] = [
+            b"HTTP/1.1 400 Bad Request\r\n",
+            b"GET / HTTP/1.1\r\n",
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+            b"<html>\n<head>",
+            b"* OK IMAP4rev1 ready\r\n",
+            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01],
+            b"<html\0\0\0\0",
+            b"Hi\x01\x02\x03\x04\x05\x06",
+        ];
+        for input in inputs {
+            let whole = Decoder::new(MAX_FRAME_REFERENCE)
+                .decode(&mut BytesMut::from(input))
+                .unwrap_err();
+            for split in 0..input.len() {
+                let mut dec = Decoder::new(MAX_FRAME_REFERENCE);
+                let mut buf = BytesMut::from(&input[..split]);
+                let early = dec.decode(&mut buf);
+                let verdict = match early {
+                    Err(e) => e,
+                    Ok(None) => {
+                        buf.extend_from_slice(&input[split..]);
+                        dec.decode(&mut buf).unwrap_err()
+                    }
+                    Ok(Some(f)) => panic!("{input:?} decoded as {f:?}"),
+                };
+                assert_eq!(verdict, whole, "{input:?} split at {split}");
+            }
+        }
+        // Text is named only once 7 bytes are in: 6 may still be anything.
+        let mut dec = Decoder::new(MAX_FRAME_REFERENCE);
+        assert_eq!(dec.decode(&mut BytesMut::from(&b"<html>"[..])), Ok(None));
     }
 }

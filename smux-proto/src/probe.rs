@@ -4,6 +4,7 @@
 //! `VRM(verify_code(v1, v2))`. [`Probe`] builds the challenge from randomness the caller
 //! supplies (the core has no random source) and judges the 7 bytes that come back.
 
+use crate::error::NotSmux;
 use crate::frame::{Cmd, Header, HEADER_LEN};
 
 /// The verify transform, bit-exact with the reference implementation.
@@ -22,15 +23,28 @@ pub const fn verify_code(v1: u16, v2: u32) -> (u16, u32) {
 
 /// The outcome of a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Verdict {
     /// The peer answered with the right verify code: it speaks smux.
     Smux,
-    /// The peer answered something else.
+    /// The peer answered something else, in no protocol recognised here.
     NotSmux,
+    /// The peer answered in another protocol, recognised from its first bytes (an
+    /// HTTP server's error response, an SSH banner, any printable text).
+    Foreign(NotSmux),
+}
+
+impl Verdict {
+    /// True only for [`Verdict::Smux`].
+    pub fn is_smux(self) -> bool {
+        self == Verdict::Smux
+    }
 }
 
 /// A one-shot probe: send [`Probe::challenge`], read exactly 7 bytes, pass them to
-/// [`Probe::judge`].
+/// [`Probe::judge`]. Or, to decide as soon as the answer shows it (a peer that
+/// answers in text is known after its first byte differs from the expected answer),
+/// pass what arrived so far to [`Probe::judge_partial`] after each read.
 ///
 /// A timeout, or the connection ending before 7 bytes arrived, means "not smux"; that
 /// is for the adapter to decide since the core has no clock.
@@ -69,7 +83,27 @@ impl Probe {
         if *answer == self.expected() {
             Verdict::Smux
         } else {
-            Verdict::NotSmux
+            NotSmux::recognise(answer).map_or(Verdict::NotSmux, Verdict::Foreign)
+        }
+    }
+
+    /// Judges the bytes received so far, as soon as they decide: `None` while they
+    /// are too few. The verdict is the one [`Probe::judge`] gives on the first 7 bytes
+    /// however they are split into reads; it comes early when fewer already decide
+    /// it: a byte that differs from the expected answer means not smux, and the
+    /// protocol is named as soon as its known prefix is in (`HTTP/`, `SSH-`...), or
+    /// once 7 bytes of other text are. Bytes past the first 7 are not looked at.
+    pub fn judge_partial(&self, received: &[u8]) -> Option<Verdict> {
+        if let Some(answer) = received.first_chunk::<HEADER_LEN>() {
+            return Some(self.judge(answer));
+        }
+        if self.expected().starts_with(received) {
+            return None;
+        }
+        match NotSmux::recognise(received) {
+            Some(kind) => Some(Verdict::Foreign(kind)),
+            None if NotSmux::may_become(received) => None,
+            None => Some(Verdict::NotSmux),
         }
     }
 }
@@ -94,6 +128,53 @@ mod tests {
             Verdict::Smux
         );
         assert_eq!(p.judge(&p.challenge()), Verdict::NotSmux);
-        assert_eq!(p.judge(b"HTTP/1."), Verdict::NotSmux);
+        assert_eq!(p.judge(b"HTTP/1."), Verdict::Foreign(NotSmux::Http));
+        assert_eq!(
+            p.judge(b"<html>\n"),
+            Verdict::Foreign(NotSmux::Text(*b"<html>\n"))
+        );
+        assert!(p.judge(&p.expected()).is_smux());
+    }
+
+    /// Every way of splitting an answer into reads gives the verdict of the whole
+    /// first 7 bytes, and an early verdict never differs from it.
+    #[test]
+    fn partial_verdicts_agree_with_the_whole_answer() {
+        let p = Probe::new(0x1234, 0x11223344);
+        let answers: [&[u8]; 9] = [
+            &p.expected(),
+            &p.challenge(),
+            b"HTTP/1.1 400 Bad Request\r\n",
+            b"SSH-2.0-OpenSSH",
+            b"<html>\n",
+            b"+OK POP3 ready\r\n",
+            &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
+            &[0x15, 0x04, 0x03, 0x00, 0x02, 0x02, 0x28],
+            &[4, 0x20, 0x34, 0x33, 0x22, 0x44, 0x12],
+        ];
+        for answer in answers {
+            let whole = p.judge(answer.first_chunk::<HEADER_LEN>().unwrap());
+            let mut decided = None;
+            for n in 0..=answer.len() {
+                match (p.judge_partial(&answer[..n]), decided) {
+                    (Some(v), _) => {
+                        assert_eq!(v, whole, "{answer:?} after {n} bytes");
+                        decided.get_or_insert(n);
+                    }
+                    (None, None) => {}
+                    (None, Some(at)) => panic!("{answer:?}: decided at {at}, undecided at {n}"),
+                }
+            }
+            assert!(decided.is_some_and(|n| n <= HEADER_LEN), "{answer:?}");
+        }
+        // Decided early: HTTP after 5 bytes, a binary mismatch after 1, text only at 7.
+        assert_eq!(
+            p.judge_partial(b"HTTP/"),
+            Some(Verdict::Foreign(NotSmux::Http))
+        );
+        assert_eq!(p.judge_partial(&[0xff]), Some(Verdict::NotSmux));
+        assert_eq!(p.judge_partial(b"<html>"), None);
+        assert_eq!(p.judge_partial(&[4, 0x20]), None);
+        assert_eq!(p.judge_partial(&[4, 0x21]), Some(Verdict::NotSmux));
     }
 }

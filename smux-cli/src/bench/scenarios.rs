@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::AbortHandle;
 use tokio::time::{sleep, timeout, timeout_at};
 
+use super::exec::{Scope, Spawner};
 use super::relay::{Relay, Shape};
 use super::systems::{self, Acceptor, BoxIo, ClientEnd, Opener, ServerEnd, System};
 use crate::alloc;
@@ -83,8 +83,7 @@ impl Scenario {
     /// The systems run when none are named.
     pub fn default_systems(self) -> &'static [System] {
         match self {
-            // With smux-rs-base, the point of comparison; without the blocking
-            // harness, which has no relay.
+            // With smux-rs-base, the point of comparison.
             Scenario::Lfn => &LFN_SYSTEMS,
             _ => &System::DEFAULT,
         }
@@ -164,6 +163,9 @@ pub struct Metrics {
     pub client_bytes: Option<f64>,
     /// Heap bytes per idle stream on the accepting end.
     pub server_bytes: Option<f64>,
+    /// Heap bytes per idle stream, both ends together (when the ends' heaps cannot
+    /// be told apart).
+    pub total_bytes: Option<f64>,
     /// hol: throughput with a stalled stream over throughput without.
     pub hol_fraction: Option<f64>,
     /// lfn: throughput from the stream's start to the end of the window, MB/s.
@@ -261,32 +263,6 @@ pub async fn run(scenario: Scenario, system: System, p: &Params) -> Outcome {
     outcome
 }
 
-/// Tasks of one run, aborted when it ends (finished ones are pruned as it goes).
-#[derive(Clone, Default)]
-struct Scope(Arc<Mutex<Vec<AbortHandle>>>);
-
-impl Scope {
-    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let h = tokio::spawn(f);
-        let mut v = self.0.lock().unwrap();
-        if v.len() >= 256 {
-            v.retain(|a| !a.is_finished());
-        }
-        v.push(h.abort_handle());
-        h
-    }
-
-    fn abort_all(&self) {
-        for a in self.0.lock().unwrap().drain(..) {
-            a.abort();
-        }
-    }
-}
-
 /// A session and the tasks of one run; dropping it tears everything down.
 struct Run {
     client: ClientEnd,
@@ -309,7 +285,10 @@ async fn setup(system: System, link: Option<Shape>) -> Res<Run> {
     Ok(Run {
         client,
         server,
-        scope: Scope::default(),
+        scope: Scope::new(match system {
+            System::SmuxSmol => Spawner::Smol(systems::smol_executor()),
+            _ => Spawner::Tokio,
+        }),
         _relay: relay,
     })
 }
@@ -652,12 +631,15 @@ async fn churn(system: System, p: &Params) -> Res<Metrics> {
 }
 
 /// Systems of the lfn scenario when none are named: the physical limit, smux-rs with
-/// and without its extensions, and the other multiplexers; tokio-yamux with the
-/// workaround for its write-only stall, since a lone writer is all this scenario has.
-const LFN_SYSTEMS: [System; 6] = [
+/// and without its extensions and on each adapter, and the other multiplexers;
+/// tokio-yamux with the workaround for its write-only stall, since a lone writer is
+/// all this scenario has.
+const LFN_SYSTEMS: [System; 8] = [
     System::Tcp,
     System::SmuxRs,
     System::SmuxRsBase,
+    System::SmuxSmol,
+    System::SmuxBlocking,
     System::Yamux,
     System::TokioYamuxPeek,
     System::AsyncSmux,
@@ -687,20 +669,39 @@ fn pattern() -> &'static [u8] {
 }
 
 /// The pattern's bytes from stream offset `offset`, `len` of them (at most a write).
-fn expected(offset: u64, len: usize) -> &'static [u8] {
+pub(super) fn expected(offset: u64, len: usize) -> &'static [u8] {
     let o = (offset % PATTERN_PERIOD as u64) as usize;
     &pattern()[o..o + len]
 }
 
 /// What the lfn reader saw.
 #[derive(Default)]
-struct LfnSink {
+pub(super) struct LfnSink {
     /// Bytes read and found equal to what was sent.
-    read: AtomicU64,
+    pub(super) read: AtomicU64,
     /// End-of-file seen after them.
-    finished: AtomicBool,
+    pub(super) finished: AtomicBool,
     /// Why reading stopped early.
-    error: Mutex<Option<String>>,
+    pub(super) error: Mutex<Option<String>>,
+}
+
+impl LfnSink {
+    /// Checks the next `chunk` (read at stream offset `self.read`) against the
+    /// pattern and counts it; the error says where it differs.
+    pub(super) fn take(&self, chunk: &[u8]) -> Result<(), String> {
+        let offset = self.read.load(Ordering::Acquire);
+        let want = expected(offset, chunk.len());
+        if chunk != want {
+            let at = chunk.iter().zip(want).take_while(|(a, b)| a == b).count();
+            return Err(format!(
+                "byte {} differs from what was sent",
+                offset + at as u64
+            ));
+        }
+        self.read
+            .store(offset + chunk.len() as u64, Ordering::Release);
+        Ok(())
+    }
 }
 
 /// Server side of lfn: a stream tagged 'H' echoes single bytes until end-of-file;
@@ -722,7 +723,6 @@ fn serve_lfn(run: &Run, sink: Arc<LfnSink>) {
                     return;
                 }
                 let mut buf = vec![0u8; WRITE_SIZE];
-                let mut offset = 0u64;
                 let error = loop {
                     match s.read(&mut buf).await {
                         Ok(0) => {
@@ -730,18 +730,14 @@ fn serve_lfn(run: &Run, sink: Arc<LfnSink>) {
                             return;
                         }
                         Ok(n) => {
-                            let want = expected(offset, n);
-                            if buf[..n] != *want {
-                                let at = buf.iter().zip(want).take_while(|(a, b)| a == b).count();
-                                break format!(
-                                    "byte {} differs from what was sent",
-                                    offset + at as u64
-                                );
+                            if let Err(e) = sink.take(&buf[..n]) {
+                                break e;
                             }
-                            offset += n as u64;
-                            sink.read.store(offset, Ordering::Release);
                         }
-                        Err(e) => break format!("read after {offset} bytes: {e}"),
+                        Err(e) => {
+                            let offset = sink.read.load(Ordering::Acquire);
+                            break format!("read after {offset} bytes: {e}");
+                        }
                     }
                 };
                 *sink.error.lock().unwrap() = Some(error);

@@ -58,14 +58,19 @@ pub enum System {
     AsyncSmux,
     /// smux-rs through the blocking adapter (threads; some scenarios only).
     SmuxBlocking,
+    /// smux-rs through the smol adapter: each session's driver and the harness's
+    /// tasks run on a smol executor (see [`smol_executor`] and `exec`); the harness
+    /// reaches the streams through a futures-io to Tokio I/O trait wrapper.
+    SmuxSmol,
 }
 
 impl System {
     /// All systems, in table order.
-    pub const ALL: [System; 8] = [
+    pub const ALL: [System; 9] = [
         System::Tcp,
         System::SmuxRs,
         System::SmuxRsBase,
+        System::SmuxSmol,
         System::SmuxBlocking,
         System::Yamux,
         System::TokioYamux,
@@ -74,9 +79,10 @@ impl System {
     ];
 
     /// The systems run when none are named.
-    pub const DEFAULT: [System; 6] = [
+    pub const DEFAULT: [System; 7] = [
         System::Tcp,
         System::SmuxRs,
+        System::SmuxSmol,
         System::SmuxBlocking,
         System::Yamux,
         System::TokioYamux,
@@ -94,6 +100,7 @@ impl System {
             System::TokioYamuxPeek => "tokio-yamux+peek",
             System::AsyncSmux => "async-smux",
             System::SmuxBlocking => "smux-blocking",
+            System::SmuxSmol => "smux-smol",
         }
     }
 
@@ -157,9 +164,10 @@ pub fn links_through(
     Ok((Link::Socket(client), Link::Socket(server), relay))
 }
 
-/// Tasks that die with the end that owns them.
+/// Tasks that die with the end that owns them (Tokio tasks are aborted, smol tasks
+/// cancelled when dropped).
 #[derive(Default)]
-pub struct Tasks(Vec<JoinHandle<()>>);
+pub struct Tasks(Vec<JoinHandle<()>>, Vec<smol::Task<smux_smol::EndReason>>);
 
 impl Tasks {
     fn spawn(&mut self, f: impl Future<Output = ()> + Send + 'static) {
@@ -173,6 +181,40 @@ impl Drop for Tasks {
             t.abort();
         }
     }
+}
+
+/// The smol executor that runs the smux-smol drivers made on this thread: one shared
+/// by the whole bench, or, on a thread tagged for the allocation counter (the idle
+/// scenario), one of a single thread with the same tag, so each end's heap is
+/// charged to that end. Its threads run smol's `block_on`, which drives the async-io
+/// reactor while they wait, as a smol application's threads do. The shared one has
+/// a thread fewer than the Tokio runtime has workers: the bench's main thread runs
+/// it too during a run (see `exec`), so both runtimes have as many threads at work.
+pub fn smol_executor() -> Arc<smol::Executor<'static>> {
+    use std::sync::OnceLock;
+    static EXECUTORS: [OnceLock<Arc<smol::Executor<'static>>>; crate::alloc::TAGS] =
+        [const { OnceLock::new() }; crate::alloc::TAGS];
+    let tag = crate::alloc::thread_tag();
+    EXECUTORS[tag]
+        .get_or_init(|| {
+            let ex = Arc::new(smol::Executor::new());
+            let threads = if tag == 0 { super::WORKERS - 1 } else { 1 };
+            for i in 0..threads {
+                let ex = ex.clone();
+                // The threads live as long as the process: a bench run is one process.
+                let spawned = std::thread::Builder::new()
+                    .name(format!("smol-{tag}-{i}"))
+                    .spawn(move || {
+                        crate::alloc::set_thread_tag(tag);
+                        smol::block_on(ex.run(std::future::pending::<()>()));
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a smol executor thread: {e}");
+                }
+            }
+            ex
+        })
+        .clone()
 }
 
 /// The client end of a session.
@@ -212,6 +254,11 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
             smux_config(system),
             smux_tokio::Role::Dialer,
         ))),
+        System::SmuxSmol => Arc::new(SmolOpener(smol_end(
+            link,
+            smux_smol::Role::Dialer,
+            &mut tasks,
+        )?)),
         System::Yamux => {
             let (opener, _acceptor) = yamux_end(socket(link)?, yamux::Mode::Client, &mut tasks);
             Arc::new(opener)
@@ -257,6 +304,11 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
             smux_config(system),
             smux_tokio::Role::Acceptor,
         ))),
+        System::SmuxSmol => Arc::new(SmolAcceptor(smol_end(
+            link,
+            smux_smol::Role::Acceptor,
+            &mut tasks,
+        )?)),
         System::Yamux => {
             let (_opener, acceptor) = yamux_end(socket(link)?, yamux::Mode::Server, &mut tasks);
             Arc::new(acceptor)
@@ -331,6 +383,40 @@ struct SmuxAcceptor(smux_tokio::Session);
 impl Acceptor for SmuxAcceptor {
     fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
         Box::pin(async move { Ok(Box::new(self.0.accept().await?) as BoxIo) })
+    }
+}
+
+// ---- smux-rs on smol ----
+
+/// One end of a smux-smol session; its driver is spawned on [`smol_executor`].
+fn smol_end(
+    link: Link,
+    role: smux_smol::Role,
+    tasks: &mut Tasks,
+) -> io::Result<smux_smol::Session> {
+    let Link::Socket(s) = link else {
+        return Err(io::Error::other("expected a connected socket"));
+    };
+    let transport = smux_smol::TcpTransport::new(s)?;
+    let (session, driver) = smux_smol::Session::new(transport, smux_smol::Config::default(), role)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tasks.1.push(smol_executor().spawn(driver));
+    Ok(session)
+}
+
+struct SmolOpener(smux_smol::Session);
+
+impl Opener for SmolOpener {
+    fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move { Ok(Box::new(self.0.open().await?.compat()) as BoxIo) })
+    }
+}
+
+struct SmolAcceptor(smux_smol::Session);
+
+impl Acceptor for SmolAcceptor {
+    fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
+        Box::pin(async move { Ok(Box::new(self.0.accept().await?.compat()) as BoxIo) })
     }
 }
 

@@ -1,7 +1,8 @@
-//! The blocking adapter (`smux-blocking`, std sockets and threads) in the scenarios
-//! where a thread per stream fits: bulk and rr with up to 64 streams, churn and hol.
-//! Its session runs its own two threads per end; the harness adds one thread per
-//! stream. Teardown closes both sessions, which fails every blocked call at once.
+//! The blocking adapter (`smux-blocking`, std sockets and threads) in every scenario
+//! where a thread per busy stream fits: bulk and rr with up to 64 streams, churn,
+//! hol, idle (no thread per idle stream) and lfn. Its session runs its own two
+//! threads per end; the harness adds one thread per busy stream. Teardown closes both
+//! sessions, which fails every blocked call at once.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,10 +12,14 @@ use std::time::{Duration, Instant};
 
 use smux_blocking::{Config, Session, Stream};
 
+use super::relay::{Relay, Shape};
 use super::scenarios::{
     failed, hung, Metrics, Outcome, Params, Res, Scenario, Stop, CHURN_LOOPS, CHURN_SIZE,
     HOL_STREAMS, RR_SIZE, WRITE_SIZE,
 };
+
+mod idle;
+mod lfn;
 
 /// Most streams (each with a thread) the blocking harness runs.
 const MAX_STREAMS: usize = 64;
@@ -26,7 +31,10 @@ pub fn run(scenario: Scenario, p: &Params) -> Outcome {
         Scenario::Rr(n) if n <= MAX_STREAMS => rr(n, p),
         Scenario::Churn => churn(p),
         Scenario::Hol => hol(p),
-        _ => return Outcome::NotApplicable,
+        Scenario::Idle => idle::idle(p),
+        Scenario::Lfn => lfn::lfn(p),
+        // A thread per busy stream: over 64 the harness would measure threads.
+        Scenario::Bulk(_) | Scenario::Rr(_) => return Outcome::NotApplicable,
     };
     match r {
         Ok(m) => Outcome::Done(m),
@@ -40,13 +48,27 @@ struct Pair {
     server: Session,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The delayed link between the ends, if any (dropped after the sessions).
+    _relay: Option<Relay>,
 }
 
 impl Pair {
     fn new() -> Res<Pair> {
+        Pair::through(None)
+    }
+
+    /// A session whose ends talk through a relay of `shape`, if one is given.
+    fn through(shape: Option<Shape>) -> Res<Pair> {
         let listener = smux_blocking::Listener::bind("127.0.0.1:0", Config::default())
             .map_err(|e| failed("listen", e))?;
-        let addr = listener.local_addr().map_err(|e| failed("listen", e))?;
+        let mut addr = listener.local_addr().map_err(|e| failed("listen", e))?;
+        let relay = shape
+            .map(|s| Relay::start(addr, s))
+            .transpose()
+            .map_err(|e| failed("relay", e))?;
+        if let Some(r) = &relay {
+            addr = r.addr();
+        }
         let client =
             smux_blocking::connect(addr, Config::default()).map_err(|e| failed("connect", e))?;
         let (server, _) = listener.accept().map_err(|e| failed("accept", e))?;
@@ -55,6 +77,7 @@ impl Pair {
             server,
             stop: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Vec::new()),
+            _relay: relay,
         })
     }
 
