@@ -374,7 +374,7 @@ struct SmuxOpener(smux_tokio::Session);
 
 impl Opener for SmuxOpener {
     fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
-        Box::pin(async move { Ok(Box::new(self.0.open().await?) as BoxIo) })
+        Box::pin(async move { Ok(smux_io(&self.0, self.0.open().await?)) })
     }
 }
 
@@ -382,7 +382,55 @@ struct SmuxAcceptor(smux_tokio::Session);
 
 impl Acceptor for SmuxAcceptor {
     fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
-        Box::pin(async move { Ok(Box::new(self.0.accept().await?) as BoxIo) })
+        Box::pin(async move { Ok(smux_io(&self.0, self.0.accept().await?)) })
+    }
+}
+
+/// A stream as the scenarios use it. With extensions off there is no half-close, so
+/// a shutdown is a full close there (the stream is released, as async-smux does).
+fn smux_io(session: &smux_tokio::Session, s: smux_tokio::Stream) -> BoxIo {
+    if session.config().extensions {
+        Box::new(s)
+    } else {
+        Box::new(FullClose(Some(s)))
+    }
+}
+
+/// A base stream whose shutdown releases it; reads after that see end-of-file.
+struct FullClose(Option<smux_tokio::Stream>);
+
+impl AsyncRead for FullClose {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(s) => Pin::new(s).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for FullClose {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(s) => Pin::new(s).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0 = None;
+        Poll::Ready(Ok(()))
     }
 }
 
