@@ -19,9 +19,14 @@
 //!   controls. Every byte one end's writes accepted reaches the other end's reads,
 //!   once, in order and on the right stream; no ID is reused before its close
 //!   handshake; once the link is drained both ends agree and every stream closes.
+//! - [`ext`](fn@ext): two sessions that agree on the extensions (or fall back, when one end
+//!   has them off), with half-close, reset and go-away: on top of what `pair` checks,
+//!   each end's agreement follows from the frames it took and is the truth, the offers
+//!   come once and in their place, every stream takes the session's mode on both ends,
+//!   and no end sends a frame the other cannot decode.
 //!
-//! The scenario encodings are described on [`SessionOp`], [`PairOp`] and
-//! [`config_from`]; [`seeds`] builds the seed corpus from them.
+//! The scenario encodings are described on [`SessionOp`], [`PairOp`], [`ExtOp`],
+//! [`ExtSetup`] and [`config_from`]; [`seeds`] builds the seed corpus from them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,6 +36,8 @@ use bytes::{Bytes, BytesMut};
 use crate::error::{EndReason, OpenError, ProtocolError, ReadError, WriteError};
 use crate::frame::{Cmd, Decoder, Frame, Header, HEADER_LEN};
 use crate::id::Role;
+use crate::negotiate::ASSUMED_WINDOW;
+use crate::probe::verify_code;
 use crate::session::{Event, Session, StreamId};
 use crate::transmit::Transmit;
 use crate::Config;
@@ -468,6 +475,14 @@ fn transmit(
     let after = s.stats();
     assert_eq!(after.bytes_sent - before.bytes_sent, wire.len() as u64);
     assert_eq!(after.frames_sent - before.frames_sent, frames.len() as u64);
+    // It stops at the limit (at least one frame, even with limit 0) or when nothing is
+    // left; a go-away that ran its course is then still "to transmit" (the next call
+    // ends the session).
+    assert!(
+        wire.len() >= limit.max(1) || !s.has_transmit() || s.is_going_away(),
+        "poll_transmit stopped at {} bytes below its limit {limit} with frames left",
+        wire.len()
+    );
     if before.buffered_out == 0 {
         assert!(
             frames
@@ -477,6 +492,80 @@ fn transmit(
         );
     }
     (frames, wire)
+}
+
+/// The ID `open` must hand out next on an end of `role` whose last open returned
+/// `last`, with `used` the IDs its session has records for: the first free one going
+/// on from the last (upward for the dialer, downward for the acceptor, wrapping), so a
+/// freed ID comes back as late as possible. `None` when every ID is in use.
+fn next_free_id(role: Role, last: Option<u16>, used: &[u16]) -> Option<u16> {
+    let used: HashSet<u16> = used.iter().copied().collect();
+    let (start, step): (u16, fn(u16) -> u16) = match (role, last) {
+        (Role::Dialer, None) => (0, |x| x.wrapping_add(1)),
+        (Role::Dialer, Some(l)) => (l.wrapping_add(1), |x| x.wrapping_add(1)),
+        (Role::Acceptor, None) => (u16::MAX, |x| x.wrapping_sub(1)),
+        (Role::Acceptor, Some(l)) => (l.wrapping_sub(1), |x| x.wrapping_sub(1)),
+    };
+    let mut id = start;
+    for _ in 0..=u16::MAX as usize {
+        if !used.contains(&id) {
+            return Some(id);
+        }
+        id = step(id);
+    }
+    None
+}
+
+/// One end's VRM frames as the checks follow them: the answers it owes (one per
+/// request it took, sent once each and in order), its ping on the wire, and the answer
+/// its offer of the extensions would get (never answered itself).
+#[derive(Debug, Default)]
+struct Vrms {
+    owed: VecDeque<(u16, u32)>,
+    ping: Option<(u16, u32)>,
+    offer_answer: Option<(u16, u32)>,
+}
+
+/// What a VRM an end took was to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VrmIn {
+    /// The answer to its ping: a round-trip sample, not answered.
+    PingAnswer,
+    /// The answer to its offer of the extensions: not answered.
+    OfferAnswer,
+    /// A request (a probe, a ping, an offer): it owes the verify answer.
+    Request,
+}
+
+impl Vrms {
+    /// Follows a VRM the end took.
+    fn took(&mut self, v: (u16, u32)) -> VrmIn {
+        if self.ping.map(|(a, b)| verify_code(a, b)) == Some(v) {
+            self.ping = None;
+            return VrmIn::PingAnswer;
+        }
+        if self.offer_answer == Some(v) {
+            return VrmIn::OfferAnswer;
+        }
+        self.owed.push_back(verify_code(v.0, v.1));
+        VrmIn::Request
+    }
+
+    /// Follows a VRM the end sent that is not an offer: the next answer it owes, or
+    /// else its ping (random values, one outstanding at a time).
+    fn sent(&mut self, v: (u16, u32), who: &str) {
+        if self.owed.front() == Some(&v) {
+            self.owed.pop_front();
+            return;
+        }
+        assert!(
+            self.ping.is_none(),
+            "{who}: VRM {v:x?} is neither the answer owed next ({:x?}) nor a ping (one is \
+             outstanding)",
+            self.owed.front()
+        );
+        self.ping = Some(v);
+    }
 }
 
 // ----- session ----------------------------------------------------------------------
@@ -679,9 +768,17 @@ struct SessionRun {
     last_input: Instant,
     causes: Causes,
     ended_checked: bool,
+    /// The ID the last successful `open` returned.
+    last_opened: Option<u16>,
 }
 
 impl SessionRun {
+    /// Most a stream's receive buffer may hold: the window, or the protocol's 512 KiB
+    /// that a peer may always send before it learns a smaller window.
+    fn recv_limit(&self) -> u32 {
+        self.config.window.max(ASSUMED_WINDOW)
+    }
+
     fn see(&mut self, id: u16) {
         if self.seen_set.insert(id) {
             self.seen.push(id);
@@ -761,7 +858,12 @@ impl SessionRun {
             } => {
                 let h = last.expect("WindowExceeded without a frame");
                 assert_eq!((h.cmd, h.id), (Cmd::Psh, id), "WindowExceeded misreports");
-                assert!(unconfirmed > u64::from(window) && window == self.config.window);
+                // A receiver takes the protocol's 512 KiB from a peer that cannot know a
+                // smaller window (this one never tells: extensions are off).
+                assert!(
+                    unconfirmed > u64::from(window) && window == self.recv_limit(),
+                    "WindowExceeded against window {window}"
+                );
                 let (recv, confirmed) = self.received.get(&id).copied().unwrap_or_default();
                 assert!(
                     recv - confirmed > u64::from(window),
@@ -817,7 +919,7 @@ impl SessionRun {
                 | Event::Finished(id)
                 | Event::Closed(id) => self.see(id.0),
                 Event::Reset(..) => panic!("reset without extensions"),
-                Event::Agreed(a) => assert_eq!(a, crate::Agreement::Base),
+                Event::Agreed(a) => panic!("Agreed({a:?}) with the extensions off"),
                 Event::Ended(reason) => {
                     assert_eq!(Some(&reason), self.s.end_reason(), "Ended event disagrees");
                 }
@@ -931,7 +1033,7 @@ impl SessionRun {
         for &id in &self.seen {
             let n = self.s.readable_len(StreamId(id));
             assert!(
-                n <= c.window as usize,
+                n <= self.recv_limit() as usize,
                 "stream {id} buffers more than the window"
             );
             readable += n;
@@ -1017,16 +1119,21 @@ impl SessionRun {
                 self.input.push(&wire);
                 self.feed();
             }
-            SessionOp::Open => match self.s.open() {
-                Ok(id) => {
+            SessionOp::Open => match (self.s.stream_ids(), self.s.open()) {
+                (used, Ok(id)) => {
                     assert!(!self.s.is_ended());
+                    let want = next_free_id(self.s.role(), self.last_opened, &used);
+                    assert_eq!(Some(id.0), want, "open did not hand out the next free ID");
+                    self.last_opened = Some(id.0);
                     self.see(id.0);
                 }
-                Err(OpenError::SessionEnded(r)) => assert_eq!(Some(&r), self.s.end_reason()),
-                Err(OpenError::IdsExhausted) => {
+                (_, Err(OpenError::SessionEnded(r))) => {
+                    assert_eq!(Some(&r), self.s.end_reason())
+                }
+                (_, Err(OpenError::IdsExhausted)) => {
                     assert!(self.s.stats().streams >= 65_536, "IDs exhausted early")
                 }
-                Err(OpenError::GoingAway) => panic!("going away without a go-away"),
+                (_, Err(OpenError::GoingAway)) => panic!("going away without a go-away"),
             },
             SessionOp::Accept => {
                 let backlog = self.s.stats().accept_backlog;
@@ -1143,13 +1250,15 @@ impl SessionRun {
 ///
 /// Checks, after every op: no panic; `buffered_in ≤ max_buffered_in`, `buffered_out ≤
 /// max_buffered_out`, the accept backlog within its bound, and every seen stream's
-/// `readable_len ≤ window`; the session has ended only with a protocol error or for a
+/// `readable_len` within the window (or the 512 KiB a peer may always send); the session has ended only with a protocol error or for a
 /// reason the scenario caused (and then refuses everything and sends nothing); the
 /// output is whole, valid frames, no PSH over `max_frame`, no stream's data beyond the
 /// window plus the confirmations received, no CFM for bytes never received; the
 /// statistics match the bytes and frames that went in and out; reads, writes and
 /// their `readable_len` / `writable_len` agree; a `Blocked` write changes nothing; the
-/// timer is never due again right after it ran. At the end, a live session is drained
+/// timer is never due again right after it ran; `poll_transmit` stops only at its limit
+/// (at least one frame) or when nothing is left; `open` hands out the next free ID
+/// after the last one (round-robin); no `Agreed` event (extensions are off). At the end, a live session is drained
 /// and must take input again and open a stream.
 pub fn session(data: &[u8]) {
     let mut inp = Input::new(data);
@@ -1174,6 +1283,7 @@ pub fn session(data: &[u8]) {
         last_input: now,
         causes: Causes::default(),
         ended_checked: false,
+        last_opened: None,
     };
     assert!(!run.s.has_transmit(), "a new session has something to send");
     while !inp.is_empty() {
@@ -1426,6 +1536,10 @@ struct End {
     handles: Vec<u16>,
     /// A ping was sent and its answer is due.
     pinged: bool,
+    /// Its pings and the answers it owes.
+    vrms: Vrms,
+    /// The ID its last successful `open` returned.
+    last_opened: Option<u16>,
 }
 
 /// The [`pair`] scenario.
@@ -1530,7 +1644,7 @@ impl PairRun {
             }
             Event::Ended(reason) => panic!("end {side}: session ended: {reason:?}"),
             Event::Reset(..) => panic!("end {side}: reset without extensions"),
-            Event::Agreed(a) => assert_eq!(a, crate::Agreement::Base),
+            Event::Agreed(a) => panic!("end {side}: Agreed({a:?}) with the extensions off"),
         }
     }
 
@@ -1581,7 +1695,10 @@ impl PairRun {
                         "end {side}: stream {id} confirmed bytes it has not read"
                     );
                 }
-                Cmd::Vrm | Cmd::Pin => {}
+                Cmd::Vrm => self.ends[side]
+                    .vrms
+                    .sent((id, length), &format!("end {side}")),
+                Cmd::Pin => {}
                 Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set => panic!("end {side}: sent {cmd:?}"),
             }
         }
@@ -1628,7 +1745,16 @@ impl PairRun {
                         "end {side}: CFM for more than was sent on {id}"
                     );
                 }
-                Cmd::Vrm | Cmd::Pin => {}
+                Cmd::Vrm => {
+                    let end = &mut self.ends[side];
+                    if end.vrms.took((id, length)) == VrmIn::PingAnswer {
+                        assert!(
+                            end.s.stats().rtt.is_some(),
+                            "end {side}: ping answer not taken"
+                        );
+                    }
+                }
+                Cmd::Pin => {}
                 Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set => panic!("end {side}: took {cmd:?}"),
             }
         }
@@ -1738,12 +1864,20 @@ impl PairRun {
     }
 
     fn open(&mut self, side: usize) {
+        let used = self.ends[side].s.stream_ids();
         match self.ends[side].s.open() {
             Ok(StreamId(id)) => {
                 assert!(
                     !self.ends[side].live.contains_key(&id),
                     "end {side}: ID {id} reused while its stream still exists"
                 );
+                let end = &mut self.ends[side];
+                assert_eq!(
+                    Some(id),
+                    next_free_id(end.s.role(), end.last_opened, &used),
+                    "end {side}: open did not hand out the next free ID"
+                );
+                end.last_opened = Some(id);
                 if let Some(&old) = self.ends[1 - side].opened.get(&id) {
                     let o = &self.conns[old];
                     assert!(
@@ -1949,10 +2083,12 @@ impl PairRun {
 /// has not read; events match the model (`Incoming` only for a stream the peer
 /// opened, `Finished` only after the peer's FIN, `Closed` only after both FINs and
 /// the application's close); an ID is never reopened before its close handshake
-/// finished on that end; accepts come in `Incoming` order. After the final settle:
-/// both ends agree on which streams exist, and their stream counts match the events;
-/// every byte written on a stream whose reader still holds it has been read; pings
-/// were answered; after closing everything no stream is left on either end and no
+/// finished on that end, and `open` hands out the next free ID after the last one;
+/// accepts come in `Incoming` order; every VRM request (a ping) is answered once, in
+/// order, and answers are never answered. After the final settle: both ends agree on
+/// which streams exist, and their stream counts match the events; every byte written
+/// on a stream whose reader still holds it has been read; pings were answered and no
+/// answer is owed; after closing everything no stream is left on either end and no
 /// byte is buffered.
 pub fn pair(data: &[u8]) {
     let mut inp = Input::new(data);
@@ -1973,6 +2109,8 @@ pub fn pair(data: &[u8]) {
         backlog: VecDeque::new(),
         handles: Vec::new(),
         pinged: false,
+        vrms: Vrms::default(),
+        last_opened: None,
     };
     let mut run = PairRun {
         ends: [end(Role::Dialer), end(Role::Acceptor)],
@@ -2007,6 +2145,12 @@ pub fn pair(data: &[u8]) {
                 "end {side}: ping never answered"
             );
         }
+        assert!(end.vrms.ping.is_none(), "end {side}: ping never answered");
+        assert!(
+            end.vrms.owed.is_empty(),
+            "end {side}: VRM answers never sent: {:x?}",
+            end.vrms.owed
+        );
     }
 
     for side in 0..2 {

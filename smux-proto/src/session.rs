@@ -794,7 +794,8 @@ impl Session {
         } else {
             s.set(flag::IN_READY, false);
             s.release_bufs(&mut self.pool);
-            if s.state.fin() == Some(LocalFin::Waiting) {
+            // A reset waiting for the agreement sends its RST or FIN then.
+            if s.state.fin() == Some(LocalFin::Waiting) && !self.deferred_resets.contains_key(&id) {
                 s.set_fin(LocalFin::Queued);
                 self.push_ctrl(Header::new(Cmd::Fin, id, 0));
             }
@@ -1208,7 +1209,9 @@ impl Session {
             f
         });
         s.state = State::Closing { fin, peer_fin };
-        s.set(flag::WRITE_BLOCKED, false);
+        // Nothing waits on a released stream: no `Writable` for a blocked write, nor
+        // for a shutdown that waited for the agreement.
+        s.set(flag::WRITE_BLOCKED | flag::SHUT_WAITING, false);
         self.owe_last_fin(id.0);
         self.resets.remove(&id.0);
         self.backlog.retain(|x| *x != id.0);

@@ -1,12 +1,16 @@
-//! The [`ext`] target: two sessions that negotiate the extensions (or fall back, when
+//! The [`ext`] target: two sessions that agree on the extensions (or fall back, when
 //! one end has them off), joined by an in-memory link the input controls, with
 //! half-close, reset and go-away mixed into the usual stream traffic.
 //!
 //! The model follows every frame on the wire, attributed to the stream lifetime it was
-//! sent for, and every event and call result on both ends. Extended streams close with
-//! `FIN(0)` (this end writes no more, or a RST standing for it) and `FIN(1)` (this end's
-//! last frame on the stream, once its application released the stream and the peer's
-//! first FIN arrived); base streams with one FIN each way.
+//! sent for, and every event and call result on both ends. It derives each end's
+//! agreement from the frames that end took, by the rules in `negotiate` (so it checks
+//! that the order of frames tells both ends the truth), and checks where each end's
+//! offer (HELLO, ASK) stands among its frames. Every stream of a session where both
+//! ends have the extensions is extended, on each end once that end knows. Extended
+//! streams close with `FIN(0)` (this end writes no more, or a RST standing for it) and
+//! `FIN(1)` (this end's last frame on the stream, once its application released the
+//! stream and the peer's first FIN arrived); base streams with one FIN each way.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -14,14 +18,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    config_from, fill_pattern, op_limit, pattern, transmit, Input, InputLog, CONFIG_LEN,
-    PAIR_MAX_ELAPSED, PAIR_TIMEOUT,
+    config_from, fill_pattern, next_free_id, op_limit, pattern, transmit, Input, InputLog, VrmIn,
+    Vrms, CONFIG_LEN, PAIR_MAX_ELAPSED, PAIR_TIMEOUT,
 };
 use crate::error::{EndReason, OpenError, ReadError, WriteError};
 use crate::frame::{Cmd, Decoder, Header};
 use crate::id::Role;
-use crate::negotiate::{ASK_ID as ACK_ID, CAPS, HELLO_ID};
-use crate::probe::{Probe, Verdict};
+use crate::negotiate::{Agreement, ASK_ID, ASSUMED_WINDOW, CAPS, HELLO_ID, SET_RECV_WINDOW};
+use crate::probe::{verify_code, Probe, Verdict};
 use crate::session::{Event, Session, StreamId, RESET_REFUSED};
 use crate::Config;
 
@@ -48,11 +52,16 @@ pub const EXT_SETUP_LEN: usize = 1;
 /// stands for the default (16 MiB).
 const MAX_WINDOWS: [u32; 4] = [1, 4, 64, 0];
 
+/// The acceptor's `window` relative to the dialer's, by [`ExtSetup::acceptor_window`]:
+/// multiplied by the first value, divided by the second.
+const ACCEPTOR_WINDOWS: [(u32, u32); 4] = [(1, 1), (4, 1), (1, 4), (16, 1)];
+
 /// The part of an [`ext`] scenario that [`config_from`] does not cover.
 ///
 /// Encoding: one byte; bits 0-1: `1` turns extensions off on the dialer, `2` on the
 /// acceptor, anything else leaves both on; bits 2-3: [`ExtSetup::max_window`]; bit 4:
-/// a probe follows (`v1: u16, v2: u32`); bit 5: the probed end (0 dialer, 1 acceptor).
+/// a probe follows (`v1: u16, v2: u32`); bit 5: the probed end (0 dialer, 1 acceptor);
+/// bits 6-7: [`ExtSetup::acceptor_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtSetup {
     /// `Config::extensions` of the dialer (end 0) and the acceptor (end 1).
@@ -61,6 +70,10 @@ pub struct ExtSetup {
     pub max_window: u8,
     /// A probe at the very start: the probed end and the challenge values.
     pub probe: Option<(u8, u16, u32)>,
+    /// The acceptor's `window` (and `cfm_threshold`): the dialer's, times 4, a quarter
+    /// of it, or times 16 (`% 4`; at most 256 frames, at least 1 byte), so that the
+    /// ends' windows differ and each end's writes must follow the other's.
+    pub acceptor_window: u8,
 }
 
 impl ExtSetup {
@@ -69,6 +82,7 @@ impl ExtSetup {
         extensions: [true, true],
         max_window: 2,
         probe: None,
+        acceptor_window: 0,
     };
 
     /// Appends the encoding to `out`.
@@ -78,7 +92,7 @@ impl ExtSetup {
             [true, false] => 2,
             [true, true] => 0,
         };
-        let mut b = off | (self.max_window & 3) << 2;
+        let mut b = off | (self.max_window & 3) << 2 | (self.acceptor_window & 3) << 6;
         if let Some((side, _, _)) = self.probe {
             b |= 0x10 | (side & 1) << 5;
         }
@@ -101,13 +115,14 @@ impl ExtSetup {
             extensions,
             max_window: (b >> 2) & 3,
             probe,
+            acceptor_window: b >> 6,
         }
     }
 }
 
 /// One step of an [`ext`] scenario. `side` 0 is the dialer, 1 the acceptor.
 ///
-/// Encoding: one opcode byte: bit 0 is the side, `(b >> 1) % 13` the op in the order of
+/// Encoding: one opcode byte: bit 0 is the side, `(b >> 1) % 14` the op in the order of
 /// the variants; then the variant's fields, little-endian. A `stream` byte picks one of
 /// the streams that side's application holds (`stream % count`; nothing happens when
 /// it holds none).
@@ -207,6 +222,11 @@ pub enum ExtOp {
         /// The side.
         side: u8,
     },
+    /// 13: [`Session::start_agreement`].
+    StartAgreement {
+        /// The side.
+        side: u8,
+    },
 }
 
 impl ExtOp {
@@ -248,13 +268,14 @@ impl ExtOp {
                 out.extend_from_slice(&ms.to_le_bytes());
             }
             ExtOp::Ping { side } => out.push(op(12, side)),
+            ExtOp::StartAgreement { side } => out.push(op(13, side)),
         }
     }
 
     fn decode(inp: &mut Input<'_>) -> ExtOp {
         let b = inp.u8();
         let side = b & 1;
-        match (b >> 1) % 13 {
+        match (b >> 1) % 14 {
             0 => ExtOp::Open { side },
             1 => ExtOp::Accept { side },
             2 => ExtOp::Read {
@@ -298,7 +319,8 @@ impl ExtOp {
                 len: inp.u16(),
             },
             11 => ExtOp::Advance { ms: inp.u16() },
-            _ => ExtOp::Ping { side },
+            12 => ExtOp::Ping { side },
+            _ => ExtOp::StartAgreement { side },
         }
     }
 }
@@ -349,7 +371,8 @@ struct Conn {
     opener: usize,
     /// Identifies the pattern of each direction's data: `serial * 2 + writer`.
     serial: u64,
-    /// Extended (opened after both ends agreed on extensions).
+    /// Extended: both ends have the extensions on (each end's record of it is extended
+    /// once that end knows).
     ext: bool,
     /// Bytes each end's writes accepted, and bytes each end read of the other's.
     written: [u64; 2],
@@ -374,6 +397,11 @@ struct Conn {
     /// Each end's last write returned `Blocked` (read: `Blocked`) and no event since.
     write_blocked: [bool; 2],
     read_blocked: [bool; 2],
+    /// Each end's shutdown returned `Blocked` (agreement pending) and no `Writable` since.
+    shut_wait: [bool; 2],
+    /// Each end's application released the stream before its end knew the agreement:
+    /// the frames that differ between the modes waited for it.
+    released_pending: [bool; 2],
     syn_sent: bool,
     /// Frames each end sent on the stream: the first FIN (`FIN(0)`; the only FIN of a
     /// base stream), the last FIN (`FIN(1)`), a RST with its code.
@@ -446,12 +474,33 @@ struct End {
     /// This end called `go_away` or took a GWY.
     going_away: bool,
     gwy_sent: bool,
-    hello_sent: bool,
-    hello_recv: bool,
-    ack_sent: bool,
-    ack_recv: bool,
-    /// `extensions_enabled()` as last seen.
-    enabled: bool,
+    /// The agreement as the rules in `negotiate` derive it from the frames this end took.
+    agreement: Agreement,
+    /// Its `Agreed` event came.
+    agreed: bool,
+    /// Its offer (HELLO from the acceptor, ASK from the dialer) is due (the rules have
+    /// it queued), and left.
+    offer_due: bool,
+    offer_sent: bool,
+    /// HELLO was due before the acceptor took its first frame: nothing goes ahead of it.
+    offer_due_early: bool,
+    /// The dialer's first own frame just left: ASK must be its next frame.
+    ask_next: bool,
+    /// Frames it sent (a probe's answer included), frames it took, and whether it sent
+    /// a frame of its own (not an offer or an answer).
+    sent: u64,
+    took: u64,
+    own_sent: bool,
+    /// Its pings and the answers it owes.
+    vrms: Vrms,
+    /// Its keepalive: when the next PIN is due, and whether one waits to leave.
+    next_pin: Instant,
+    pin_queued: bool,
+    /// The peer's receive window from its SET, once taken; its own SET left.
+    peer_set: Option<u32>,
+    set_sent: bool,
+    /// The ID its last successful `open` returned.
+    last_opened: Option<u16>,
     /// The probe whose answer is still to come out of this end (and be stripped).
     probe: Option<Probe>,
     /// The session ended (`Drained`, or `PeerClosed` after `eof`).
@@ -467,7 +516,6 @@ struct ExtRun {
     conns: Vec<Conn>,
     /// Stream lifetimes by ID.
     by_id: HashMap<u16, Vec<usize>>,
-    config: Config,
     now: Instant,
     elapsed: Duration,
 }
@@ -503,7 +551,20 @@ impl ExtRun {
         trace!("  end {side} event {ev:?}");
         let peer = 1 - side;
         match ev {
-            Event::Agreed(_) => {}
+            Event::Agreed(a) => {
+                let end = &mut self.ends[side];
+                assert!(
+                    end.ext_config,
+                    "end {side}: Agreed({a:?}) with extensions off"
+                );
+                assert!(!end.agreed, "end {side}: Agreed twice");
+                assert_eq!(
+                    a, end.agreement,
+                    "end {side}: Agreed({a:?}), but the frames it took say {:?}",
+                    end.agreement
+                );
+                end.agreed = true;
+            }
             Event::Incoming(StreamId(id)) => {
                 let c = self.event_conn(side, id, "Incoming");
                 let ext = self.ends[side].s.is_extended(StreamId(id));
@@ -531,6 +592,7 @@ impl ExtRun {
                 let conn = &mut self.conns[c];
                 assert_eq!(conn.held[side], Held::Open, "end {side}: Writable({id})");
                 conn.write_blocked[side] = false;
+                conn.shut_wait[side] = false;
             }
             Event::Finished(StreamId(id)) => {
                 let c = self.event_conn(side, id, "Finished");
@@ -623,69 +685,142 @@ impl ExtRun {
                 "end {side}: the first frame after a probe is {:?}",
                 frames[0].header
             );
+            let h = frames[0].header;
+            end.vrms.sent((h.id, h.length), &format!("end {side}"));
+            end.sent += 1;
             wire.drain(..7);
             frames.remove(0);
             end.probe = None;
         }
         end.link.extend_from_slice(&wire);
-        let mut enabled = end.enabled;
         for f in frames {
-            let c = self.sent_frame(side, f.header, &mut enabled);
+            let c = self.sent_frame(side, f.header);
             self.ends[side].frames.push_back((f.header, c));
         }
-        let end = &mut self.ends[side];
-        assert_eq!(
-            enabled,
-            end.s.extensions_enabled(),
-            "end {side}: extensions turned on other than as the ACK left"
-        );
-        end.enabled = enabled;
     }
 
-    /// Checks a frame end `side` sent (`enabled`: extension frames may go, updated as
-    /// an ACK leaves); returns the stream lifetime it belongs to.
-    fn sent_frame(&mut self, side: usize, h: Header, enabled: &mut bool) -> Option<usize> {
-        trace!("  end {side} sends {h:?}");
-        let Header { cmd, id, length } = h;
-        let max_window = self.config.max_window.max(self.config.window);
-        let window = self.config.window;
+    /// Checks where a frame end `side` sends stands relative to its offer (`negotiate`,
+    /// rules 2 and 3): the acceptor's HELLO goes ahead of everything but the answer to
+    /// the first frame it took (when that frame made it due); the dialer's ASK follows
+    /// its first own frame at once, with only answers ahead of them; a pending end sends
+    /// a frame of its own only with its offer due.
+    fn offer_order(&mut self, side: usize, h: Header) {
         let end = &mut self.ends[side];
-        match cmd {
-            Cmd::Vrm => {
-                if id == HELLO_ID {
+        let is_offer = h.cmd == Cmd::Vrm && (h.id == HELLO_ID || h.id == ASK_ID);
+        let is_answer = h.cmd == Cmd::Vrm && end.vrms.owed.front() == Some(&(h.id, h.length));
+        let own = !is_offer && !is_answer;
+        if end.ask_next {
+            assert!(
+                is_offer,
+                "end {side}: {h:?} between its first own frame and ASK"
+            );
+            end.ask_next = false;
+        }
+        if own && end.agreement == Agreement::Pending {
+            assert!(
+                end.offer_due,
+                "end {side}: {h:?} while the agreement is pending, and no offer due"
+            );
+        }
+        if end.offer_due && !end.offer_sent && !is_offer {
+            match end.role {
+                Role::Acceptor => assert!(
+                    is_answer && end.sent == 0 && !end.offer_due_early,
+                    "end {side}: {h:?} ahead of HELLO"
+                ),
+                Role::Dialer if own => {
                     assert!(
-                        end.role == Role::Acceptor && end.ext_config && !end.hello_sent,
-                        "end {side}: unexpected HELLO"
+                        !end.own_sent,
+                        "end {side}: a second frame of its own ({h:?}) ahead of ASK"
                     );
-                    assert_eq!(length, CAPS, "HELLO caps");
-                    end.hello_sent = true;
-                } else if id == ACK_ID {
-                    assert!(
-                        end.role == Role::Dialer && end.ext_config && end.hello_recv,
-                        "end {side}: ACK without HELLO"
-                    );
-                    assert!(!end.ack_sent, "end {side}: second ACK");
-                    assert_eq!(length, CAPS, "ACK caps");
-                    end.ack_sent = true;
-                    *enabled = true;
+                    end.ask_next = true;
                 }
+                Role::Dialer => {}
+            }
+        }
+        end.own_sent |= own;
+        end.sent += 1;
+    }
+
+    /// The most end `side` may have unconfirmed on stream `c` now: the peer's window
+    /// (from its SET; until then the smaller of its own window and the protocol's
+    /// 512 KiB), or more if the peer granted more (WND).
+    fn send_limit(&self, side: usize, c: usize) -> u64 {
+        let end = &self.ends[side];
+        let assumed = end.s.config().window.min(ASSUMED_WINDOW);
+        let base = end.peer_set.unwrap_or(assumed);
+        u64::from(base.max(self.conns[c].wnd_received[side]))
+    }
+
+    /// Checks a frame end `side` sent; returns the stream lifetime it belongs to.
+    fn sent_frame(&mut self, side: usize, h: Header) -> Option<usize> {
+        trace!("  end {side} sends {h:?}");
+        self.offer_order(side, h);
+        let Header { cmd, id, length } = h;
+        let config = self.ends[side].s.config();
+        let (window, max_frame) = (config.window, config.max_frame);
+        let max_window = config.max_window.max(window);
+        let assumed = window.min(ASSUMED_WINDOW);
+        let end = &mut self.ends[side];
+        if matches!(cmd, Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set) {
+            // The peer decodes it only once it knows: our offer (or SYN(1)) went first.
+            assert!(
+                end.agreement == Agreement::Extended && end.offer_sent,
+                "end {side}: {h:?} before it knew, or before its offer left"
+            );
+        }
+        match cmd {
+            Cmd::Vrm if id == HELLO_ID || id == ASK_ID => {
+                let (role, name) = if id == HELLO_ID {
+                    (Role::Acceptor, "HELLO")
+                } else {
+                    (Role::Dialer, "ASK")
+                };
+                assert_eq!(length, CAPS, "end {side}: {name} caps");
+                assert!(
+                    end.role == role && end.ext_config,
+                    "end {side}: {name} from the wrong end"
+                );
+                assert!(!end.offer_sent, "end {side}: second {name}");
+                assert!(end.offer_due, "end {side}: {name} that nothing called for");
+                end.offer_sent = true;
+                end.vrms.offer_answer = Some(verify_code(id, CAPS));
+                return None;
+            }
+            Cmd::Vrm => {
+                end.vrms.sent((id, length), &format!("end {side}"));
                 return None;
             }
             Cmd::Pin => {
                 assert_eq!((id, length), (0, 0), "malformed PIN");
+                assert!(
+                    end.pin_queued,
+                    "end {side}: PIN before its keepalive was due"
+                );
+                end.pin_queued = false;
                 return None;
             }
             Cmd::Gwy => {
-                assert!(*enabled, "end {side}: GWY before extensions");
                 assert!(end.going_away, "end {side}: GWY without a go-away");
                 assert!(!end.gwy_sent, "end {side}: second GWY");
                 assert_eq!(id, 0, "GWY on a stream");
                 end.gwy_sent = true;
                 return None;
             }
-            Cmd::Set => return None,
+            Cmd::Set => {
+                assert!(!end.set_sent, "end {side}: second SET");
+                assert_eq!(
+                    (id, length),
+                    (SET_RECV_WINDOW, window),
+                    "end {side}: SET is not its receive window"
+                );
+                end.set_sent = true;
+                return None;
+            }
             _ => {}
         }
+        let ext_config = end.ext_config;
+        let set = end.peer_set.unwrap_or(0);
         let c = self.cur(side, id, &format!("{cmd:?}"));
         let conn = &mut self.conns[c];
         assert!(
@@ -700,25 +835,24 @@ impl ExtRun {
             Cmd::Syn => {
                 assert_eq!(conn.opener, side, "end {side}: SYN for the peer's stream");
                 assert!(!conn.syn_sent, "end {side}: second SYN for {id}");
+                // SYN(1): "I have the extensions"; a reference ignores the flag.
                 assert_eq!(
                     length,
-                    u32::from(conn.ext),
+                    u32::from(ext_config),
                     "end {side}: SYN({length}) for {id}"
-                );
-                assert!(
-                    *enabled || !conn.ext,
-                    "end {side}: SYN(1) before extensions"
                 );
                 conn.syn_sent = true;
             }
             Cmd::Psh => {
-                assert!(length > 0 && length <= self.config.max_frame, "PSH size");
+                assert!(length > 0 && length <= max_frame, "PSH size");
                 assert!(
                     !conn.fin0_sent[side] && conn.rst_sent[side].is_none(),
                     "end {side}: PSH on {id} after its FIN or RST"
                 );
                 conn.psh_sent[side] += u64::from(length);
-                let credit = u64::from(window.max(conn.wnd_received[side]));
+                // Data accepted under the assumed window may leave after a SET lowered
+                // it (writes then check the current limit, see `write`).
+                let credit = u64::from(assumed.max(set).max(conn.wnd_received[side]));
                 assert!(
                     conn.psh_sent[side] <= conn.cfm_received[side] + credit,
                     "end {side}: stream {id} has more than its window unconfirmed"
@@ -863,15 +997,12 @@ impl ExtRun {
             assert_eq!(h, f.header, "end {side} took a frame other than was sent");
             self.received_frame(side, h, c);
         }
-        let end = &mut self.ends[side];
-        let enabled = end.s.extensions_enabled();
-        if enabled && !end.enabled {
-            assert!(
-                end.role == Role::Acceptor && end.ack_recv,
-                "end {side}: extensions turned on without an ACK"
-            );
-        }
-        end.enabled = enabled;
+        let end = &self.ends[side];
+        assert_eq!(
+            end.s.agreement(),
+            end.agreement,
+            "end {side}: its agreement is not what the frames it took say"
+        );
         // Handled frames emit events; the model follows them before anything else.
         self.drain_events();
         let end = &self.ends[side];
@@ -893,21 +1024,90 @@ impl ExtRun {
         count
     }
 
+    /// What end `side`, while pending, learns from taking `h` (before the frame is
+    /// applied): whether the peer has the extensions, or nothing yet. The rules of
+    /// `negotiate`: a SYN says it by its flag; HELLO (to the dialer) or ASK (to the
+    /// acceptor) says yes, the verify answer to this end's own offer no; to the dialer any
+    /// frame but a VRM says no (an acceptor of ours sends HELLO ahead of it); to the
+    /// acceptor data, a confirmation or a FIN on a stream it opened says no (a dialer of
+    /// ours sends ASK ahead of them). Follows the VRM bookkeeping as it goes.
+    fn learn(&mut self, side: usize, h: Header) -> Option<bool> {
+        let end = &mut self.ends[side];
+        match (h.cmd, end.role) {
+            (Cmd::Vrm, role) => {
+                let theirs = match role {
+                    Role::Dialer => HELLO_ID,
+                    Role::Acceptor => ASK_ID,
+                };
+                match end.vrms.took((h.id, h.length)) {
+                    VrmIn::PingAnswer => {
+                        assert!(end.s.stats().rtt.is_some(), "end {side}: ping answer lost");
+                        None
+                    }
+                    VrmIn::OfferAnswer => Some(false),
+                    VrmIn::Request => {
+                        (end.ext_config && (h.id, h.length) == (theirs, CAPS)).then_some(true)
+                    }
+                }
+            }
+            (Cmd::Syn, _) => Some(h.length == 1),
+            (_, Role::Dialer) => Some(false),
+            (Cmd::Psh | Cmd::Cfm | Cmd::Fin, Role::Acceptor) => {
+                let own = end
+                    .cur
+                    .get(&h.id)
+                    .is_some_and(|&c| self.conns[c].exists[side]);
+                own.then_some(false)
+            }
+            (_, Role::Acceptor) => None,
+        }
+    }
+
     /// Follows a frame end `side` took; `c` is the stream lifetime it was sent for.
     fn received_frame(&mut self, side: usize, h: Header, c: Option<usize>) {
         trace!("  end {side} takes {h:?}");
         let Header { cmd, id, length } = h;
         let end = &mut self.ends[side];
+        if matches!(cmd, Cmd::Wnd | Cmd::Rst | Cmd::Gwy | Cmd::Set) {
+            assert_eq!(
+                end.agreement,
+                Agreement::Extended,
+                "end {side} took {h:?} before it knew the peer has the extensions"
+            );
+        }
+        if end.took == 0 {
+            end.offer_due_early = end.offer_due;
+        }
+        end.took += 1;
+        let pending = end.agreement == Agreement::Pending;
+        let learned = self.learn(side, h);
+        if let Some(yes) = learned.filter(|_| pending) {
+            let truth = self.ends.iter().all(|e| e.ext_config);
+            assert_eq!(
+                yes, truth,
+                "end {side} learned {yes} from {h:?}, but extensions are {truth} on both ends"
+            );
+            let end = &mut self.ends[side];
+            end.agreement = if yes {
+                // It offers too (if it has not), and sends its settings.
+                end.offer_due = true;
+                Agreement::Extended
+            } else {
+                Agreement::Base
+            };
+        }
+        let end = &mut self.ends[side];
+        if end.role == Role::Acceptor && end.agreement == Agreement::Pending {
+            // A frame arrived: HELLO follows (behind the answer, if it was a probe).
+            end.offer_due = true;
+        }
         match cmd {
-            Cmd::Vrm => {
-                if id == HELLO_ID && end.role == Role::Dialer {
-                    end.hello_recv = true;
-                } else if id == ACK_ID && end.role == Role::Acceptor {
-                    end.ack_recv = true;
-                }
+            Cmd::Vrm | Cmd::Pin => return,
+            Cmd::Set => {
+                assert_eq!(id, SET_RECV_WINDOW, "end {side}: SET of an unknown key");
+                end.peer_set = Some(length);
                 return;
             }
-            Cmd::Pin | Cmd::Set => return,
             Cmd::Gwy => {
                 end.going_away = true;
                 return;
@@ -1072,6 +1272,7 @@ impl ExtRun {
             return;
         };
         let refusal = self.write_refusal(side, c);
+        let limit = self.send_limit(side, c);
         let conn = &mut self.conns[c];
         // Only the part the write can accept gets the pattern; accepting more than
         // `writable_len` fails below, and would show as wrong bytes at the reader.
@@ -1099,6 +1300,15 @@ impl ExtRun {
                 if n > 0 {
                     conn.write_blocked[side] = false;
                 }
+                // The receiver's window governs (its SET; until then an assumed one).
+                // Bytes taken under the assumed window may exceed a smaller SET that
+                // came later: only a write that takes more is bound by it.
+                assert!(
+                    n == 0 || conn.written[side] - conn.cfm_received[side] <= limit,
+                    "end {side}: stream {id} took {} unconfirmed bytes, more than its window \
+                     {limit}",
+                    conn.written[side] - conn.cfm_received[side]
+                );
             }
             Err(WriteError::Blocked) => {
                 assert!(len > 0 && writable == 0, "end {side}: Blocked with room");
@@ -1110,6 +1320,8 @@ impl ExtRun {
 
     fn open(&mut self, side: usize) {
         let end = &mut self.ends[side];
+        let used = end.s.stream_ids();
+        let pending = end.agreement == Agreement::Pending;
         let got = end.s.open();
         if let Some(r) = end.s.end_reason() {
             assert_eq!(got, Err(OpenError::SessionEnded(r.clone())));
@@ -1124,16 +1336,27 @@ impl ExtRun {
             return;
         }
         let id = match got {
-            Ok(StreamId(id)) => id,
+            Ok(StreamId(id)) => {
+                trace!("  end {side} opens {id}");
+                id
+            }
             Err(OpenError::IdsExhausted) => return,
             Err(e) => panic!("end {side}: open failed: {e:?}"),
         };
-        let ext = end.s.is_extended(StreamId(id));
         assert_eq!(
-            ext,
-            end.s.extensions_enabled(),
-            "end {side}: a new stream is extended iff extensions are on"
+            Some(id),
+            next_free_id(end.role, end.last_opened, &used),
+            "end {side}: open did not hand out the next free ID"
         );
+        end.last_opened = Some(id);
+        // Its SYN is an own frame: the offer goes with it.
+        end.offer_due |= pending;
+        assert_eq!(
+            end.s.is_extended(StreamId(id)),
+            end.agreement == Agreement::Extended,
+            "end {side}: a new stream is extended iff the agreement is"
+        );
+        let ext = self.ends.iter().all(|e| e.ext_config);
         let c = self.conns.len();
         let ids = self.by_id.entry(id).or_default();
         for &o in ids.iter() {
@@ -1166,6 +1389,8 @@ impl ExtRun {
             stopped: [false; 2],
             write_blocked: [false; 2],
             read_blocked: [false; 2],
+            shut_wait: [false; 2],
+            released_pending: [false; 2],
             syn_sent: false,
             fin0_sent: [false; 2],
             fin1_sent: [false; 2],
@@ -1198,13 +1423,16 @@ impl ExtRun {
         true
     }
 
-    /// Lets go of a held stream by `close`, `shutdown` (a base stream's is a close) or
-    /// `reset`, and checks the outcome.
+    /// Lets go of a held stream by `close` or `reset`, or shuts its write side
+    /// (`shutdown`: only on an extended stream; it waits while the agreement is pending
+    /// and fails on a base stream, changing nothing), and checks the outcome.
     fn release(&mut self, side: usize, sel: usize, how: Release) {
         let Some((id, c)) = self.handle(side, sel) else {
             return;
         };
         let end = &mut self.ends[side];
+        let agreement = end.agreement;
+        let before = end.s.stats();
         let got = match how {
             Release::Close => end.s.close(StreamId(id)),
             Release::Shutdown => end.s.shutdown(StreamId(id)),
@@ -1215,8 +1443,33 @@ impl ExtRun {
             return;
         }
         let conn = &mut self.conns[c];
-        match how {
-            Release::Shutdown if conn.ext => {
+        match (how, agreement) {
+            (Release::Shutdown, Agreement::Pending) => {
+                assert_eq!(
+                    got,
+                    Err(WriteError::Blocked),
+                    "end {side}: shutdown of {id} before the agreement"
+                );
+                // A `Writable` follows once the agreement settles.
+                conn.shut_wait[side] = true;
+                return;
+            }
+            (Release::Shutdown, Agreement::Base) => {
+                assert_eq!(
+                    got,
+                    Err(WriteError::HalfCloseUnsupported),
+                    "end {side}: shutdown of base stream {id}"
+                );
+                let s = &self.ends[side].s;
+                assert_eq!(
+                    s.stats(),
+                    before,
+                    "end {side}: a refused shutdown did something"
+                );
+                return;
+            }
+            (Release::Shutdown, Agreement::Extended) => {
+                assert!(conn.ext, "end {side}: extended, yet stream {id} is not");
                 match conn.reset_seen[side] {
                     Some(code) => assert_eq!(got, Err(WriteError::Reset(code))),
                     None => {
@@ -1226,13 +1479,15 @@ impl ExtRun {
                 }
                 return;
             }
-            Release::Reset(code) if conn.ext => conn.reset_code[side] = Some(code),
+            (Release::Reset(code), _) if conn.ext => conn.reset_code[side] = Some(code),
             _ => {}
         }
         assert_eq!(got, Ok(()), "end {side}: {how:?} of held stream {id}");
+        conn.released_pending[side] = agreement == Agreement::Pending;
         conn.held[side] = Held::Released;
         conn.read_blocked[side] = false;
         conn.write_blocked[side] = false;
+        conn.shut_wait[side] = false;
         self.ends[side].handles.retain(|&h| h != id);
     }
 
@@ -1258,9 +1513,18 @@ impl ExtRun {
         }
         self.elapsed += d;
         self.now += d;
-        for end in &mut self.ends {
-            if end.s.poll_timeout().is_some_and(|t| t <= self.now) {
+        for (side, end) in self.ends.iter_mut().enumerate() {
+            // The keepalive: a PIN, an own frame (the offer goes with it while pending).
+            let pin = !end.s.is_ended() && !end.pin_queued && self.now >= end.next_pin;
+            let due = end.s.poll_timeout().is_some_and(|t| t <= self.now);
+            assert!(due || !pin, "end {side}: keepalive due and no timer");
+            if due {
                 end.s.handle_timeout(self.now);
+            }
+            if pin {
+                end.pin_queued = true;
+                end.next_pin = self.now + end.s.config().keepalive_interval;
+                end.offer_due |= end.agreement == Agreement::Pending;
             }
         }
     }
@@ -1270,7 +1534,14 @@ impl ExtRun {
         let end = &mut self.ends[side];
         if end.s.ping(now) {
             end.pinged = true;
+            end.offer_due |= end.agreement == Agreement::Pending;
         }
+    }
+
+    fn start_agreement(&mut self, side: usize) {
+        let end = &mut self.ends[side];
+        end.offer_due |= end.agreement == Agreement::Pending && !end.s.is_ended();
+        end.s.start_agreement();
     }
 
     fn step(&mut self, op: ExtOp) {
@@ -1305,6 +1576,7 @@ impl ExtRun {
             }
             ExtOp::Advance { ms } => self.advance(Duration::from_millis(4 * u64::from(ms))),
             ExtOp::Ping { side } => self.ping(side.into()),
+            ExtOp::StartAgreement { side } => self.start_agreement(side.into()),
         }
         self.drain_events();
         self.check();
@@ -1312,9 +1584,10 @@ impl ExtRun {
 
     /// The invariants that hold after every step.
     fn check(&self) {
-        let c = &self.config;
         for (side, end) in self.ends.iter().enumerate() {
             let s = &end.s;
+            let c = s.config();
+            let peer_window = self.ends[1 - side].s.config().window;
             s.assert_invariants();
             match s.end_reason() {
                 Some(r) => {
@@ -1331,12 +1604,31 @@ impl ExtRun {
                 ),
             }
             assert_eq!(s.stats().protocol_errors, 0);
-            assert_eq!(s.extensions_enabled(), end.enabled);
-            if end.enabled {
-                assert!(
-                    self.ends.iter().all(|e| e.ext_config),
-                    "end {side}: extensions on although an end has them off"
+            assert_eq!(
+                s.agreement(),
+                end.agreement,
+                "end {side}: its agreement is not what the frames it took say"
+            );
+            assert_eq!(s.extensions_enabled(), end.agreement == Agreement::Extended);
+            if end.ext_config {
+                assert_eq!(
+                    end.agreed,
+                    end.agreement != Agreement::Pending,
+                    "end {side}: an Agreed event for each settled agreement"
                 );
+            } else {
+                assert_eq!(end.agreement, Agreement::Base, "end {side}: extensions off");
+            }
+            // Every stream takes the session's mode, on each end once it knows.
+            for (&id, &k) in &end.cur {
+                if self.conns[k].exists[side] {
+                    assert_eq!(
+                        s.is_extended(StreamId(id)),
+                        self.conns[k].ext && end.agreement == Agreement::Extended,
+                        "end {side}: stream {id} in the wrong mode ({:?})",
+                        end.agreement
+                    );
+                }
             }
             for &id in &end.handles {
                 let conn = &self.conns[end.cur[&id]];
@@ -1346,9 +1638,14 @@ impl ExtRun {
                     window >= c.window && window <= c.max_window.max(c.window),
                     "end {side}: stream {id} window {window}"
                 );
-                assert!(conn.ext || window == c.window, "base stream {id} grew");
                 assert!(
-                    s.readable_len(sid) <= window as usize,
+                    s.is_extended(sid) || window == c.window,
+                    "base stream {id} grew"
+                );
+                // A peer may send what it assumes until it knows our window.
+                let limit = window.max(peer_window.min(ASSUMED_WINDOW));
+                assert!(
+                    s.readable_len(sid) <= limit as usize,
                     "end {side}: stream {id} over its window"
                 );
                 if end.ended {
@@ -1361,6 +1658,11 @@ impl ExtRun {
                 assert!(
                     !(conn.read_blocked[side] && s.readable_len(sid) > 0),
                     "end {side}: stream {id} has data but got no Readable event"
+                );
+                assert!(
+                    !(conn.shut_wait[side] && end.agreement != Agreement::Pending),
+                    "end {side}: stream {id}'s shutdown waited for the agreement, which \
+                     settled without a Writable event"
                 );
             }
         }
@@ -1449,17 +1751,17 @@ enum Release {
     Reset(u32),
 }
 
-/// Fuzzes two sessions with the negotiated extensions over an in-memory link.
+/// Fuzzes two sessions that agree on the extensions over an in-memory link.
 ///
-/// Input: [`CONFIG_LEN`] configuration bytes ([`config_from`], both ends alike, an
-/// hour's keepalive timeout, extensions on), an [`ExtSetup`] (an end with extensions
-/// off, `max_window`, a probe), then [`ExtOp`]s until the input ends. A probe is a raw
-/// VRM put in front of the probed end's input before anything else, as a prober's
+/// Input: [`CONFIG_LEN`] configuration bytes ([`config_from`], an hour's keepalive
+/// timeout, extensions on), an [`ExtSetup`] (an end with extensions off, `max_window`,
+/// a probe, the acceptor's window), then [`ExtOp`]s until the input ends. A probe is a
+/// raw VRM put in front of the probed end's input before anything else, as a prober's
 /// adapter sends it ahead of its own session; the probed end's first 7 bytes out must
 /// be the verify answer, and are taken off the link as the prober does. Then a final
-/// phase: the dialer pings (so the negotiation has the traffic it needs), both ends
-/// accept and read everything until the link settles, close every stream and settle
-/// again.
+/// phase: the dialer pings (its own frame, which its ASK follows, and the acceptor's
+/// first frame, which its HELLO follows), both ends accept and read everything until
+/// the link settles, close every stream and settle again.
 ///
 /// Checks, at every step: no panic; [`Session::assert_invariants`] on both ends; a
 /// session ends only `Drained`, after a go-away (its own or the peer's GWY), with no
@@ -1468,43 +1770,84 @@ enum Release {
 /// reset data may be missing but is never wrong; EOF only once the peer shut or
 /// released its side and every written byte was read; a reset stream reports the
 /// peer's code in its `Reset` event, reads and writes; reads, writes, shutdowns and
-/// resets succeed or fail exactly as the model says; a stream with room (or data)
-/// after `Blocked` got its `Writable` (`Readable`) event. On the wire: an end with
-/// extensions off never sends an extension frame (its output is decoded by a base
-/// decoder), an end with them on sends one (or `SYN(1)`) only once they are enabled,
-/// HELLO and ACK come once each and only from the right end, the dialer enables them
-/// exactly as its ACK leaves and the acceptor when the ACK arrives; every stream frame
-/// reaches the receiver while that ID still means the same stream there; no frame
-/// follows an end's `FIN(1)`, no data its first FIN or RST, `FIN(1)` only after the
-/// application let go and the peer's FIN arrived, RST only with the application's code
-/// or `RESET_REFUSED`; data stays within the window plus the WNDs received, WND only
+/// resets succeed or fail exactly as the model says (a shutdown is `Blocked` while the
+/// agreement is pending, `HalfCloseUnsupported` on a base stream, changing nothing,
+/// and succeeds only on an extended stream; a reset or close before the agreement
+/// releases the stream at once); a stream with room (or data) after `Blocked` got its
+/// `Writable` (`Readable`) event, and so did a shutdown that waited once the agreement
+/// settled; `open` hands out the next free ID after the last one (round-robin).
+///
+/// The agreement: each end's [`Session::agreement`] is, after every frame it takes,
+/// what the rules in `negotiate` derive from the frames it took (a SYN's flag; HELLO or
+/// ASK; the answer to its own offer; to the dialer any frame but a VRM, to the acceptor
+/// data, a CFM or a FIN on its own stream), and what it learns is the truth (both ends
+/// have the extensions on, or not); one `Agreed` event says so, none on an end with
+/// them off; every stream an end has is extended exactly when its agreement is
+/// extended (so both ends agree on every stream's mode). Offers: HELLO only from an
+/// acceptor with extensions on, ASK only from such a dialer, once each and only when
+/// the rules call for them (an own frame, `start_agreement`, a frame taken while
+/// pending, or learning yes); HELLO goes ahead of everything but the answer to the
+/// frame that made it due, ASK right behind the dialer's first own frame with only
+/// answers ahead; a pending end sends a frame of its own only with its offer due; every
+/// VRM request is answered once, in order, and no answer is answered (pings and the
+/// answers to offers); a PIN only when the keepalive was due.
+///
+/// On the wire: an end with extensions off never sends an extension frame (its output
+/// is decoded by a base decoder); an extension frame (WND, RST, GWY, SET) only from an
+/// end that knows and whose offer left ahead of it, and taken only by an end that
+/// knows; every SYN carries its sender's `Config::extensions`; `SET` once, after the
+/// agreement, with the sender's window; every stream frame reaches the receiver while
+/// that ID still means the same stream there; no frame follows an end's `FIN(1)`, no
+/// data its first FIN or RST, `FIN(1)` only after the application let go and the
+/// peer's FIN arrived, RST only with the application's code or `RESET_REFUSED`; a
+/// write never takes a stream past the peer's window (from its SET, until then the
+/// smaller of the writer's window and 512 KiB) or the WNDs received, and a receive
+/// buffer never holds more than its window or what the peer may assume; WND only
 /// grows, within `max_window`; nothing is confirmed that was not received (or, while
 /// held, read); an ID is reopened only after its close handshake on that end; events
 /// agree with the frames (`Finished` after the peer's FIN, `Reset` with the received
 /// code, `Closed` after both last FINs and the application's release).
 ///
-/// After the final phase: both ends agree on the extensions (on exactly when both
-/// configurations have them), and on which streams exist; every byte written on a
-/// stream whose reader holds it arrived unless the stream was reset, with EOF if the
-/// writer finished; answered pings; then no stream record and no buffered byte on
-/// either end, and every end that was going away has drained. The only exception is a
+/// After the final phase: both ends settled the agreement to the truth, sent their
+/// offer if it was due, and (extended) exchanged their windows; every ping and VRM
+/// request was answered; both ends agree on which streams exist; every byte written on
+/// a stream whose reader holds it arrived unless the stream was reset, with EOF if the
+/// writer finished; then no stream record and no buffered byte on either end, every
+/// end that was going away has drained, and what a release before the agreement
+/// deferred (an extended stream's RST or stop) has left. The only exception is a
 /// stream whose peer drained before its SYN arrived (see `ExtRun::orphan`).
 pub fn ext(data: &[u8]) {
     let mut inp = Input::new(data);
     let base = config_from(inp.array::<CONFIG_LEN>());
     let setup = ExtSetup::decode(&mut inp);
     let factor = MAX_WINDOWS[usize::from(setup.max_window & 3)];
-    let config = Config {
-        keepalive_timeout: PAIR_TIMEOUT,
-        max_window: if factor == 0 {
+    let max_window = |window: u32| {
+        if factor == 0 {
             Config::default().max_window
         } else {
-            base.window * factor
-        },
+            window * factor
+        }
+    };
+    let config = Config {
+        keepalive_timeout: PAIR_TIMEOUT,
+        max_window: max_window(base.window),
         ..base
+    };
+    let (mul, div) = ACCEPTOR_WINDOWS[usize::from(setup.acceptor_window & 3)];
+    let scale = |x: u32| (x * mul / div).clamp(1, 256 * config.max_frame);
+    let window = scale(config.window);
+    let acceptor_config = Config {
+        window,
+        cfm_threshold: scale(config.cfm_threshold).min(window),
+        max_window: max_window(window),
+        ..config.clone()
     };
     let now = Instant::now();
     let end = |role: Role, ext_config: bool| {
+        let config = match role {
+            Role::Dialer => &config,
+            Role::Acceptor => &acceptor_config,
+        };
         let mut extended = Decoder::new(config.max_frame);
         extended.set_extended();
         let mut out_dec = Decoder::new(u32::MAX);
@@ -1533,11 +1876,25 @@ pub fn ext(data: &[u8]) {
             pinged: false,
             going_away: false,
             gwy_sent: false,
-            hello_sent: false,
-            hello_recv: false,
-            ack_sent: false,
-            ack_recv: false,
-            enabled: false,
+            agreement: if ext_config {
+                Agreement::Pending
+            } else {
+                Agreement::Base
+            },
+            agreed: false,
+            offer_due: false,
+            offer_sent: false,
+            offer_due_early: false,
+            ask_next: false,
+            sent: 0,
+            took: 0,
+            own_sent: false,
+            vrms: Vrms::default(),
+            next_pin: now + config.keepalive_interval,
+            pin_queued: false,
+            peer_set: None,
+            set_sent: false,
+            last_opened: None,
             probe: None,
             ended: false,
             eof: false,
@@ -1550,16 +1907,16 @@ pub fn ext(data: &[u8]) {
         ],
         conns: Vec::new(),
         by_id: HashMap::new(),
-        config,
         now,
         elapsed: Duration::ZERO,
     };
     if let Some((side, mut v1, v2)) = setup.probe {
         let side = usize::from(side);
-        if side == 0 && v1 == HELLO_ID {
-            // A challenge equal to HELLO would make our dialer answer with an ACK that
-            // the prober's session never expects. Real challenges are random, so this
-            // happens with probability 2^-48 (docs/PROTOCOL.md); the scenario avoids it.
+        let offer = if side == 0 { HELLO_ID } else { ASK_ID };
+        if (v1, v2) == (offer, CAPS) {
+            // A challenge equal to the peer's offer would make the probed end believe
+            // the peer has the extensions. Real challenges are random, so this happens
+            // with probability 2^-48 (docs/PROTOCOL.md); the scenario avoids it.
             v1 ^= 0x100;
         }
         let probe = Probe::new(v1, v2);
@@ -1568,16 +1925,22 @@ pub fn ext(data: &[u8]) {
         let frames = end.input.feed(&mut end.s, now);
         assert_eq!(frames.len(), 1, "the probe was not taken");
         end.probe = Some(probe);
+        run.received_frame(side, frames[0].header, None);
         run.drain_events();
         run.check();
     }
-    trace!("{config:?} {setup:?}", config = run.config);
+    trace!(
+        "{:?}\n{:?}\n{setup:?}",
+        run.ends[0].s.config(),
+        run.ends[1].s.config()
+    );
     while !inp.is_empty() {
         let op = ExtOp::decode(&mut inp);
         run.step(op);
     }
 
-    // The final phase. The acceptor offers extensions only once a frame arrived.
+    // The final phase. The dialer's ping is its own frame (its ASK follows) and the
+    // acceptor's first frame (HELLO follows), so the agreement settles.
     trace!("final phase");
     run.ping(0);
     run.drain_events();
@@ -1585,12 +1948,37 @@ pub fn ext(data: &[u8]) {
     run.check_agreement();
     let [d, a] = &run.ends;
     if !d.ended && !a.ended {
-        let expected = d.ext_config && a.ext_config;
+        let want = if d.ext_config && a.ext_config {
+            Agreement::Extended
+        } else {
+            Agreement::Base
+        };
         assert_eq!(
-            (d.enabled, a.enabled),
-            (expected, expected),
-            "the negotiation ended differently on the two ends"
+            (d.agreement, a.agreement),
+            (want, want),
+            "the agreement settled otherwise, or not at all"
         );
+        for (side, end) in run.ends.iter().enumerate() {
+            assert!(
+                !end.offer_due || end.offer_sent,
+                "end {side}: its offer was due and never left"
+            );
+            if want == Agreement::Extended {
+                let peer = &run.ends[1 - side];
+                assert!(end.set_sent, "end {side}: extended, and no SET");
+                assert_eq!(
+                    end.peer_set,
+                    Some(peer.s.config().window),
+                    "end {side}: the peer's window never arrived"
+                );
+            }
+            assert!(end.vrms.ping.is_none(), "end {side}: ping never answered");
+            assert!(
+                end.vrms.owed.is_empty(),
+                "end {side}: VRM answers never sent: {:x?}",
+                end.vrms.owed
+            );
+        }
     }
     for (c, conn) in run.conns.iter().enumerate() {
         if conn.aborted() || run.orphan(c) {
@@ -1654,6 +2042,7 @@ pub fn ext(data: &[u8]) {
             );
         }
     }
+    let live = !run.ends[0].ended && !run.ends[1].ended;
     for (c, conn) in run.conns.iter().enumerate() {
         for side in 0..2 {
             assert!(
@@ -1665,6 +2054,22 @@ pub fn ext(data: &[u8]) {
                 conn.psh_received[side] >= conn.read[side],
                 "end {side} read bytes that never arrived"
             );
+            if live && conn.ext && conn.released_pending[side] {
+                // What a release before the agreement deferred went once it settled.
+                match conn.reset_code[side] {
+                    Some(code) => assert_eq!(
+                        conn.rst_sent[side],
+                        Some(code),
+                        "end {side}: stream {}'s deferred reset never left",
+                        conn.id
+                    ),
+                    None => assert!(
+                        conn.stop_sent[side] || conn.peer_fin_recv(side),
+                        "end {side}: stream {}'s deferred stop (WND(0)) never left",
+                        conn.id
+                    ),
+                }
+            }
         }
     }
 }
@@ -1687,7 +2092,8 @@ pub(super) fn seeds() -> Vec<(String, Vec<u8>)> {
             ]
         })
     };
-    // The dialer's first stream carries the first frame: HELLO, then ACK follow.
+    // The dialer's SYN(1) is the first frame and ASK follows it; the acceptor answers
+    // with HELLO ahead of the answer to ASK: both know after one round trip.
     let negotiate = || -> Vec<ExtOp> {
         [
             X::Open { side: d },
@@ -1913,6 +2319,121 @@ pub(super) fn seeds() -> Vec<(String, Vec<u8>)> {
         max_window: 3,
         ..ExtSetup::BOTH
     };
+    // Before the agreement: `side` opens and writes, shuts down (it waits: `Blocked`),
+    // opens a second stream and resets it, opens a third and closes it; then one round
+    // trip settles the agreement, the waiting shutdown goes ahead (or fails on a base
+    // stream), and the deferred reset and stop leave.
+    let before_agreement = |side: u8| -> Vec<ExtOp> {
+        let other = 1 - side;
+        [
+            X::Open { side },
+            X::Write {
+                side,
+                stream: 0,
+                len: 100,
+            },
+            X::Shutdown { side, stream: 0 },
+            X::Open { side },
+            X::Write {
+                side,
+                stream: 1,
+                len: 50,
+            },
+            X::Reset {
+                side,
+                stream: 1,
+                code: 42,
+            },
+            X::Open { side },
+            X::Close { side, stream: 1 },
+            X::Transmit { side, limit: 0 },
+            X::Deliver {
+                side: other,
+                len: 0,
+            },
+            X::Transmit {
+                side: other,
+                limit: 0,
+            },
+            X::Deliver { side, len: 0 },
+            X::Shutdown { side, stream: 0 },
+        ]
+        .into_iter()
+        .chain(pump(1))
+        .chain([
+            X::Accept { side: other },
+            X::Accept { side: other },
+            X::Accept { side: other },
+            X::Read {
+                side: other,
+                stream: 0,
+                len: 400,
+            },
+        ])
+        .chain(pump(2))
+        .collect()
+    };
+    // The application asks `side` for the agreement before any stream; then the other
+    // end opens one.
+    let started = |side: u8| -> Vec<ExtOp> {
+        let other = 1 - side;
+        [X::StartAgreement { side }]
+            .into_iter()
+            .chain(pump(2))
+            .chain([
+                X::Open { side: other },
+                X::Write {
+                    side: other,
+                    stream: 0,
+                    len: 10,
+                },
+                X::Shutdown {
+                    side: other,
+                    stream: 0,
+                },
+            ])
+            .chain(pump(1))
+            .chain([X::Accept { side }])
+            .collect()
+    };
+    // Much data both ways on one stream, for ends whose windows differ: each end's
+    // writes follow the peer's window (assumed, then from its SET).
+    let windows: Vec<ExtOp> = [X::Open { side: a }]
+        .into_iter()
+        .chain((0..6).flat_map(|_| {
+            [
+                X::Write {
+                    side: a,
+                    stream: 0,
+                    len: 30_000,
+                },
+                X::Transmit { side: a, limit: 0 },
+                X::Deliver { side: d, len: 0 },
+                X::Accept { side: d },
+                X::Write {
+                    side: d,
+                    stream: 0,
+                    len: 30_000,
+                },
+                X::ReadChunk {
+                    side: d,
+                    stream: 0,
+                    max: 60_000,
+                },
+                X::Transmit { side: d, limit: 0 },
+                X::Deliver { side: a, len: 0 },
+                X::ReadChunk {
+                    side: a,
+                    stream: 0,
+                    max: 60_000,
+                },
+            ]
+        }))
+        .collect();
+    let acceptor_window = |acceptor_window: u8| ExtSetup {
+        acceptor_window,
+        ..ExtSetup::BOTH
+    };
     let s: Vec<(&str, [u8; CONFIG_LEN], ExtSetup, Vec<ExtOp>)> = vec![
         ("negotiate", small, ExtSetup::BOTH, negotiate()),
         ("half-close-dialer", roomy, ExtSetup::BOTH, half_close(d)),
@@ -1934,6 +2455,59 @@ pub(super) fn seeds() -> Vec<(String, Vec<u8>)> {
         ("dialer-off", small, off(0), half_close(d)),
         ("acceptor-off", roomy, off(1), reset(a, 9)),
         ("acceptor-off-go-away", small, off(1), go_away(a)),
+        (
+            "before-agreement-dialer",
+            roomy,
+            ExtSetup::BOTH,
+            before_agreement(d),
+        ),
+        (
+            "before-agreement-acceptor",
+            small,
+            ExtSetup::BOTH,
+            before_agreement(a),
+        ),
+        (
+            "before-agreement-acceptor-off",
+            roomy,
+            off(1),
+            before_agreement(d),
+        ),
+        (
+            "before-agreement-dialer-off",
+            small,
+            off(0),
+            before_agreement(a),
+        ),
+        ("start-agreement-dialer", small, ExtSetup::BOTH, started(d)),
+        (
+            "start-agreement-acceptor",
+            roomy,
+            ExtSetup::BOTH,
+            started(a),
+        ),
+        ("start-agreement-acceptor-off", small, off(1), started(d)),
+        (
+            "windows-acceptor-larger",
+            [7, 2, 5, 6, 3, 5, 8, 5],
+            acceptor_window(3),
+            windows.clone(),
+        ),
+        (
+            "windows-acceptor-smaller",
+            [5, 2, 5, 6, 3, 5, 8, 5],
+            acceptor_window(2),
+            windows.clone(),
+        ),
+        (
+            "windows-acceptor-off",
+            [6, 2, 5, 6, 3, 5, 8, 5],
+            ExtSetup {
+                extensions: [true, false],
+                ..acceptor_window(1)
+            },
+            windows,
+        ),
     ];
     s.into_iter()
         .map(|(name, cfg, setup, ops)| (name.to_string(), encode_ext(cfg, setup, &ops)))

@@ -178,14 +178,21 @@ impl Session {
         };
         s.set(flag::EXT, true);
         self.wake_shutdown(id);
-        let Some(s) = self.streams.get_mut(&id) else {
-            return;
-        };
         if let Some(code) = self.deferred_resets.remove(&id) {
+            // The reset goes ahead: data not sent yet is dropped with it.
+            self.abort(id);
+            let Some(s) = self.streams.get_mut(&id) else {
+                return;
+            };
             s.set_fin(LocalFin::Queued);
             self.ctrl
                 .push_back((Header::new(Cmd::Rst, id, code), Tag::Stream(s.gen)));
-        } else if matches!(
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if matches!(
             s.state,
             State::Closing {
                 peer_fin: false,
@@ -205,8 +212,9 @@ impl Session {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        if self.deferred_resets.remove(&id).is_some() {
-            // No reset in the base protocol: the FIN closes it.
+        if self.deferred_resets.remove(&id).is_some() && s.send_len() == 0 {
+            // No reset in the base protocol: a close, whose FIN follows the data (with
+            // data left, the last payload queues it, as after `close`).
             s.set_fin(LocalFin::Queued);
             self.ctrl
                 .push_back((Header::new(Cmd::Fin, id, 0), Tag::Stream(s.gen)));

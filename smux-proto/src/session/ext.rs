@@ -169,7 +169,7 @@ impl Session {
     }
 
     /// Drops everything buffered on stream `id`, both ways, and marks it reset.
-    fn abort(&mut self, id: u16) {
+    pub(super) fn abort(&mut self, id: u16) {
         self.end_turn(id);
         let Some(s) = self.streams.get_mut(&id) else {
             return;
@@ -276,14 +276,20 @@ impl Session {
     }
 
     /// A reset before the agreement: released now, its RST (or, on a base stream, its
-    /// FIN) queued once the mode is known (`Session::extend`, `settle_base`).
+    /// FIN) queued once the mode is known (`Session::extend`, `settle_base`). What
+    /// arrived is dropped (a close drops it too); unsent data waits with the reset: an
+    /// extended stream's RST drops it, while on a base stream a reset is a close, whose
+    /// FIN follows every accepted byte (dropping them would end the peer's stream with a
+    /// clean end-of-file after a part of the data).
     fn defer_reset(&mut self, id: u16, code: u32) {
-        self.abort(id);
+        self.end_turn(id);
         self.backlog.retain(|x| *x != id);
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        s.set(flag::SHUT_WAITING, false);
+        s.set(flag::SHUT_WAITING | flag::WRITE_BLOCKED, false);
+        self.sliced -= s.sliced();
+        self.stats.buffered_in -= s.discard_recv(&mut self.pool);
         s.state = State::Closing {
             fin: LocalFin::Waiting,
             peer_fin: s.state.peer_fin(),
