@@ -187,3 +187,54 @@ fn probe_exit_codes() {
     let (code, _) = probe("not an address");
     assert_eq!(code, 2);
 }
+
+/// Issue: a larger `--window` on one end made its writes overrun the other end's
+/// window ("peer overran the window of stream 0"), which killed every session and
+/// made the client reconnect forever. The receiver's window governs now: ends of ours
+/// exchange it, and a sender assumes 512 KiB until it knows. Both ways round, and with
+/// the extensions off (then nothing can be exchanged: the sender keeps to 512 KiB).
+#[test]
+fn ends_with_different_windows_move_data_both_ways() {
+    let echo = echo_server().to_string();
+    for (server_window, client_window, extra) in [
+        ("4M", "512K", None),
+        ("512K", "4M", None),
+        ("128K", "8M", None),
+        ("512K", "512K", Some("--no-extensions")),
+        ("4M", "512K", Some("--no-extensions")),
+    ] {
+        let mut server_args = vec![
+            "tunnel",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--to",
+            &echo,
+            "--window",
+            server_window,
+        ];
+        server_args.extend(extra);
+        let server = start(&server_args);
+        let server_addr = server.addr.to_string();
+        let mut client_args = vec![
+            "tunnel",
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &server_addr,
+            "--window",
+            client_window,
+        ];
+        client_args.extend(extra);
+        let client = start(&client_args);
+        // 4 MiB per connection: far beyond every window, in both directions.
+        many_round_trips(client.addr, 4, 4 << 20);
+        assert!(
+            client
+                .wait_line("lost", Duration::from_millis(200))
+                .is_none(),
+            "{server_window} / {client_window}: the session was lost"
+        );
+    }
+}

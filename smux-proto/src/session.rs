@@ -1067,16 +1067,19 @@ impl Session {
             &self.config,
             &mut self.extra_window,
         );
-        // Also when the peer may be waiting for us: it has no credit left (then every
-        // consumed byte is owed at once: if the reader stops here, say because it waits
-        // for its own writes to the peer, which waits for credit, nothing else would
-        // confirm them), or the reader caught up with half a threshold unconfirmed.
-        // Otherwise a remainder below the threshold stays unconfirmed for a round trip
-        // and caps a window-limited stream near half a window per round trip. The
-        // minimum keeps CFMs of a reader that keeps up from getting tiny.
-        let starved = s.unacked >= s.recv_window && s.consumed > 0;
-        let drained = s.recv_len == 0 && s.consumed >= (threshold / 2).max(1);
-        if (s.consumed >= threshold || starved || drained || grew)
+        // Also when the peer may be waiting for us. It has no credit left: if the
+        // reader stops here (say it waits for its own writes to the peer, which waits
+        // for credit), nothing else would confirm what it consumed. Or the reader
+        // caught up: the peer's window may be smaller than ours, unknown to us (a
+        // reference, or one of ours before the agreement, assumes at most 512 KiB;
+        // with the extensions off it uses its own setting), so a remainder below the
+        // threshold could be all the credit the peer has. (It also keeps a
+        // window-limited stream from waiting a round trip per window for the
+        // remainder.) Confirming when the buffer empties costs at most one CFM per
+        // PSH received.
+        let starved = s.unacked >= s.recv_window;
+        let drained = s.recv_len == 0;
+        if (s.consumed >= threshold || ((starved || drained) && s.consumed > 0) || grew)
             && !s.has(flag::CFM_QUEUED)
             && self.end.is_none()
         {

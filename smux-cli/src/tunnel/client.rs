@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use smux_tokio::{EndReason, Session};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
@@ -59,8 +59,6 @@ pub async fn run(
 /// The client's current session to the server.
 struct Conn {
     session: Session,
-    /// Set once the extension negotiation has settled (see `settle`).
-    settled: OnceCell<()>,
 }
 
 /// Opens a stream on the current session, waiting up to `wait` for one to exist (the
@@ -73,14 +71,9 @@ async fn open_stream(
     loop {
         let conn = rx.borrow_and_update().clone();
         if let Some(conn) = conn {
-            let open = async {
-                // Once per session; concurrent first connections wait for the same one.
-                conn.settled
-                    .get_or_init(|| settle(&conn.session, wait))
-                    .await;
-                conn.session.open().await
-            };
-            match tokio::time::timeout_at(deadline, open).await {
+            // Streams opened before the ends agreed on the extensions take the
+            // session's mode, so there is nothing to wait for.
+            match tokio::time::timeout_at(deadline, conn.session.open()).await {
                 Ok(Ok(stream)) => return Some((conn.session.clone(), stream)),
                 Ok(Err(e)) => debug!(error = %e, "open failed, waiting for a new session"),
                 Err(_) => return None,
@@ -120,7 +113,6 @@ async fn keep_connected(
                 let since = Instant::now();
                 tx.send_replace(Some(Arc::new(Conn {
                     session: session.clone(),
-                    settled: OnceCell::new(),
                 })));
                 let reason = tokio::select! {
                     reason = session.closed() => Some(reason),
@@ -192,38 +184,4 @@ async fn drain(session: Session, server: String, sh: Shutdown) {
         },
         () = sh.finish.cancelled() => shutdown::flush(&session).await,
     }
-}
-
-/// Lets the extension negotiation settle before the session's first stream.
-///
-/// A dialer sends nothing on its own, and the server offers extensions only after the
-/// first frame it received, so without this the first stream would be a base stream
-/// (no half-close). Pings, then waits until a second ping was answered (the server's
-/// offer, if it makes one, precedes that answer) or extensions are on. Only when the
-/// first local connection arrives, not at connect time: a reference server may probe
-/// a new connection and expect the probe's answer as the first frame.
-async fn settle(session: &Session, limit: Duration) {
-    if !session.config().extensions {
-        return;
-    }
-    let started = Instant::now();
-    let wait = async {
-        session.ping();
-        for _ in 0..2 {
-            // `ping` is false while a ping is outstanding.
-            while !session.extensions_enabled() && !session.ping() {
-                if session.is_closed() {
-                    return;
-                }
-                sleep(Duration::from_millis(1)).await;
-            }
-        }
-    };
-    let settled = timeout(limit, wait).await.is_ok();
-    debug!(
-        extensions = session.extensions_enabled(),
-        settled,
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        "extension negotiation"
-    );
 }

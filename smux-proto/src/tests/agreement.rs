@@ -517,12 +517,21 @@ fn the_receivers_window_governs_between_our_ends() {
         cfm_threshold: 32 * 1024,
         ..Config::default()
     };
+    // A receiver with a large window and threshold, and a sender that cannot know it
+    // (extensions off): the sender stops at 512 KiB, far below the threshold, so the
+    // receiver must confirm once its reader caught up, or both wait forever.
+    let big_off = Config {
+        window: 4 * 1024 * 1024,
+        cfm_threshold: 2 * 1024 * 1024,
+        ..off()
+    };
     for (ca, cb) in [
         (big.clone(), Config::default()),
         (Config::default(), big.clone()),
         (Config::default(), small.clone()),
         (small.clone(), big.clone()),
         (big.clone(), off()),
+        (off(), big_off),
     ] {
         let label = format!("{} -> {}", ca.window, cb.window);
         let mut p = Pair::with_roles(ca, cb.clone(), Role::Dialer, Role::Acceptor);
