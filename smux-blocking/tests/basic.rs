@@ -106,7 +106,12 @@ fn timeouts_nonblocking_and_shutdown(ext: bool) {
                 Err(e) => panic!("write: {e}"),
             }
         }
-        assert_eq!(accepted, 512 * 1024 - 1, "window minus the first byte");
+        // The first byte was read, and confirmed at once (its reader caught up); the
+        // confirmation may still be on its way.
+        assert!(
+            accepted == 512 * 1024 || accepted == 512 * 1024 - 1,
+            "a window (minus the first byte, if not confirmed yet): {accepted}"
+        );
 
         // Accept timeout with nothing opened.
         let e = c.accept_timeout(Duration::from_millis(20)).unwrap_err();
