@@ -132,10 +132,7 @@ fn main() -> io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7000".into());
     // A client may open thousands of streams at once: let them all wait for accept.
-    let config = Config {
-        accept_backlog: 65_536,
-        ..Config::default()
-    };
+    let config = Config::default().with_accept_backlog(65_536);
     let listener = Listener::bind(&addr, config)?;
     eprintln!("aio echo server on {}", listener.local_addr()?);
     for session in listener.incoming() {

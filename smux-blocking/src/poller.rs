@@ -205,11 +205,10 @@ impl Inner {
             return;
         }
         match ev {
-            CoreEvent::Readable(StreamId(id))
-            | CoreEvent::Writable(StreamId(id))
-            | CoreEvent::Finished(StreamId(id))
-            | CoreEvent::Reset(StreamId(id), _) => self.enqueue(*id, woken),
-            CoreEvent::Closed(_) | CoreEvent::Agreed(_) => {}
+            CoreEvent::Readable(id)
+            | CoreEvent::Writable(id)
+            | CoreEvent::Finished(id)
+            | CoreEvent::Reset(id, _) => self.enqueue(id.number(), woken),
             CoreEvent::Incoming(_) => self.wake_accept_pollers(woken),
             CoreEvent::Ended(_) => {
                 let ids: Vec<u16> = self.regs.keys().copied().collect();
@@ -220,6 +219,7 @@ impl Inner {
                     p.wake(woken);
                 }
             }
+            _ => {}
         }
     }
 
@@ -234,7 +234,7 @@ impl Inner {
 
     /// Drops the registration of `id`, if any.
     pub(crate) fn deregister(&mut self, id: StreamId) {
-        self.regs.remove(&id.0);
+        self.regs.remove(&id.number());
     }
 
     /// Readiness of registered stream `id` as event flags.
@@ -312,7 +312,10 @@ impl Inner {
             };
             reg.queued = false;
             let (token, interest) = (reg.token, reg.interest);
-            let flags = self.readiness(StreamId(id));
+            let Some(sid) = self.core.stream_id(id) else {
+                continue;
+            };
+            let flags = self.readiness(sid);
             let mut want = 0;
             if interest.is_readable() {
                 want |= READABLE;
@@ -335,7 +338,7 @@ impl Inner {
             }
             if interest.is_writable() && flags & WRITABLE == 0 {
                 // No `Writable` event would come unless a write had been refused.
-                self.core.want_writable(StreamId(id));
+                self.core.want_writable(sid);
             }
         }
     }
@@ -435,7 +438,7 @@ impl Poller {
     pub fn register(&self, stream: &Stream, token: usize, interest: Interest) -> io::Result<()> {
         self.check_session(stream)?;
         let key = self.key;
-        let id = stream.id().0;
+        let id = stream.id().number();
         self.shared.with(|i| {
             if !stream.is_live() {
                 return Err(io::Error::new(
@@ -473,7 +476,7 @@ impl Poller {
     pub fn deregister(&self, stream: &Stream) -> io::Result<()> {
         self.check_session(stream)?;
         let key = self.key;
-        let id = stream.id().0;
+        let id = stream.id().number();
         self.shared.with(|i| {
             if i.regs.get(&id).is_some_and(|r| r.poller == key) && stream.is_live() {
                 i.regs.remove(&id);

@@ -240,12 +240,10 @@ fn log_end(role: Role, reason: &EndReason) {
         EndReason::Protocol(e) => {
             tracing::warn!(?role, error = %e, "smux session ended by a protocol error")
         }
-        EndReason::Transport(..) | EndReason::KeepaliveTimeout => {
-            tracing::info!(?role, %reason, "smux session ended")
-        }
         EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
             tracing::debug!(?role, %reason, "smux session ended")
         }
+        _ => tracing::info!(?role, %reason, "smux session ended"),
     }
 }
 
@@ -307,7 +305,7 @@ fn reader_loop(shared: Arc<Shared>, mut rd: Box<dyn Read + Send>) {
             }),
             Err(e) if retry_kind(e.kind()) => {}
             Err(e) => {
-                shared.with(|i| i.core.handle_transport_error(&e));
+                shared.with(|i| i.core.handle_transport_error(e));
                 return;
             }
         }
@@ -401,7 +399,7 @@ fn writer_loop(shared: Arc<Shared>, mut wr: Box<dyn Write + Send>) {
         }
         shared.release(g);
         if let Err(e) = write_transmit(&shared, &mut *wr, &mut tx) {
-            shared.with(|i| i.core.handle_transport_error(&e));
+            shared.with(|i| i.core.handle_transport_error(e));
             return;
         }
     }
@@ -448,7 +446,7 @@ fn guarded<T>(shared: Arc<Shared>, name: &str, body: fn(Arc<Shared>, T), arg: T)
             "smux session thread panicked; ending the session"
         );
         let err = io::Error::other(format!("smux {name} thread panicked"));
-        shared.with(|i| i.core.handle_transport_error(&err));
+        shared.with(|i| i.core.handle_transport_error(err));
         shared.shutdown_transport();
     }
     *lock(&shared.running) -= 1;
@@ -621,8 +619,10 @@ impl Session {
         let started = spawn(&shared, "writer", writer_loop, writer)
             .and_then(|()| spawn(&shared, "reader", reader_loop, reader));
         if let Err(e) = started {
-            shared.with(|i| i.core.handle_transport_error(&e));
-            return Err(e);
+            let kind = e.kind();
+            let msg = e.to_string();
+            shared.with(|i| i.core.handle_transport_error(e));
+            return Err(io::Error::new(kind, msg));
         }
         tracing::debug!(?role, "smux session started");
         Ok(session)
@@ -847,7 +847,7 @@ impl Session {
             let r = shared.with(|i| match i.core.agreement() {
                 smux_proto::Agreement::Extended => Some(Ok(true)),
                 smux_proto::Agreement::Base => Some(Ok(false)),
-                smux_proto::Agreement::Pending => match Shared::ended_error(i) {
+                _ => match Shared::ended_error(i) {
                     Some(e) => Some(Err(e)),
                     None => {
                         seen = signal.epoch();

@@ -99,7 +99,7 @@ fn partial_write_keeps_its_count_as_an_io_error(ext: bool) {
         let (c, s) = pair(ext);
         let st = c.open().expect("open");
         // Nobody reads: the window fills and the deadline passes part-way.
-        let data = vec![7u8; 4 * c.config().window as usize];
+        let data = vec![7u8; 4 * c.config().window() as usize];
         let p = st
             .write_all_before(&data, Instant::now() + Duration::from_millis(300))
             .expect_err("the window cannot take it all");

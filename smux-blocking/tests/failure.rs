@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{bounded, config, tcp_pair};
-use smux_blocking::{Config, EndReason, Events, Interest, Role, Session};
+use smux_blocking::{EndReason, Events, Interest, Role, Session};
 
 both_modes!(transport_shut_down_under_active_reads_and_writes);
 fn transport_shut_down_under_active_reads_and_writes(ext: bool) {
@@ -110,11 +110,9 @@ fn a_silent_peer_is_detected_by_keepalive(ext: bool) {
             let _ = tcp.read_to_end(&mut sink);
             sink.len()
         });
-        let cfg = Config {
-            keepalive_interval: Duration::from_millis(50),
-            keepalive_timeout: Duration::from_millis(300),
-            ..config(ext)
-        };
+        let cfg = config(ext)
+            .with_keepalive_interval(Duration::from_millis(50))
+            .with_keepalive_timeout(Duration::from_millis(300));
         let start = Instant::now();
         let c = smux_blocking::connect(addr, cfg).unwrap();
         let e = c.accept().expect_err("accept ends with the session");
@@ -132,11 +130,9 @@ fn a_silent_peer_is_detected_by_keepalive(ext: bool) {
 both_modes!(live_peers_keep_each_other_alive_with_short_keepalive);
 fn live_peers_keep_each_other_alive_with_short_keepalive(ext: bool) {
     bounded(Duration::from_secs(30), move || {
-        let cfg = Config {
-            keepalive_interval: Duration::from_millis(50),
-            keepalive_timeout: Duration::from_millis(300),
-            ..config(ext)
-        };
+        let cfg = config(ext)
+            .with_keepalive_interval(Duration::from_millis(50))
+            .with_keepalive_timeout(Duration::from_millis(300));
         let (c, s) = common::pair_with(cfg.clone(), cfg);
         thread::sleep(Duration::from_millis(1000));
         assert_eq!(c.end_reason(), None);
@@ -157,13 +153,9 @@ fn a_peer_that_neither_reads_nor_sends_is_detected_while_our_writes_block(ext: b
             let _ = rx.recv();
             drop(tcp);
         });
-        let cfg = Config {
-            // A large window, so our writes fill the socket buffers.
-            window: 64 * 1024 * 1024,
-            keepalive_interval: Duration::from_millis(100),
-            keepalive_timeout: Duration::from_millis(600),
-            ..config(ext)
-        };
+        let cfg = config(ext)
+            .with_keepalive_interval(Duration::from_millis(100))
+            .with_keepalive_timeout(Duration::from_millis(600));
         let c = smux_blocking::connect(addr, cfg).unwrap();
         let writers: Vec<_> = (0..2)
             .map(|_| {

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{bounded, config, data_at, pair_with, Fnv, Rng};
-use smux_blocking::{Config, Events, Interest, Poller, Session, Stream};
+use smux_blocking::{Events, Interest, Poller, Session, Stream};
 
 const STREAMS: usize = 1200;
 const MAX_EACH_WAY: u64 = 4096;
@@ -319,10 +319,7 @@ both_modes!(thousand_streams_random_amounts_both_ways);
 fn thousand_streams_random_amounts_both_ways(ext: bool) {
     bounded(Duration::from_secs(120), move || {
         // All streams are opened at once: let the server's backlog hold them all.
-        let server_config = Config {
-            accept_backlog: STREAMS,
-            ..config(ext)
-        };
+        let server_config = config(ext).with_accept_backlog(STREAMS);
         let (c, s) = pair_with(config(ext), server_config);
         let server = thread::spawn(move || {
             let n = serve(s.clone());

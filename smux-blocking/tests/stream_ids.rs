@@ -9,13 +9,10 @@ use std::thread;
 use std::time::Duration;
 
 use common::{bounded, config, pair_with};
-use smux_blocking::{Config, OpenError, StreamId};
+use smux_blocking::{Config, OpenError};
 
 fn server_config(ext: bool) -> Config {
-    Config {
-        accept_backlog: 70_000,
-        ..config(ext)
-    }
+    config(ext).with_accept_backlog(70_000)
 }
 
 both_modes!(seventy_thousand_streams_one_after_another);
@@ -33,7 +30,7 @@ fn seventy_thousand_streams_one_after_another(ext: bool) {
         let mut max_id = 0;
         for i in 0..TOTAL {
             let st = c.open().expect("open");
-            max_id = max_id.max(st.id().0);
+            max_id = max_id.max(st.id().number());
             drop(st);
             // Keep a bounded number of close handshakes in flight.
             if i % 1024 == 1023 {
@@ -68,17 +65,17 @@ fn all_ids_in_use_then_a_clear_error(ext: bool) {
             let mut held = HashMap::new();
             for _ in 0..65_536 {
                 let st = s.accept().expect("accept");
-                held.insert(st.id(), st);
+                held.insert(st.id().number(), st);
             }
             // Close the one the client closed, so its ID is freed on both ends.
-            let id = StreamId(rx.recv().expect("id to close"));
+            let id = rx.recv().expect("id to close");
             let mut st = held.remove(&id).expect("held");
             let mut rest = Vec::new();
             st.read_to_end(&mut rest).expect("end of file");
             drop(st);
             let again = s.accept().expect("accept again");
-            assert_eq!(again.id(), id);
-            held.insert(again.id(), again);
+            assert_eq!(again.id().number(), id);
+            held.insert(again.id().number(), again);
             let _ = rx.recv();
             held.len()
         });
@@ -97,7 +94,7 @@ fn all_ids_in_use_then_a_clear_error(ext: bool) {
         let st = open.pop().unwrap();
         let id = st.id();
         drop(st);
-        tx.send(id.0).unwrap();
+        tx.send(id.number()).unwrap();
         let again = loop {
             match c.open() {
                 Ok(st) => break st,

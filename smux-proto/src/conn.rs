@@ -163,7 +163,7 @@ impl Connection {
     /// ends the session and wakes everyone.
     pub fn abandon(&mut self) {
         if !self.session.is_ended() {
-            self.session.handle_transport_error(&io::Error::other(
+            self.session.handle_transport_error(io::Error::other(
                 "smux driver stopped before the session ended (its runtime shut down)",
             ));
         }
@@ -183,13 +183,13 @@ impl Connection {
             else {
                 unreachable!("matched above")
             };
-            s.handle_transport_error(&e);
+            s.handle_transport_error(e);
         }
         if let WriteState::Failed(err, until) = &mut output.state {
             let until = *until.get_or_insert(now + WRITE_FAIL_GRACE);
             if input.is_closed() || now >= until {
                 if let Some(e) = err.take() {
-                    s.handle_transport_error(&e);
+                    s.handle_transport_error(e);
                 }
             }
         }

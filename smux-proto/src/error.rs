@@ -88,6 +88,7 @@ impl fmt::Display for NotSmux {
 
 /// A violation of the protocol by the peer. Every one ends the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The peer does not speak smux: its first bytes are another protocol.
     NotSmux(NotSmux),
@@ -143,6 +144,7 @@ impl std::error::Error for ProtocolError {}
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// The application closed the session.
     Local,
@@ -152,8 +154,8 @@ pub enum EndReason {
     KeepaliveTimeout,
     /// The peer broke the protocol.
     Protocol(ProtocolError),
-    /// The transport failed; the adapter reported this error kind and message.
-    Transport(io::ErrorKind, String),
+    /// The transport failed with this error.
+    Transport(TransportError),
     /// A go-away ran its course: every stream finished and the session closed cleanly.
     Drained,
 }
@@ -167,7 +169,7 @@ impl EndReason {
             EndReason::PeerClosed => io::ErrorKind::ConnectionAborted,
             EndReason::KeepaliveTimeout => io::ErrorKind::TimedOut,
             EndReason::Protocol(_) => io::ErrorKind::InvalidData,
-            EndReason::Transport(kind, _) => *kind,
+            EndReason::Transport(e) => e.kind(),
             EndReason::Drained => io::ErrorKind::NotConnected,
         }
     }
@@ -185,9 +187,53 @@ impl fmt::Display for EndReason {
             EndReason::PeerClosed => f.write_str("peer closed the connection"),
             EndReason::KeepaliveTimeout => f.write_str("keepalive timeout: peer went silent"),
             EndReason::Protocol(e) => write!(f, "protocol error: {e}"),
-            EndReason::Transport(_, msg) => write!(f, "transport error: {msg}"),
+            EndReason::Transport(e) => write!(f, "transport error: {e}"),
             EndReason::Drained => f.write_str("session drained after a go-away"),
         }
+    }
+}
+
+/// The transport's failure that ended a session: the `io::Error` itself, shared so the
+/// reason can be cloned to every caller, and its source in the errors they get.
+#[derive(Debug, Clone)]
+pub struct TransportError(std::sync::Arc<io::Error>);
+
+impl TransportError {
+    /// The error's kind.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.0.kind()
+    }
+
+    /// The transport's error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl From<io::Error> for TransportError {
+    fn from(e: io::Error) -> TransportError {
+        TransportError(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for TransportError {
+    fn eq(&self, other: &TransportError) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+            || (self.kind() == other.kind() && self.0.to_string() == other.0.to_string())
+    }
+}
+
+impl Eq for TransportError {}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
 
@@ -201,7 +247,93 @@ impl fmt::Display for SessionEnded {
     }
 }
 
-impl std::error::Error for SessionEnded {}
+impl std::error::Error for SessionEnded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            EndReason::Transport(e) => Some(e),
+            EndReason::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A write with a deadline that did not complete: carries the exact number of bytes
+/// the session accepted before it stopped.
+///
+/// Those `written` bytes will reach the peer (unless the session ends, or the peer
+/// gives an extended stream up); the rest of the data was not sent at all. To send
+/// everything exactly once, resend `data[written..]`. [`PartialWrite::error`] says why
+/// it stopped: an error of kind [`io::ErrorKind::TimedOut`] when the deadline passed,
+/// otherwise the stream's or session's failure. Turned into an `io::Error` it keeps
+/// the same kind, and the count stays reachable by downcasting its inner error.
+#[derive(Debug)]
+pub struct PartialWrite {
+    written: usize,
+    error: io::Error,
+}
+
+impl PartialWrite {
+    /// A write that stopped after `written` bytes, with `error`.
+    pub fn new(written: usize, error: io::Error) -> PartialWrite {
+        PartialWrite { written, error }
+    }
+
+    /// A write whose deadline passed after `written` bytes.
+    pub fn timed_out(written: usize) -> PartialWrite {
+        PartialWrite::new(
+            written,
+            io::Error::new(io::ErrorKind::TimedOut, "smux write deadline passed"),
+        )
+    }
+
+    /// Bytes accepted before the write stopped (0 up to the length of the data).
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Why the write stopped.
+    pub fn error(&self) -> &io::Error {
+        &self.error
+    }
+
+    /// True if the deadline passed (as opposed to a stream or session failure).
+    pub fn is_timeout(&self) -> bool {
+        self.error.kind() == io::ErrorKind::TimedOut
+    }
+
+    /// The error, dropping the count.
+    pub fn into_error(self) -> io::Error {
+        self.error
+    }
+}
+
+impl fmt::Display for PartialWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} after {} bytes were written",
+            self.error, self.written
+        )
+    }
+}
+
+impl std::error::Error for PartialWrite {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<PartialWrite> for io::Error {
+    fn from(e: PartialWrite) -> io::Error {
+        io::Error::new(e.error.kind(), e)
+    }
+}
+
+/// The error a read with a deadline returns when the deadline passed (nothing was
+/// read).
+pub fn read_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "smux read deadline passed")
+}
 
 /// The error code of a stream reset that `err` reports, if it reports one: reads and
 /// writes on a stream the peer aborted (`Session::reset` on its end) fail with
@@ -226,6 +358,7 @@ pub fn reset_code(err: &io::Error) -> Option<u32> {
 
 /// Why `Session::open` failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OpenError {
     /// All 65,536 stream IDs are in use (open, or closing and awaiting the peer's FIN).
     IdsExhausted,
@@ -237,6 +370,7 @@ pub enum OpenError {
 
 /// Why a stream write accepted nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WriteError {
     /// No room now: the stream's window or the session's send queue is full. Nothing
     /// was accepted; a `Writable` event follows when there is room.
@@ -261,6 +395,7 @@ pub enum WriteError {
 
 /// Why a stream read returned no data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadError {
     /// No data buffered yet; a `Readable` event follows when some arrives.
     Blocked,

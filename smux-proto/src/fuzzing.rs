@@ -787,9 +787,9 @@ impl SessionRun {
 
     fn pick(&self, sel: u8) -> StreamId {
         if self.seen.is_empty() {
-            StreamId(u16::from(sel))
+            self.s.sid(u16::from(sel))
         } else {
-            StreamId(self.seen[usize::from(sel) % self.seen.len()])
+            self.s.sid(self.seen[usize::from(sel) % self.seen.len()])
         }
     }
 
@@ -917,7 +917,7 @@ impl SessionRun {
                 | Event::Readable(id)
                 | Event::Writable(id)
                 | Event::Finished(id)
-                | Event::Closed(id) => self.see(id.0),
+                | Event::Closed(id) => self.see(id.num),
                 Event::Reset(..) => panic!("reset without extensions"),
                 Event::Agreed(a) => panic!("Agreed({a:?}) with the extensions off"),
                 Event::Ended(reason) => {
@@ -1031,7 +1031,7 @@ impl SessionRun {
         assert!(st.protocol_errors <= 1);
         let mut readable = 0;
         for &id in &self.seen {
-            let n = self.s.readable_len(StreamId(id));
+            let n = self.s.readable_len(self.s.sid(id));
             assert!(
                 n <= self.recv_limit() as usize,
                 "stream {id} buffers more than the window"
@@ -1087,7 +1087,7 @@ impl SessionRun {
                 other => panic!("open on an ended session: {other:?}"),
             }
             for &id in &self.seen {
-                match self.s.write(StreamId(id), b"x") {
+                match self.s.write(self.s.sid(id), b"x") {
                     Err(WriteError::SessionEnded(r)) => assert_eq!(&r, reason),
                     other => panic!("write on an ended session: {other:?}"),
                 }
@@ -1103,7 +1103,7 @@ impl SessionRun {
             }
             SessionOp::Frame { cmd, id, length } => {
                 let id = if cmd & 0x80 != 0 {
-                    self.pick(id as u8).0
+                    self.pick(id as u8).num
                 } else {
                     id
                 };
@@ -1123,9 +1123,9 @@ impl SessionRun {
                 (used, Ok(id)) => {
                     assert!(!self.s.is_ended());
                     let want = next_free_id(self.s.role(), self.last_opened, &used);
-                    assert_eq!(Some(id.0), want, "open did not hand out the next free ID");
-                    self.last_opened = Some(id.0);
-                    self.see(id.0);
+                    assert_eq!(Some(id.num), want, "open did not hand out the next free ID");
+                    self.last_opened = Some(id.num);
+                    self.see(id.num);
                 }
                 (_, Err(OpenError::SessionEnded(r))) => {
                     assert_eq!(Some(&r), self.s.end_reason())
@@ -1138,7 +1138,7 @@ impl SessionRun {
             SessionOp::Accept => {
                 let backlog = self.s.stats().accept_backlog;
                 match self.s.accept() {
-                    Some(id) => self.see(id.0),
+                    Some(id) => self.see(id.num),
                     None => assert_eq!(backlog, 0, "accept returned nothing with a backlog"),
                 }
             }
@@ -1188,7 +1188,7 @@ impl SessionRun {
                 let before = self.s.end_reason().cloned();
                 self.causes.transport = true;
                 let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fuzz");
-                self.s.handle_transport_error(&e);
+                self.s.handle_transport_error(e);
                 assert!(self.s.is_ended());
                 if let Some(before) = before {
                     assert_eq!(self.s.end_reason(), Some(&before), "end reason changed");
@@ -1207,10 +1207,10 @@ impl SessionRun {
         // Every round consumes at least one frame or stops, so this ends.
         loop {
             while let Some(id) = self.s.accept() {
-                self.see(id.0);
+                self.see(id.num);
             }
             for i in 0..self.seen.len() {
-                let id = StreamId(self.seen[i]);
+                let id = self.s.sid(self.seen[i]);
                 while let Ok(Some(b)) = self.s.read_chunk(id, usize::MAX) {
                     if b.is_empty() {
                         break;
@@ -1237,7 +1237,7 @@ impl SessionRun {
         );
         assert!(self.s.wants_input(), "a drained session refuses input");
         let id = self.s.open().expect("a live session can open a stream");
-        self.see(id.0);
+        self.see(id.num);
         self.transmit(usize::MAX);
         self.check();
     }
@@ -1582,7 +1582,7 @@ impl PairRun {
     fn on_event(&mut self, side: usize, ev: Event) {
         let peer = 1 - side;
         match ev {
-            Event::Incoming(StreamId(id)) => {
+            Event::Incoming(StreamId { num: id, .. }) => {
                 assert!(
                     !self.ends[side].live.contains_key(&id),
                     "end {side}: Incoming({id}) while its stream {id} still exists"
@@ -1600,13 +1600,14 @@ impl PairRun {
                 self.ends[side].live.insert(id, c);
                 self.ends[side].backlog.push_back(id);
             }
-            Event::Readable(StreamId(id)) | Event::Writable(StreamId(id)) => {
+            Event::Readable(StreamId { num: id, .. })
+            | Event::Writable(StreamId { num: id, .. }) => {
                 assert!(
                     self.ends[side].live.contains_key(&id),
                     "end {side}: event for unknown stream {id}"
                 );
             }
-            Event::Finished(StreamId(id)) => {
+            Event::Finished(StreamId { num: id, .. }) => {
                 let c = *self.ends[side]
                     .live
                     .get(&id)
@@ -1623,7 +1624,7 @@ impl PairRun {
                     "end {side}: Finished({id}) but the peer still holds the stream"
                 );
             }
-            Event::Closed(StreamId(id)) => {
+            Event::Closed(StreamId { num: id, .. }) => {
                 let c = self
                     .event_conn(side, id)
                     .expect("Closed for a stream that never existed");
@@ -1778,12 +1779,12 @@ impl PairRun {
         let (id, c) = self.handle(side, sel)?;
         let peer = 1 - side;
         let s = &mut self.ends[side].s;
-        let readable = s.readable_len(StreamId(id));
+        let readable = s.readable_len(s.sid(id));
         let got: Result<Option<Bytes>, ReadError> = if chunk {
-            s.read_chunk(StreamId(id), len)
+            s.read_chunk(s.sid(id), len)
         } else {
             let mut buf = vec![0u8; len];
-            s.read(StreamId(id), &mut buf).map(|n| {
+            s.read(s.sid(id), &mut buf).map(|n| {
                 buf.truncate(n);
                 (n > 0 || len == 0).then(|| Bytes::from(buf))
             })
@@ -1838,7 +1839,7 @@ impl PairRun {
         // Only the part the write can accept gets the pattern (filling megabytes that
         // the window refuses would only slow the fuzzer down); accepting more than
         // `writable_len` fails below, and would show as wrong bytes at the reader.
-        let writable = self.ends[side].s.writable_len(StreamId(id));
+        let writable = self.ends[side].s.writable_len(self.ends[side].s.sid(id));
         let mut data = vec![0u8; len];
         let k = len.min(writable);
         fill_pattern(
@@ -1846,7 +1847,7 @@ impl PairRun {
             conn.written[side],
             &mut data[..k],
         );
-        match self.ends[side].s.write(StreamId(id), &data) {
+        match self.ends[side].s.write(self.ends[side].s.sid(id), &data) {
             Ok(n) => {
                 assert!(n <= writable, "write accepted more than writable_len");
                 assert!(
@@ -1866,7 +1867,7 @@ impl PairRun {
     fn open(&mut self, side: usize) {
         let used = self.ends[side].s.stream_ids();
         match self.ends[side].s.open() {
-            Ok(StreamId(id)) => {
+            Ok(StreamId { num: id, .. }) => {
                 assert!(
                     !self.ends[side].live.contains_key(&id),
                     "end {side}: ID {id} reused while its stream still exists"
@@ -1917,7 +1918,7 @@ impl PairRun {
 
     fn accept(&mut self, side: usize) -> bool {
         let end = &mut self.ends[side];
-        let got = end.s.accept().map(|i| i.0);
+        let got = end.s.accept().map(|i| i.num);
         assert_eq!(got, end.backlog.pop_front(), "end {side}: accept order");
         let Some(id) = got else {
             return false;
@@ -1932,9 +1933,10 @@ impl PairRun {
         let Some((id, c)) = self.handle(side, sel) else {
             return;
         };
+        let sid = self.ends[side].s.sid(id);
         self.ends[side]
             .s
-            .close(StreamId(id))
+            .close(sid)
             .unwrap_or_else(|e| panic!("end {side}: close of held stream {id}: {e:?}"));
         self.conns[c].held[side] = Held::Released;
         self.ends[side].handles.retain(|&h| h != id);
@@ -2005,7 +2007,7 @@ impl PairRun {
             );
             assert_eq!(st.protocol_errors, 0);
             for &id in end.live.keys() {
-                let n = end.s.readable_len(StreamId(id));
+                let n = end.s.readable_len(end.s.sid(id));
                 assert!(
                     n <= c.window as usize,
                     "end {side}: stream {id} over the window"

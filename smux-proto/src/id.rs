@@ -22,7 +22,7 @@ const WORDS: usize = 65536 / 64;
 
 /// A bitmap over the 16-bit ID space (8 KiB).
 #[derive(Clone)]
-pub struct IdMap {
+pub(crate) struct IdMap {
     words: Box<[u64; WORDS]>,
     used: u32,
     /// The next ID to try: one past (Dialer) or one below (Acceptor) the last handed out.
@@ -41,7 +41,7 @@ impl std::fmt::Debug for IdMap {
 
 impl IdMap {
     /// An empty map for an end with the given role.
-    pub fn new(role: Role) -> IdMap {
+    pub(crate) fn new(role: Role) -> IdMap {
         IdMap {
             words: Box::new([0; WORDS]),
             used: 0,
@@ -54,22 +54,22 @@ impl IdMap {
     }
 
     /// The role this map allocates for.
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.role
     }
 
     /// Number of IDs in use.
-    pub fn used(&self) -> u32 {
+    pub(crate) fn used(&self) -> u32 {
         self.used
     }
 
     /// Whether `id` is in use.
-    pub fn contains(&self, id: u16) -> bool {
+    pub(crate) fn contains(&self, id: u16) -> bool {
         self.words[id as usize / 64] & (1 << (id % 64)) != 0
     }
 
     /// Marks `id` used; returns false if it already was.
-    pub fn insert(&mut self, id: u16) -> bool {
+    pub(crate) fn insert(&mut self, id: u16) -> bool {
         let w = &mut self.words[id as usize / 64];
         let bit = 1u64 << (id % 64);
         if *w & bit != 0 {
@@ -81,7 +81,7 @@ impl IdMap {
     }
 
     /// Frees `id`; returns false if it was not in use.
-    pub fn remove(&mut self, id: u16) -> bool {
+    pub(crate) fn remove(&mut self, id: u16) -> bool {
         let idx = id as usize / 64;
         let bit = 1u64 << (id % 64);
         if self.words[idx] & bit == 0 {
@@ -94,7 +94,7 @@ impl IdMap {
 
     /// Takes the next free ID for this role, going on from the last one handed out, and
     /// marks it used; `None` if all are used.
-    pub fn allocate(&mut self) -> Option<u16> {
+    pub(crate) fn allocate(&mut self) -> Option<u16> {
         if self.used as usize == WORDS * 64 {
             return None;
         }

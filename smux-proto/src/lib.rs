@@ -164,10 +164,11 @@ pub use conn::{
     Connection, Slot, FINISH_GRACE, LINGER, ROUNDS_PER_WAKE, TX_LIMIT, WRITE_FAIL_GRACE,
 };
 pub use error::{
-    reset_code, EndReason, NotSmux, OpenError, ProtocolError, ReadError, SessionEnded, WriteError,
+    read_timed_out, reset_code, EndReason, NotSmux, OpenError, PartialWrite, ProtocolError,
+    ReadError, SessionEnded, TransportError, WriteError,
 };
 pub use frame::{Cmd, Frame, Header};
-pub use id::{IdMap, Role};
+pub use id::Role;
 pub use link::{Input, Output, Plan, MAX_SLICES};
 pub use negotiate::Agreement;
 pub use probe::{verify_code, Probe, Verdict};

@@ -62,6 +62,7 @@ pub(crate) const ASSUMED_WINDOW: u32 = 512 * 1024;
 
 /// Whether an end uses the extensions with this peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Agreement {
     /// Not known yet: this end has extensions on and has not heard enough from the
     /// peer. Takes at most one round trip once this end has sent its first frame.

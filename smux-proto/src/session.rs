@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, ConfigError};
-use crate::error::{EndReason, OpenError, ProtocolError, ReadError, WriteError};
+use crate::error::{EndReason, OpenError, ProtocolError, ReadError, TransportError, WriteError};
 use crate::frame::{Cmd, Decoder, Frame, Header};
 use crate::id::{IdMap, Role};
 use crate::negotiate::{Agreement, Offer, ASSUMED_WINDOW};
@@ -30,13 +30,30 @@ pub use ext::RESET_REFUSED;
 /// without writing.
 const GRANT_TTL: Duration = Duration::from_millis(500);
 
-/// A stream's ID: its 16-bit number on the wire.
+/// A handle on one stream of a session: its 16-bit number on the wire and which
+/// stream with that number it is. Numbers are reused once a stream's close handshake
+/// completed; a handle to the earlier stream then names nothing (calls report an
+/// unknown stream) rather than the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub u16);
+pub struct StreamId {
+    pub(crate) num: u16,
+    pub(crate) gen: u16,
+}
+
+impl StreamId {
+    pub(crate) const fn new(num: u16, gen: u16) -> StreamId {
+        StreamId { num, gen }
+    }
+
+    /// The stream's number on the wire (0 to 65535).
+    pub fn number(self) -> u16 {
+        self.num
+    }
+}
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.num.fmt(f)
     }
 }
 
@@ -68,6 +85,7 @@ enum Ping {
 /// Something the application may want to act on. Events are hints: they say that
 /// retrying an operation may now succeed, and carry no data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The peer opened a stream; [`Session::accept`] returns it.
     Incoming(StreamId),
@@ -92,6 +110,7 @@ pub enum Event {
 
 /// Where a stream is in its life cycle, as the application sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StreamState {
     /// Both directions open.
     Open,
@@ -109,6 +128,7 @@ pub enum StreamState {
 
 /// Figures the application can read at any time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Streams that exist (open, or closing and awaiting the handshake).
     pub streams: usize,
@@ -141,7 +161,7 @@ pub struct Stats {
 fn owe_writable(s: &mut Stream, id: u16, events: &mut VecDeque<Event>) {
     if s.has(flag::WRITE_BLOCKED) && s.send_room() > 0 && !s.has(flag::OUT_WAITER) {
         s.set(flag::WRITE_BLOCKED, false);
-        events.push_back(Event::Writable(StreamId(id)));
+        events.push_back(Event::Writable(StreamId::new(id, s.gen)));
     }
 }
 
@@ -382,7 +402,7 @@ impl Session {
             self.refuse(id);
         } else {
             self.backlog.push_back(id);
-            self.events.push_back(Event::Incoming(StreamId(id)));
+            self.events.push_back(Event::Incoming(self.sid(id)));
         }
     }
 
@@ -396,7 +416,7 @@ impl Session {
         if s.state.fin().is_some() || s.has(flag::RESET) {
             // Our write side already ended (the peer reset or stopped it, so our FIN is
             // queued): a refusal behind that FIN could outlive the stream. Release it.
-            let _ = self.close(StreamId(id));
+            let _ = self.close(self.sid(id));
             return;
         }
         s.state = State::Closing {
@@ -421,7 +441,8 @@ impl Session {
         match s.state {
             State::Open => {
                 s.state = State::PeerFin;
-                self.events.push_back(Event::Finished(StreamId(id)));
+                self.events
+                    .push_back(Event::Finished(StreamId::new(id, s.gen)));
             }
             State::Closing {
                 fin,
@@ -498,7 +519,8 @@ impl Session {
         self.stats.buffered_in += len;
         if was_empty && !s.has(flag::READABLE_QUEUED) {
             s.set(flag::READABLE_QUEUED, true);
-            self.events.push_back(Event::Readable(StreamId(id)));
+            self.events
+                .push_back(Event::Readable(StreamId::new(id, s.gen)));
         }
     }
 
@@ -529,12 +551,12 @@ impl Session {
     }
 
     /// Reports that reading or writing the transport failed.
-    pub fn handle_transport_error(&mut self, err: &io::Error) {
+    pub fn handle_transport_error(&mut self, err: io::Error) {
         if self.nothing_to_lose() {
             // No stream was left; a peer that drained may close hard.
             return self.finish(EndReason::Drained);
         }
-        self.finish(EndReason::Transport(err.kind(), err.to_string()));
+        self.finish(EndReason::Transport(TransportError::from(err)));
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
@@ -880,7 +902,8 @@ impl Session {
             self.grants.push_back((id, self.now));
             if s.send_room() > 0 && s.has(flag::WRITE_BLOCKED) {
                 s.set(flag::WRITE_BLOCKED, false);
-                self.events.push_back(Event::Writable(StreamId(id)));
+                self.events
+                    .push_back(Event::Writable(StreamId::new(id, s.gen)));
             }
         }
     }
@@ -939,8 +962,8 @@ impl Session {
             }
             return None;
         };
-        if let Event::Readable(StreamId(id)) = ev {
-            if let Some(s) = self.streams.get_mut(&id) {
+        if let Event::Readable(sid) = ev {
+            if let Some(s) = self.streams.get_mut(&sid.num) {
                 s.set(flag::READABLE_QUEUED, false);
             }
         }
@@ -979,18 +1002,28 @@ impl Session {
         self.before_own_frame();
         self.push_ctrl(Header::new(Cmd::Syn, id, u32::from(self.config.extensions)));
         self.after_own_frame();
-        Ok(StreamId(id))
+        Ok(self.sid(id))
+    }
+
+    /// The handle of stream number `id`, which exists.
+    pub(crate) fn sid(&self, id: u16) -> StreamId {
+        StreamId::new(id, self.streams.get(&id).map_or(0, |s| s.gen))
+    }
+
+    /// The handle of the stream that now has number `num`, if one has.
+    pub fn stream_id(&self, num: u16) -> Option<StreamId> {
+        self.streams.get(&num).map(|s| StreamId::new(num, s.gen))
     }
 
     /// The next stream the peer opened, if any.
     pub fn accept(&mut self) -> Option<StreamId> {
-        self.backlog.pop_front().map(StreamId)
+        self.backlog.pop_front().map(|id| self.sid(id))
     }
 
     fn stream_for_read(&mut self, id: StreamId) -> Result<&mut Stream, ReadError> {
         let ended = self.end.clone();
-        let code = self.resets.get(&id.0).copied();
-        match self.streams.get_mut(&id.0) {
+        let code = self.resets.get(&id.num).copied();
+        match self.streams.get_mut(&id.num).filter(|s| s.gen == id.gen) {
             Some(s) if matches!(s.state, State::Closing { .. }) => Err(ReadError::Closed),
             Some(s) if s.has(flag::RESET) => Err(ReadError::Reset(code.unwrap_or(0))),
             // Buffered data, and the end-of-file after a peer's FIN, outlive the session.
@@ -1016,12 +1049,12 @@ impl Session {
             };
         }
         let mut pool = std::mem::take(&mut self.pool);
-        let s = self.streams.get_mut(&id.0).expect("found above");
+        let s = self.streams.get_mut(&id.num).expect("found above");
         let sliced = s.sliced();
         let n = s.read_into(buf, &mut pool);
         self.sliced -= sliced - s.sliced();
         self.pool = pool;
-        self.consumed(id.0, n);
+        self.consumed(id.num, n);
         Ok(n)
     }
 
@@ -1040,12 +1073,12 @@ impl Session {
             };
         }
         let mut pool = std::mem::take(&mut self.pool);
-        let s = self.streams.get_mut(&id.0).expect("found above");
+        let s = self.streams.get_mut(&id.num).expect("found above");
         let sliced = s.sliced();
         let chunk = s.read_chunk(max, &mut pool);
         self.sliced -= sliced - s.sliced();
         self.pool = pool;
-        self.consumed(id.0, chunk.len());
+        self.consumed(id.num, chunk.len());
         Ok(Some(chunk))
     }
 
@@ -1091,13 +1124,16 @@ impl Session {
     /// Where stream `id` is in its life cycle, `None` if no such stream exists. Has no
     /// side effects (unlike a probing read or write).
     pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
-        self.streams.get(&id.0).map(|s| match s.state {
-            State::Closing { .. } => StreamState::Closing,
-            _ if s.has(flag::RESET) => StreamState::Reset,
-            State::Open => StreamState::Open,
-            State::PeerFin => StreamState::Finished,
-            State::Shut { .. } => StreamState::HalfClosed,
-        })
+        self.streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .map(|s| match s.state {
+                State::Closing { .. } => StreamState::Closing,
+                _ if s.has(flag::RESET) => StreamState::Reset,
+                State::Open => StreamState::Open,
+                State::PeerFin => StreamState::Finished,
+                State::Shut { .. } => StreamState::HalfClosed,
+            })
     }
 
     /// Asks for an [`Event::Writable`] for stream `id` once a write can accept bytes:
@@ -1107,24 +1143,32 @@ impl Session {
         if self.end.is_some() {
             return;
         }
-        if !self.streams.get(&id.0).is_some_and(Stream::writes_open) {
+        if !self
+            .streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .is_some_and(Stream::writes_open)
+        {
             return;
         }
         if self.writable_len(id) > 0 {
             self.events.push_back(Event::Writable(id));
         } else {
-            self.block_writer(id.0);
+            self.block_writer(id.num);
         }
     }
 
     /// Bytes buffered for reading on stream `id` (0 if unknown).
     pub fn readable_len(&self, id: StreamId) -> usize {
-        self.streams.get(&id.0).map_or(0, |s| s.recv_len as usize)
+        self.streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .map_or(0, |s| s.recv_len as usize)
     }
 
     /// Bytes a write on stream `id` would accept now.
     pub fn writable_len(&self, id: StreamId) -> usize {
-        match self.streams.get(&id.0) {
+        match self.streams.get(&id.num).filter(|s| s.gen == id.gen) {
             Some(s) if s.writes_open() && self.end.is_none() => {
                 s.send_room().min(self.queue_room(s))
             }
@@ -1137,20 +1181,24 @@ impl Session {
     /// session ends; `Err(Blocked)` means nothing was accepted and nothing changed.
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
-        let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        let s = self
+            .streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .ok_or(WriteError::UnknownStream)?;
         let out_room = self.queue_room(s);
-        let s = self.streams.get_mut(&id.0).expect("found above");
+        let s = self.streams.get_mut(&id.num).expect("found above");
         if !s.writes_open() {
-            return Err(self.write_refusal(id.0));
+            return Err(self.write_refusal(id.num));
         }
-        let s = self.streams.get_mut(&id.0).expect("found above");
+        let s = self.streams.get_mut(&id.num).expect("found above");
         if data.is_empty() {
             return Ok(0);
         }
         let room = s.send_room();
         let n = data.len().min(room).min(out_room);
         if n == 0 {
-            self.block_writer(id.0);
+            self.block_writer(id.num);
             return Err(WriteError::Blocked);
         }
         s.bufs_mut(&mut self.pool)
@@ -1158,10 +1206,10 @@ impl Session {
             .extend_from_slice(&data[..n]);
         if !s.has(flag::IN_READY) {
             s.set(flag::IN_READY, true);
-            self.ready.push_back(id.0);
+            self.ready.push_back(id.num);
         }
         self.stats.buffered_out += n;
-        self.end_turn(id.0);
+        self.end_turn(id.num);
         Ok(n)
     }
 
@@ -1174,11 +1222,11 @@ impl Session {
     /// confirmed and dropped. Use [`Session::shutdown`] to keep reading.
     pub fn close(&mut self, id: StreamId) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
-        self.end_turn(id.0);
-        let s = self
-            .streams
-            .get_mut(&id.0)
-            .ok_or(WriteError::UnknownStream)?;
+        if self.streams.get(&id.num).is_none_or(|s| s.gen != id.gen) {
+            return Err(WriteError::UnknownStream);
+        }
+        self.end_turn(id.num);
+        let s = self.streams.get_mut(&id.num).expect("checked above");
         let (fin, peer_fin) = match s.state {
             State::Open => (None, false),
             State::PeerFin => (None, true),
@@ -1197,7 +1245,7 @@ impl Session {
             // Tell the peer to stop writing (WND 0). It goes ahead of our FIN, which may
             // leave as our last frame on the stream.
             self.ctrl
-                .push_back((Header::new(Cmd::Wnd, id.0, 0), Tag::Stream(s.gen)));
+                .push_back((Header::new(Cmd::Wnd, id.num, 0), Tag::Stream(s.gen)));
         }
         let fin = fin.unwrap_or_else(|| {
             let f = if s.send_len() > 0 {
@@ -1207,7 +1255,7 @@ impl Session {
             };
             if f == LocalFin::Queued {
                 self.ctrl
-                    .push_back((Header::new(Cmd::Fin, id.0, 0), Tag::Stream(s.gen)));
+                    .push_back((Header::new(Cmd::Fin, id.num, 0), Tag::Stream(s.gen)));
             }
             f
         });
@@ -1215,17 +1263,17 @@ impl Session {
         // Nothing waits on a released stream: no `Writable` for a blocked write, nor
         // for a shutdown that waited for the agreement.
         s.set(flag::WRITE_BLOCKED | flag::SHUT_WAITING, false);
-        self.owe_last_fin(id.0);
-        self.resets.remove(&id.0);
-        self.backlog.retain(|x| *x != id.0);
+        self.owe_last_fin(id.num);
+        self.resets.remove(&id.num);
+        self.backlog.retain(|x| *x != id.num);
         if ext && !peer_fin {
             // What the peer sent meanwhile counts as read, confirmed so it never blocks
             // on a window nobody reads.
-            self.consumed(id.0, dropped);
+            self.consumed(id.num, dropped);
         } else {
             self.stats.buffered_in -= dropped;
         }
-        self.maybe_remove(id.0);
+        self.maybe_remove(id.num);
         Ok(())
     }
 
@@ -1366,7 +1414,8 @@ impl Session {
             let dropped = s.discard_recv(&mut self.pool);
             self.stats.buffered_in -= dropped;
             self.ids.remove(id);
-            self.events.push_back(Event::Closed(StreamId(id)));
+            self.events
+                .push_back(Event::Closed(StreamId::new(id, s.gen)));
         }
     }
 }

@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use std::task::Waker;
 
 use crate::session::{Event, StreamId};
-use crate::util::IdBuildHasher;
 
 /// Wakers of blocked readers, writers and acceptors of one session.
 #[derive(Debug, Default)]
 pub struct Waiters {
-    readers: HashMap<u16, Waker, IdBuildHasher>,
-    writers: HashMap<u16, Waker, IdBuildHasher>,
+    readers: HashMap<StreamId, Waker>,
+    writers: HashMap<StreamId, Waker>,
     acceptors: Vec<Waker>,
     /// Waiting for the ends to settle the agreement on extensions.
     agreement: Vec<Waker>,
@@ -34,7 +33,7 @@ impl Waiters {
     /// Parks `w` until stream `id` becomes readable (or finishes, or the session ends).
     pub fn wait_read(&mut self, id: StreamId, w: &Waker) {
         self.readers
-            .entry(id.0)
+            .entry(id)
             .and_modify(|old| old.clone_from(w))
             .or_insert_with(|| w.clone());
     }
@@ -42,7 +41,7 @@ impl Waiters {
     /// Parks `w` until stream `id` becomes writable (or finishes, or the session ends).
     pub fn wait_write(&mut self, id: StreamId, w: &Waker) {
         self.writers
-            .entry(id.0)
+            .entry(id)
             .and_modify(|old| old.clone_from(w))
             .or_insert_with(|| w.clone());
     }
@@ -71,8 +70,8 @@ impl Waiters {
 
     /// Forgets the waiters of stream `id` (its handle was dropped).
     pub fn forget(&mut self, id: StreamId) {
-        self.readers.remove(&id.0);
-        self.writers.remove(&id.0);
+        self.readers.remove(&id);
+        self.writers.remove(&id);
     }
 
     /// Moves the wakers that `ev` concerns into `woken`.
@@ -80,11 +79,11 @@ impl Waiters {
         woken.append(&mut self.watchers);
         match ev {
             Event::Incoming(_) => woken.append(&mut self.acceptors),
-            Event::Readable(id) => woken.extend(self.readers.remove(&id.0)),
-            Event::Writable(id) => woken.extend(self.writers.remove(&id.0)),
+            Event::Readable(id) => woken.extend(self.readers.remove(id)),
+            Event::Writable(id) => woken.extend(self.writers.remove(id)),
             Event::Finished(id) | Event::Closed(id) | Event::Reset(id, _) => {
-                woken.extend(self.readers.remove(&id.0));
-                woken.extend(self.writers.remove(&id.0));
+                woken.extend(self.readers.remove(id));
+                woken.extend(self.writers.remove(id));
             }
             Event::Agreed(_) => woken.append(&mut self.agreement),
             Event::Ended(_) => self.take_all(woken),
@@ -128,14 +127,14 @@ mod tests {
         let w = Waker::from(c.clone());
         let mut t = Waiters::new();
         let mut woken = Vec::new();
-        t.wait_read(StreamId(1), &w);
-        t.wait_write(StreamId(2), &w);
+        t.wait_read(StreamId::new(1, 1), &w);
+        t.wait_write(StreamId::new(2, 1), &w);
         t.wait_accept(&w);
-        t.dispatch(&Event::Readable(StreamId(2)), &mut woken);
+        t.dispatch(&Event::Readable(StreamId::new(2, 1)), &mut woken);
         assert!(woken.is_empty());
-        t.dispatch(&Event::Readable(StreamId(1)), &mut woken);
+        t.dispatch(&Event::Readable(StreamId::new(1, 1)), &mut woken);
         assert_eq!(woken.len(), 1);
-        t.dispatch(&Event::Finished(StreamId(2)), &mut woken);
+        t.dispatch(&Event::Finished(StreamId::new(2, 1)), &mut woken);
         assert_eq!(woken.len(), 2);
         t.dispatch(&Event::Ended(crate::EndReason::Local), &mut woken);
         assert_eq!(woken.len(), 3);

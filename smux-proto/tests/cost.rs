@@ -60,10 +60,7 @@ fn idle_stream_cost() {
     const N: usize = 10_000;
     let now = Instant::now();
     let mut a = Session::new(Config::default(), Role::Dialer, now).unwrap();
-    let config = Config {
-        accept_backlog: N,
-        ..Config::default()
-    };
+    let config = Config::default().with_accept_backlog(N);
     let mut b = Session::new(config, Role::Acceptor, now).unwrap();
     let (mut tx, mut wire) = (Transmit::new(), BytesMut::with_capacity(1 << 20));
     let mut ids = Vec::with_capacity(N);

@@ -365,7 +365,7 @@ impl Session {
             match inner.session.agreement() {
                 smux_proto::Agreement::Extended => return Poll::Ready(Ok(true)),
                 smux_proto::Agreement::Base => return Poll::Ready(Ok(false)),
-                smux_proto::Agreement::Pending => {}
+                _ => {}
             }
             if let Some(reason) = inner.session.end_reason() {
                 return Poll::Ready(Err(reason.to_io_error()));
@@ -579,7 +579,7 @@ where
             .is_some_and(|(_, until)| now >= *until)
         {
             let (e, _) = self.write_failed.take().expect("checked");
-            s.handle_transport_error(&e);
+            s.handle_transport_error(e);
         }
         if s.poll_timeout().is_some_and(|t| now >= t) {
             s.handle_timeout(now);
@@ -646,7 +646,7 @@ where
         self.tx = Transmit::new();
         self.flush_pending = false;
         if self.eof || self.read_failed {
-            lock(&self.shared).session.handle_transport_error(&e);
+            lock(&self.shared).session.handle_transport_error(e);
         } else {
             tracing::debug!(error = %e, "smux transport write failed; reading on");
             self.write_failed = Some((e, Instant::now() + WRITE_FAIL_GRACE));
@@ -730,7 +730,7 @@ where
                 self.read_failed = true;
                 // A read error trumps a pending write error: report it now.
                 self.write_failed = None;
-                lock(&self.shared).session.handle_transport_error(&e);
+                lock(&self.shared).session.handle_transport_error(e);
             }
             Poll::Pending => return false,
         }
@@ -855,7 +855,7 @@ fn teardown(shared: &Shared) -> EndReason {
         let inner = &mut *g;
         if !inner.session.is_ended() {
             let err = io::Error::other("smux driver dropped before the session ended");
-            inner.session.handle_transport_error(&err);
+            inner.session.handle_transport_error(err);
         }
         while let Some(ev) = inner.session.poll_event() {
             if let Event::Ended(reason) = &ev {
@@ -881,7 +881,7 @@ fn log_end(tag: u64, reason: &EndReason) {
         EndReason::Protocol(e) => {
             tracing::warn!(session = tag, error = %e, "smux session ended by a protocol error");
         }
-        EndReason::KeepaliveTimeout | EndReason::Transport(..) => {
+        _ => {
             tracing::info!(session = tag, %reason, "smux session ended");
         }
     }

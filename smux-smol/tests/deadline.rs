@@ -18,12 +18,10 @@ both_modes!(
 
 fn small_window(ext: bool) -> Config {
     with_ext(
-        Config {
-            window: 64 * 1024,
-            cfm_threshold: 32 * 1024,
-            max_frame: 16 * 1024,
-            ..Config::default()
-        },
+        Config::default()
+            .with_window(64 * 1024)
+            .with_cfm_threshold(32 * 1024)
+            .with_max_frame(16 * 1024),
         ext,
     )
 }
@@ -102,7 +100,7 @@ fn random_short_deadlines_deliver_every_byte_once(ext: bool) {
 fn timed_out_write_reports_exactly_one_window(ext: bool) {
     run(Duration::from_secs(20), async {
         let config = small_window(ext);
-        let window = config.window as usize;
+        let window = config.window() as usize;
         let p = pair(config.clone(), config).await;
         let mut s = p.client.open().await.unwrap();
         s.write_all(b"!").await.unwrap();

@@ -96,7 +96,7 @@ fn reset_code_reaches_the_peers_read_and_write() {
     const CODE: u32 = 0xdead_beef;
     run(Duration::from_secs(30), async {
         let p = pair(config(true), config(true)).await;
-        let window = p.client.config().window as usize;
+        let window = p.client.config().window() as usize;
 
         // Stream A: the peer has unread data buffered and a writer blocked on a full
         // window (we never read) when we reset.

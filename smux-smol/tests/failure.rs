@@ -36,7 +36,7 @@ fn transport_closed_under_active_reads_and_writes(ext: bool) {
         let server_tasks = smol::spawn(async move {
             let mut tasks: Vec<smol::Task<io::Result<usize>>> = Vec::new();
             while let Ok(mut s) = srv.accept().await {
-                let id = s.id().0;
+                let id = s.id().number();
                 let srv = srv.clone();
                 tasks.push(smol::spawn(async move {
                     if id % 2 == 0 {
@@ -68,7 +68,7 @@ fn transport_closed_under_active_reads_and_writes(ext: bool) {
             let mut s = client.open().await.unwrap();
             assert_eq!(s.is_extended(), ext);
             s.write_all(b"x").await.unwrap();
-            let id = s.id().0;
+            let id = s.id().number();
             client_tasks.push(smol::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 if id % 2 == 0 {
@@ -135,11 +135,9 @@ fn silent_peer_is_detected_by_keepalive(ext: bool) {
             drop(conn);
         });
 
-        let cfg = Config {
-            keepalive_interval: Duration::from_millis(100),
-            keepalive_timeout: Duration::from_millis(500),
-            ..config(ext)
-        };
+        let cfg = config(ext)
+            .with_keepalive_interval(Duration::from_millis(100))
+            .with_keepalive_timeout(Duration::from_millis(500));
         let start = Instant::now();
         let (session, driver) = connect(addr, cfg).await.unwrap();
         smol::spawn(driver).detach();
@@ -162,11 +160,9 @@ fn silent_peer_is_detected_by_keepalive(ext: bool) {
 fn keepalive_keeps_an_idle_session_alive(ext: bool) {
     run(Duration::from_secs(30), async {
         let config = with_ext(
-            Config {
-                keepalive_interval: Duration::from_millis(50),
-                keepalive_timeout: Duration::from_millis(250),
-                ..Config::default()
-            },
+            Config::default()
+                .with_keepalive_interval(Duration::from_millis(50))
+                .with_keepalive_timeout(Duration::from_millis(250)),
             ext,
         );
         let p = pair(config.clone(), config).await;

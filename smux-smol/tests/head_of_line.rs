@@ -64,7 +64,7 @@ async fn download(session: &Session, sum: u64) -> f64 {
 fn unread_stream_does_not_block_the_others(ext: bool) {
     run(Duration::from_secs(120), async {
         let config = config(ext);
-        let window = config.window as usize;
+        let window = config.window() as usize;
         let p = pair(config.clone(), config).await;
         let stalled_written = Arc::new(AtomicUsize::new(0));
         let data = Arc::new(random_bytes(&mut fastrand::Rng::with_seed(5), PER_STREAM));

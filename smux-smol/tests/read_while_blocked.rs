@@ -63,7 +63,7 @@ fn frames_are_read_while_our_writes_are_blocked(ext: bool) {
         raw.write_all(&wire).await.unwrap();
 
         let mut s = session.accept().await.unwrap();
-        assert_eq!(s.id().0, PEER_ID);
+        assert_eq!(s.id().number(), PEER_ID);
         let mut got = Vec::new();
         s.read_to_end(&mut got).await.unwrap();
         assert_eq!(fnv(&got), fnv(&data));

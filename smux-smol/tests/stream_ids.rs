@@ -7,7 +7,6 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smux_smol::Config;
 
 use common::{both_modes, config, pair, run};
 
@@ -79,10 +78,7 @@ fn seventy_thousand_streams_one_after_another(ext: bool) {
 
 fn all_65536_ids_in_use_then_a_clear_error(ext: bool) {
     run(Duration::from_secs(120), async {
-        let server_config = Config {
-            accept_backlog: 70_000,
-            ..config(ext)
-        };
+        let server_config = config(ext).with_accept_backlog(70_000);
         let p = pair(config(ext), server_config).await;
         let server = p.server.clone();
         smol::spawn(async move {

@@ -404,7 +404,7 @@ mod tests {
         for (role, offer) in [(Role::Acceptor, ASK), (Role::Dialer, HELLO)] {
             let (agreement, sent) = feed(role, Frames::new().vrm(offer.0, offer.1));
             assert_eq!(agreement, Agreement::Extended, "{role:?}");
-            let window = Config::default().window;
+            let window = Config::default().window();
             assert!(
                 sent.iter().any(|f| set_window(f) == Some(window)),
                 "{sent:?}"

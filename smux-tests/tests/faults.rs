@@ -52,10 +52,7 @@ const END_BOUND: u64 = 15;
 
 /// The configuration of a round: the defaults, with extensions on or off.
 fn config(extensions: bool) -> smux_proto::Config {
-    smux_proto::Config {
-        extensions,
-        ..smux_proto::Config::default()
-    }
+    smux_proto::Config::default().with_extensions(extensions)
 }
 
 /// Checks what the dialling end's `ready()` returned: both ends agreed (the acceptor

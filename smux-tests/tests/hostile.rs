@@ -100,18 +100,13 @@ fn protocol(e: EndReason) -> ProtocolError {
 fn psh_beyond_the_window_ends_the_session() {
     let _g = serial();
     let probe = Probe::start();
-    let small = Config {
-        window: 64 * 1024,
-        cfm_threshold: 32 * 1024,
-        ..Config::default()
-    };
-    let big = Config {
-        window: 1024 * 1024,
-        ..Config::default()
-    };
+    let small = Config::default()
+        .with_window(64 * 1024)
+        .with_cfm_threshold(32 * 1024);
+    let big = Config::default().with_window(1024 * 1024);
     let mut largest = 0;
     for config in [Config::default(), small, big] {
-        let window = (config.window as usize).max(wire::ASSUMED_WINDOW as usize);
+        let window = (config.window() as usize).max(wire::ASSUMED_WINDOW as usize);
         largest = largest.max(window);
         run(async {
             let (s, r, mut w) = setup(config.clone(), None).await;
@@ -133,7 +128,7 @@ fn psh_beyond_the_window_ends_the_session() {
                     window: window as u32,
                 },
                 "our window {}",
-                config.window
+                config.window()
             );
             // The stream was never accepted before the end, so it is still in the
             // backlog.
@@ -192,7 +187,7 @@ fn psh_for_an_unknown_id_is_discarded() {
         f.syn(1).psh(1, b"hello").fin(1);
         send(&mut w, &f).await;
         let mut st = accept(&s).await;
-        assert_eq!(st.id().0, 1);
+        assert_eq!(st.id().number(), 1);
         assert_eq!(read_all(&mut st).await, b"hello");
         let stats = s.stats();
         assert_eq!(stats.bytes_discarded, 16 * 1024 * 1024);
@@ -312,7 +307,7 @@ fn syn_flood_beyond_the_backlog_is_refused_with_fin() {
     let _g = serial();
     let probe = Probe::start();
     let config = Config::default();
-    let backlog = config.accept_backlog;
+    let backlog = config.accept_backlog();
     let refused = 65_536 - backlog;
     run(async {
         let (s, r, mut w) = setup(config.clone(), None).await;
@@ -360,9 +355,13 @@ fn syn_flood_beyond_the_backlog_is_refused_with_fin() {
         g.psh(0, b"theirs").fin(0);
         send(&mut w, &g).await;
         let mut first = accept(&s).await;
-        assert_eq!(first.id().0, 0, "the backlog is first come, first served");
+        assert_eq!(
+            first.id().number(),
+            0,
+            "the backlog is first come, first served"
+        );
         assert_eq!(read_all(&mut first).await, b"theirs");
-        let id = mine.id().0;
+        let id = mine.id().number();
         eventually(10, "peer receives our stream", || {
             let t = lock(&t);
             t.syns.contains(&id) && t.psh.get(&id) == Some(&Checksum::of(b"ours"))
@@ -389,17 +388,15 @@ fn many_full_windows_pause_the_link_and_lose_nothing() {
     let probe = Probe::start();
     const STREAMS: u16 = 1_100;
     const FRAME: usize = 16 * 1024;
-    let config = Config {
-        window: 64 * 1024,
-        cfm_threshold: 32 * 1024,
-        max_frame: FRAME as u32,
-        max_buffered_in: mib(4),
-        accept_backlog: 2_048,
-        ..Config::default()
-    };
-    let window = config.window as usize;
+    let config = Config::default()
+        .with_window(64 * 1024)
+        .with_cfm_threshold(32 * 1024)
+        .with_max_frame(FRAME as u32)
+        .with_max_buffered_in(mib(4))
+        .with_accept_backlog(2_048);
+    let window = config.window() as usize;
     let total = STREAMS as u64 * window as u64;
-    let bound_in = config.max_buffered_in;
+    let bound_in = config.max_buffered_in();
     let peak_paused = run(async {
         let (s, r, mut w) = setup(config.clone(), None).await;
         let t = new_tally();
@@ -460,7 +457,7 @@ fn many_full_windows_pause_the_link_and_lose_nothing() {
         for _ in 0..STREAMS {
             let mut st = accept(&s).await;
             tasks.push(tokio::spawn(async move {
-                let id = st.id().0;
+                let id = st.id().number();
                 let mut c = Checksum::new();
                 let mut buf = vec![0u8; 8 * 1024];
                 loop {
@@ -522,13 +519,13 @@ fn cfm_beyond_what_was_sent_creates_no_credit() {
     let _g = serial();
     let probe = Probe::start();
     let config = Config::default();
-    let window = config.window as usize;
+    let window = config.window() as usize;
     run(async {
         let (s, r, mut w) = setup(config.clone(), None).await;
         let t = new_tally();
         let _reader = spawn_reader(r, t.clone(), None, tally);
         let mut st = s.open().await.expect("open");
-        let id = st.id().0;
+        let id = st.id().number();
         st.write_all(&[1u8; 1000]).await.expect("write");
         eventually(10, "peer receives 1000 bytes", || {
             lock(&t).psh.get(&id).map_or(0, |c| c.len()) == 1000
@@ -591,7 +588,7 @@ fn fin_for_an_unknown_id_is_ignored() {
         f.syn(999).psh(999, b"after").fin(999);
         send(&mut w, &f).await;
         let mut st = accept(&s).await;
-        assert_eq!(st.id().0, 999);
+        assert_eq!(st.id().number(), 999);
         assert_eq!(read_all(&mut st).await, b"after");
         drop(st);
         eventually(10, "stream released", || s.stats().streams == 0).await;
@@ -623,7 +620,7 @@ fn fin_twice_is_harmless() {
         f.fin(5).syn(5).psh(5, b"two").fin(5);
         send(&mut w, &f).await;
         let mut st = accept(&s).await;
-        assert_eq!(st.id().0, 5);
+        assert_eq!(st.id().number(), 5);
         assert_eq!(read_all(&mut st).await, b"two");
         drop(st);
         eventually(10, "second FIN", || lock(&t).fins.get(&5) == Some(&2)).await;
@@ -648,7 +645,7 @@ fn syn_for_an_id_we_are_still_closing_is_ignored() {
         let t = new_tally();
         let _reader = spawn_reader(r, t.clone(), None, tally);
         let mut st = s.open().await.expect("open");
-        let id = st.id().0;
+        let id = st.id().number();
         st.write_all(b"x").await.expect("write");
         // Released: our FIN goes out whatever the agreement (it is pending: the peer
         // has sent nothing yet).
@@ -659,7 +656,11 @@ fn syn_for_an_id_we_are_still_closing_is_ignored() {
         f.syn(id).psh(id, b"stray").syn(7).psh(7, b"marker").fin(7);
         send(&mut w, &f).await;
         let mut first = accept(&s).await;
-        assert_eq!(first.id().0, 7, "no stream appeared for the closing ID");
+        assert_eq!(
+            first.id().number(),
+            7,
+            "no stream appeared for the closing ID"
+        );
         assert_eq!(read_all(&mut first).await, b"marker");
         drop(first);
         let stats = s.stats();
@@ -671,7 +672,7 @@ fn syn_for_an_id_we_are_still_closing_is_ignored() {
         eventually(10, "closing stream released", || s.stats().streams == 0).await;
         // Our next stream takes the next ID; a late PSH for the old one is dropped.
         let mut again = s.open().await.expect("reopen");
-        let next = again.id().0;
+        let next = again.id().number();
         assert_ne!(next, id, "a freed ID is not handed out again at once");
         again.write_all(b"new").await.expect("write");
         f.clear();
@@ -688,7 +689,7 @@ fn syn_for_an_id_we_are_still_closing_is_ignored() {
         f.syn(id).psh(id, b"theirs").fin(id);
         send(&mut w, &f).await;
         let mut theirs = accept(&s).await;
-        assert_eq!(theirs.id().0, id, "the ID is free again");
+        assert_eq!(theirs.id().number(), id, "the ID is free again");
         assert_eq!(read_all(&mut theirs).await, b"theirs");
         drop(theirs);
         eventually(10, "peer sees our new stream", || {
@@ -714,7 +715,7 @@ fn vrm_flood_is_answered_within_bounds() {
     let probe = Probe::start();
     const N: u32 = 200_000;
     let config = Config::default();
-    let answers = config.max_pending_answers;
+    let answers = config.max_pending_answers();
     run(async {
         let (s, r, mut w) = setup(config.clone(), Some(16 * 1024)).await;
         let gate = Arc::new(AtomicBool::new(false));
@@ -805,11 +806,9 @@ fn vrm_flood_is_answered_within_bounds() {
 fn a_silent_peer_times_out() {
     let _g = serial();
     let probe = Probe::start();
-    let config = Config {
-        keepalive_interval: Duration::from_millis(100),
-        keepalive_timeout: Duration::from_millis(600),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .with_keepalive_interval(Duration::from_millis(100))
+        .with_keepalive_timeout(Duration::from_millis(600));
     run(async {
         let (s, r, mut w) = setup(config, None).await;
         let t = new_tally();
@@ -843,11 +842,8 @@ fn a_peer_that_stops_reading() {
     let probe = Probe::start();
     const STREAMS: usize = 8;
     const SIZE: usize = 1024 * 1024;
-    let config = Config {
-        max_buffered_out: mib(1),
-        ..Config::default()
-    };
-    let bound_out = config.max_buffered_out;
+    let config = Config::default().with_max_buffered_out(mib(1));
+    let bound_out = config.max_buffered_out();
     run(async {
         let (s, r, mut w) = setup(config, Some(16 * 1024)).await;
         let gate = Arc::new(AtomicBool::new(false));
@@ -897,7 +893,10 @@ fn a_peer_that_stops_reading() {
         );
         assert!(accepted < STREAMS * SIZE);
         // The peer reads again: each stream delivers exactly its accepted prefix.
-        let expect: Vec<(u16, usize)> = results.into_iter().map(|(st, n)| (st.id().0, n)).collect();
+        let expect: Vec<(u16, usize)> = results
+            .into_iter()
+            .map(|(st, n)| (st.id().number(), n))
+            .collect();
         gate.store(true, Ordering::Release);
         eventually(20, "every FIN after its data", || {
             let t = lock(&t);
@@ -959,7 +958,7 @@ fn shutdown_against_a_peer_that_answers_our_offer_is_unsupported() {
             let (mut r, mut w) = theirs.into_split();
             let mut p = wire::Parser::new();
             let mut st = s.open().await.expect("open");
-            let id = st.id().0;
+            let id = st.id().number();
             st.write_all(b"request").await.expect("write");
             let shut = tokio::spawn(async move {
                 let res = st.shutdown().await;
@@ -1038,14 +1037,12 @@ const FLOOD_STREAMS: u16 = 1_100;
 const FLOOD_FRAME: usize = 16 * 1024;
 
 fn flood_config() -> Config {
-    Config {
-        window: 64 * 1024,
-        cfm_threshold: 32 * 1024,
-        max_frame: FLOOD_FRAME as u32,
-        max_buffered_in: mib(4),
-        accept_backlog: 2_048,
-        ..Config::default()
-    }
+    Config::default()
+        .with_window(64 * 1024)
+        .with_cfm_threshold(32 * 1024)
+        .with_max_frame(FLOOD_FRAME as u32)
+        .with_max_buffered_in(mib(4))
+        .with_accept_backlog(2_048)
 }
 
 /// A loopback pair of std sockets: (peer's end, application's end).
@@ -1137,7 +1134,7 @@ fn many_full_windows_smol() {
     let _g = serial();
     let probe = Probe::start();
     let config = flood_config();
-    let (window, bound_in) = (config.window as usize, config.max_buffered_in);
+    let (window, bound_in) = (config.window() as usize, config.max_buffered_in());
     let total = u64::from(FLOOD_STREAMS) * window as u64;
     let (peer, app) = std_pair();
     let (written, writer, reader) = std_flood_peer(peer, window);
@@ -1168,7 +1165,7 @@ fn many_full_windows_smol() {
         for _ in 0..FLOOD_STREAMS {
             let mut st = s.accept().await.expect("accept");
             tasks.push(smol::spawn(async move {
-                let id = st.id().0;
+                let id = st.id().number();
                 let mut c = Checksum::new();
                 let mut buf = vec![0u8; 8 * 1024];
                 loop {
@@ -1214,7 +1211,7 @@ fn many_full_windows_blocking() {
     let _g = serial();
     let probe = Probe::start();
     let config = flood_config();
-    let (window, bound_in) = (config.window as usize, config.max_buffered_in);
+    let (window, bound_in) = (config.window() as usize, config.max_buffered_in());
     let total = u64::from(FLOOD_STREAMS) * window as u64;
     let (peer, app) = std_pair();
     let (written, writer, reader) = std_flood_peer(peer, window);
@@ -1250,7 +1247,7 @@ fn many_full_windows_blocking() {
             match open[i].0.read(&mut buf) {
                 Ok(0) => {
                     let (st, c) = open.swap_remove(i);
-                    got.push((st.id().0, c));
+                    got.push((st.id().number(), c));
                     progress = true;
                     continue;
                 }
@@ -1294,10 +1291,7 @@ fn one_byte_on_many_streams() {
     let probe = Probe::start();
     // A backlog that holds them all: the application accepts as fast as it can, but
     // the peer is faster, and with the default backlog most SYNs would be refused.
-    let config = Config {
-        accept_backlog: STREAMS as usize,
-        ..Config::default()
-    };
+    let config = Config::default().with_accept_backlog(STREAMS as usize);
     let per_stream = run(async {
         let (s, r, mut w) = setup(config, None).await;
         let t = new_tally();
@@ -1336,7 +1330,7 @@ fn one_byte_on_many_streams() {
         for mut st in held {
             let mut b = [0u8; 1];
             st.read_exact(&mut b).await.expect("read");
-            assert_eq!(b[0], st.id().0 as u8);
+            assert_eq!(b[0], st.id().number() as u8);
         }
         assert_eq!(s.stats().buffered_in, 0);
         peak / STREAMS as usize
@@ -1353,7 +1347,7 @@ fn one_byte_on_many_streams() {
 /// The protocol-error cases above, each with its expected reason, as raw bytes. With
 /// `eof` the peer shuts its write side after sending (a frame cut off by the end).
 fn protocol_cases() -> Vec<(Frames, bool, ProtocolError)> {
-    let window = Config::default().window;
+    let window = Config::default().window();
     let mut over = Frames::new();
     over.syn(1);
     let chunk = vec![5u8; 64 * 1024];

@@ -82,7 +82,7 @@ async fn acceptor_agreed(
     buffers: Option<u32>,
 ) -> (Session, OwnedReadHalf, Parser, OwnedWriteHalf, Vec<Frame>) {
     let (dial, acc) = loopback(buffers).await.expect("loopback");
-    let window = config.window;
+    let window = config.window();
     let s = Session::new(acc, config, Role::Acceptor);
     let (r, w) = dial.into_split();
     let (r, p, w, early) = dial_by_hand(r, w, window, Some(ASSUMED_WINDOW)).await;
@@ -241,10 +241,7 @@ fn extension_commands_before_the_agreement_end_the_session() {
                 Phase::OurDialerOff,
             ] {
                 let (dial, acc) = loopback(None).await.expect("loopback");
-                let ext_off = Config {
-                    extensions: false,
-                    ..Config::default()
-                };
+                let ext_off = Config::default().with_extensions(false);
                 let (s, sock) = match phase {
                     Phase::OurDialer | Phase::AnsweredAsk => {
                         (Session::new(dial, Config::default(), Role::Dialer), acc)
@@ -280,7 +277,7 @@ fn extension_commands_before_the_agreement_end_the_session() {
                         let ext = !matches!(phase, Phase::OurDialerOff);
                         assert_eq!(
                             (syn.cmd, syn.id, syn.length),
-                            (wire::SYN, st.id().0, u32::from(ext))
+                            (wire::SYN, st.id().number(), u32::from(ext))
                         );
                         if ext {
                             assert!(wire::is_ask(&next(&mut r, &mut p, "ASK").await));
@@ -319,17 +316,14 @@ fn wnd_of_u32_max_keeps_the_send_queue_bounded() {
     let probe = Probe::start();
     const TOTAL: usize = 16 * 1024 * 1024;
     const PIECE: usize = 256 * 1024;
-    let config = Config {
-        max_buffered_out: mib(1),
-        ..Config::default()
-    };
-    let (window, bound_out) = (config.window as usize, config.max_buffered_out);
+    let config = Config::default().with_max_buffered_out(mib(1));
+    let (window, bound_out) = (config.window() as usize, config.max_buffered_out());
     run(async {
         let (s, r, p, mut w, early) = acceptor_agreed(config, Some(16 * 1024)).await;
         let gate = Arc::new(AtomicBool::new(true));
         let (t, rd) = reader(r, p, early, Some(gate.clone()));
         let mut st = s.open().await.expect("open");
-        let id = st.id().0;
+        let id = st.id().number();
         send(
             &mut w,
             Frames::new().wnd(id, u32::MAX).vrm(BARRIER.0, BARRIER.1),
@@ -430,16 +424,16 @@ fn every_stream_of_an_agreed_session_is_extended() {
     let _g = serial();
     let probe = Probe::start();
     let config = Config::default();
-    let window = config.window as usize;
+    let window = config.window() as usize;
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
         let s = Session::new(acc, config.clone(), Role::Acceptor);
         // Opened before the peer said anything: the agreement is pending.
         let mut ours = s.open().await.expect("open");
         assert!(!ours.is_extended(), "not known yet");
-        let a = ours.id().0;
+        let a = ours.id().number();
         let (r, w) = dial.into_split();
-        let (r, p, mut w, early) = dial_by_hand(r, w, config.window, Some(ASSUMED_WINDOW)).await;
+        let (r, p, mut w, early) = dial_by_hand(r, w, config.window(), Some(ASSUMED_WINDOW)).await;
         let (t, _rd) = reader(r, p, early, None);
         assert!(
             lock(&t).syns.contains(&(a, 1)),
@@ -461,7 +455,7 @@ fn every_stream_of_an_agreed_session_is_extended() {
         eventually(10, "barrier answered", || lock(&t).answered(BARRIER)).await;
         for (id, code) in [(b, 9), (c, 42)] {
             let mut st = within(10, "accept", s.accept()).await.expect("accept");
-            assert_eq!(st.id().0, id);
+            assert_eq!(st.id().number(), id);
             assert!(st.is_extended(), "stream {id}");
             let e = st
                 .read(&mut [0u8; 8])
@@ -471,7 +465,7 @@ fn every_stream_of_an_agreed_session_is_extended() {
             assert_eq!(smux_tokio::reset_code(&e), Some(code), "{e}");
         }
         let mut theirs = within(10, "accept", s.accept()).await.expect("accept");
-        assert_eq!(theirs.id().0, d);
+        assert_eq!(theirs.id().number(), d);
         assert!(theirs.is_extended(), "SYN(0) in an agreed session");
         // WND raised both windows: exactly twice the window goes out on each.
         let data = vec![7u8; 3 * window];
@@ -527,7 +521,7 @@ fn a_released_extended_stream_is_confirmed_and_drained() {
     const TOTAL: u64 = 16 * 1024 * 1024;
     const FRAME: usize = 64 * 1024;
     let config = Config::default();
-    let window = u64::from(config.window);
+    let window = u64::from(config.window());
     run(async {
         let (s, r, p, mut w, early) = acceptor_agreed(config, None).await;
         let (t, _rd) = reader(r, p, early, None);
@@ -759,7 +753,10 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
         let mut p = Parser::new();
         let early = s.open().await.expect("open");
         let syn = next(&mut r, &mut p, "our first frame").await;
-        assert_eq!((syn.cmd, syn.id, syn.length), (wire::SYN, early.id().0, 1));
+        assert_eq!(
+            (syn.cmd, syn.id, syn.length),
+            (wire::SYN, early.id().number(), 1)
+        );
         assert!(
             wire::is_ask(&next(&mut r, &mut p, "ASK").await),
             "ASK follows"
@@ -782,7 +779,7 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
                 panic!("only the agreement's frames so far: {g:?}");
             }
         }
-        assert_eq!(set, Some(Config::default().window), "our SET");
+        assert_eq!(set, Some(Config::default().window()), "our SET");
         let between = until_answer(&mut r, &mut p, BARRIER).await;
         assert!(between.is_empty(), "no answer to the answer: {between:?}");
         send(&mut w, &f).await;
@@ -815,7 +812,7 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
         for _ in 0..N {
             let mut st = s.open().await.expect("open");
             st.write_all(b"x").await.expect("write");
-            ids.push(st.id().0);
+            ids.push(st.id().number());
         }
         eventually(30, "every SYN(1), byte and FIN", || {
             let c = lock(&t);
@@ -844,9 +841,9 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
         assert!(per_id <= 512, "a held ID costs {per_id} bytes");
         // Another stream works meanwhile, on an ID that is not held.
         let mut more = s.open().await.expect("open");
-        assert!(!ids.contains(&more.id().0));
+        assert!(!ids.contains(&more.id().number()));
         more.write_all(b"still").await.expect("write");
-        let m = more.id().0;
+        let m = more.id().number();
         send(&mut w, Frames::new().psh(m, b"works")).await;
         let mut got = [0u8; 5];
         within(10, "read", more.read_exact(&mut got))
@@ -901,18 +898,15 @@ fn the_peers_set_governs_our_windows() {
     let _g = serial();
     let probe = Probe::start();
     const KIB: u32 = 1024;
-    let config = Config {
-        window: 2048 * KIB,
-        ..Config::default()
-    };
+    let config = Config::default().with_window(2048 * KIB);
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
         let s = Session::new(acc, config.clone(), Role::Acceptor);
         let (r, w) = dial.into_split();
-        let (r, p, mut w, early) = dial_by_hand(r, w, config.window, None).await;
+        let (r, p, mut w, early) = dial_by_hand(r, w, config.window(), None).await;
         let (t, _rd) = reader(r, p, early, None);
         let mut st = s.open().await.expect("open");
-        let id = st.id().0;
+        let id = st.id().number();
         let mut sent = 0u64;
         // No SET yet: the assumed window.
         assert_eq!(
@@ -1055,7 +1049,10 @@ fn near_miss_offers_are_just_answered_and_answers_never_are() {
             // and the stream is base.
             let st = s.open().await.expect("open");
             let syn = next(&mut r, &mut p, "SYN").await;
-            assert_eq!((syn.cmd, syn.id, syn.length), (wire::SYN, st.id().0, 1));
+            assert_eq!(
+                (syn.cmd, syn.id, syn.length),
+                (wire::SYN, st.id().number(), 1)
+            );
             assert!(!st.is_extended());
             assert_eq!(s.stats().protocol_errors, 0);
             s.close();
@@ -1075,7 +1072,7 @@ fn an_ask_flood_gets_one_hello_one_set_and_bounded_answers() {
     let probe = Probe::start();
     const N: u64 = 300_000;
     let config = Config::default();
-    let (answers, window) = (config.max_pending_answers, config.window);
+    let (answers, window) = (config.max_pending_answers(), config.window());
     run(async {
         let (dial, acc) = loopback(Some(16 * 1024)).await.expect("loopback");
         let s = Session::new(acc, config, Role::Acceptor);
@@ -1185,10 +1182,7 @@ fn an_ask_flood_gets_one_hello_one_set_and_bounded_answers() {
 fn a_syn_ext_from_a_peer_that_then_behaves_base() {
     let _g = serial();
     let probe = Probe::start();
-    let config = Config {
-        window: 2 * 1024 * 1024,
-        ..Config::default()
-    };
+    let config = Config::default().with_window(2 * 1024 * 1024);
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
         let s = Session::new(acc, config.clone(), Role::Acceptor);
@@ -1199,7 +1193,7 @@ fn a_syn_ext_from_a_peer_that_then_behaves_base() {
         let hello = next(&mut r, &mut p, "HELLO").await;
         assert!(wire::is_hello(&hello), "{hello:?}");
         let set = next(&mut r, &mut p, "SET").await;
-        assert_eq!(wire::set_window(&set), Some(config.window));
+        assert_eq!(wire::set_window(&set), Some(config.window()));
         let ping = next(&mut r, &mut p, "ping").await;
         assert_eq!(ping.cmd, wire::VRM);
         let mut f = Frames::new();
@@ -1236,7 +1230,7 @@ fn a_syn_ext_from_a_peer_that_then_behaves_base() {
         f.syn(1).psh(1, b"again").syn(3).psh(3, b"works").fin(3);
         send(&mut w, &f).await;
         let mut other = within(10, "accept", s.accept()).await.expect("accept");
-        assert_eq!(other.id().0, 3, "no new stream with the held ID");
+        assert_eq!(other.id().number(), 3, "no new stream with the held ID");
         assert!(other.is_extended(), "the session's mode");
         let mut got = Vec::new();
         within(10, "read", other.read_to_end(&mut got))

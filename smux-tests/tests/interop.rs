@@ -67,10 +67,7 @@ impl Ext {
 }
 
 fn config(extensions: bool) -> smux_proto::Config {
-    smux_proto::Config {
-        extensions,
-        ..smux_proto::Config::default()
-    }
+    smux_proto::Config::default().with_extensions(extensions)
 }
 
 /// Sizes and seeds of one side's streams.

@@ -43,11 +43,8 @@ fn blocking() {
 fn stop_reading_then_recover(adapter: Adapter) {
     let Some(bins) = binaries() else { return };
     let _one_at_a_time = serial();
-    let config = Config {
-        max_buffered_in: MAX_IN,
-        ..Config::default()
-    };
-    let window = config.window as usize;
+    let config = Config::default().with_max_buffered_in(MAX_IN);
+    let window = config.window() as usize;
     settle();
     let listener = adapter.listen(config).expect("listen");
     let probe = Probe::start();

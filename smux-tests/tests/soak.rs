@@ -163,7 +163,9 @@ fn count_mode(sh: &Shared, by: Opener, extended: bool) {
 async fn lifetime(s: &Session, by: Opener, sh: &Shared, rng: &mut Rng) {
     let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
     let mut st = s.open().await.expect("open");
-    *lock(&sh.ids[by.index()]).entry(st.id().0).or_default() += 1;
+    *lock(&sh.ids[by.index()])
+        .entry(st.id().number())
+        .or_default() += 1;
     let (size, abort_at, head) = plan(seq, rng);
     st.write_all(&head).await.expect("header");
     let mut buf = vec![0u8; 64 * 1024];
@@ -353,10 +355,7 @@ fn soak() {
         for acceptor_ext in [true, false] {
             let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
             let a = Session::new(a, Config::default(), Role::Dialer);
-            let b_config = Config {
-                extensions: acceptor_ext,
-                ..Config::default()
-            };
+            let b_config = Config::default().with_extensions(acceptor_ext);
             conns.push([a, Session::new(b, b_config, Role::Acceptor)]);
         }
         let mut acceptors = Vec::new();
@@ -440,7 +439,9 @@ fn blocking_lifetime(s: &smux_blocking::Session, by: Opener, sh: &Shared, rng: &
     use std::io::Write;
     let seq = sh.next_seq.fetch_add(1, Ordering::Relaxed);
     let st = s.open().expect("open");
-    *lock(&sh.ids[by.index()]).entry(st.id().0).or_default() += 1;
+    *lock(&sh.ids[by.index()])
+        .entry(st.id().number())
+        .or_default() += 1;
     let (size, abort_at, head) = plan(seq, rng);
     (&st).write_all(&head).expect("header");
     let mut buf = vec![0u8; 64 * 1024];

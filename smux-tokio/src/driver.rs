@@ -156,7 +156,7 @@ where
         let now = now();
         let refused = core.stats().streams_refused;
         if let Some(e) = self.io_error.take() {
-            core.handle_transport_error(&e);
+            core.handle_transport_error(e);
         }
         if self
             .write_failed
@@ -164,7 +164,7 @@ where
             .is_some_and(|(_, until)| now >= *until)
         {
             let (e, _) = self.write_failed.take().expect("checked");
-            core.handle_transport_error(&e);
+            core.handle_transport_error(e);
         }
         if !self.rbuf.is_empty() && core.wants_input() {
             core.handle_input(now, &mut self.rbuf);
@@ -391,7 +391,7 @@ fn teardown(shared: &Shared) {
         let mut g = shared.lock();
         let inner = &mut *g;
         if !inner.core.is_ended() {
-            inner.core.handle_transport_error(&io::Error::other(
+            inner.core.handle_transport_error(io::Error::other(
                 "smux driver task stopped (its runtime shut down)",
             ));
         }
@@ -415,11 +415,11 @@ fn log_end(tag: u64, reason: &EndReason) {
         EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
             tracing::debug!(session = tag, %reason, "smux session ended");
         }
-        EndReason::KeepaliveTimeout | EndReason::Transport(..) => {
-            tracing::info!(session = tag, %reason, "smux session ended");
-        }
         EndReason::Protocol(e) => {
             tracing::warn!(session = tag, error = %e, "smux session ended by a protocol error");
+        }
+        _ => {
+            tracing::info!(session = tag, %reason, "smux session ended");
         }
     }
 }

@@ -249,7 +249,7 @@ impl Session {
             match inner.core.agreement() {
                 Agreement::Extended => return Poll::Ready(Ok(true)),
                 Agreement::Base => return Poll::Ready(Ok(false)),
-                Agreement::Pending => {}
+                _ => {}
             }
             if let Some(reason) = inner.core.end_reason() {
                 return Poll::Ready(Err(reason.to_io_error()));

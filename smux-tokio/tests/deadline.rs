@@ -20,7 +20,7 @@ async fn timed_out_writes_report_the_exact_count(ext: bool) {
     bounded(60, "deadline writes", async {
         let (client, server) = pair(config(ext), config(ext)).await;
         // The peer has read nothing yet, so its window has not grown either.
-        let window = Config::default().window as usize;
+        let window = Config::default().window() as usize;
         let mut rng = Rng::new(7);
         let data = rng.bytes(6 << 20);
 

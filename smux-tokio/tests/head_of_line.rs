@@ -67,7 +67,7 @@ async fn a_stalled_stream_does_not_block_the_others(ext: bool) {
     bounded(120, "head-of-line test", async {
         let (client, server) = pair(config(ext), config(ext)).await;
         // The stalled stream's window never grows: its reader consumes nothing.
-        let window = Config::default().window as usize;
+        let window = Config::default().window() as usize;
         let mib = (STREAMS * PER_STREAM) as f64 / (1 << 20) as f64;
 
         // A first round warms up (allocations, TCP windows); the second is measured.

@@ -14,11 +14,9 @@ use tokio::net::TcpListener;
 both_ways!(a_silent_peer_is_detected, idle_sessions_stay_alive);
 
 fn short(ext: bool) -> Config {
-    Config {
-        keepalive_interval: Duration::from_millis(50),
-        keepalive_timeout: Duration::from_millis(400),
-        ..config(ext)
-    }
+    config(ext)
+        .with_keepalive_interval(Duration::from_millis(50))
+        .with_keepalive_timeout(Duration::from_millis(400))
 }
 
 async fn a_silent_peer_is_detected(ext: bool) {
@@ -51,7 +49,7 @@ async fn a_silent_peer_is_detected(ext: bool) {
         println!(
             "silent peer detected after {:?} (timeout {:?})",
             start.elapsed(),
-            short(ext).keepalive_timeout
+            short(ext).keepalive_timeout()
         );
         assert_eq!(reason, EndReason::KeepaliveTimeout);
         let err = reader.await.expect("reader").expect_err("read fails");
@@ -66,11 +64,9 @@ async fn a_silent_peer_is_detected(ext: bool) {
 
 async fn idle_sessions_stay_alive(ext: bool) {
     bounded(20, "idle sessions", async {
-        let config = Config {
-            keepalive_interval: Duration::from_millis(50),
-            keepalive_timeout: Duration::from_millis(1500),
-            ..config(ext)
-        };
+        let config = config(ext)
+            .with_keepalive_interval(Duration::from_millis(50))
+            .with_keepalive_timeout(Duration::from_millis(1500));
         let (client, server): (Session, Session) = pair(config.clone(), config).await;
         tokio::time::sleep(Duration::from_millis(2000)).await;
         assert_eq!(client.end_reason(), None);

@@ -16,10 +16,7 @@ const STREAMS: usize = 1200;
 const MAX_LEN: u64 = 3 * 1024;
 
 fn config(ext: bool) -> Config {
-    Config {
-        accept_backlog: 4096,
-        ..common::config(ext)
-    }
+    common::config(ext).with_accept_backlog(4096)
 }
 
 /// Reads exactly `len` bytes and returns their checksum.

@@ -18,10 +18,7 @@ both_ways!(
 );
 
 fn config(ext: bool) -> Config {
-    Config {
-        accept_backlog: 70_000,
-        ..common::config(ext)
-    }
+    common::config(ext).with_accept_backlog(70_000)
 }
 
 async fn seventy_thousand_streams_one_after_another(ext: bool) {
@@ -34,7 +31,7 @@ async fn seventy_thousand_streams_one_after_another(ext: bool) {
             let mut max_id = 0;
             for _ in 0..TOTAL {
                 let mut s = server.accept().await.expect("accept");
-                max_id = max_id.max(s.id().0);
+                max_id = max_id.max(s.id().number());
                 let mut b = [0u8; 4];
                 s.read_exact(&mut b).await.expect("read");
                 count.fetch_add(1, Ordering::Relaxed);
@@ -45,7 +42,7 @@ async fn seventy_thousand_streams_one_after_another(ext: bool) {
         let mut ids = std::collections::HashSet::new();
         for i in 0..TOTAL {
             let mut s = client.open().await.expect("open");
-            ids.insert(s.id().0);
+            ids.insert(s.id().number());
             s.write_all(&(i as u32).to_le_bytes()).await.expect("write");
             drop(s);
             // Keep a bounded number of closes in flight, so IDs are reused at once.

@@ -155,10 +155,7 @@ async fn dropping_a_stream_closes_it_and_ping_measures_rtt(ext: bool) {
 
 #[tokio::test]
 async fn invalid_config_is_an_error() {
-    let bad = Config {
-        window: 0,
-        ..Config::default()
-    };
+    let bad = Config::default().with_window(0);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = smux_tokio::connect(listener.local_addr().unwrap(), bad.clone())
         .await

@@ -65,17 +65,14 @@ macro_rules! both_modes {
 
 /// The default configuration with the extensions on or off.
 pub fn config(ext: bool) -> Config {
-    Config {
-        extensions: ext,
-        ..Config::default()
-    }
+    Config::default().with_extensions(ext)
 }
 
 /// A pair of sessions over loopback TCP: (dialler, acceptor). If both configurations
 /// have the extensions on, they are agreed on before this returns (so every stream
 /// opened afterwards is extended).
 pub fn pair_with(client: Config, server: Config) -> (Session, Session) {
-    let both = client.extensions && server.extensions;
+    let both = client.extensions() && server.extensions();
     let (c, s) = tcp_pair();
     let c = Session::new(c, client, Role::Dialer).expect("client session");
     let s = Session::new(s, server, Role::Acceptor).expect("server session");

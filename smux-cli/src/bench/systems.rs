@@ -364,10 +364,7 @@ impl Acceptor for TcpAcceptor {
 // ---- smux-rs ----
 
 fn smux_config(system: System) -> smux_tokio::Config {
-    smux_tokio::Config {
-        extensions: system != System::SmuxRsBase,
-        ..smux_tokio::Config::default()
-    }
+    smux_tokio::Config::default().with_extensions(system != System::SmuxRsBase)
 }
 
 struct SmuxOpener(smux_tokio::Session);
@@ -389,7 +386,7 @@ impl Acceptor for SmuxAcceptor {
 /// A stream as the scenarios use it. With extensions off there is no half-close, so
 /// a shutdown is a full close there (the stream is released, as async-smux does).
 fn smux_io(session: &smux_tokio::Session, s: smux_tokio::Stream) -> BoxIo {
-    if session.config().extensions {
+    if session.config().extensions() {
         Box::new(s)
     } else {
         Box::new(FullClose(Some(s)))

@@ -125,14 +125,13 @@ struct Options {
 impl Common {
     /// The session configuration, or a usage error naming the flags at fault.
     fn options(&self, max_backoff: Duration) -> Result<Options, String> {
-        let mut config = Config::default();
+        let mut config = Config::default()
+            .with_keepalive_interval(self.keepalive)
+            .with_keepalive_timeout(self.keepalive_timeout)
+            .with_extensions(!self.no_extensions);
         if let Some(w) = self.window {
-            config.window = w;
-            config.cfm_threshold = (w / 2).max(1);
+            config = config.with_window(w).with_cfm_threshold((w / 2).max(1));
         }
-        config.keepalive_interval = self.keepalive;
-        config.keepalive_timeout = self.keepalive_timeout;
-        config.extensions = !self.no_extensions;
         if self.keepalive_timeout <= self.keepalive {
             return Err(format!(
                 "--keepalive-timeout ({:?}) must be longer than --keepalive ({:?})",
@@ -249,8 +248,8 @@ mod tests {
             panic!("{a:?}")
         };
         let o = common.options(Duration::from_secs(1)).unwrap();
-        assert_eq!(o.config.window, 1 << 20);
-        assert!(o.config.extensions);
+        assert_eq!(o.config.window(), 1 << 20);
+        assert!(o.config.extensions());
         let a = parse(&[
             "server",
             "--listen",

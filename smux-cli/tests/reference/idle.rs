@@ -86,11 +86,9 @@ fn idle_110_seconds_in_both_roles() {
         }),
     ));
     // The control: no PIN for 200 s, so the reference ends the session at about 110 s.
-    let silent = Config {
-        keepalive_interval: SECS(200),
-        keepalive_timeout: SECS(300),
-        ..Config::default()
-    };
+    let silent = Config::default()
+        .with_keepalive_interval(SECS(200))
+        .with_keepalive_timeout(SECS(300));
     let control = thread::spawn(move || our_idle_client(bins, Adapter::Tokio, silent));
 
     for (what, job) in jobs {

@@ -565,9 +565,9 @@ impl ExtRun {
                 );
                 end.agreed = true;
             }
-            Event::Incoming(StreamId(id)) => {
+            Event::Incoming(StreamId { num: id, .. }) => {
                 let c = self.event_conn(side, id, "Incoming");
-                let ext = self.ends[side].s.is_extended(StreamId(id));
+                let ext = self.ends[side].s.is_extended(self.ends[side].s.sid(id));
                 let conn = &mut self.conns[c];
                 assert_eq!(conn.opener, peer, "end {side}: Incoming({id}) for its own");
                 assert_eq!(conn.held[side], Held::Unseen, "Incoming({id}) twice");
@@ -578,7 +578,7 @@ impl ExtRun {
                 conn.held[side] = Held::Backlog;
                 self.ends[side].backlog.push_back(id);
             }
-            Event::Readable(StreamId(id)) => {
+            Event::Readable(StreamId { num: id, .. }) => {
                 let c = self.event_conn(side, id, "Readable");
                 let conn = &mut self.conns[c];
                 assert!(
@@ -587,14 +587,14 @@ impl ExtRun {
                 );
                 conn.read_blocked[side] = false;
             }
-            Event::Writable(StreamId(id)) => {
+            Event::Writable(StreamId { num: id, .. }) => {
                 let c = self.event_conn(side, id, "Writable");
                 let conn = &mut self.conns[c];
                 assert_eq!(conn.held[side], Held::Open, "end {side}: Writable({id})");
                 conn.write_blocked[side] = false;
                 conn.shut_wait[side] = false;
             }
-            Event::Finished(StreamId(id)) => {
+            Event::Finished(StreamId { num: id, .. }) => {
                 let c = self.event_conn(side, id, "Finished");
                 let conn = &mut self.conns[c];
                 assert!(!conn.finished[side], "end {side}: Finished({id}) twice");
@@ -609,7 +609,7 @@ impl ExtRun {
                 conn.finished[side] = true;
                 conn.read_blocked[side] = false;
             }
-            Event::Reset(StreamId(id), code) => {
+            Event::Reset(StreamId { num: id, .. }, code) => {
                 let c = self.event_conn(side, id, "Reset");
                 let conn = &mut self.conns[c];
                 assert!(conn.ext, "end {side}: Reset({id}) on a base stream");
@@ -624,7 +624,7 @@ impl ExtRun {
                 conn.read_blocked[side] = false;
                 conn.write_blocked[side] = false;
             }
-            Event::Closed(StreamId(id)) => {
+            Event::Closed(StreamId { num: id, .. }) => {
                 // Within one input batch the peer may free an ID and reopen it: the
                 // `Closed` is about the oldest stream on the ID, which has been
                 // released (the new one is at most in the backlog, with events of
@@ -1168,13 +1168,13 @@ impl ExtRun {
         let (id, c) = self.handle(side, sel)?;
         let peer = 1 - side;
         let s = &mut self.ends[side].s;
-        let readable = s.readable_len(StreamId(id));
+        let readable = s.readable_len(s.sid(id));
         let ended = s.end_reason().cloned();
         let got: Result<Option<Bytes>, ReadError> = if chunk {
-            s.read_chunk(StreamId(id), len)
+            s.read_chunk(s.sid(id), len)
         } else {
             let mut buf = vec![0u8; len];
-            s.read(StreamId(id), &mut buf).map(|n| {
+            s.read(s.sid(id), &mut buf).map(|n| {
                 buf.truncate(n);
                 (n > 0 || len == 0).then(|| Bytes::from(buf))
             })
@@ -1276,7 +1276,7 @@ impl ExtRun {
         let conn = &mut self.conns[c];
         // Only the part the write can accept gets the pattern; accepting more than
         // `writable_len` fails below, and would show as wrong bytes at the reader.
-        let writable = self.ends[side].s.writable_len(StreamId(id));
+        let writable = self.ends[side].s.writable_len(self.ends[side].s.sid(id));
         let mut data = vec![0u8; len];
         let k = len.min(writable);
         fill_pattern(
@@ -1284,7 +1284,7 @@ impl ExtRun {
             conn.written[side],
             &mut data[..k],
         );
-        let got = self.ends[side].s.write(StreamId(id), &data);
+        let got = self.ends[side].s.write(self.ends[side].s.sid(id), &data);
         if let Some(e) = refusal {
             assert_eq!(got, Err(e), "end {side}: write on {id}");
             assert_eq!(writable, 0, "end {side}: writable_len on refusing {id}");
@@ -1336,7 +1336,7 @@ impl ExtRun {
             return;
         }
         let id = match got {
-            Ok(StreamId(id)) => {
+            Ok(StreamId { num: id, .. }) => {
                 trace!("  end {side} opens {id}");
                 id
             }
@@ -1352,7 +1352,7 @@ impl ExtRun {
         // Its SYN is an own frame: the offer goes with it.
         end.offer_due |= pending;
         assert_eq!(
-            end.s.is_extended(StreamId(id)),
+            end.s.is_extended(end.s.sid(id)),
             end.agreement == Agreement::Extended,
             "end {side}: a new stream is extended iff the agreement is"
         );
@@ -1412,7 +1412,7 @@ impl ExtRun {
 
     fn accept(&mut self, side: usize) -> bool {
         let end = &mut self.ends[side];
-        let got = end.s.accept().map(|i| i.0);
+        let got = end.s.accept().map(|i| i.num);
         assert_eq!(got, end.backlog.pop_front(), "end {side}: accept order");
         let Some(id) = got else {
             return false;
@@ -1434,9 +1434,9 @@ impl ExtRun {
         let agreement = end.agreement;
         let before = end.s.stats();
         let got = match how {
-            Release::Close => end.s.close(StreamId(id)),
-            Release::Shutdown => end.s.shutdown(StreamId(id)),
-            Release::Reset(code) => end.s.reset(StreamId(id), code),
+            Release::Close => end.s.close(end.s.sid(id)),
+            Release::Shutdown => end.s.shutdown(end.s.sid(id)),
+            Release::Reset(code) => end.s.reset(end.s.sid(id), code),
         };
         if let Some(r) = end.s.end_reason() {
             assert_eq!(got, Err(WriteError::SessionEnded(r.clone())));
@@ -1623,7 +1623,7 @@ impl ExtRun {
             for (&id, &k) in &end.cur {
                 if self.conns[k].exists[side] {
                     assert_eq!(
-                        s.is_extended(StreamId(id)),
+                        s.is_extended(s.sid(id)),
                         self.conns[k].ext && end.agreement == Agreement::Extended,
                         "end {side}: stream {id} in the wrong mode ({:?})",
                         end.agreement
@@ -1632,7 +1632,7 @@ impl ExtRun {
             }
             for &id in &end.handles {
                 let conn = &self.conns[end.cur[&id]];
-                let sid = StreamId(id);
+                let sid = s.sid(id);
                 let window = s.recv_window(sid);
                 assert!(
                     window >= c.window && window <= c.max_window.max(c.window),

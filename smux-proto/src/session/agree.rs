@@ -226,7 +226,8 @@ impl Session {
         if let Some(s) = self.streams.get_mut(&id) {
             if s.has(flag::SHUT_WAITING) {
                 s.set(flag::SHUT_WAITING, false);
-                self.events.push_back(Event::Writable(StreamId(id)));
+                self.events
+                    .push_back(Event::Writable(StreamId::new(id, s.gen)));
             }
         }
     }

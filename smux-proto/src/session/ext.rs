@@ -20,7 +20,10 @@ impl Session {
     /// Whether stream `id` is extended: both ends have the extensions (false while the
     /// agreement is pending).
     pub fn is_extended(&self, id: StreamId) -> bool {
-        self.streams.get(&id.0).is_some_and(|s| s.has(flag::EXT))
+        self.streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .is_some_and(|s| s.has(flag::EXT))
     }
 
     /// Whether a go-away was sent or received: no new streams in either direction.
@@ -31,7 +34,10 @@ impl Session {
     /// Our receive window on stream `id` (what the peer may have unconfirmed), 0 if
     /// unknown. Starts at `Config::window` and only grows.
     pub fn recv_window(&self, id: StreamId) -> u32 {
-        self.streams.get(&id.0).map_or(0, |s| s.recv_window)
+        self.streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .map_or(0, |s| s.recv_window)
     }
 
     // ----- windows -----------------------------------------------------------------
@@ -76,7 +82,8 @@ impl Session {
         }
         if s.has(flag::WRITE_BLOCKED) {
             s.set(flag::WRITE_BLOCKED, false);
-            self.events.push_back(Event::Writable(StreamId(id)));
+            self.events
+                .push_back(Event::Writable(StreamId::new(id, s.gen)));
         }
     }
 
@@ -106,7 +113,8 @@ impl Session {
                 other => other,
             };
             if !matches!(s.state, State::Closing { .. }) {
-                self.events.push_back(Event::Finished(StreamId(id)));
+                self.events
+                    .push_back(Event::Finished(StreamId::new(id, s.gen)));
             }
         }
         self.owe_last_fin(id);
@@ -143,7 +151,8 @@ impl Session {
         let held = !matches!(s.state, State::Closing { .. });
         if held && !s.has(flag::RESET) {
             self.resets.insert(id, code);
-            self.events.push_back(Event::Reset(StreamId(id), code));
+            self.events
+                .push_back(Event::Reset(StreamId::new(id, s.gen), code));
         }
         self.abort(id);
         // A RST stands for the peer's (not last) FIN.
@@ -195,7 +204,8 @@ impl Session {
         let pending = self.agreement == Agreement::Pending;
         let s = self
             .streams
-            .get_mut(&id.0)
+            .get_mut(&id.num)
+            .filter(|s| s.gen == id.gen)
             .ok_or(WriteError::UnknownStream)?;
         if matches!(s.state, State::Closing { .. }) {
             return Err(WriteError::Closed);
@@ -208,7 +218,7 @@ impl Session {
             return Err(WriteError::HalfCloseUnsupported);
         }
         if s.has(flag::RESET) {
-            return Err(self.write_refusal(id.0));
+            return Err(self.write_refusal(id.num));
         }
         let peer_fin = match s.state {
             State::Open => false,
@@ -216,13 +226,13 @@ impl Session {
             State::Shut { .. } => return Ok(()),
             State::Closing { .. } => return Err(WriteError::Closed),
         };
-        self.end_turn(id.0);
-        let s = self.streams.get_mut(&id.0).expect("found above");
+        self.end_turn(id.num);
+        let s = self.streams.get_mut(&id.num).expect("found above");
         let fin = if s.send_len() > 0 {
             LocalFin::Waiting
         } else {
             self.ctrl
-                .push_back((Header::new(Cmd::Fin, id.0, 0), Tag::Stream(s.gen)));
+                .push_back((Header::new(Cmd::Fin, id.num, 0), Tag::Stream(s.gen)));
             LocalFin::Queued
         };
         s.state = State::Shut { fin, peer_fin };
@@ -237,9 +247,13 @@ impl Session {
     /// is released at once and the RST (or FIN) waits for it.
     pub fn reset(&mut self, id: StreamId, code: u32) -> Result<(), WriteError> {
         self.check_live().map_err(WriteError::SessionEnded)?;
-        let s = self.streams.get(&id.0).ok_or(WriteError::UnknownStream)?;
+        let s = self
+            .streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen)
+            .ok_or(WriteError::UnknownStream)?;
         if self.agreement == Agreement::Pending && !matches!(s.state, State::Closing { .. }) {
-            self.defer_reset(id.0, code);
+            self.defer_reset(id.num, code);
             return Ok(());
         }
         if !s.has(flag::EXT) {
@@ -249,10 +263,10 @@ impl Session {
             return Err(WriteError::Closed);
         }
         let peer_reset = s.has(flag::RESET);
-        self.abort(id.0);
-        self.resets.remove(&id.0);
-        self.backlog.retain(|x| *x != id.0);
-        let s = self.streams.get_mut(&id.0).expect("found above");
+        self.abort(id.num);
+        self.resets.remove(&id.num);
+        self.backlog.retain(|x| *x != id.num);
+        let s = self.streams.get_mut(&id.num).expect("found above");
         let fin = match s.state.fin() {
             Some(LocalFin::Sent) => LocalFin::Sent,
             // Unsent data is gone, so a waiting FIN has nothing to wait for; the RST
@@ -267,11 +281,11 @@ impl Session {
         // After a peer's RST our FIN is already queued; after our last FIN nothing may
         // follow.
         if !peer_reset && !s.has(flag::FINAL_SENT) {
-            self.push_ctrl(Header::new(Cmd::Rst, id.0, code));
+            self.push_ctrl(Header::new(Cmd::Rst, id.num, code));
         } else {
-            self.owe_last_fin(id.0);
+            self.owe_last_fin(id.num);
         }
-        self.maybe_remove(id.0);
+        self.maybe_remove(id.num);
         Ok(())
     }
 

@@ -320,12 +320,23 @@ fn a_stream_both_ends_opened_at_once_has_one_mode() {
     // The ID is free on both ends: the acceptor reuses it and its data arrives.
     p.b.set_next_id(5);
     let again = p.b.open().unwrap();
-    assert_eq!(again, x);
+    assert_eq!(again.number(), x.number());
+    assert_ne!(again, x, "a new handle: the old one names nothing");
+    assert_eq!(p.a.write(x, b"stale"), Err(WriteError::UnknownStream));
     p.b.write(again, b"new").unwrap();
     p.settle();
     let got = p.a.accept().unwrap();
-    assert_eq!(got, x);
+    assert_eq!(got.number(), x.number());
     assert_eq!(read_all(&mut p.a, got).0, b"new");
+    // The old handle reaches nothing, not even after its number came back.
+    let mut buf = [0u8; 4];
+    assert_eq!(p.a.read(x, &mut buf), Err(ReadError::UnknownStream));
+    assert_eq!(p.a.close(x), Err(WriteError::UnknownStream));
+    assert_eq!(
+        read_all(&mut p.a, got).0,
+        b"",
+        "nothing stale on the new stream"
+    );
 }
 
 /// Issue: the answer to our ping arriving before the ping left was counted when the ping
@@ -477,14 +488,17 @@ fn a_late_frame_for_a_closed_stream_finds_no_new_stream() {
     s.close(old).unwrap();
     sent_by(&mut s, now);
     // The peer's FIN completes the close; its late PSH follows.
-    s.handle_input(now, &mut frames(&[(Header::new(Cmd::Fin, old.0, 0), &[])]));
+    s.handle_input(
+        now,
+        &mut frames(&[(Header::new(Cmd::Fin, old.num, 0), &[])]),
+    );
     assert!(s.stream_ids().is_empty());
     let new = s.open().unwrap();
     assert_ne!(new, old);
     let late = [9u8; 16];
     s.handle_input(
         now,
-        &mut frames(&[(Header::new(Cmd::Psh, old.0, 16), &late)]),
+        &mut frames(&[(Header::new(Cmd::Psh, old.num, 16), &late)]),
     );
     assert_eq!(s.stats().bytes_discarded, 16);
     assert_eq!(s.readable_len(new), 0);

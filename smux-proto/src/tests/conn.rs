@@ -309,7 +309,7 @@ fn after_a_write_failure_reading_goes_on_for_the_grace_then_the_session_ends() {
     assert_eq!(ready(sim.conn(0).poll_read(got, &mut buf, &w)).unwrap(), 4);
     sim.run_for(Duration::from_secs(5));
     match sim.end_reason(0) {
-        Some(EndReason::Transport(kind, _)) => assert_eq!(kind, io::ErrorKind::BrokenPipe),
+        Some(EndReason::Transport(e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe),
         other => panic!("{other:?}"),
     }
     assert!(sim.now >= start + Duration::from_secs(2));

@@ -48,7 +48,7 @@ fn half_close_lets_the_peer_answer_after_end_of_file() {
     assert_eq!(read_all(&mut p.a, id), (vec![], true));
     assert_eq!(back, answer);
     // Both released and both last FINs exchanged: the ID is free on both ends.
-    assert_eq!(p.a.stream_ids(), vec![id.0]);
+    assert_eq!(p.a.stream_ids(), vec![id.num]);
     p.a.close(id).unwrap();
     p.settle();
     assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
@@ -66,11 +66,11 @@ fn no_id_is_freed_while_the_other_end_still_holds_the_stream() {
     p.b.shutdown(got).unwrap();
     p.settle();
     // Both wrote their FIN; neither released: both keep the record.
-    assert_eq!(p.a.stream_ids(), vec![id.0]);
-    assert_eq!(p.b.stream_ids(), vec![got.0]);
+    assert_eq!(p.a.stream_ids(), vec![id.num]);
+    assert_eq!(p.b.stream_ids(), vec![got.num]);
     p.b.close(got).unwrap();
     p.settle();
-    assert_eq!(p.b.stream_ids(), vec![got.0], "the peer still holds it");
+    assert_eq!(p.b.stream_ids(), vec![got.num], "the peer still holds it");
     assert_eq!(read_all(&mut p.a, id), (b"tail".to_vec(), true));
     p.a.close(id).unwrap();
     p.settle();
@@ -182,8 +182,8 @@ fn a_full_backlog_refuses_extended_streams_with_a_reset() {
     );
     p.a.close(refused).unwrap();
     p.settle();
-    assert_eq!(p.a.stream_ids(), vec![ok.0]);
-    assert_eq!(p.b.stream_ids(), vec![ok.0]);
+    assert_eq!(p.a.stream_ids(), vec![ok.num]);
+    assert_eq!(p.b.stream_ids(), vec![ok.num]);
 }
 
 #[test]
@@ -461,9 +461,9 @@ fn the_last_fin_is_queued_once_when_both_peer_fins_arrive_together() {
     // Only the last FIN leaves; the stream is gone and its ID free.
     p.transmit(true, 7);
     assert!(p.b.stream_ids().is_empty());
-    p.b.set_next_id(id.0);
+    p.b.set_next_id(id.num);
     let again = p.b.open().unwrap();
-    assert_eq!(again, id, "the ID is reused");
+    assert_eq!(again.number(), id.number(), "the ID is reused");
     p.b.write(again, b"hi").unwrap();
     p.b.shutdown(again).unwrap();
     p.settle();
@@ -504,9 +504,9 @@ fn the_stop_never_outlives_its_stream() {
     p.transmit(false, 7);
     p.settle();
     assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
-    p.a.set_next_id(id.0);
+    p.a.set_next_id(id.num);
     let again = p.a.open().unwrap();
-    assert_eq!(again, id);
+    assert_eq!(again.number(), id.number());
     p.a.write(again, b"new").unwrap();
     p.settle();
     let got = p.b.accept().unwrap();

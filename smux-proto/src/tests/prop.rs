@@ -172,13 +172,13 @@ impl Model {
                 if let Ok(id) = self.session(b).open() {
                     let life = self.lives.len();
                     self.lives.push(Life::default());
-                    self.latest.insert(id.0, life);
+                    self.latest.insert(id.num, life);
                     self.held[b as usize].push((id, life));
                 }
             }
             Op::Accept(b) => {
                 if let Some(id) = self.session(b).accept() {
-                    let life = self.latest[&id.0];
+                    let life = self.latest[&id.num];
                     self.held[b as usize].push((id, life));
                 }
             }
@@ -274,7 +274,7 @@ impl Model {
             let mut progress = false;
             for b in [false, true] {
                 while let Some(id) = self.session(b).accept() {
-                    let life = self.latest[&id.0];
+                    let life = self.latest[&id.num];
                     self.held[b as usize].push((id, life));
                     progress = true;
                 }
@@ -327,7 +327,7 @@ impl Model {
         assert_eq!(self.p.b.extensions_enabled(), want, "acceptor's decision");
         for b in [false, true] {
             while let Some(id) = self.session(b).accept() {
-                let life = self.latest[&id.0];
+                let life = self.latest[&id.num];
                 self.held[b as usize].push((id, life));
             }
             for (id, _) in std::mem::take(&mut self.held[b as usize]) {

@@ -43,7 +43,7 @@ fn a_new_session_sends_nothing_until_asked() {
 fn open_write_read_and_full_close_free_both_ids() {
     let mut p = Pair::new(base());
     let id = p.a.open().unwrap();
-    assert_eq!(id, StreamId(0), "the dialler allocates from the bottom");
+    assert_eq!(id.number(), 0, "the dialler allocates from the bottom");
     p.a.write(id, b"ping").unwrap();
     p.settle();
     assert_eq!(p.events_b[0], Event::Incoming(id));
@@ -62,8 +62,8 @@ fn open_write_read_and_full_close_free_both_ids() {
     assert_eq!(read_all(&mut p.b, got), (vec![], true));
     let again = p.a.open().unwrap();
     assert_eq!(
-        again,
-        StreamId(1),
+        again.number(),
+        1,
         "an ID is not reused before the handshake ends"
     );
     p.b.close(got).unwrap();
@@ -73,7 +73,7 @@ fn open_write_read_and_full_close_free_both_ids() {
     assert_eq!(p.a.stream_ids(), vec![1]);
     assert_eq!(p.b.stream_ids(), vec![1]);
     // IDs go round-robin: a freed one comes back only after the others.
-    assert_eq!(p.a.open().unwrap(), StreamId(2));
+    assert_eq!(p.a.open().unwrap().number(), 2);
 }
 
 #[test]
@@ -145,8 +145,8 @@ fn simultaneous_open_binds_to_one_stream() {
 #[test]
 fn acceptor_allocates_from_the_top() {
     let mut p = Pair::new(base());
-    assert_eq!(p.b.open().unwrap(), StreamId(65535));
-    assert_eq!(p.b.open().unwrap(), StreamId(65534));
+    assert_eq!(p.b.open().unwrap().number(), 65535);
+    assert_eq!(p.b.open().unwrap().number(), 65534);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn psh_beyond_the_window_ends_the_session() {
     });
     let id = p.a.open().unwrap();
     p.settle();
-    let frame = |n: u32| frames(&[(Header::new(Cmd::Psh, id.0, n), &vec![0u8; n as usize])]);
+    let frame = |n: u32| frames(&[(Header::new(Cmd::Psh, id.num, n), &vec![0u8; n as usize])]);
     let mut input = BytesMut::new();
     for _ in 0..8 {
         input.extend_from_slice(&frame(64 * 1024));
@@ -211,7 +211,7 @@ fn psh_beyond_the_window_ends_the_session() {
     assert_eq!(
         p.a.end_reason(),
         Some(&EndReason::Protocol(ProtocolError::WindowExceeded {
-            id: id.0,
+            id: id.num,
             unconfirmed: 512 * 1024 + 100,
             window: 512 * 1024
         }))
@@ -278,7 +278,7 @@ fn strays_are_ignored() {
     let mut input = frames(&[
         (Header::new(Cmd::Psh, 999, 5), b"stray"),
         (Header::new(Cmd::Fin, 999, 0), &[]),
-        (Header::new(Cmd::Cfm, id.0, 1_000_000), &[]),
+        (Header::new(Cmd::Cfm, id.num, 1_000_000), &[]),
         (Header::new(Cmd::Cfm, 999, 5), &[]),
     ]);
     p.a.handle_input(p.now, &mut input);
@@ -299,20 +299,23 @@ fn fin_twice_and_syn_for_a_closing_id_are_harmless() {
     p.a.close(id).unwrap();
     p.transmit(false, usize::MAX);
     let mut input = frames(&[
-        (Header::new(Cmd::Syn, id.0, 0), &[]),
-        (Header::new(Cmd::Fin, id.0, 0), &[]),
+        (Header::new(Cmd::Syn, id.num, 0), &[]),
+        (Header::new(Cmd::Fin, id.num, 0), &[]),
     ]);
     p.a.handle_input(p.now, &mut input);
     assert!(
         p.a.stream_ids().is_empty(),
         "the FIN completed the handshake"
     );
-    p.a.handle_input(p.now, &mut frames(&[(Header::new(Cmd::Fin, id.0, 0), &[])]));
+    p.a.handle_input(
+        p.now,
+        &mut frames(&[(Header::new(Cmd::Fin, id.num, 0), &[])]),
+    );
     assert!(!p.a.is_ended());
     p.deliver(true, usize::MAX);
     p.b.handle_input(
         p.now,
-        &mut frames(&[(Header::new(Cmd::Fin, got.0, 0), &[])]),
+        &mut frames(&[(Header::new(Cmd::Fin, got.num, 0), &[])]),
     );
     assert_eq!(read_all(&mut p.b, got), (vec![], true));
     p.a.assert_invariants();
@@ -542,7 +545,7 @@ fn bulk_both_ways_over_tiny_links_completes() {
             if !q.is_empty() {
                 if let Ok(n) = p.b.write(*id, q) {
                     q.drain(..n);
-                    echoed[id.0 as usize] += n;
+                    echoed[id.num as usize] += n;
                 }
             }
         }
@@ -571,7 +574,7 @@ fn no_cfm_follows_our_fin() {
     p.transmit(false, usize::MAX);
     assert_eq!(
         &p.ab[..],
-        &Header::new(Cmd::Fin, id.0, 0).to_bytes(),
+        &Header::new(Cmd::Fin, id.num, 0).to_bytes(),
         "FIN alone"
     );
 }
@@ -675,7 +678,7 @@ fn the_send_queue_is_shared_fairly() {
         p.deliver(false, usize::MAX);
         while let Some(e) = p.a.poll_event() {
             if let Event::Writable(id) = e {
-                blocked[id.0 as usize] = false;
+                blocked[id.num as usize] = false;
             }
         }
     }

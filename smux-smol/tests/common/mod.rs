@@ -44,7 +44,7 @@ pub async fn tcp_pair() -> (TcpTransport, TcpTransport) {
 /// every stream the test opens is extended.
 pub async fn pair(client: Config, server: Config) -> Pair {
     let (c, s) = tcp_pair().await;
-    let both = client.extensions && server.extensions;
+    let both = client.extensions() && server.extensions();
     let (client, cd) = Session::new(c, client, Role::Dialer).unwrap();
     let (server, sd) = Session::new(s, server, Role::Acceptor).unwrap();
     let (client_driver, server_driver) = (smol::spawn(cd), smol::spawn(sd));
@@ -76,10 +76,7 @@ pub fn config(ext: bool) -> Config {
 
 /// `c` with extensions on or off.
 pub fn with_ext(c: Config, ext: bool) -> Config {
-    Config {
-        extensions: ext,
-        ..c
-    }
+    c.with_extensions(ext)
 }
 
 /// Declares, for each `name`, the tests `name::ext_on` and `name::ext_off`, which run

@@ -226,7 +226,7 @@ impl Adapter {
 
 /// The 16-bit ID a stream handle names on the wire.
 fn wire_id(id: smux_proto::StreamId) -> u16 {
-    id.0
+    id.number()
 }
 
 fn timed_out(what: &str) -> io::Error {

@@ -34,17 +34,14 @@ macro_rules! both_ways {
 
 /// The default configuration with extensions on or off.
 pub fn config(extensions: bool) -> Config {
-    Config {
-        extensions,
-        ..Config::default()
-    }
+    Config::default().with_extensions(extensions)
 }
 
 /// A connected pair of sessions over loopback TCP: (dialer, acceptor). If both
 /// configurations have extensions on, waits until both ends agreed on them, so every
 /// stream is extended; otherwise checks they did not.
 pub async fn pair(client: Config, server: Config) -> (Session, Session) {
-    let both = client.extensions && server.extensions;
+    let both = client.extensions() && server.extensions();
     let (c, s) = pair_raw(client, server).await;
     settle(&c).await;
     if both {
