@@ -376,11 +376,16 @@ pub fn decode(data: &[u8]) {
                     .iter()
                     .map(|f| Decoder::frame_len(&f.header))
                     .sum();
-                let expected = Decoded {
+                let mut expected = Decoded {
                     frames: whole.frames[..k].to_vec(),
                     error: Some(ProtocolError::UnknownCommand(cmd as u8)),
                     consumed,
                 };
+                if k == 0 && matches!(base.error, Some(ProtocolError::NotSmux(_))) {
+                    // As the first header, an extension command's byte may start text
+                    // (9 is a tab), which a base decoder names as a foreign protocol.
+                    expected.error = base.error;
+                }
                 assert_same_decoding(&expected, &base, "base-mode");
             }
         }
