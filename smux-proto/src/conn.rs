@@ -1,23 +1,25 @@
 //! A connection: a [`Session`] together with its life cycle around the transport and
 //! the wakers of everyone waiting on it, written once for every adapter.
 //!
-//! An adapter keeps one `Connection` behind a lock. Its I/O side (a task, or threads)
-//! owns an [`Input`] and an [`Output`] and calls [`Connection::drive`], which applies
-//! the transport's results, runs the timers, refills the output and returns a [`Plan`]:
-//! what to read, write, flush or shut down, and when to come back. Application calls
-//! (`poll_read`, `poll_write`, `open`, ...) take the lock, call the matching method and
-//! park a waker when they must wait. Every method collects the wakers it owes in the
-//! connection; the adapter takes them with [`Connection::take_wakers`] and wakes them
-//! after releasing the lock, so no waker runs under it.
+//! An adapter keeps one `Connection` behind a lock. Its I/O side owns an [`Input`] and
+//! an [`Output`] and calls [`Connection::drive`] (one async task driving both
+//! directions), or [`Connection::drive_input`] and [`Connection::drive_output`] (a
+//! reader thread and a writer thread). Each applies the transport's results, runs the
+//! timers, refills the output and returns a [`Plan`]: what to read, write, flush or
+//! shut down, and when to come back. Application calls (`poll_read`, `poll_write`,
+//! `open`, ...) take the lock, call the matching method and park a waker when they must
+//! wait. Every method collects the wakers it owes in the connection; the adapter takes
+//! them with [`Connection::take_wakers`] and wakes them after releasing the lock, so no
+//! waker runs under it.
 //!
 //! The life cycle, in one place:
 //!
-//! | phase | what happens | leaves when |
+//! | stage | what happens | ends when |
 //! |---|---|---|
 //! | running | input is fed while the session wants it; output is refilled below [`TX_LIMIT`]; a write failure keeps reading for [`WRITE_FAIL_GRACE`] first | the session ends |
-//! | finishing | after a clean end (closed here, drained after a go-away, the peer's end-of-file) the output left is written; after any other end, or a hard close, it is dropped; then the transport's write side is shut | written and shut, or [`FINISH_GRACE`] passed |
-//! | draining | after our own clean end only: input is read and dropped until the peer closes too, so that closing a socket with unread input does not reset the peer before it read our last bytes | end-of-file, or the grace passed |
-//! | done | [`Plan::done`]: the adapter drops the transport; `closed` waiters wake | |
+//! | ending, write side | after a clean end (closed here, drained after a go-away, the peer's end-of-file) the output left is written; after any other end, or a hard close, it is dropped; then the transport's write side is shut | written and shut, or [`FINISH_GRACE`] passed |
+//! | ending, read side | after our own clean end only: input is read and dropped until the peer closes too, so that closing a socket with unread input does not reset the peer before it read our last bytes | end-of-file, or the grace passed |
+//! | done | both sides ended: [`Plan::done`], the adapter drops the transport; `closed` waits wake | |
 //!
 //! A graceful close ([`Connection::shutdown`], or the last session handle dropped, with
 //! a linger of [`LINGER`]) refuses new opens and writes at once (parked calls fail
@@ -57,12 +59,16 @@ pub const ROUNDS_PER_WAKE: usize = 32;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Slot(Option<u64>);
 
+/// How the transport ends once the session has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Running,
-    Finishing { until: Instant, drain: bool },
-    Draining { until: Instant },
-    Done,
+struct Ending {
+    until: Instant,
+    /// Read (and drop) input until the peer closes too.
+    drain: bool,
+    /// The write side is finished: written out and shut, failed, or out of time.
+    out_done: bool,
+    /// The read side is finished: drained, closed, or not to be drained.
+    in_done: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,7 +91,15 @@ pub struct Connection {
     closing: Option<Option<Instant>>,
     /// Closed hard: what is queued is dropped.
     hard: bool,
-    phase: Phase,
+    /// Set once the session ended: how the transport ends.
+    ending: Option<Ending>,
+    /// The I/O side finished: the transport is dropped.
+    done: bool,
+    /// The read side's waker, when it is driven apart from the write side.
+    reader: Option<Waker>,
+    /// What the write side last showed, for decisions made from the read side.
+    output_open: bool,
+    input_closed: bool,
     /// Events kept for an adapter that routes them further (a readiness poller).
     log: Option<Vec<Event>>,
 }
@@ -102,7 +116,11 @@ impl Connection {
             driver: None,
             closing: None,
             hard: false,
-            phase: Phase::Running,
+            ending: None,
+            done: false,
+            reader: None,
+            output_open: true,
+            input_closed: false,
             log: None,
         })
     }
@@ -133,8 +151,8 @@ impl Connection {
     // ----- the I/O side -------------------------------------------------------------
 
     /// Applies what the transport did, runs the timers due at `now`, refills `output`
-    /// and says what to do next. `driver` is woken whenever an application call gives
-    /// the I/O side work.
+    /// and says what to do next, for an I/O side that drives both directions (an
+    /// async task). `driver` is woken whenever an application call gives it work.
     pub fn drive(
         &mut self,
         now: Instant,
@@ -142,21 +160,38 @@ impl Connection {
         output: &mut Output,
         driver: &Waker,
     ) -> Plan {
-        if !self.driver.as_ref().is_some_and(|w| w.will_wake(driver)) {
-            self.driver = Some(driver.clone());
-        }
-        if self.phase == Phase::Running {
-            self.run(now, input, output);
-        }
-        self.dispatch();
-        if self.phase == Phase::Running && self.session.is_ended() {
-            self.begin_finish(now, input, output);
-        }
-        let plan = self.plan(now, input, output);
-        if plan.done {
-            self.driver = None;
-        }
-        plan
+        set_waker(&mut self.driver, driver);
+        set_waker(&mut self.reader, driver);
+        self.take_input(now, input);
+        self.take_output(now, output);
+        self.after_io(now, input.is_closed(), output.is_open());
+        let read = self.plan_input(now, input);
+        let mut plan = self.plan_output(now, output);
+        plan.read = read.read;
+        plan.timer = [plan.timer, read.timer].into_iter().flatten().min();
+        self.conclude(plan)
+    }
+
+    /// The read side alone, for an adapter that reads on one thread and writes on
+    /// another: feeds `input` and says whether to read on (only [`Plan::read`],
+    /// [`Plan::timer`] and [`Plan::done`] are set). `reader` is woken when input that
+    /// was held back is wanted again.
+    pub fn drive_input(&mut self, now: Instant, input: &mut Input, reader: &Waker) -> Plan {
+        set_waker(&mut self.reader, reader);
+        self.take_input(now, input);
+        self.after_io(now, input.is_closed(), self.output_open);
+        let plan = self.plan_input(now, input);
+        self.conclude(plan)
+    }
+
+    /// The write side alone (see [`Connection::drive_input`]): runs the timers, refills
+    /// `output` and says what to write, flush or shut, and when to come back.
+    pub fn drive_output(&mut self, now: Instant, output: &mut Output, writer: &Waker) -> Plan {
+        set_waker(&mut self.driver, writer);
+        self.take_output(now, output);
+        self.after_io(now, self.input_closed, output.is_open());
+        let plan = self.plan_output(now, output);
+        self.conclude(plan)
     }
 
     /// The I/O side is gone without finishing (its task was dropped with its runtime):
@@ -173,10 +208,15 @@ impl Connection {
 
     /// True once the I/O side has finished and dropped the transport.
     pub fn is_done(&self) -> bool {
-        self.phase == Phase::Done
+        self.done
     }
 
-    fn run(&mut self, now: Instant, input: &mut Input, output: &mut Output) {
+    /// The read side's results: a failure ends the session; input is fed while wanted.
+    fn take_input(&mut self, now: Instant, input: &mut Input) {
+        self.input_closed = input.is_closed();
+        if self.ending.is_some() {
+            return;
+        }
         let s = &mut self.session;
         if let ReadState::Failed(_) = input.state {
             let ReadState::Failed(e) = std::mem::replace(&mut input.state, ReadState::Reported)
@@ -185,20 +225,30 @@ impl Connection {
             };
             s.handle_transport_error(e);
         }
-        if let WriteState::Failed(err, until) = &mut output.state {
-            let until = *until.get_or_insert(now + WRITE_FAIL_GRACE);
-            if input.is_closed() || now >= until {
-                if let Some(e) = err.take() {
-                    s.handle_transport_error(e);
-                }
-            }
-        }
         if !input.buf.is_empty() && s.wants_input() {
             s.handle_input(now, &mut input.buf);
         }
         if matches!(input.state, ReadState::Eof) && s.wants_input() {
             // Everything decodable was taken; what is left is a partial frame.
             s.handle_eof(input.buf.len());
+        }
+    }
+
+    /// The write side's results and duties: a failure ends the session after the
+    /// grace; timers; the graceful close; the refill.
+    fn take_output(&mut self, now: Instant, output: &mut Output) {
+        self.output_open = output.is_open();
+        if self.ending.is_some() {
+            return;
+        }
+        let s = &mut self.session;
+        if let WriteState::Failed(err, until) = &mut output.state {
+            let until = *until.get_or_insert(now + WRITE_FAIL_GRACE);
+            if self.input_closed || now >= until {
+                if let Some(e) = err.take() {
+                    s.handle_transport_error(e);
+                }
+            }
         }
         if s.poll_timeout().is_some_and(|t| t <= now) {
             s.handle_timeout(now);
@@ -214,74 +264,106 @@ impl Connection {
         }
     }
 
-    /// The session just ended: decides how the transport ends.
-    fn begin_finish(&mut self, now: Instant, input: &mut Input, output: &mut Output) {
-        let reason = self.session.end_reason().cloned();
-        let clean = matches!(
-            reason,
-            Some(EndReason::Local | EndReason::Drained | EndReason::PeerClosed)
-        );
-        if !clean || self.hard || !output.is_open() {
-            output.tx = Default::default();
-            output.needs_flush = false;
+    /// Events to waiters; once the session ended, decides how the transport ends.
+    fn after_io(&mut self, now: Instant, input_closed: bool, output_open: bool) {
+        self.dispatch();
+        if self.ending.is_none() && self.session.is_ended() {
+            let reason = self.session.end_reason();
+            let ours = matches!(reason, Some(EndReason::Local | EndReason::Drained));
+            self.ending = Some(Ending {
+                until: now + FINISH_GRACE,
+                drain: ours && !input_closed,
+                out_done: !output_open,
+                in_done: false,
+            });
+            // Both sides have work now.
+            self.kick();
+            self.woken.extend(self.reader.take());
         }
-        let ours = matches!(reason, Some(EndReason::Local | EndReason::Drained));
-        self.phase = Phase::Finishing {
-            until: now + FINISH_GRACE,
-            drain: ours && !input.is_closed(),
-        };
     }
 
-    fn plan(&mut self, now: Instant, input: &mut Input, output: &mut Output) -> Plan {
+    fn plan_input(&mut self, now: Instant, input: &mut Input) -> Plan {
         let mut plan = Plan::default();
-        if let Phase::Finishing { until, drain } = self.phase {
-            let expired = now >= until;
-            if output.is_open() && !expired {
+        match self.ending.as_mut() {
+            None => {
+                plan.read = self.session.wants_input() && !input.is_closed();
+            }
+            Some(e) if !e.in_done => {
+                input.discard();
+                if e.drain && !input.is_closed() && now < e.until {
+                    plan.read = true;
+                    plan.timer = Some(e.until);
+                } else {
+                    e.in_done = true;
+                }
+            }
+            Some(_) => {}
+        }
+        plan
+    }
+
+    fn plan_output(&mut self, now: Instant, output: &mut Output) -> Plan {
+        let mut plan = Plan::default();
+        let Some(e) = self.ending.as_mut() else {
+            let s = &self.session;
+            plan.write = output.is_open() && !output.is_empty();
+            plan.flush = output.is_open() && output.is_empty() && output.needs_flush;
+            let grace = match output.state {
+                WriteState::Failed(Some(_), until) => until,
+                _ => None,
+            };
+            let linger = self.closing.flatten();
+            plan.timer = [s.poll_timeout(), grace, linger]
+                .into_iter()
+                .flatten()
+                .min();
+            return plan;
+        };
+        if !e.out_done {
+            if !self.session_clean_for_output(output) {
+                output.tx = Default::default();
+                output.needs_flush = false;
+            }
+            let e = self.ending.as_mut().expect("checked above");
+            if output.is_open() && now < e.until {
                 plan.write = !output.is_empty();
                 plan.flush = output.is_empty() && output.needs_flush;
                 plan.shutdown = output.is_empty() && !output.needs_flush;
-                plan.timer = Some(until);
-                return plan;
-            }
-            self.phase = if drain && !expired && !input.is_closed() {
-                Phase::Draining { until }
+                plan.timer = Some(e.until);
             } else {
-                Phase::Done
+                e.out_done = true;
+            }
+        }
+        plan
+    }
+
+    /// Whether what is left in the output is written after the session ended: after a
+    /// clean end (closed here, drained, the peer's end-of-file), not after a hard close
+    /// or a failure.
+    fn session_clean_for_output(&self, output: &Output) -> bool {
+        let clean = matches!(
+            self.session.end_reason(),
+            Some(EndReason::Local | EndReason::Drained | EndReason::PeerClosed)
+        );
+        clean && !self.hard && output.is_open()
+    }
+
+    /// Finishes once both sides are done; a finished plan says `done` and nothing else.
+    fn conclude(&mut self, mut plan: Plan) -> Plan {
+        if self.done || self.ending.is_some_and(|e| e.out_done && e.in_done) {
+            self.finish();
+            plan = Plan {
+                done: true,
+                ..Plan::default()
             };
         }
-        if let Phase::Draining { until } = self.phase {
-            input.discard();
-            if input.is_closed() || now >= until {
-                self.phase = Phase::Done;
-            } else {
-                plan.read = true;
-                plan.timer = Some(until);
-                return plan;
-            }
-        }
-        if self.phase == Phase::Done {
-            self.finish();
-            plan.done = true;
-            return plan;
-        }
-        let s = &self.session;
-        plan.read = s.wants_input() && !input.is_closed();
-        plan.write = output.is_open() && !output.is_empty();
-        plan.flush = output.is_open() && output.is_empty() && output.needs_flush;
-        let grace = match output.state {
-            WriteState::Failed(Some(_), until) => until,
-            _ => None,
-        };
-        let linger = self.closing.flatten();
-        plan.timer = [s.poll_timeout(), grace, linger]
-            .into_iter()
-            .flatten()
-            .min();
         plan
     }
 
     fn finish(&mut self) {
-        self.phase = Phase::Done;
+        self.done = true;
+        self.driver = None;
+        self.reader = None;
         self.waiters.take_all(&mut self.woken);
         let keys: Vec<_> = self.slots.keys().copied().collect();
         for k in keys {
@@ -323,7 +405,12 @@ impl Connection {
     /// gave it something to send or made room for input it held back.
     fn settle(&mut self, was_stalled: bool) {
         self.dispatch();
-        if self.session.has_transmit() || (was_stalled && self.session.wants_input()) {
+        if self.session.has_transmit() {
+            self.kick();
+        }
+        if was_stalled && self.session.wants_input() {
+            // Held-back input is wanted again: the reader (or the single driver) goes on.
+            self.woken.extend(self.reader.take());
             self.kick();
         }
     }
@@ -412,7 +499,7 @@ impl Connection {
 
     /// Waits until the session ended and the I/O side finished; returns why it ended.
     pub fn poll_closed(&mut self, slot: &mut Slot, w: &Waker) -> Poll<EndReason> {
-        if self.phase == Phase::Done {
+        if self.done {
             self.forget(slot);
             let r = self.session.end_reason().cloned();
             return Poll::Ready(r.unwrap_or(EndReason::Local));
@@ -549,6 +636,13 @@ impl Connection {
     fn wake_stream(&mut self, id: StreamId) {
         self.waiters.dispatch(&Event::Closed(id), &mut self.woken);
         self.waiters.forget(id);
+    }
+}
+
+/// Keeps `w` in `slot` (cloning only when it would not wake the same task).
+fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
+    if !slot.as_ref().is_some_and(|old| old.will_wake(w)) {
+        *slot = Some(w.clone());
     }
 }
 

@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 
 use crate::{Config, Connection, EndReason, Input, Output, Plan, Role, Slot, StreamId, MAX_SLICES};
 
+thread_local! {
+    /// Whether the simulations of this thread drive the two directions apart.
+    static SPLIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `test` with one `drive` per end, then with the directions driven apart.
+fn both_drives(test: fn()) {
+    SPLIT.with(|s| s.set(false));
+    test();
+    SPLIT.with(|s| s.set(true));
+    test();
+}
+
 /// Counts how often it was woken.
 #[derive(Default)]
 struct Count(AtomicUsize);
@@ -45,6 +58,9 @@ struct End {
 }
 
 struct Sim {
+    /// Drive each end's two directions apart (as a reader thread and a writer thread
+    /// would), instead of with one `drive`.
+    split: bool,
     now: Instant,
     ends: [End; 2],
     /// pipes[i]: from end i to end 1 - i.
@@ -68,6 +84,7 @@ impl Sim {
             ..Pipe::default()
         };
         Sim {
+            split: SPLIT.with(|s| s.get()),
             now,
             ends: [end(Role::Dialer), end(Role::Acceptor)],
             pipes: [pipe(), pipe()],
@@ -226,6 +243,10 @@ fn read_accepted(sim: &mut Sim) -> (Vec<u8>, bool) {
 
 #[test]
 fn a_graceful_close_writes_everything_out_then_drains_until_the_peer_closes() {
+    both_drives(a_graceful_close_writes_everything_out_then_drains_until_the_peer_closes_once);
+}
+
+fn a_graceful_close_writes_everything_out_then_drains_until_the_peer_closes_once() {
     let mut sim = Sim::new(Config::default());
     let data = vec![7u8; 400_000];
     let id = stream_with(&mut sim, &data);
@@ -245,6 +266,10 @@ fn a_graceful_close_writes_everything_out_then_drains_until_the_peer_closes() {
 
 #[test]
 fn a_graceful_close_ends_at_its_linger_when_the_peer_reads_nothing() {
+    both_drives(a_graceful_close_ends_at_its_linger_when_the_peer_reads_nothing_once);
+}
+
+fn a_graceful_close_ends_at_its_linger_when_the_peer_reads_nothing_once() {
     let mut sim = Sim::new(Config::default());
     sim.ends[1].deaf = true;
     sim.pipes[0].cap = 64 * 1024;
@@ -272,6 +297,10 @@ fn a_graceful_close_ends_at_its_linger_when_the_peer_reads_nothing() {
 
 #[test]
 fn a_hard_close_drops_what_is_queued() {
+    both_drives(a_hard_close_drops_what_is_queued_once);
+}
+
+fn a_hard_close_drops_what_is_queued_once() {
     let mut sim = Sim::new(Config::default());
     sim.pipes[0].cap = 1000;
     let id = stream_with(&mut sim, &vec![1u8; 400_000]);
@@ -291,6 +320,10 @@ fn a_hard_close_drops_what_is_queued() {
 
 #[test]
 fn after_a_write_failure_reading_goes_on_for_the_grace_then_the_session_ends() {
+    both_drives(after_a_write_failure_reading_goes_on_for_the_grace_then_the_session_ends_once);
+}
+
+fn after_a_write_failure_reading_goes_on_for_the_grace_then_the_session_ends_once() {
     let mut sim = Sim::new(Config::default());
     let start = sim.now;
     sim.pipes[0].broken = true;
@@ -318,6 +351,12 @@ fn after_a_write_failure_reading_goes_on_for_the_grace_then_the_session_ends() {
 
 #[test]
 fn parked_calls_learn_of_a_graceful_close_at_once_and_dropped_waits_leave_nothing() {
+    both_drives(
+        parked_calls_learn_of_a_graceful_close_at_once_and_dropped_waits_leave_nothing_once,
+    );
+}
+
+fn parked_calls_learn_of_a_graceful_close_at_once_and_dropped_waits_leave_nothing_once() {
     let config = Config {
         window: 1000,
         cfm_threshold: 500,
@@ -352,6 +391,10 @@ fn parked_calls_learn_of_a_graceful_close_at_once_and_dropped_waits_leave_nothin
 
 #[test]
 fn accept_waits_through_a_go_away_and_fails_once_drained() {
+    both_drives(accept_waits_through_a_go_away_and_fails_once_drained_once);
+}
+
+fn accept_waits_through_a_go_away_and_fails_once_drained_once() {
     let mut sim = Sim::new(Config::default());
     let id = stream_with(&mut sim, b"x");
     sim.run_for(Duration::from_millis(10));
