@@ -99,9 +99,17 @@ impl Sim {
             if e.done {
                 continue;
             }
-            e.plan = e
-                .conn
-                .drive(self.now, &mut e.input, &mut e.output, &self.driver);
+            e.plan = if self.split {
+                let r = e.conn.drive_input(self.now, &mut e.input, &self.driver);
+                let mut w = e.conn.drive_output(self.now, &mut e.output, &self.driver);
+                w.read = r.read;
+                w.done |= r.done;
+                w.timer = [w.timer, r.timer].into_iter().flatten().min();
+                w
+            } else {
+                e.conn
+                    .drive(self.now, &mut e.input, &mut e.output, &self.driver)
+            };
             let mut woken = Vec::new();
             e.conn.take_wakers(&mut woken);
             woken.into_iter().for_each(Waker::wake);
