@@ -177,8 +177,8 @@ pub struct Session {
     ready: VecDeque<u16>,
     /// Control frames in order, each with what it is (see `Tag`).
     ctrl: VecDeque<(Header, Tag)>,
-    /// Generation of the last stream record made.
-    next_gen: u16,
+    /// Stream records made so far; a record's generation is a hash of it.
+    records: u64,
     /// Streams owing a CFM; the amount is read from the stream when it is sent.
     cfm: VecDeque<u16>,
     /// VRM answers in `ctrl`.
@@ -260,7 +260,7 @@ impl Session {
             backlog: VecDeque::new(),
             ready: VecDeque::new(),
             ctrl: VecDeque::new(),
-            next_gen: 0,
+            records: 0,
             cfm: VecDeque::new(),
             answers: 0,
             pin_queued: false,
@@ -685,8 +685,12 @@ impl Session {
 
     /// A new stream record, with the next generation, in the session's mode.
     fn new_stream(&mut self) -> Stream {
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let mut s = Stream::new(self.config.window, self.peer_window, self.next_gen);
+        // A hash, not a counter: with round-robin IDs a number comes back every 65,536
+        // records, which a 16-bit counter would also match, and a stale handle kept
+        // that long would then name the new stream.
+        self.records += 1;
+        let gen = (crate::util::mix64(self.records) >> 48) as u16;
+        let mut s = Stream::new(self.config.window, self.peer_window, gen);
         s.set(flag::EXT, self.agreement == Agreement::Extended);
         s
     }

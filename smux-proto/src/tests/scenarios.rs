@@ -726,3 +726,31 @@ fn consumed_bytes_are_confirmed_once_the_peer_runs_out_of_credit() {
     p.settle();
     assert_eq!(p.a.writable_len(id), small.len());
 }
+
+/// A handle kept while its number goes round all 65,536 IDs and comes back still names
+/// nothing: the generation is not a counter that would come round with it.
+#[test]
+fn a_stale_handle_never_names_the_stream_that_reuses_its_number() {
+    let now = std::time::Instant::now();
+    let mut s = crate::Session::new(base(), Role::Dialer, now).unwrap();
+    let mut tx = crate::Transmit::new();
+    let mut cycle = |s: &mut crate::Session| -> StreamId {
+        let id = s.open().unwrap();
+        s.close(id).unwrap();
+        s.poll_transmit(now, &mut tx, usize::MAX);
+        tx = crate::Transmit::new();
+        let mut fin = frames(&[(Header::new(Cmd::Fin, id.number(), 0), &[])]);
+        s.handle_input(now, &mut fin);
+        id
+    };
+    let stale = cycle(&mut s);
+    for _ in 1..65_536 {
+        cycle(&mut s);
+    }
+    let new = s.open().unwrap();
+    assert_eq!(new.number(), stale.number(), "the number came round");
+    assert_ne!(new, stale);
+    assert_eq!(s.write(stale, b"x"), Err(WriteError::UnknownStream));
+    assert_eq!(s.readable_len(stale), 0);
+    assert!(s.write(new, b"x").is_ok());
+}
