@@ -106,7 +106,8 @@ async fn all_ids_in_use_then_a_clear_error(ext: bool) {
                 Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         };
-        assert_eq!(again.id(), id);
+        assert_eq!(again.id().number(), id.number());
+        assert_ne!(again.id(), id, "a new handle");
         assert!(client.end_reason().is_none() && server.end_reason().is_none());
     })
     .await;
