@@ -1,4 +1,5 @@
-//! Fuzz target `pair`: two sessions over an in-memory link: what one end wrote is what the other read.
+//! Fuzz target `pair`: two sessions of the base protocol over an in-memory link: what
+//! one end wrote is what the other read.
 //! The checks live in `smux_fuzzing::pair` (the `smux-fuzzing` crate), shared with the
 //! replay tests.
 #![no_main]

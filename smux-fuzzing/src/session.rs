@@ -706,16 +706,17 @@ impl SessionRun {
 ///
 /// Checks, after every op: no panic; `buffered_in ≤ max_buffered_in`, `buffered_out ≤
 /// max_buffered_out`, the accept backlog within its bound, and every seen stream's
-/// `readable_len` within the window (or the 512 KiB a peer may always send); the session has ended only with a protocol error or for a
-/// reason the scenario caused (and then refuses everything and sends nothing); the
-/// output is whole, valid frames, no PSH over `max_frame`, no stream's data beyond the
-/// window plus the confirmations received, no CFM for bytes never received; the
-/// statistics match the bytes and frames that went in and out; reads, writes and
-/// their `readable_len` / `writable_len` agree; a `Blocked` write changes nothing; the
-/// timer is never due again right after it ran; `poll_transmit` stops only at its limit
-/// (at least one frame) or when nothing is left; `open` hands out the next free ID
-/// after the last one (round-robin); no `Agreed` event (extensions are off). At the end, a live session is drained
-/// and must take input again and open a stream.
+/// `readable_len` within the window (or the 512 KiB a peer may always send); the
+/// session has ended only with a protocol error or for a reason the scenario caused
+/// (and then refuses everything and sends nothing); the output is whole, valid frames,
+/// no PSH over `max_frame`, no stream's data beyond the window plus the confirmations
+/// received, no CFM for bytes never received; the statistics match the bytes and
+/// frames that went in and out; reads, writes and their `readable_len` /
+/// `writable_len` agree; a `Blocked` write changes nothing; the timer is never due
+/// again right after it ran; `poll_transmit` stops only at its limit (at least one
+/// frame) or when nothing is left; `open` hands out the next free ID after the last
+/// one (round-robin); no `Agreed` event (extensions are off). At the end, a live
+/// session is drained and must take input again and open a stream.
 pub fn session(data: &[u8]) {
     let mut inp = Input::new(data);
     let cb = inp.array::<CONFIG_LEN>();

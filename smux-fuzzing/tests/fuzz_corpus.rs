@@ -31,7 +31,8 @@ fn seed_corpus_is_current() {
     }
     assert!(
         stale.is_empty(),
-        "stale seeds (run SMUX_WRITE_CORPUS=1 cargo test -p smux-fuzzing --test fuzz_corpus): {stale:?}"
+        "stale seeds (run SMUX_WRITE_CORPUS=1 cargo test -p smux-fuzzing --test \
+         fuzz_corpus): {stale:?}"
     );
 }
 
