@@ -7,7 +7,8 @@
 # fuzz/regressions/TARGET/, and writes new inputs to fuzz/work/TARGET/ (not in git),
 # so the committed corpus stays small. A crash leaves its input in
 # fuzz/artifacts/TARGET/: copy it to fuzz/regressions/TARGET/ once understood, so
-# `cargo test -p smux-proto --test fuzz_replay` replays it.
+# `cargo test -p smux-fuzzing --test fuzz_replay` replays it (the checks live in
+# smux-fuzzing/, shared by the targets and that test).
 # The targets are built without a sanitizer by default (smux-proto forbids unsafe code,
 # and it doubles the throughput), with debug assertions and overflow checks on; set
 # SMUX_FUZZ_SANITIZER=address (or another cargo-fuzz sanitizer) to change that.

@@ -1,7 +1,9 @@
-//! Fuzz target `pair`: two sessions over an in-memory link: what one end wrote is what the other read.
-//! The checks live in `smux_proto::fuzzing::pair`, shared with the replay tests.
+//! Fuzz target `pair`: two sessions of the base protocol over an in-memory link: what
+//! one end wrote is what the other read.
+//! The checks live in `smux_fuzzing::pair` (the `smux-fuzzing` crate), shared with the
+//! replay tests.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| smux_proto::fuzzing::pair(data));
+fuzz_target!(|data: &[u8]| smux_fuzzing::pair(data));

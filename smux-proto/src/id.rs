@@ -59,11 +59,13 @@ impl IdMap {
     }
 
     /// Number of IDs in use.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn used(&self) -> u32 {
         self.used
     }
 
     /// Whether `id` is in use.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn contains(&self, id: u16) -> bool {
         self.words[id as usize / 64] & (1 << (id % 64)) != 0
     }

@@ -144,14 +144,15 @@ mod config;
 mod conn;
 mod error;
 pub mod frame;
-#[doc(hidden)]
-pub mod fuzzing;
 mod id;
 mod link;
 mod negotiate;
 pub mod probe;
 mod session;
 mod stream;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 mod transmit;
 mod util;
 pub mod wake;

@@ -1316,9 +1316,9 @@ impl Session {
     }
 
     /// Checks the session's internal invariants and panics if one is broken. For tests
-    /// and fuzzing; not part of the stable API.
-    #[doc(hidden)]
-    pub fn assert_invariants(&self) {
+    /// and the fuzzing harness (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn assert_invariants(&self) {
         let (mut inn, mut out, mut extra) = (0usize, 0usize, 0usize);
         for (id, s) in &self.streams {
             let sent = s.in_flight as usize + s.send_len();
@@ -1401,9 +1401,10 @@ impl Session {
         );
     }
 
-    /// IDs of every stream record (open or closing), sorted. For tests and fuzzing.
-    #[doc(hidden)]
-    pub fn stream_ids(&self) -> Vec<u16> {
+    /// IDs of every stream record (open or closing), sorted. For tests and the fuzzing
+    /// harness (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn stream_ids(&self) -> Vec<u16> {
         let mut v: Vec<u16> = self.streams.keys().copied().collect();
         v.sort_unstable();
         v

@@ -1,5 +1,5 @@
 //! Replays the fuzz corpus and every recorded fuzz finding as ordinary tests, and feeds
-//! random inputs to the same entry points (`smux_proto::fuzzing`) with proptest.
+//! random inputs to the same entry points (`smux_fuzzing`) with proptest.
 //!
 //! Inputs live in `fuzz/corpus/<target>/` (the seed corpus, see `fuzz/README.md`) and
 //! `fuzz/regressions/<target>/` (inputs that once crashed a target; each must pass).
@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use smux_proto::fuzzing;
+use smux_fuzzing as fuzzing;
 
 use fuzzing::TARGETS;
 
@@ -61,9 +61,13 @@ fn corpus_replays() {
 #[test]
 fn regressions_replay() {
     let mut failed = Vec::new();
+    let mut total = 0;
     for (target, f) in TARGETS {
-        failed.append(&mut replay("regressions", target, f).1);
+        let (n, mut bad) = replay("regressions", target, f);
+        total += n;
+        failed.append(&mut bad);
     }
+    assert!(total > 0, "no recorded finding under fuzz/regressions/");
     let awaited = |path: &String| {
         AWAITING_CORE_FIX
             .iter()

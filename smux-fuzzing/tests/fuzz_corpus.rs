@@ -1,9 +1,9 @@
-//! The seed corpus of the fuzz targets, built by `smux_proto::fuzzing::seeds`.
+//! The seed corpus of the fuzz targets, built by `smux_fuzzing::seeds`.
 //!
 //! Regenerate `fuzz/corpus/` after changing the seeds or an input format:
 //!
 //! ```text
-//! SMUX_WRITE_CORPUS=1 cargo test -p smux-proto --test fuzz_corpus
+//! SMUX_WRITE_CORPUS=1 cargo test -p smux-fuzzing --test fuzz_corpus
 //! ```
 //!
 //! Without the variable the test checks that every seed file on disk is current (files
@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::Path;
 
-use smux_proto::fuzzing;
+use smux_fuzzing as fuzzing;
 
 #[test]
 fn seed_corpus_is_current() {
@@ -31,7 +31,8 @@ fn seed_corpus_is_current() {
     }
     assert!(
         stale.is_empty(),
-        "stale seeds (run SMUX_WRITE_CORPUS=1 cargo test -p smux-proto --test fuzz_corpus): {stale:?}"
+        "stale seeds (run SMUX_WRITE_CORPUS=1 cargo test -p smux-fuzzing --test \
+         fuzz_corpus): {stale:?}"
     );
 }
 
