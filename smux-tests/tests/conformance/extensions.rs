@@ -15,7 +15,7 @@ conformance!(
     half_close_then_read_the_whole_answer,
     half_close_on_a_base_stream_is_unsupported,
     reset_codes_reach_the_peer_both_ways,
-    reset_on_a_base_stream_is_a_close,
+    reset_and_go_away_fall_back_against_a_base_peer,
     go_away_lets_open_streams_finish_then_both_drain,
     ready_is_true_between_our_ends,
     ready_is_false_with_extensions_off_on_either_end,
@@ -118,14 +118,45 @@ fn reset_codes_reach_the_peer_both_ways<A: Adapter>() {
     assert_eq!(got, [(ErrorKind::ConnectionReset, Some(0xA11CE)); 2]);
 }
 
-/// On a base stream a reset is a close: the peer reads the data, then end-of-file.
-fn reset_on_a_base_stream_is_a_close<A: Adapter>() {
-    let (c, s) = pair::<A>(config(false), config(false));
-    let a = c.open().expect("open");
-    a.write_all(b"bye").expect("write");
-    a.reset(77).expect("reset");
-    let b = s.accept().expect("accept");
-    assert_eq!(b.read_to_end().expect("no reset error"), b"bye");
+/// One end with extensions off, in both roles: a reset is a close (the peer reads the
+/// data, then end-of-file), and a go-away on the end with extensions only refuses the
+/// base end's new streams (end-of-file); the open stream goes on, then the going-away
+/// end ends `Drained` and the base end sees the connection close.
+fn reset_and_go_away_fall_back_against_a_base_peer<A: Adapter>() {
+    for dialer_ext in [true, false] {
+        let (c, s) = pair::<A>(config(dialer_ext), config(!dialer_ext));
+        let st = s.open().expect("open");
+        st.write_all(b"r").expect("write");
+        let peer = c.accept().expect("accept");
+        st.reset(9).expect("reset");
+        assert_eq!(peer.read_to_end().expect("no reset error"), b"r");
+        drop((st, peer));
+
+        let (on, off) = if dialer_ext { (&c, &s) } else { (&s, &c) };
+        let keep = on.open().expect("open");
+        keep.write_all(b"k").expect("write");
+        let keep_peer = off.accept().expect("accept");
+        on.go_away(5);
+        let e = on.open().expect_err("open after our go-away");
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+        assert!(!off.is_going_away(), "a base end is not told");
+        let refused = off.open().expect("the base end still opens");
+        assert_eq!(refused.read_to_end().expect("refused: end-of-file"), b"");
+        drop(refused);
+        keep.write_all(b"eep").expect("the open stream goes on");
+        drop(keep);
+        assert_eq!(keep_peer.read_to_end().expect("to end-of-file"), b"keep");
+        drop(keep_peer);
+        let (on2, off2) = (on.clone(), off.clone());
+        assert_eq!(
+            Task::spawn(move || on2.closed()).join(20, "going away"),
+            EndReason::Drained
+        );
+        assert_eq!(
+            Task::spawn(move || off2.closed()).join(20, "base end"),
+            EndReason::PeerClosed
+        );
+    }
 }
 
 /// One end goes away (each end in turn): new opens fail on both ends, the backlog of

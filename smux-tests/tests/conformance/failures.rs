@@ -10,10 +10,11 @@ use smux_proto::{EndReason, ProtocolError, Role};
 use smux_tests::conformance::{Adapter, Session, Stream};
 use smux_tests::wire::{header, Frames, PSH};
 
-use crate::support::{config, dial_raw, ms, pair, tcp_pair, End, Task};
+use crate::support::{config, dial_raw, ms, pair, small_buffer_pair, tcp_pair, End, Task};
 
 conformance!(
     keepalive_ends_a_session_whose_peer_went_silent,
+    keepalive_ends_a_session_whose_peer_neither_reads_nor_sends,
     a_hostile_close_mid_frame_is_a_clear_error,
     transport_lost_under_busy_streams,
     closing_the_session_fails_every_call,
@@ -58,6 +59,42 @@ fn keepalive_ends_a_session_whose_peer_went_silent<A: Adapter>() {
             "{end:?}"
         );
         assert!(sess.open().is_err());
+    }
+}
+
+/// A raw peer that neither reads nor sends, over small socket buffers: our writes
+/// block (window or transport), yet the keepalive still ends the session, and the
+/// blocked writes fail with `TimedOut`.
+fn keepalive_ends_a_session_whose_peer_neither_reads_nor_sends<A: Adapter>() {
+    for ext in [true, false] {
+        let (ours, raw) = small_buffer_pair();
+        let cfg = config(ext)
+            .with_keepalive_interval(ms(100))
+            .with_keepalive_timeout(ms(800));
+        let sess = A::new_session(ours, cfg, Role::Dialer).expect("session");
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let st = sess.open().expect("open");
+                Task::spawn(move || {
+                    let chunk = vec![9u8; 256 * 1024];
+                    let mut total = 0;
+                    loop {
+                        match st.write(&chunk) {
+                            Ok(n) => total += n,
+                            Err(e) => return (total, e.kind()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let s2 = sess.clone();
+        let reason = Task::spawn(move || s2.closed()).join(30, "keepalive timeout");
+        assert_eq!(reason, EndReason::KeepaliveTimeout);
+        for w in writers {
+            let (total, kind) = w.join(10, "blocked writer");
+            assert_eq!(kind, ErrorKind::TimedOut, "after {total} bytes");
+        }
+        drop(raw);
     }
 }
 

@@ -88,8 +88,13 @@ fn a_stale_handle_never_touches_a_stream_that_reuses_its_id<A: Adapter>() {
 /// 70,000 streams one after another, each opened, written, closed on both ends:
 /// numbers are reused, nothing fails, both ends hold no stream at the end.
 fn ids_are_recycled_past_65536_streams<A: Adapter>() {
+    recycled::<A>(true);
+    recycled::<A>(false);
+}
+
+fn recycled<A: Adapter>(ext: bool) {
     const TOTAL: usize = 70_000;
-    let cfg = config(true).with_accept_backlog(TOTAL);
+    let cfg = config(ext).with_accept_backlog(TOTAL);
     let (c, s) = pair::<A>(cfg.clone(), cfg);
     let served = Arc::new(AtomicUsize::new(0));
     let count = served.clone();
@@ -117,7 +122,10 @@ fn ids_are_recycled_past_65536_streams<A: Adapter>() {
     eventually(30, "every stream handshaken away", || {
         c.stats().streams == 0 && s.stats().streams == 0
     });
-    println!("{TOTAL} streams; {} distinct numbers", numbers.len());
+    println!(
+        "ext {ext}: {TOTAL} streams; {} distinct numbers",
+        numbers.len()
+    );
     assert!(numbers.len() < TOTAL, "numbers were reused");
     assert_eq!(c.stats().protocol_errors + s.stats().protocol_errors, 0);
     assert!(c.end_reason().is_none() && s.end_reason().is_none());
@@ -126,8 +134,13 @@ fn ids_are_recycled_past_65536_streams<A: Adapter>() {
 /// All 65,536 numbers open: the next open fails with an error that says so; one
 /// stream closed on both ends frees its number for the next open.
 fn all_ids_in_use_then_a_clear_error<A: Adapter>() {
+    exhausted::<A>(true);
+    exhausted::<A>(false);
+}
+
+fn exhausted<A: Adapter>(ext: bool) {
     const ALL: usize = 65_536;
-    let cfg = config(true).with_accept_backlog(ALL);
+    let cfg = config(ext).with_accept_backlog(ALL);
     let (c, s) = pair::<A>(cfg.clone(), cfg);
     let s2 = s.clone();
     let acceptor = Task::spawn(move || {

@@ -5,14 +5,18 @@ use std::thread;
 use std::time::Duration;
 
 use smux_tests::conformance::{Adapter, Session, Stream};
-use smux_tests::pattern_sum;
+use smux_tests::wire::Frames;
+use smux_tests::{pattern_sum, pattern_vec};
 
-use crate::support::{config, ms, pair, recv_sum, send_pattern, Task};
+use crate::support::{
+    config, ms, pair, raw_peer_of, recv_sum, send_pattern, small_buffer_pair, Task,
+};
 
 conformance!(
     open_and_accept_both_ways,
     data_both_ways_with_checksums,
     a_stream_nobody_reads_stalls_only_itself,
+    reads_go_on_while_writes_are_blocked,
     keepalives_keep_live_peers_alive,
 );
 
@@ -108,14 +112,55 @@ fn a_stream_nobody_reads_stalls_only_itself<A: Adapter>() {
     drop(stuck_peer);
 }
 
-/// Short keepalives between two live ends: nothing ends, pings flow, streams work.
+/// A raw peer that does not read its socket (small buffers): our stream's writes fill
+/// its window, which is far more than the socket buffers take, so the session's
+/// transport writes are stuck; yet the stream the peer opens meanwhile is accepted and
+/// its data read.
+fn reads_go_on_while_writes_are_blocked<A: Adapter>() {
+    const LEN: usize = 200_000;
+    let (ours, raw) = small_buffer_pair();
+    let (sess, mut peer) = raw_peer_of::<A>(ours, raw, config(false));
+    let st = sess.open().expect("open");
+    let mut writer = Task::spawn(move || send_pattern(&st, 3, 4_000_000).map(|_| st));
+    thread::sleep(ms(300));
+    assert!(!writer.is_finished(), "the writes did not block");
+    let data = pattern_vec(4, LEN);
+    let mut f = Frames::new();
+    f.syn(7);
+    for chunk in data.chunks(16 * 1024) {
+        f.psh(7, chunk);
+    }
+    // The peer's own writes need ours to read: both in the background, bounded.
+    let sender = Task::spawn(move || {
+        peer.send(&f);
+        peer
+    });
+    let s2 = sess.clone();
+    let reader = Task::spawn(move || {
+        let theirs = s2.accept().expect("accept while our writes are blocked");
+        let mut got = vec![0u8; LEN];
+        theirs
+            .read_exact(&mut got)
+            .expect("read while our writes are blocked");
+        (theirs.id().number(), got)
+    });
+    let (number, got) = reader.join(60, "the peer's stream, read while our writes are blocked");
+    let _peer = sender.join(20, "the peer's writes");
+    assert_eq!(number, 7);
+    assert!(got == data, "garbled");
+    sess.close();
+    assert!(writer.join(20, "writer").is_err());
+}
+
+/// Short keepalives between two live, idle ends: for longer than the timeout nothing
+/// ends, pings flow, streams work. (The timeout leaves room for a loaded machine.)
 fn keepalives_keep_live_peers_alive<A: Adapter>() {
     for ext in [true, false] {
         let cfg = config(ext)
             .with_keepalive_interval(ms(100))
-            .with_keepalive_timeout(Duration::from_secs(1));
+            .with_keepalive_timeout(Duration::from_secs(2));
         let (c, s) = pair::<A>(cfg.clone(), cfg);
-        thread::sleep(ms(2500));
+        thread::sleep(ms(3000));
         assert_eq!(c.end_reason(), None);
         assert_eq!(s.end_reason(), None);
         assert!(c.stats().frames_received > 0 && s.stats().frames_received > 0);
