@@ -65,7 +65,13 @@ fn write_all_before_reports_an_honest_count<A: Adapter>() {
 /// A read deadline with no data: `TimedOut`, not early, nothing read; a deadline
 /// already past: `TimedOut` at once. The data sent afterwards arrives whole.
 fn read_before_times_out_with_nothing_read<A: Adapter>() {
-    let (c, s) = pair::<A>(config(true), config(true));
+    for ext in [true, false] {
+        read_deadlines::<A>(ext);
+    }
+}
+
+fn read_deadlines<A: Adapter>(ext: bool) {
+    let (c, s) = pair::<A>(config(ext), config(ext));
     let a = c.open().expect("open");
     a.write_all(b"a").expect("write");
     let b = s.accept().expect("accept");
@@ -94,7 +100,13 @@ fn read_before_times_out_with_nothing_read<A: Adapter>() {
 /// A deadline already past when the write starts (the seed's rule: once it fired,
 /// nothing more is handed over): `TimedOut` with 0 written, and nothing sent.
 fn a_write_with_a_past_deadline_sends_nothing<A: Adapter>() {
-    let (c, s) = pair::<A>(config(true), config(true));
+    for ext in [true, false] {
+        past_deadline_write::<A>(ext);
+    }
+}
+
+fn past_deadline_write<A: Adapter>(ext: bool) {
+    let (c, s) = pair::<A>(config(ext), config(ext));
     let a = c.open().expect("open");
     a.write_all(b"a").expect("write");
     let b = s.accept().expect("accept");

@@ -15,6 +15,7 @@ conformance!(
     half_close_then_read_the_whole_answer,
     half_close_on_a_base_stream_is_unsupported,
     reset_codes_reach_the_peer_both_ways,
+    a_reset_wakes_parked_writes_and_drops_buffered_data,
     reset_and_go_away_fall_back_against_a_base_peer,
     go_away_lets_open_streams_finish_then_both_drain,
     ready_is_true_between_our_ends,
@@ -116,6 +117,64 @@ fn reset_codes_reach_the_peer_both_ways<A: Adapter>() {
     a.reset(0xA11CE).expect("reset");
     let got = parked.join(20, "parked read");
     assert_eq!(got, [(ErrorKind::ConnectionReset, Some(0xA11CE)); 2]);
+}
+
+/// A reset wakes the peer's write parked on a full window (with the code), drops the
+/// data the peer had buffered unread, and aborts the peer's answer after our
+/// half-close; then every stream is freed on both ends.
+fn a_reset_wakes_parked_writes_and_drops_buffered_data<A: Adapter>() {
+    let (c, s) = pair::<A>(config(true), config(true));
+    let reset = |e: std::io::Error| (e.kind(), reset_code(&e));
+
+    let a = c.open().expect("open");
+    a.write_all(b"!").expect("write");
+    let b = s.accept().expect("accept");
+    let writer = Task::spawn(move || {
+        let chunk = vec![7u8; 64 * 1024];
+        loop {
+            if let Err(e) = b.write_all(&chunk) {
+                return e;
+            }
+        }
+    });
+    eventually(20, "our window is full", || {
+        c.stats().buffered_in >= 512 * 1024 - 64 * 1024
+    });
+    a.reset(7).expect("reset");
+    let e = writer.join(20, "the peer's parked write");
+    assert_eq!(reset(e), (ErrorKind::ConnectionReset, Some(7)));
+    drop(a);
+
+    let a = c.open().expect("open");
+    a.write_all(b"never read").expect("write");
+    let b = s.accept().expect("accept");
+    eventually(20, "data buffered at the peer", || {
+        s.stats().buffered_in == 10
+    });
+    a.reset(3).expect("reset");
+    eventually(20, "the peer dropped it", || s.stats().buffered_in == 0);
+    let e = b.read(&mut [0u8; 16]).expect_err("read of dropped data");
+    assert_eq!(reset(e), (ErrorKind::ConnectionReset, Some(3)));
+    drop((a, b));
+
+    let a = c.open().expect("open");
+    a.write_all(b"question").expect("write");
+    a.shutdown().expect("half-close");
+    let b = s.accept().expect("accept");
+    assert_eq!(b.read_to_end().expect("question"), b"question");
+    a.reset(5).expect("reset");
+    let e = loop {
+        if let Err(e) = b.write_all(&[0u8; 4096]) {
+            break e;
+        }
+    };
+    assert_eq!(reset(e), (ErrorKind::ConnectionReset, Some(5)));
+    drop((a, b));
+
+    eventually(20, "every stream freed", || {
+        c.stats().streams == 0 && s.stats().streams == 0
+    });
+    assert!(c.end_reason().is_none() && s.end_reason().is_none());
 }
 
 /// One end with extensions off, in both roles: a reset is a close (the peer reads the
