@@ -6,6 +6,8 @@
 //!   heap stays within a bound derived from the session's configuration;
 //! * [`reference`](mod@reference): the reference implementation (yddeng/smux, in Go) built and run
 //!   as a peer, the three adapters behind one blocking shape, and a frame-reading relay;
+//! * [`conformance`]: the three adapters behind one blocking shape for the
+//!   conformance suite (`tests/conformance.rs`), one test body per behaviour run on each;
 //! * [`Rng`], [`pattern`] and [`Checksum`]: seeded test data that can be regenerated
 //!   at any offset and checked without keeping a copy;
 //! * [`run`], [`within`], [`serial`]: a small Tokio runtime per test, hang guards, and
@@ -15,6 +17,7 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub mod conformance;
 pub mod mem;
 pub mod reference;
 pub mod wire;

@@ -1,0 +1,243 @@
+//! Deadlines: a write that hits its deadline reports exactly what was accepted, a read
+//! deadline reads nothing, and a read or write given up mid-wait loses nothing.
+
+use std::io::ErrorKind;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use smux_tests::conformance::{Adapter, Session, Stream};
+use smux_tests::{pattern_vec, Checksum, Rng};
+
+use crate::support::{config, ms, pair, small, soon, Task};
+
+conformance!(
+    write_all_before_reports_an_honest_count,
+    read_before_times_out_with_nothing_read,
+    a_write_with_a_past_deadline_sends_nothing,
+    random_short_write_deadlines_deliver_every_byte_once,
+    cancelled_reads_and_writes_lose_nothing,
+);
+
+/// The reader takes 100 kB, then stops: the deadline-bound write of the rest stops
+/// part-way with a count; resending exactly the rest delivers every byte once.
+fn write_all_before_reports_an_honest_count<A: Adapter>() {
+    const LEN: usize = 1_000_000;
+    const FIRST: usize = 100_000;
+    for ext in [true, false] {
+        let (c, s) = pair::<A>(small(ext), small(ext));
+        let data = pattern_vec(9, LEN);
+        let a = c.open().expect("open");
+        let b = s.accept().expect("accept");
+        let reader = Task::spawn(move || {
+            let mut first = vec![0u8; FIRST];
+            b.read_exact(&mut first).expect("first part");
+            (first, b)
+        });
+        a.write_all(&data[..FIRST]).expect("first part");
+        let (first, b) = reader.join(60, "first part");
+        assert!(first == data[..FIRST]);
+
+        let rest = &data[FIRST..];
+        let p = a
+            .write_all_before(rest, Instant::now() + Duration::from_secs(1))
+            .expect_err("the reader stopped: the window cannot take it all");
+        assert!(p.is_timeout(), "{p}");
+        let written = p.written();
+        assert!(
+            written > 0 && written < rest.len(),
+            "{written} of {}",
+            rest.len()
+        );
+
+        let reader = Task::spawn(move || {
+            let got = b.read_to_end().expect("the rest");
+            (got, b)
+        });
+        a.write_all(&rest[written..])
+            .expect("resend exactly the rest");
+        drop(a);
+        let (got, _b) = reader.join(60, "the rest");
+        assert_eq!(got.len(), rest.len(), "bytes after the first part");
+        assert!(got == rest, "garbled: the count was not honest");
+    }
+}
+
+/// A read deadline with no data: `TimedOut`, not early, nothing read; a deadline
+/// already past: `TimedOut` at once. The data sent afterwards arrives whole.
+fn read_before_times_out_with_nothing_read<A: Adapter>() {
+    for ext in [true, false] {
+        read_deadlines::<A>(ext);
+    }
+}
+
+fn read_deadlines<A: Adapter>(ext: bool) {
+    let (c, s) = pair::<A>(config(ext), config(ext));
+    let a = c.open().expect("open");
+    a.write_all(b"a").expect("write");
+    let b = s.accept().expect("accept");
+    let mut buf = [0u8; 8];
+    b.read_exact(&mut buf[..1]).expect("read");
+
+    let start = Instant::now();
+    let e = b
+        .read_before(&mut buf, start + ms(300))
+        .expect_err("no data");
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    assert!(
+        start.elapsed() >= ms(290),
+        "timed out early: {:?}",
+        start.elapsed()
+    );
+    let e = b
+        .read_before(&mut buf, Instant::now())
+        .expect_err("a past deadline");
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+
+    a.write_all(b"late").expect("write");
+    assert_eq!(read_some(&b, 4), b"late", "a timed-out read lost something");
+}
+
+/// A deadline already past when the write starts (the seed's rule: once it fired,
+/// nothing more is handed over): `TimedOut` with 0 written, and nothing sent.
+fn a_write_with_a_past_deadline_sends_nothing<A: Adapter>() {
+    for ext in [true, false] {
+        past_deadline_write::<A>(ext);
+    }
+}
+
+fn past_deadline_write<A: Adapter>(ext: bool) {
+    let (c, s) = pair::<A>(config(ext), config(ext));
+    let a = c.open().expect("open");
+    a.write_all(b"a").expect("write");
+    let b = s.accept().expect("accept");
+    assert_eq!(read_some(&b, 1), b"a");
+    let r = a.write_all_before(b"zzz", Instant::now());
+    a.write_all(b"late").expect("write");
+    let got = read_some(&b, 4);
+    let p = r.expect_err("a write with a past deadline completed");
+    assert!(p.is_timeout() && p.written() == 0, "{p}");
+    assert_eq!(got, b"late", "the past-deadline write sent something");
+}
+
+/// Reads `n` bytes with generous read deadlines.
+fn read_some<S: Stream>(s: &S, n: usize) -> Vec<u8> {
+    let mut got = vec![0u8; n];
+    let mut have = 0;
+    while have < n {
+        let k = s.read_before(&mut got[have..], soon(20)).expect("data");
+        assert!(k > 0, "end-of-file");
+        have += k;
+    }
+    got
+}
+
+/// Writes in random pieces with random short deadlines against a slow reader; each
+/// timeout resends exactly the rest. Every byte arrives once, in order.
+fn random_short_write_deadlines_deliver_every_byte_once<A: Adapter>() {
+    const LEN: usize = 1024 * 1024;
+    for ext in [true, false] {
+        let (c, s) = pair::<A>(small(ext), small(ext));
+        let data = pattern_vec(11, LEN);
+        let a = c.open().expect("open");
+        let b = s.accept().expect("accept");
+        let reader = Task::spawn(move || {
+            let mut rng = Rng::new(8);
+            let mut sum = Checksum::new();
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let want = rng.range(1, buf.len() as u64 + 1) as usize;
+                match b.read(&mut buf[..want]).expect("read") {
+                    0 => return sum,
+                    n => sum.update(&buf[..n]),
+                }
+                if rng.chance(1, 3) {
+                    std::thread::sleep(Duration::from_micros(rng.range(100, 2000)));
+                }
+            }
+        });
+        let mut rng = Rng::new(7);
+        let (mut sent, mut timeouts) = (0, 0);
+        while sent < LEN {
+            let end = (sent + rng.range(1, 256 * 1024) as usize).min(LEN);
+            let deadline = Instant::now() + Duration::from_micros(rng.range(0, 3000));
+            match a.write_all_before(&data[sent..end], deadline) {
+                Ok(()) => sent = end,
+                Err(p) => {
+                    assert!(p.is_timeout(), "{p}");
+                    assert!(p.written() <= end - sent);
+                    timeouts += 1;
+                    sent += p.written();
+                }
+            }
+        }
+        drop(a);
+        let got = reader.join(60, "reader");
+        assert!(timeouts > 0, "no deadline was hit: the test tested nothing");
+        assert_eq!(got.len(), LEN as u64);
+        assert_eq!(got.sum(), Checksum::of(&data).sum(), "garbled");
+    }
+}
+
+/// A write given up while it waits for window, and a read given up while it waits
+/// for data (the async adapters drop the future, the blocking one times out): both
+/// took nothing, and the data arrives once, in order.
+fn cancelled_reads_and_writes_lose_nothing<A: Adapter>() {
+    const LEN: usize = 600 * 1024;
+    for ext in [true, false] {
+        let (c, s) = pair::<A>(small(ext), small(ext));
+        let data = pattern_vec(21, LEN);
+        let a = c.open().expect("open");
+        let b = s.accept().expect("accept");
+        let (parked_tx, parked_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let expected = data.clone();
+        let writer = Task::spawn(move || {
+            let (mut off, mut given_up) = (0, 0);
+            while off < LEN {
+                match a.write_for(&data[off..], ms(100)) {
+                    Ok(n) => off += n,
+                    Err(e) if e.kind() == ErrorKind::TimedOut => {
+                        given_up += 1;
+                        if given_up == 1 {
+                            parked_tx.send(()).expect("signal");
+                            go_rx.recv().expect("go");
+                        }
+                    }
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            drop(a);
+            given_up
+        });
+        parked_rx.recv().expect("the writer gave a write up");
+        let mut sum = Checksum::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut reads_given_up = 0;
+        // Take what was sent; the writer waits, so a read is given up at last.
+        while reads_given_up == 0 {
+            match b.read_for(&mut buf, ms(100)) {
+                Ok(0) => panic!("end-of-file"),
+                Ok(n) => sum.update(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::TimedOut => reads_given_up += 1,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        go_tx.send(()).expect("go");
+        loop {
+            match b.read_for(&mut buf, ms(50)) {
+                Ok(0) => break,
+                Ok(n) => sum.update(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::TimedOut => reads_given_up += 1,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        let writes_given_up = writer.join(60, "writer");
+        println!("ext {ext}: {writes_given_up} writes and {reads_given_up} reads given up");
+        assert_eq!(sum.len(), LEN as u64, "bytes");
+        assert_eq!(
+            sum.sum(),
+            Checksum::of(&expected).sum(),
+            "lost or duplicated data"
+        );
+    }
+}
