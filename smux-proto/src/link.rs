@@ -13,6 +13,10 @@ use crate::transmit::Transmit;
 
 /// Free space a read gets in the read buffer.
 const READ_RESERVE: usize = 64 * 1024;
+/// The smallest region [`Input::spare`] offers: it is zeroed on every call, so its
+/// size follows what reads return (doubling after a read that filled it), and a
+/// trickle of small reads does not zero 64 KiB each time.
+const SPARE_MIN: usize = 4 * 1024;
 /// Segments handed to one vectored write.
 pub const MAX_SLICES: usize = 64;
 /// For transports without vectored writes, small segments are gathered into writes of
@@ -60,6 +64,8 @@ pub struct Input {
     pub(crate) state: ReadState,
     /// Length of `buf` before [`Input::spare`] extended it with zeros.
     filled: usize,
+    /// The size of the next [`Input::spare`] region.
+    spare: usize,
 }
 
 impl Default for Input {
@@ -75,6 +81,7 @@ impl Input {
             buf: BytesMut::with_capacity(READ_RESERVE),
             state: ReadState::Open,
             filled: 0,
+            spare: SPARE_MIN,
         }
     }
 
@@ -100,19 +107,27 @@ impl Input {
 
     /// A zeroed region to read into, for `std::io::Read` and futures-io transports.
     /// Report with [`Input::filled`], before the next call to any other method.
+    /// Its size adapts to what reads return, from 4 KiB to 64 KiB.
     pub fn spare(&mut self) -> &mut [u8] {
         self.filled = self.buf.len();
-        let cap = self.buf.capacity().max(self.filled + READ_RESERVE / 4);
-        let room = (cap - self.filled).clamp(READ_RESERVE / 4, READ_RESERVE);
-        self.buf.resize(self.filled + room, 0);
+        self.buf.resize(self.filled + self.spare, 0);
         &mut self.buf[self.filled..]
     }
 
     /// Reports a read into [`Input::spare`]: `Ok(n)` bytes arrived, `Ok(0)` is
-    /// end-of-file. `Interrupted` is ignored.
+    /// end-of-file. `Interrupted` is ignored (also the report of a read that is not
+    /// ready yet, for a non-blocking transport).
     pub fn filled(&mut self, r: io::Result<usize>) {
         let n = *r.as_ref().unwrap_or(&0);
         self.buf.truncate(self.filled + n);
+        if n > 0 {
+            let next = if n == self.spare {
+                n * 2
+            } else {
+                n.next_power_of_two()
+            };
+            self.spare = next.clamp(SPARE_MIN, READ_RESERVE);
+        }
         self.read_done(r);
     }
 
@@ -230,5 +245,39 @@ impl Output {
     /// True while writes may still go out.
     pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, WriteState::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spare_region_follows_what_reads_return_and_a_read_not_ready_keeps_the_input() {
+        let mut input = Input::new();
+        let spare = input.spare();
+        assert_eq!(spare.len(), SPARE_MIN);
+        spare[..3].copy_from_slice(b"abc");
+        input.filled(Ok(3));
+        // A read that filled the region doubles it, up to the cap.
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            let n = input.spare().len();
+            sizes.push(n);
+            input.filled(Ok(n));
+        }
+        let kib = |k: usize| k * 1024;
+        assert_eq!(sizes, [kib(4), kib(8), kib(16), kib(32), kib(64), kib(64)]);
+        // A short read shrinks it to what reads return (not below the floor).
+        input.spare();
+        input.filled(Ok(9000));
+        assert_eq!(input.spare().len(), kib(16));
+        // Not ready: nothing changes, the bytes read so far stay.
+        input.filled(Err(io::ErrorKind::Interrupted.into()));
+        assert_eq!(input.spare().len(), kib(16));
+        input.filled(Err(io::ErrorKind::Interrupted.into()));
+        assert_eq!(&input.buf[..3], b"abc");
+        assert_eq!(input.buf.len(), 3 + kib(4 + 8 + 16 + 32 + 64 + 64) + 9000);
+        assert!(!input.is_closed());
     }
 }

@@ -5,8 +5,8 @@
 //! cargo run -p smux-smol --example smol_many_streams_client -- 127.0.0.1:9000 1000
 //! ```
 //!
-//! One task per session runs its driver, one task per stream copies bytes; the
-//! session itself needs no other task.
+//! Each session's driver runs on smol's global executor (spawned by the listener);
+//! one task per session accepts and one task per stream copies bytes.
 
 use std::io;
 
@@ -20,7 +20,7 @@ fn main() -> io::Result<()> {
         let listener = Listener::bind(addr.as_str(), Config::default())?;
         println!("smux echo server on {}", listener.local_addr()?);
         loop {
-            let (session, driver, peer) = match listener.accept().await {
+            let (session, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // E.g. out of file descriptors: wait a little and go on.
@@ -31,16 +31,15 @@ fn main() -> io::Result<()> {
             };
             println!("{peer}: session started");
             smol::spawn(async move {
-                let reason = driver.await;
-                println!("{peer}: session ended: {reason}");
+                serve(&session).await;
+                println!("{peer}: session ended: {}", session.closed().await);
             })
             .detach();
-            smol::spawn(serve(session)).detach();
         }
     })
 }
 
-async fn serve(session: Session) {
+async fn serve(session: &Session) {
     while let Ok(stream) = session.accept().await {
         smol::spawn(echo(stream)).detach();
     }

@@ -25,9 +25,8 @@ fn main() -> io::Result<()> {
         .map_or(16 * 1024, |s| s.parse().expect("bytes per stream"));
 
     smol::block_on(async {
-        let (session, driver) = connect(addr.as_str(), Config::default()).await?;
-        // The driver is the session's only task: spawn it on any executor.
-        let driver = smol::spawn(driver);
+        // The session's driver runs on smol's global executor.
+        let session = connect(addr.as_str(), Config::default()).await?;
 
         let start = Instant::now();
         let tasks: Vec<_> = (0..streams)
@@ -44,8 +43,7 @@ fn main() -> io::Result<()> {
         );
         println!("{:?}", session.stats());
 
-        session.close();
-        println!("session ended: {}", driver.await);
+        println!("session ended: {}", session.shutdown().await);
         Ok(())
     })
 }

@@ -23,8 +23,7 @@ fn main() -> io::Result<()> {
         let listener = Listener::bind("127.0.0.1:0", Config::default())?;
         let addr = listener.local_addr()?;
         let server = smol::spawn(async move {
-            let (session, driver, _) = listener.accept().await?;
-            smol::spawn(driver).detach();
+            let (session, _) = listener.accept().await?;
             let mut readers = Vec::new();
             for _ in 0..streams {
                 let mut s = session.accept().await?;
@@ -49,8 +48,7 @@ fn main() -> io::Result<()> {
             io::Result::Ok(total)
         });
 
-        let (session, driver) = connect(addr, Config::default()).await?;
-        smol::spawn(driver).detach();
+        let session = connect(addr, Config::default()).await?;
         let start = Instant::now();
         let mut writers = Vec::new();
         for _ in 0..streams {

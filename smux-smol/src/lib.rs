@@ -7,39 +7,37 @@
 //! connection (TCP, TLS, a Unix socket...); each stream implements
 //! `AsyncRead` + `AsyncWrite`.
 //!
-//! # Tasks: spawn the driver
+//! # Tasks
 //!
-//! futures-io has no global spawner, so every way of making a session
-//! ([`Session::new`], [`connect`], [`Listener::accept`]) returns the session together
-//! with its [`Driver`]: a future that moves bytes between the transport and the
-//! protocol core, fires the keepalive timer and wakes the tasks waiting on streams.
-//! **Spawn the driver on any executor** (`smol::spawn(driver).detach()`); without it
-//! nothing is sent or received.
-//!
-//! That is the only task a session needs: **one task per session, none per stream**.
-//! The driver completes (with the session's [`EndReason`]) once the session has
-//! ended and the transport is closed; every pending and later call on the session or
-//! its streams then fails promptly.
+//! Each session has one driver: a future that moves bytes between the transport and
+//! the protocol core, fires the keepalive timer and wakes the tasks waiting on
+//! streams. [`Session::new`], [`connect`] and [`Listener::accept`] spawn it on smol's
+//! global executor (`smol::spawn`); [`Session::with_driver`] returns it as a
+//! [`Driver`] instead, to run on any other executor. That is the only task a session
+//! needs: **one task per session, none per stream**. The driver completes (with the
+//! session's [`EndReason`]) once the session has ended and the transport is closed;
+//! every pending and later call on the session or its streams then fails promptly.
 //!
 //! # Ending a session
 //!
 //! [`Session::close`] ends it at once (unsent data is dropped);
 //! [`Session::shutdown`] first writes out everything already written on its
-//! streams, then ends it and waits for the driver; dropping the last [`Session`]
-//! handle does the same as `shutdown` in the background (for at most 10 seconds).
-//! [`Session::go_away`] instead lets the open streams finish, however long they take,
-//! and the session then ends by itself. Streams the peer had finished still read
-//! their data and end-of-file afterwards.
-//! [`Session::end_reason`] says why a session ended: closed here, peer closed,
-//! keepalive timeout, protocol error, I/O error, or a completed go-away (below).
+//! streams (for at most 10 seconds), then ends it and waits for the transport to
+//! close (at most 2 seconds more); dropping the last [`Session`] handle does the same
+//! in the background. [`Session::go_away`] instead
+//! lets the open streams finish, however long they take, and the session then ends by
+//! itself. Streams the peer had finished still read their data and end-of-file
+//! afterwards. [`Session::end_reason`] says why a session ended: closed here, peer
+//! closed, keepalive timeout, protocol error, I/O error, or a completed go-away.
 //!
 //! # Extensions: half-close, reset, go-away
 //!
 //! Two smux-rs ends agree on protocol extensions by themselves within the first round
 //! trip ([`Config::extensions`], on by default; [`Session::ready`] waits for it and
-//! says whether they did); a reference peer never sees them and keeps the base
-//! behaviour. Every stream of a session that agreed is *extended*
-//! ([`Stream::is_extended`]), including streams opened before it settled:
+//! says whether they did); a peer running the reference implementation (yddeng/smux)
+//! never sees them and keeps the base behaviour. Every stream of a session that agreed
+//! is *extended* ([`Stream::is_extended`]), including streams opened before it
+//! settled:
 //!
 //! - **Half-close**: `AsyncWriteExt::close` sends our FIN but keeps reading until the
 //!   peer's end-of-file, so a client can send a request, close, and read the whole
@@ -67,7 +65,7 @@
 //!
 //! ```
 //! use smol::io::{AsyncReadExt, AsyncWriteExt};
-//! use smux_smol::{connect, Config, Listener};
+//! use smux_smol::{connect, Config, EndReason, Listener};
 //!
 //! # fn main() -> std::io::Result<()> {
 //! smol::block_on(async {
@@ -76,8 +74,7 @@
 //!
 //!     // Server: one session per connection, one task per stream it serves.
 //!     smol::spawn(async move {
-//!         let (session, driver, _peer) = listener.accept().await?;
-//!         smol::spawn(driver).detach();
+//!         let (session, _peer) = listener.accept().await?;
 //!         while let Ok(stream) = session.accept().await {
 //!             smol::spawn(async move {
 //!                 let (reader, mut writer) = stream.into_split();
@@ -90,18 +87,18 @@
 //!     .detach();
 //!
 //!     // Client.
-//!     let (session, driver) = connect(addr, Config::default()).await?;
-//!     smol::spawn(driver).detach();
+//!     let session = connect(addr, Config::default()).await?;
 //!     let mut stream = session.open().await?;
 //!     stream.write_all(b"hello smux").await?;
 //!     let mut buf = [0u8; 10];
 //!     stream.read_exact(&mut buf).await?;
 //!     assert_eq!(&buf, b"hello smux");
 //!
-//!     // Closing the stream sends its FIN; closing the session ends everything.
+//!     // Half-close: our FIN goes out; the echo ends, so does the stream.
 //!     stream.close().await?;
-//!     session.close();
-//!     assert_eq!(session.closed().await, smux_smol::EndReason::Local);
+//!     assert_eq!(stream.read(&mut buf).await?, 0);
+//!     // A graceful end writes out what is left, then closes the connection.
+//!     assert_eq!(session.shutdown().await, EndReason::Local);
 //!     Ok(())
 //! })
 //! # }
@@ -122,7 +119,8 @@
 //! (they will be delivered), so the application resends precisely the rest.
 //! [`Stream::read_before`] bounds a read. Plain `AsyncWrite::poll_write`
 //! returns as soon as some bytes were accepted, so cancelling it (with a timeout
-//! combinator) never loses a count either.
+//! combinator) never loses a count either. A [`PartialWrite`] turned into an
+//! `io::Error` keeps its count (as the inner error).
 //!
 //! # Peer detection
 //!
@@ -133,22 +131,25 @@
 //! # Logging
 //!
 //! Through the [`tracing`](https://docs.rs/tracing) facade: session start and end
-//! (with the reason) at `debug`/`info`, protocol errors at `warn`, refused streams
-//! and exhausted IDs at `debug`. The library never prints.
+//! (with the reason) at `debug`/`info`, protocol errors at `warn`. The library never
+//! prints.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod deadline;
+mod driver;
 mod net;
 mod probe;
 mod session;
 mod stream;
 
-pub use deadline::PartialWrite;
+pub use driver::Driver;
 pub use net::{connect, Listener, TcpTransport};
 pub use probe::{is_smux, is_smux_at};
-pub use session::{Driver, Session};
-pub use stream::{reset_code, ReadHalf, Stream, WriteHalf};
+pub use session::Session;
+pub use stream::{ReadHalf, Stream, WriteHalf};
 
-pub use smux_proto::{Config, EndReason, Role, Stats, StreamId, RESET_REFUSED};
+pub use smux_proto::{
+    reset_code, Config, ConfigError, EndReason, OpenError, PartialWrite, ReadError, Role, Stats,
+    StreamId, TransportError, WriteError, RESET_REFUSED,
+};

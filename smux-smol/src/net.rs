@@ -1,17 +1,15 @@
 //! TCP conveniences: dial a session, or listen for them.
 
-use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 use smux_proto::{Config, Role};
 
-use crate::session::{Driver, Session};
+use crate::session::Session;
 
 /// A TCP connection as a session transport: the transport of sessions made by
 /// [`connect`] and [`Listener`].
@@ -104,40 +102,11 @@ impl AsyncWrite for TcpTransport {
     }
 }
 
-fn invalid(e: smux_proto::ConfigError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e)
-}
-
-/// Runs `fut`, failing with `TimedOut` if it takes longer than `timeout`.
-async fn with_timeout<F, R>(fut: F, timeout: Option<Duration>) -> io::Result<R>
-where
-    F: Future<Output = io::Result<R>>,
-{
-    let mut fut = pin!(fut);
-    let mut timer = timeout.map_or_else(Timer::never, Timer::after);
-    poll_fn(|cx| {
-        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-            return Poll::Ready(r);
-        }
-        match pin!(&mut timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
-
 /// Opens a TCP connection to the first address of `addr` that answers.
-pub(crate) async fn connect_tcp<A: ToSocketAddrs>(
-    addr: A,
-    timeout: Option<Duration>,
-) -> io::Result<TcpTransport> {
+pub(crate) async fn connect_tcp<A: ToSocketAddrs>(addr: A) -> io::Result<TcpTransport> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
-        match with_timeout(Async::<TcpStream>::connect(a), timeout).await {
+        match Async::<TcpStream>::connect(a).await {
             Ok(s) => {
                 // The session coalesces frames itself; small ones must not wait.
                 s.get_ref().set_nodelay(true)?;
@@ -151,19 +120,18 @@ pub(crate) async fn connect_tcp<A: ToSocketAddrs>(
     }))
 }
 
-/// Connects to `addr` over TCP and starts a dialling session on the connection.
-///
-/// Returns the session and its [`Driver`]: spawn the driver
-/// (`smol::spawn(driver).detach()`). Host names are resolved with the system's
+/// Connects to `addr` over TCP and starts a dialling session on the connection (its
+/// driver on smol's global executor). Host names are resolved with the system's
 /// blocking resolver on the calling thread; pass an IP address (or resolve first,
 /// e.g. with `async-net`) to avoid that.
-pub async fn connect<A: ToSocketAddrs>(
-    addr: A,
-    config: Config,
-) -> io::Result<(Session, Driver<TcpTransport>)> {
+pub async fn connect<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Session> {
     config.validate().map_err(invalid)?;
-    let tcp = connect_tcp(addr, None).await?;
-    Session::new(tcp, config, Role::Dialer).map_err(invalid)
+    let tcp = connect_tcp(addr).await?;
+    Session::new(tcp, config, Role::Dialer)
+}
+
+fn invalid(e: smux_proto::ConfigError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
 /// A TCP listener that yields a session for every accepted connection.
@@ -174,14 +142,11 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Listens on `addr`; accepted connections get sessions with `config`.
+    /// Listens on `addr`; accepted connections get sessions with `config` (checked
+    /// here: an invalid one fails with [`io::ErrorKind::InvalidInput`]).
     pub fn bind<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Listener> {
         config.validate().map_err(invalid)?;
-        let tcp = TcpListener::bind(addr)?;
-        Ok(Listener {
-            tcp: Async::new(tcp)?,
-            config,
-        })
+        Listener::from_tcp(Async::new(TcpListener::bind(addr)?)?, config)
     }
 
     /// Wraps a listener that is already bound.
@@ -195,16 +160,14 @@ impl Listener {
         self.tcp.get_ref().local_addr()
     }
 
-    /// Waits for the next connection and starts an accepting session on it. Returns
-    /// the session, its [`Driver`] (spawn it) and the peer's address.
-    pub async fn accept(&self) -> io::Result<(Session, Driver<TcpTransport>, SocketAddr)> {
+    /// Waits for the next connection and starts an accepting session on it (its
+    /// driver on smol's global executor). Returns the session and the peer's address.
+    pub async fn accept(&self) -> io::Result<(Session, SocketAddr)> {
         let (tcp, peer) = self.tcp.accept().await?;
         // Best effort: a connection already reset by its peer still gets a session,
         // which then ends at once, instead of failing the accept loop.
         let _ = tcp.get_ref().set_nodelay(true);
-        let tcp = TcpTransport::from(tcp);
-        let (session, driver) =
-            Session::new(tcp, self.config.clone(), Role::Acceptor).map_err(invalid)?;
-        Ok((session, driver, peer))
+        let session = Session::new(TcpTransport::from(tcp), self.config.clone(), Role::Acceptor)?;
+        Ok((session, peer))
     }
 }

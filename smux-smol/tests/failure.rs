@@ -24,8 +24,8 @@ fn transport_closed_under_active_reads_and_writes(ext: bool) {
     run(Duration::from_secs(30), async {
         let (c, s) = tcp_pair().await;
         let killer = s.get_ref().try_clone().unwrap();
-        let (client, cd) = Session::new(c, config(ext), Role::Dialer).unwrap();
-        let (server, sd) = Session::new(s, config(ext), Role::Acceptor).unwrap();
+        let (client, cd) = Session::with_driver(c, config(ext), Role::Dialer).unwrap();
+        let (server, sd) = Session::with_driver(s, config(ext), Role::Acceptor).unwrap();
         let (cd, sd) = (smol::spawn(cd), smol::spawn(sd));
         if ext {
             negotiate(&client, &server).await;
@@ -139,8 +139,7 @@ fn silent_peer_is_detected_by_keepalive(ext: bool) {
             .with_keepalive_interval(Duration::from_millis(100))
             .with_keepalive_timeout(Duration::from_millis(500));
         let start = Instant::now();
-        let (session, driver) = connect(addr, cfg).await.unwrap();
-        smol::spawn(driver).detach();
+        let session = connect(addr, cfg).await.unwrap();
         let mut stream = session.open().await.unwrap();
         let mut buf = [0u8; 8];
         let err = stream.read(&mut buf).await.expect_err("read must fail");
@@ -192,7 +191,7 @@ fn dropping_the_session_or_the_driver_ends_everything(ext: bool) {
 
         // Driver dropped (never spawned, executor gone): every call fails.
         let (c, _s) = tcp_pair().await;
-        let (session, driver) = Session::new(c, config(ext), Role::Dialer).unwrap();
+        let (session, driver) = Session::with_driver(c, config(ext), Role::Dialer).unwrap();
         let mut s = session.open().await.unwrap();
         let reader = {
             let session = session.clone();

@@ -866,8 +866,9 @@ fn smol_round(fault: Fault, ext: bool, rng: &mut Rng, rt: &tokio::runtime::Runti
             },
             fired: fired.clone(),
         };
-        let (a, a_driver) = Session::new(a_io, config.clone(), Role::Dialer).expect("session");
-        let (b, b_driver) = Session::new(b_io, config, Role::Acceptor).expect("session");
+        let (a, a_driver) =
+            Session::with_driver(a_io, config.clone(), Role::Dialer).expect("session");
+        let (b, b_driver) = Session::with_driver(b_io, config, Role::Acceptor).expect("session");
         let (a_driver, b_driver) = (smol::spawn(a_driver), smol::spawn(b_driver));
         if ext {
             let ready = smol_within(10, "the agreement", a.ready()).await;

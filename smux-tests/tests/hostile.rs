@@ -1140,8 +1140,8 @@ fn many_full_windows_smol() {
     let (written, writer, reader) = std_flood_peer(peer, window);
     let peak_paused = smol::block_on(async {
         let io = smol::Async::new(app).expect("async socket");
-        let (s, driver) =
-            smux_smol::Session::new(io, config, smux_smol::Role::Acceptor).expect("session");
+        let (s, driver) = smux_smol::Session::with_driver(io, config, smux_smol::Role::Acceptor)
+            .expect("session");
         let driver = smol::spawn(driver);
         let paused = {
             let s = s.clone();
@@ -1438,7 +1438,7 @@ fn protocol_errors_end_smol_and_blocking_sessions() {
         let reason = smol::block_on(async {
             let io = smol::Async::new(app).expect("async socket");
             let (s, driver) =
-                smux_smol::Session::new(io, Config::default(), smux_smol::Role::Acceptor)
+                smux_smol::Session::with_driver(io, Config::default(), smux_smol::Role::Acceptor)
                     .expect("session");
             let reason = smol::future::or(async { Some(driver.await) }, async {
                 smol::Timer::after(Duration::from_secs(20)).await;

@@ -419,23 +419,22 @@ fn interop(other: Other, tokio_dials: bool, ext: Ext) {
                 blocking_side(s, theirs, their_echoed, done_tx)
             }
             Other::Smol => smol::block_on(async move {
-                let (s, driver) = match for_other {
+                let s = match for_other {
                     Some(l) => {
                         let l = smux_smol::Listener::from_tcp(
                             smol::Async::new(l).expect("async listener"),
                             other_config,
                         )
                         .expect("listener");
-                        let (s, d, _) = l.accept().await.expect("accept");
-                        (s, d)
+                        l.accept().await.expect("accept").0
                     }
                     None => smux_smol::connect(addr, other_config)
                         .await
                         .expect("connect"),
                 };
-                let driver = smol::spawn(driver);
+                let s2 = s.clone();
                 smol_side(s, theirs, their_echoed, done_tx).await;
-                driver.await
+                s2.closed().await
             }),
         });
         let config = config(ext.tokio);

@@ -78,8 +78,7 @@ fn smol_client_against_a_smol_echo_server() {
         let listener = smux_smol::Listener::bind("127.0.0.1:0", config.clone()).unwrap();
         let addr = listener.local_addr().unwrap();
         let server = smol::spawn(async move {
-            let (session, driver, _) = listener.accept().await.unwrap();
-            smol::spawn(driver).detach();
+            let (session, _) = listener.accept().await.unwrap();
             while let Ok(stream) = session.accept().await {
                 smol::spawn(async move {
                     let (mut r, mut w) = stream.into_split();
@@ -89,8 +88,7 @@ fn smol_client_against_a_smol_echo_server() {
                 .detach();
             }
         });
-        let (session, driver) = smux_smol::connect(addr, config).await.unwrap();
-        smol::spawn(driver).detach();
+        let session = smux_smol::connect(addr, config).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..STREAMS {
             let session = session.clone();
@@ -195,10 +193,9 @@ fn every_client_fails_loudly_against_a_reference_echo_server() {
     // smol.
     smol::block_on(async {
         use smol::io::{AsyncReadExt, AsyncWriteExt};
-        let (session, driver) = smux_smol::connect(addr, smux_smol::Config::default())
+        let session = smux_smol::connect(addr, smux_smol::Config::default())
             .await
             .unwrap();
-        smol::spawn(driver).detach();
         let mut tasks = Vec::new();
         for i in 0..STREAMS {
             let session = session.clone();

@@ -443,8 +443,8 @@ fn smol_end(
         return Err(io::Error::other("expected a connected socket"));
     };
     let transport = smux_smol::TcpTransport::new(s)?;
-    let (session, driver) = smux_smol::Session::new(transport, smux_smol::Config::default(), role)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let (session, driver) =
+        smux_smol::Session::with_driver(transport, smux_smol::Config::default(), role)?;
     tasks.1.push(smol_executor().spawn(driver));
     Ok(session)
 }

@@ -45,8 +45,8 @@ pub async fn tcp_pair() -> (TcpTransport, TcpTransport) {
 pub async fn pair(client: Config, server: Config) -> Pair {
     let (c, s) = tcp_pair().await;
     let both = client.extensions() && server.extensions();
-    let (client, cd) = Session::new(c, client, Role::Dialer).unwrap();
-    let (server, sd) = Session::new(s, server, Role::Acceptor).unwrap();
+    let (client, cd) = Session::with_driver(c, client, Role::Dialer).unwrap();
+    let (server, sd) = Session::with_driver(s, server, Role::Acceptor).unwrap();
     let (client_driver, server_driver) = (smol::spawn(cd), smol::spawn(sd));
     if both {
         negotiate(&client, &server).await;

@@ -177,8 +177,7 @@ impl Adapter {
             }
             Adapter::Smol => {
                 let connect = smux_smol::connect(addr, config);
-                let (s, driver) = smol_call(Instant::now() + Duration::from_secs(10), connect)??;
-                smol::spawn(driver).detach();
+                let s = smol_call(Instant::now() + Duration::from_secs(10), connect)??;
                 Ok(Box::new(SmolSess(s)))
             }
             Adapter::Blocking => Ok(Box::new(BlockingSess(smux_blocking::connect(
@@ -389,8 +388,7 @@ impl Lst for SmolLst {
         self.0.local_addr().expect("local address")
     }
     fn accept(&self, limit: Duration) -> io::Result<Box<dyn Sess>> {
-        let (s, driver, _) = smol_call(Instant::now() + limit, self.0.accept())??;
-        smol::spawn(driver).detach();
+        let (s, _) = smol_call(Instant::now() + limit, self.0.accept())??;
         Ok(Box::new(SmolSess(s)))
     }
 }
