@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ::smol::io::{AsyncRead, AsyncWrite};
 use smux_proto::{Config, EndReason, PartialWrite, Role, Stats, StreamId};
-use smux_smol::{Driver, ReadHalf, TcpTransport, WriteHalf};
+use smux_smol::{ReadHalf, TcpTransport, WriteHalf};
 
 use super::{gap, given_up, lock, Interrupter};
 
@@ -36,16 +36,6 @@ pub struct Stream {
     id: StreamId,
     rd: Mutex<Option<ReadHalf>>,
     wr: Mutex<Option<WriteHalf>>,
-}
-
-/// Today's constructors hand the driver back: the spec spawns it on smol's executor.
-fn spawned<T>(pair: (smux_smol::Session, Driver<T>)) -> Session
-where
-    T: ::smol::io::AsyncRead + ::smol::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (session, driver) = pair;
-    ::smol::spawn(driver).detach();
-    Session(session)
 }
 
 fn gone() -> io::Error {
@@ -118,7 +108,8 @@ impl super::Stream for Stream {
     }
 
     fn reset(&self, code: u32) -> io::Result<()> {
-        lock(&self.wr).as_mut().ok_or_else(gone)?.reset(code)
+        lock(&self.wr).as_mut().ok_or_else(gone)?.reset(code);
+        Ok(())
     }
 
     fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
@@ -205,8 +196,8 @@ impl super::Listener for Listener {
     }
 
     fn accept(&self) -> io::Result<Session> {
-        let (session, driver, _) = ::smol::block_on(self.0.accept())?;
-        Ok(spawned((session, driver)))
+        let (session, _) = ::smol::block_on(self.0.accept())?;
+        Ok(Session(session))
     }
 }
 
@@ -221,15 +212,11 @@ impl super::Adapter for Smol {
     }
 
     fn connect(addr: SocketAddr, config: Config) -> io::Result<Session> {
-        ::smol::block_on(smux_smol::connect(addr, config)).map(spawned)
+        ::smol::block_on(smux_smol::connect(addr, config)).map(Session)
     }
 
     fn new_session(tcp: TcpStream, config: Config, role: Role) -> io::Result<Session> {
-        // Today's constructor returns a bare ConfigError; `?` needs an io::Error, and
-        // the neutral conversion is `io::Error::other` (the spec's is InvalidInput).
-        let pair = smux_smol::Session::new(TcpTransport::new(tcp)?, config, role)
-            .map_err(io::Error::other)?;
-        Ok(spawned(pair))
+        smux_smol::Session::new(TcpTransport::new(tcp)?, config, role).map(Session)
     }
 
     fn new_session_interrupted(tcp: TcpStream, config: Config, role: Role) -> io::Result<Session> {
@@ -238,8 +225,7 @@ impl super::Adapter for Smol {
             reads: Interrupter::default(),
             writes: Interrupter::default(),
         };
-        let pair = smux_smol::Session::new(tcp, config, role).map_err(io::Error::other)?;
-        Ok(spawned(pair))
+        smux_smol::Session::new(tcp, config, role).map(Session)
     }
 
     fn partial_written(e: &io::Error) -> Option<usize> {
