@@ -133,9 +133,10 @@
 //! written payload is copied once (into the stream's send buffer), and frames of 1 KiB
 //! and more go to the transport as their own segment of a vectored write. A received
 //! payload is copied once into its stream's buffer, except a large one that arrives
-//! while the application waits on that stream: it is handed over as a slice of the
-//! adapter's read buffer, within a per-session budget (`max_buffered_in / 8`) that
-//! bounds how much read-buffer memory slices can keep alive.
+//! on a stream with nothing else buffered (a reader that keeps up): it is kept as a
+//! slice of the adapter's read buffer, within a per-session budget
+//! (`max_buffered_in / 8`) that bounds how much read-buffer memory slices can keep
+//! alive.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

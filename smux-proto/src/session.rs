@@ -1046,10 +1046,7 @@ impl Session {
             return match s.state {
                 st if st.peer_fin() => Ok(0),
                 _ if buf.is_empty() => Ok(0),
-                _ => {
-                    s.set(flag::READ_WAITING, true);
-                    Err(ReadError::Blocked)
-                }
+                _ => Err(ReadError::Blocked),
             };
         }
         let mut pool = std::mem::take(&mut self.pool);
@@ -1070,10 +1067,7 @@ impl Session {
             return match s.state {
                 st if st.peer_fin() && s.recv_len == 0 => Ok(None),
                 _ if max == 0 => Ok(Some(Bytes::new())),
-                _ => {
-                    s.set(flag::READ_WAITING, true);
-                    Err(ReadError::Blocked)
-                }
+                _ => Err(ReadError::Blocked),
             };
         }
         let mut pool = std::mem::take(&mut self.pool);

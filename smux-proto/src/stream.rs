@@ -134,9 +134,10 @@ impl State {
 /// transport's read buffer: a slice would pin its whole read allocation, so a peer
 /// could make memory exceed the counted bytes by the ratio of read size to frame size,
 /// and the adapter could never reuse its read buffer in place. The one exception is
-/// `head`: a large payload that arrives while the application waits on an empty
-/// stream is kept as a slice, since that reader takes it at once; at most one such
-/// slice per waiting reader, so the pinning stays brief and bounded.
+/// `head`: a large payload that arrives on an empty stream is kept as a slice, saving
+/// a copy of most of the data of a stream whose reader keeps up; at most one such slice
+/// per stream, within a session-wide budget (`Session::on_psh`), so the pinning stays
+/// bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     /// The oldest received bytes, kept without a copy (see above).
@@ -172,8 +173,7 @@ pub(crate) mod flag {
     pub(crate) const OUT_WAITER: u16 = 16;
     /// Its turn in the send queue came: it may write while others still wait.
     pub(crate) const GRANTED: u16 = 32;
-    /// A read found the buffer empty: the application waits for data.
-    pub(crate) const READ_WAITING: u16 = 64;
+    // 64: free (it marked a reader waiting on an empty buffer).
     /// An extended stream (both SYNs, or the only one, asked for extensions).
     pub(crate) const EXT: u16 = 128;
     /// Extended: our last FIN, `FIN(1)`, left; nothing more is sent on this stream.
@@ -296,17 +296,12 @@ impl Stream {
         }
     }
 
-    /// Buffers a received payload.
     /// Buffers a received payload; returns true if it was kept as a slice (only when
-    /// `may_slice`, a reader waits and the payload is large).
+    /// `may_slice`, the stream holds nothing else and the payload is large).
     pub(crate) fn push_recv(&mut self, payload: Bytes, may_slice: bool, pool: &mut Pool) -> bool {
         /// Smaller payloads are always copied: a slice saves little and pins a lot.
         const SLICE_FROM: usize = 16 * 1024;
-        let slice = may_slice
-            && self.has(flag::READ_WAITING)
-            && self.recv_len == 0
-            && payload.len() >= SLICE_FROM;
-        self.set(flag::READ_WAITING, false);
+        let slice = may_slice && self.recv_len == 0 && payload.len() >= SLICE_FROM;
         self.recv_len += payload.len() as u32;
         let b = self.bufs_mut(pool);
         if slice {
@@ -426,22 +421,22 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_reader_gets_a_large_payload_without_a_copy() {
+    fn a_large_payload_on_an_empty_stream_is_kept_without_a_copy() {
         let mut pool = Pool::default();
         let mut s = Stream::new(1 << 20, 1 << 20, 0);
         let big = Bytes::from(vec![3u8; 64 * 1024]);
-        s.set(flag::READ_WAITING, true);
         assert!(s.push_recv(big.clone(), true, &mut pool));
+        // Behind buffered data: copied, so at most one slice per stream.
         assert!(!s.push_recv(Bytes::from(vec![4u8; 64 * 1024]), true, &mut pool));
         let first = s.read_chunk(usize::MAX, &mut pool);
         assert_eq!(first.as_ptr(), big.as_ptr(), "kept as a slice");
         let mut out = vec![0u8; 64 * 1024];
         assert_eq!(s.read_into(&mut out, &mut pool), 64 * 1024);
         assert!(out.iter().all(|b| *b == 4));
-        // Nobody waiting, or no slice budget left: copied, so nothing stays pinned.
-        assert!(!s.push_recv(big.clone(), true, &mut pool));
-        assert_ne!(s.read_chunk(usize::MAX, &mut pool).as_ptr(), big.as_ptr());
-        s.set(flag::READ_WAITING, true);
+        // Small, or no slice budget left: copied, so nothing stays pinned.
+        assert!(!s.push_recv(Bytes::from(vec![5u8; 1024]), true, &mut pool));
+        s.read_into(&mut out, &mut pool);
         assert!(!s.push_recv(big.clone(), false, &mut pool));
+        assert_ne!(s.read_chunk(usize::MAX, &mut pool).as_ptr(), big.as_ptr());
     }
 }
