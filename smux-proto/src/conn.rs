@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, OpenError, ReadError, WriteError};
+use crate::frame::Header;
 use crate::id::Role;
 use crate::link::{Input, Output, Plan, ReadState, WriteState};
 use crate::negotiate::Agreement;
@@ -598,6 +599,19 @@ impl Connection {
         };
         self.settle(false);
         r
+    }
+
+    /// For an application call that holds the write side of the transport: a frame of
+    /// stream `id` carrying the first bytes of its `len`-byte write, for the caller to
+    /// write to the transport itself, now (see `Session::write_direct`, and
+    /// [`Output::push_unsent`] for what the transport does not take). `None` when that
+    /// is not possible (something is queued, the output is not empty, no room, a close
+    /// is under way): take [`Connection::poll_write`] then.
+    pub fn begin_direct(&mut self, id: StreamId, len: usize, output: &Output) -> Option<Header> {
+        if self.refuses_work() || self.ending.is_some() || !output.is_open() || !output.is_empty() {
+            return None;
+        }
+        self.session.write_direct(id, len)
     }
 
     /// Shuts stream `id`'s write side (half-close); waits while the agreement on

@@ -186,6 +186,13 @@ impl Output {
         self.tx.is_empty()
     }
 
+    /// Puts the part of a directly written frame the transport did not take (the rest
+    /// of its header, then the rest of its payload) ahead of everything else, so the
+    /// frame stays whole on the wire (`Session::write_direct`). Copies those bytes.
+    pub fn push_unsent(&mut self, header: &[u8], payload: &[u8]) {
+        self.tx.push_front_raw(header, payload);
+    }
+
     /// The slices for one write (a vectored write, or one slice of gathered bytes);
     /// returns how many of `out` were filled. Report with [`Output::written`].
     pub fn slices<'a>(&'a mut self, out: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {

@@ -1174,6 +1174,37 @@ impl Session {
         }
     }
 
+    /// Starts a PSH frame of stream `id` whose payload the caller hands to the transport
+    /// itself, straight from its own buffer (no copy into the session): possible when
+    /// the frame can go out now with nothing ahead of it, that is when the session has
+    /// nothing queued (the caller must hold an empty output too), the stream has no
+    /// unsent data and its window has room. Returns the frame's header; its payload is
+    /// the first `header.length` bytes of the caller's data (at most `len`, the room in
+    /// the window, and `max_frame`). `None`: write with [`Session::write`] instead.
+    ///
+    /// From here the frame counts as sent: the caller writes the header, then the
+    /// payload, to the transport ahead of anything else, and what the transport does
+    /// not take at once goes to the front of its output (`Output::push_unsent`).
+    pub fn write_direct(&mut self, id: StreamId, len: usize) -> Option<Header> {
+        if self.end.is_some() || len == 0 || !self.queues_empty() {
+            return None;
+        }
+        let max = self.config.max_frame as usize;
+        let s = self
+            .streams
+            .get_mut(&id.num)
+            .filter(|s| s.gen == id.gen && s.writes_open() && s.send_len() == 0)?;
+        let n = len.min(s.send_room()).min(max);
+        if n == 0 {
+            return None;
+        }
+        s.in_flight += n as u32;
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += (crate::frame::HEADER_LEN + n) as u64;
+        self.end_turn(id.num);
+        Some(Header::new(Cmd::Psh, id.num, n as u32))
+    }
+
     /// Accepts as much of `data` as the stream's window and the session's send queue
     /// allow and returns that count. Every accepted byte will be sent unless the
     /// session ends; `Err(Blocked)` means nothing was accepted and nothing changed.

@@ -97,6 +97,17 @@ impl Transmit {
         }
     }
 
+    /// Puts `a` then `b` (copied) ahead of every waiting byte.
+    pub(crate) fn push_front_raw(&mut self, a: &[u8], b: &[u8]) {
+        let mut seg = BytesMut::with_capacity(a.len() + b.len());
+        seg.put_slice(a);
+        seg.put_slice(b);
+        if !seg.is_empty() {
+            self.len += seg.len();
+            self.segments.push_front(seg.freeze());
+        }
+    }
+
     /// Turns staged header bytes into a segment. Called before the adapter looks.
     pub(crate) fn seal(&mut self) {
         if !self.staging.is_empty() {
