@@ -347,6 +347,7 @@ async fn tokio_round(fault: Fault, ext: bool, rng: &mut Rng) {
                 fire(&f);
             });
             smux_tokio::Session::new(a_sock, config.clone(), smux_tokio::Role::Dialer)
+                .expect("session")
         }
         Fault::ReadError | Fault::WriteError => {
             let io = FaultyIo {
@@ -364,11 +365,12 @@ async fn tokio_round(fault: Fault, ext: bool, rng: &mut Rng) {
                 scratch: Vec::new(),
                 fired: fired.clone(),
             };
-            smux_tokio::Session::new(io, config.clone(), smux_tokio::Role::Dialer)
+            smux_tokio::Session::new(io, config.clone(), smux_tokio::Role::Dialer).expect("session")
         }
-        _ => smux_tokio::Session::new(a_sock, config.clone(), smux_tokio::Role::Dialer),
+        _ => smux_tokio::Session::new(a_sock, config.clone(), smux_tokio::Role::Dialer)
+            .expect("session"),
     };
-    let b = smux_tokio::Session::new(b_sock, config, smux_tokio::Role::Acceptor);
+    let b = smux_tokio::Session::new(b_sock, config, smux_tokio::Role::Acceptor).expect("session");
     if ext {
         let ready = within(10, "the agreement", a.ready()).await;
         check_agreed(ready, b.extensions_enabled(), &fired);

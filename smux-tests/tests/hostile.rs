@@ -40,7 +40,7 @@ const BASE: usize = mib(2);
 /// Our session (accepting end) and the raw peer's halves (dialling end).
 async fn setup(config: Config, buffers: Option<u32>) -> (Session, OwnedReadHalf, OwnedWriteHalf) {
     let (dial, acc) = loopback(buffers).await.expect("loopback");
-    let session = Session::new(acc, config, Role::Acceptor);
+    let session = Session::new(acc, config, Role::Acceptor).expect("session");
     let (r, w) = dial.into_split();
     (session, r, w)
 }
@@ -954,7 +954,7 @@ fn shutdown_against_a_peer_that_answers_our_offer_is_unsupported() {
                 Role::Acceptor => (acc, dial),
                 Role::Dialer => (dial, acc),
             };
-            let s = Session::new(ours, Config::default(), role);
+            let s = Session::new(ours, Config::default(), role).expect("session");
             let (mut r, mut w) = theirs.into_split();
             let mut p = wire::Parser::new();
             let mut st = s.open().await.expect("open");

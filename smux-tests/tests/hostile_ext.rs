@@ -83,7 +83,7 @@ async fn acceptor_agreed(
 ) -> (Session, OwnedReadHalf, Parser, OwnedWriteHalf, Vec<Frame>) {
     let (dial, acc) = loopback(buffers).await.expect("loopback");
     let window = config.window();
-    let s = Session::new(acc, config, Role::Acceptor);
+    let s = Session::new(acc, config, Role::Acceptor).expect("session");
     let (r, w) = dial.into_split();
     let (r, p, w, early) = dial_by_hand(r, w, window, Some(ASSUMED_WINDOW)).await;
     (s, r, p, w, early)
@@ -243,14 +243,22 @@ fn extension_commands_before_the_agreement_end_the_session() {
                 let (dial, acc) = loopback(None).await.expect("loopback");
                 let ext_off = Config::default().with_extensions(false);
                 let (s, sock) = match phase {
-                    Phase::OurDialer | Phase::AnsweredAsk => {
-                        (Session::new(dial, Config::default(), Role::Dialer), acc)
-                    }
-                    Phase::OurDialerOff => (Session::new(dial, ext_off, Role::Dialer), acc),
-                    Phase::OursOff => (Session::new(acc, ext_off, Role::Acceptor), dial),
-                    Phase::Unanswered | Phase::AnsweredHello => {
-                        (Session::new(acc, Config::default(), Role::Acceptor), dial)
-                    }
+                    Phase::OurDialer | Phase::AnsweredAsk => (
+                        Session::new(dial, Config::default(), Role::Dialer).expect("session"),
+                        acc,
+                    ),
+                    Phase::OurDialerOff => (
+                        Session::new(dial, ext_off, Role::Dialer).expect("session"),
+                        acc,
+                    ),
+                    Phase::OursOff => (
+                        Session::new(acc, ext_off, Role::Acceptor).expect("session"),
+                        dial,
+                    ),
+                    Phase::Unanswered | Phase::AnsweredHello => (
+                        Session::new(acc, Config::default(), Role::Acceptor).expect("session"),
+                        dial,
+                    ),
                 };
                 let (mut r, mut w) = sock.into_split();
                 let mut p = Parser::new();
@@ -427,7 +435,7 @@ fn every_stream_of_an_agreed_session_is_extended() {
     let window = config.window() as usize;
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
-        let s = Session::new(acc, config.clone(), Role::Acceptor);
+        let s = Session::new(acc, config.clone(), Role::Acceptor).expect("session");
         // Opened before the peer said anything: the agreement is pending.
         let mut ours = s.open().await.expect("open");
         assert!(!ours.is_extended(), "not known yet");
@@ -748,7 +756,7 @@ fn a_peer_that_never_sends_its_last_fin_holds_only_ids() {
     const N: usize = 10_000;
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
-        let s = Session::new(dial, Config::default(), Role::Dialer);
+        let s = Session::new(dial, Config::default(), Role::Dialer).expect("session");
         let (mut r, mut w) = acc.into_split();
         let mut p = Parser::new();
         let early = s.open().await.expect("open");
@@ -901,7 +909,7 @@ fn the_peers_set_governs_our_windows() {
     let config = Config::default().with_window(2048 * KIB);
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
-        let s = Session::new(acc, config.clone(), Role::Acceptor);
+        let s = Session::new(acc, config.clone(), Role::Acceptor).expect("session");
         let (r, w) = dial.into_split();
         let (r, p, mut w, early) = dial_by_hand(r, w, config.window(), None).await;
         let (t, _rd) = reader(r, p, early, None);
@@ -985,7 +993,7 @@ fn near_miss_offers_are_just_answered_and_answers_never_are() {
                 Role::Acceptor => (acc, dial),
                 Role::Dialer => (dial, acc),
             };
-            let s = Session::new(ours, Config::default(), role);
+            let s = Session::new(ours, Config::default(), role).expect("session");
             let (mut r, mut w) = theirs.into_split();
             let mut p = Parser::new();
             let (our_offer, their_offer) = match role {
@@ -1075,7 +1083,7 @@ fn an_ask_flood_gets_one_hello_one_set_and_bounded_answers() {
     let (answers, window) = (config.max_pending_answers(), config.window());
     run(async {
         let (dial, acc) = loopback(Some(16 * 1024)).await.expect("loopback");
-        let s = Session::new(acc, config, Role::Acceptor);
+        let s = Session::new(acc, config, Role::Acceptor).expect("session");
         let (r, mut w) = dial.into_split();
         let gate = Arc::new(AtomicBool::new(false));
         #[derive(Default)]
@@ -1185,7 +1193,7 @@ fn a_syn_ext_from_a_peer_that_then_behaves_base() {
     let config = Config::default().with_window(2 * 1024 * 1024);
     run(async {
         let (dial, acc) = loopback(None).await.expect("loopback");
-        let s = Session::new(acc, config.clone(), Role::Acceptor);
+        let s = Session::new(acc, config.clone(), Role::Acceptor).expect("session");
         let (mut r, mut w) = dial.into_split();
         let mut p = Parser::new();
         send(&mut w, Frames::new().syn_ext(1).psh(1, b"hi")).await;

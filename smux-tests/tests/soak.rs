@@ -354,9 +354,12 @@ fn soak() {
         let mut conns = Vec::new();
         for acceptor_ext in [true, false] {
             let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
-            let a = Session::new(a, Config::default(), Role::Dialer);
+            let a = Session::new(a, Config::default(), Role::Dialer).expect("session");
             let b_config = Config::default().with_extensions(acceptor_ext);
-            conns.push([a, Session::new(b, b_config, Role::Acceptor)]);
+            conns.push([
+                a,
+                Session::new(b, b_config, Role::Acceptor).expect("session"),
+            ]);
         }
         let mut acceptors = Vec::new();
         for (conn, pair) in conns.iter().enumerate() {
@@ -565,7 +568,7 @@ fn soak_tokio_blocking() {
     run(async {
         let (a, b) = smux_tests::wire::loopback(None).await.expect("loopback");
         let b = b.into_std().expect("std socket");
-        let a = Session::new(a, Config::default(), Role::Dialer);
+        let a = Session::new(a, Config::default(), Role::Dialer).expect("session");
         let b = smux_blocking::Session::new(b, Config::default(), smux_blocking::Role::Acceptor)
             .expect("session");
         let acc_a = tokio_acceptor(a.clone(), sh.clone(), base);

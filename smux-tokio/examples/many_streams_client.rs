@@ -27,7 +27,7 @@ async fn main() -> std::io::Result<()> {
         eprintln!("{addr} does not speak smux");
         std::process::exit(1);
     }
-    let session = Session::new(tcp, Config::default(), Role::Dialer);
+    let session = Session::new(tcp, Config::default(), Role::Dialer)?;
 
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(streams);

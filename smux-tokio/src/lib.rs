@@ -4,9 +4,9 @@
 //! runs over any `AsyncRead + AsyncWrite + Unpin + Send` transport (a TCP stream, a
 //! TLS stream, a Unix socket...); it opens and accepts [`Stream`]s, which implement
 //! Tokio's [`AsyncRead`](tokio::io::AsyncRead) and
-//! [`AsyncWrite`](tokio::io::AsyncWrite). The wire format is that of the Go smux
-//! variant the project follows (7-byte headers, 16-bit recycled stream IDs, a
-//! 512 KiB window per stream), so either end may be the Go reference.
+//! [`AsyncWrite`](tokio::io::AsyncWrite). The wire format is that of the reference
+//! implementation (yddeng/smux, in Go): 7-byte headers, 16-bit recycled stream IDs, a
+//! 512 KiB window per stream, so either end may be a reference peer.
 //!
 //! ```
 //! use smux_tokio::{Config, Listener};
@@ -48,17 +48,21 @@
 //! # Tasks
 //!
 //! Each session spawns exactly **one** task, its driver, which owns the transport;
-//! streams have none. The driver reads the transport, feeds the core, writes what the
-//! core has to send with vectored writes, runs the keepalive timer from the core's
-//! next deadline (no polling) and wakes the tasks waiting on streams. It keeps
-//! reading while its writes are blocked, so a peer that stops reading only while its
-//! own writes are blocked cannot deadlock with it, and it yields to the runtime after
-//! a bounded amount of work per wake-up. When the session ends, every pending and
-//! later call fails promptly, the driver shuts the transport down and its task ends.
-//! A session must be created inside a Tokio runtime (with the `time` driver enabled).
+//! streams have none. The protocol and the whole life cycle of the connection (closing,
+//! lingering, draining, timers) live in the sans-IO core, [`smux_proto::Connection`];
+//! the driver only carries out what it asks for: read the transport, write what the
+//! core has to send with vectored writes, flush, shut the write side down, and sleep
+//! until the core's next deadline (keepalive, send-queue turns, graces; no polling).
+//! It keeps reading while its writes are blocked, so a peer that stops reading only
+//! while its own writes are blocked cannot deadlock with it, and it yields to the
+//! runtime after a bounded amount of work per wake-up. When the session ends, every
+//! pending and later call fails promptly, the driver shuts the transport down and its
+//! task ends. A session must be created inside a Tokio runtime (with the `time`
+//! driver enabled); time is Tokio's clock, so sessions follow a paused test clock.
 //!
-//! State is one `std::sync::Mutex` per session around the core and the parked
-//! wakers; it is never held across an await point or a system call.
+//! State is one `std::sync::Mutex` per session around the connection; it is never
+//! held across an await point or a system call, and tasks are woken after it is
+//! released.
 //!
 //! # Streams
 //!
@@ -137,16 +141,22 @@
 //! # Sessions
 //!
 //! [`connect`] and [`Listener`] cover TCP (with `TCP_NODELAY`); [`Session::new`] takes
-//! any transport. [`Session::close`] ends the session at once, dropping what is still
-//! queued; [`Session::shutdown`] refuses new writes, writes out everything already
-//! written on its streams, then ends it, and dropping the last [`Session`] clone does
-//! the same in the background (like closing a TCP socket, for at most 10 s).
-//! [`Session::go_away`] instead lets the open streams finish first (see above).
-//! [`Session::end_reason`] says why it ended (closed here, peer closed, keepalive
-//! timeout, protocol error, I/O error, drained after a go-away); [`Session::closed`]
-//! waits for it;
-//! [`Session::stats`] gives counters.
-//! [`is_smux`] tells whether the peer of a fresh connection speaks smux.
+//! any transport (an invalid [`Config`] is an error of kind `InvalidInput` with the
+//! [`ConfigError`] inside). [`Session::close`] ends the session at once, dropping what
+//! is still queued; [`Session::shutdown`] refuses new opens and writes (waiting ones
+//! fail at once), writes out everything already written on its streams, then ends it,
+//! and dropping the last [`Session`] clone does the same in the background (like
+//! closing a TCP socket, for at most 10 s). [`Session::go_away`] instead lets the open
+//! streams finish first (see above); [`Session::accept`] waits until the session
+//! then ends. [`Session::end_reason`] says why it ended (closed here, peer closed,
+//! keepalive timeout, protocol error, I/O error, drained after a go-away);
+//! [`Session::closed`] waits for it; [`Session::stats`] gives counters. [`is_smux`]
+//! tells whether the peer of a fresh connection speaks smux.
+//!
+//! A stream handle names one stream for good ([`StreamId`] carries which stream with
+//! that number it is): once this end reset it, its calls fail with `NotConnected`,
+//! also after its number was reused for a new stream, which the old handle never
+//! reaches.
 //!
 //! # Logging
 //!
@@ -167,6 +177,7 @@ mod stream;
 pub use net::{connect, Listener};
 pub use probe::{is_smux, is_smux_at};
 pub use session::Session;
-pub use smux_proto::{Config, EndReason, Role, Stats, StreamId};
-pub use smux_proto::{OpenError, ReadError, WriteError, RESET_REFUSED};
-pub use stream::{reset_code, PartialWrite, ReadHalf, Stream, WriteHalf};
+pub use smux_proto::{reset_code, PartialWrite, TransportError, RESET_REFUSED};
+pub use smux_proto::{Config, ConfigError, EndReason, Role, Stats, StreamId};
+pub use smux_proto::{OpenError, ReadError, WriteError};
+pub use stream::{ReadHalf, Stream, WriteHalf};

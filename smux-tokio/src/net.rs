@@ -4,22 +4,19 @@
 use std::io;
 use std::net::SocketAddr;
 
-use smux_proto::{Config, ConfigError, Role};
+use smux_proto::{Config, Role};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::session::Session;
-
-fn invalid(e: ConfigError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e)
-}
+use crate::session::{invalid, Session};
 
 /// Connects to `addr` over TCP (with `TCP_NODELAY`) and starts a session on it as
-/// the dialling end.
+/// the dialling end. An invalid `config` fails first, with
+/// [`io::ErrorKind::InvalidInput`].
 pub async fn connect(addr: impl ToSocketAddrs, config: Config) -> io::Result<Session> {
     config.validate().map_err(invalid)?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    Session::try_new(tcp, config, Role::Dialer).map_err(invalid)
+    Session::new(tcp, config, Role::Dialer)
 }
 
 /// A TCP listener that starts a session (as the accepting end) on every connection.
@@ -30,7 +27,8 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds a TCP listener to `addr`.
+    /// Binds a TCP listener to `addr`. An invalid `config` fails with
+    /// [`io::ErrorKind::InvalidInput`].
     pub async fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
         config.validate().map_err(invalid)?;
         let tcp = TcpListener::bind(addr).await?;
@@ -53,8 +51,7 @@ impl Listener {
             // Only a latency optimisation; the connection is still usable.
             tracing::debug!(%addr, error = %e, "smux: could not set TCP_NODELAY");
         }
-        let session =
-            Session::try_new(tcp, self.config.clone(), Role::Acceptor).map_err(invalid)?;
+        let session = Session::new(tcp, self.config.clone(), Role::Acceptor)?;
         Ok((session, addr))
     }
 

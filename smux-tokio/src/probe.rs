@@ -1,8 +1,9 @@
 //! Peer detection: does the other end of a fresh connection speak smux?
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use smux_proto::frame::HEADER_LEN;
 use smux_proto::{Probe, Verdict};
@@ -61,17 +62,12 @@ pub async fn is_smux_at(addr: impl ToSocketAddrs, timeout: Duration) -> io::Resu
     is_smux(&mut tcp, left).await
 }
 
-/// A seed for the challenge: the clock, the process and a counter, so two probes
-/// never share one even within a clock tick. (The challenge needs to be
-/// unpredictable enough that a non-smux peer cannot echo the answer by accident, not
-/// cryptographically secure.)
+/// A seed for the challenge from the standard library's per-process random hash keys
+/// (each `RandomState` differs), so two probes never share one. The challenge needs to
+/// be unpredictable enough that a non-smux peer cannot echo the answer by accident,
+/// not cryptographically secure.
 fn seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(std::process::id()) << 32)
+    RandomState::new().hash_one(0u8)
 }
 
 #[cfg(test)]

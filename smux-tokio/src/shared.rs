@@ -1,103 +1,76 @@
-//! The state every handle of one session shares: the core, the parked wakers and the
-//! driver's waker, behind one mutex that is never held across an await or a syscall.
+//! The state every handle of one session shares: the [`Connection`] behind a mutex that
+//! is never held across an await or a system call.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::Instant;
 
-use smux_proto::{Event, Session as Core, Waiters};
+use smux_proto::{Connection, Slot};
 
-/// Everything behind the lock.
-pub(crate) struct Inner {
-    pub(crate) core: Core,
-    pub(crate) waiters: Waiters,
-    /// The driver task's waker, taken (and so woken at most once) by whoever gives it
-    /// work; the driver parks it again each time it looks at the core.
-    pub(crate) driver: Option<Waker>,
-    /// Set once the driver task has finished (transport shut down).
-    pub(crate) driver_done: bool,
-    /// Tasks waiting in `Session::closed`, by the key of their future, which removes
-    /// its entry when dropped (a `select!` drops many of them early).
-    pub(crate) done_waiters: HashMap<u64, Waker>,
-    pub(crate) next_done_key: u64,
-    /// Set by a graceful close: opens and writes are refused, and the driver ends the
-    /// session once everything queued is written (or at `linger`, if set).
-    pub(crate) closing: bool,
-    pub(crate) linger: Option<std::time::Instant>,
-}
-
-impl Inner {
-    /// Starts a graceful close (see `closing`); returns the driver's waker to wake.
-    pub(crate) fn start_closing(&mut self, linger: Option<std::time::Instant>) -> Option<Waker> {
-        if self.core.is_ended() {
-            return None;
-        }
-        if !self.closing {
-            self.linger = linger;
-        } else if let (Some(old), Some(new)) = (self.linger, linger) {
-            self.linger = Some(old.min(new));
-        }
-        self.closing = true;
-        self.take_driver()
-    }
-
-    /// The error for opens and writes once a graceful close started.
-    pub(crate) fn closing_error() -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::NotConnected, "smux session is closing")
-    }
-}
-
-impl Inner {
-    /// Dispatches one core event: collects the wakers it concerns into `woken`.
-    pub(crate) fn dispatch(&mut self, ev: &Event, woken: &mut Vec<Waker>) {
-        self.waiters.dispatch(ev, woken);
-    }
-
-    /// Takes the driver's waker so the caller can wake it after unlocking.
-    pub(crate) fn take_driver(&mut self) -> Option<Waker> {
-        self.driver.take()
-    }
+thread_local! {
+    static WOKEN: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
 }
 
 /// One session's shared state.
+#[derive(Debug)]
 pub(crate) struct Shared {
-    inner: Mutex<Inner>,
+    conn: Mutex<Connection>,
     /// A number for log lines (unique within the process).
     pub(crate) tag: u64,
 }
 
 impl Shared {
-    pub(crate) fn new(core: Core, tag: u64) -> Shared {
+    pub(crate) fn new(conn: Connection, tag: u64) -> Shared {
         Shared {
-            inner: Mutex::new(Inner {
-                core,
-                waiters: Waiters::new(),
-                driver: None,
-                driver_done: false,
-                done_waiters: HashMap::new(),
-                next_done_key: 0,
-                closing: false,
-                linger: None,
-            }),
+            conn: Mutex::new(conn),
             tag,
         }
     }
 
-    /// Locks the state. The core does not panic, so a poisoned lock (a panic in our
-    /// own code between lock and unlock) still holds consistent state.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the connection, then wakes the tasks it owes a wake-up once the lock
+    /// is released. The core does not panic, so a poisoned lock (a panic in our own
+    /// code while it was held) still guards consistent state.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        // A list kept per thread, so waking allocates nothing (a nested call, from a
+        // waker that calls back, just uses a list of its own).
+        let mut woken = WOKEN.take();
+        let r = {
+            let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let r = f(&mut c);
+            c.take_wakers(&mut woken);
+            r
+        };
+        woken.drain(..).for_each(Waker::wake);
+        WOKEN.set(woken);
+        r
     }
-}
 
-/// Wakes `w` if present; called after the lock is released.
-pub(crate) fn wake(w: Option<Waker>) {
-    if let Some(w) = w {
-        w.wake();
+    /// Waits on a call that parks in a [`Slot`] (accept, ready, closed); a wait dropped
+    /// early (a `select!` drops many) forgets its waker at once.
+    pub(crate) async fn wait<R>(
+        &self,
+        mut f: impl FnMut(&mut Connection, &mut Slot, &Waker) -> Poll<R>,
+    ) -> R {
+        struct Parked<'a>(&'a Shared, Slot);
+        impl Drop for Parked<'_> {
+            fn drop(&mut self) {
+                if self.1 != Slot::default() {
+                    self.0.with(|c| c.forget(&mut self.1));
+                }
+            }
+        }
+        let mut parked = Parked(self, Slot::default());
+        poll_fn(|cx| {
+            let slot = &mut parked.1;
+            self.with(|c| f(c, slot, cx.waker()))
+        })
+        .await
     }
 }
 
 /// The current time as the core sees it: Tokio's clock, so paused-time tests work.
-pub(crate) fn now() -> std::time::Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }

@@ -30,7 +30,7 @@ async fn probe_an_accepted_connection_then_run_a_session_on_it(ext: bool) {
                 .await
                 .expect("probe");
             assert!(verdict, "our own session answers the probe");
-            let session = Session::new(tcp, config(ext), Role::Acceptor);
+            let session = Session::new(tcp, config(ext), Role::Acceptor).expect("session");
             let mut s = session.accept().await.expect("accept stream");
             let mut buf = [0u8; 5];
             s.read_exact(&mut buf).await.expect("read");

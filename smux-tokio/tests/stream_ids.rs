@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, pair};
-use smux_tokio::Config;
+use smux_tokio::{reset_code, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 both_ways!(
@@ -91,23 +91,43 @@ async fn all_ids_in_use_then_a_clear_error(ext: bool) {
         assert_eq!(held.len(), ALL);
         assert_eq!(client.stats().streams, ALL);
 
-        // Closing one stream on both ends frees its ID for the next open.
-        let last = streams.pop().expect("a stream");
+        // Resetting one stream (a close on a base stream) and dropping the peer's end
+        // frees its number for the next open; the handle is kept.
+        let mut last = streams.pop().expect("a stream");
         let id = last.id();
-        drop(last);
-        let pos = held.iter().position(|s| s.id() == id).expect("peer's end");
+        last.reset(9);
+        let pos = held
+            .iter()
+            .position(|s| s.id().number() == id.number())
+            .expect("peer's end");
         let mut peer = held.swap_remove(pos);
         let mut b = [0u8; 1];
-        assert_eq!(peer.read(&mut b).await.expect("eof"), 0);
+        match peer.read(&mut b).await {
+            Err(e) if ext => assert_eq!(reset_code(&e), Some(9), "{e}"),
+            r => assert_eq!(r.expect("eof"), 0),
+        }
         drop(peer);
-        let again = loop {
+        let mut again = loop {
             match client.open().await {
                 Ok(s) => break s,
                 Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         };
         assert_eq!(again.id().number(), id.number());
-        assert_ne!(again.id(), id, "a new handle");
+        assert_ne!(again.id(), id, "a new stream on the same number");
+        // The old handle still names the old stream: its calls fail, and dropping it
+        // leaves the new stream alone.
+        let e = last
+            .write(b"stale")
+            .await
+            .expect_err("write on a stale handle");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
+        drop(last);
+        again.write_all(b"new").await.expect("write");
+        let mut fresh = server.accept().await.expect("accept");
+        let mut buf = [0u8; 3];
+        fresh.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"new");
         assert!(client.end_reason().is_none() && server.end_reason().is_none());
     })
     .await;

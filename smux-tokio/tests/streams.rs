@@ -161,9 +161,25 @@ async fn invalid_config_is_an_error() {
         .await
         .expect_err("invalid config");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    assert!(smux_tokio::Listener::bind("127.0.0.1:0", bad)
+    assert!(smux_tokio::Listener::bind("127.0.0.1:0", bad.clone())
         .await
         .is_err());
+    // Any transport: the error carries the ConfigError.
+    let (a, _b) = tokio::io::duplex(1024);
+    let err = smux_tokio::Session::new(a, bad, smux_tokio::Role::Dialer).expect_err("invalid");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<smux_tokio::ConfigError>());
+    assert!(inner.is_some(), "{err:?}");
+}
+
+#[test]
+fn a_session_outside_a_runtime_is_an_error() {
+    let (a, _b) = tokio::io::duplex(1024);
+    let err = smux_tokio::Session::new(a, Config::default(), smux_tokio::Role::Dialer)
+        .expect_err("no runtime");
+    assert!(err.to_string().contains("runtime"), "{err}");
 }
 
 /// Writes on four streams, closes them, then ends the session with `shutdown().await`
@@ -217,8 +233,10 @@ async fn any_transport_works_even_without_vectored_writes(ext: bool) {
         let (a, b) = tokio::io::duplex(16 * 1024);
         let (a, b) = (Plain(a), Plain(b));
         assert!(!tokio::io::AsyncWrite::is_write_vectored(&a));
-        let client = smux_tokio::Session::new(a, config(ext), smux_tokio::Role::Dialer);
-        let server = smux_tokio::Session::new(b, config(ext), smux_tokio::Role::Acceptor);
+        let client =
+            smux_tokio::Session::new(a, config(ext), smux_tokio::Role::Dialer).expect("session");
+        let server =
+            smux_tokio::Session::new(b, config(ext), smux_tokio::Role::Acceptor).expect("session");
         common::settle(&client).await;
         assert_eq!(client.extensions_enabled(), ext);
         tokio::spawn(async move {

@@ -253,7 +253,7 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
             socket(link)?,
             smux_config(system),
             smux_tokio::Role::Dialer,
-        ))),
+        )?)),
         System::SmuxSmol => Arc::new(SmolOpener(smol_end(
             link,
             smux_smol::Role::Dialer,
@@ -303,7 +303,7 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
             socket(link)?,
             smux_config(system),
             smux_tokio::Role::Acceptor,
-        ))),
+        )?)),
         System::SmuxSmol => Arc::new(SmolAcceptor(smol_end(
             link,
             smux_smol::Role::Acceptor,

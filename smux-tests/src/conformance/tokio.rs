@@ -54,13 +54,9 @@ pub struct Stream {
     wr: Mutex<Option<WriteHalf>>,
 }
 
-/// The gap: smux-tokio's `reset` takes a half by value.
+/// A half of the stream this shim no longer holds.
 fn consumed() -> io::Error {
-    gap(
-        NAME,
-        "Stream::reset takes the stream by value (the spec has reset(&self)), so no handle \
-         is left for this call",
-    )
+    gap(NAME, "the stream's half is gone")
 }
 
 impl Stream {
@@ -136,19 +132,12 @@ impl super::Stream for Stream {
     }
 
     fn reset(&self, code: u32) -> io::Result<()> {
-        // Each half can reset (and is consumed by it): the writing half first, so the
-        // reading half stays to show what reads do afterwards.
-        if let Some(w) = lock(&self.wr).take() {
+        if let Some(w) = lock(&self.wr).as_ref() {
             w.reset(code);
-            return Ok(());
+        } else if let Some(r) = lock(&self.rd).as_ref() {
+            r.reset(code);
         }
-        match lock(&self.rd).take() {
-            Some(r) => {
-                r.reset(code);
-                Ok(())
-            }
-            None => Err(consumed()),
-        }
+        Ok(())
     }
 
     fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
@@ -260,9 +249,7 @@ impl super::Adapter for Tokio {
         tcp.set_nonblocking(true)?;
         let _rt = rt().enter();
         let tcp = ::tokio::net::TcpStream::from_std(tcp)?;
-        // The spec's constructor; today's returns the session itself (and panics on a
-        // bad config).
-        Ok(Session(smux_tokio::Session::new(tcp, config, role)))
+        smux_tokio::Session::new(tcp, config, role).map(Session)
     }
 
     fn new_session_interrupted(tcp: TcpStream, config: Config, role: Role) -> io::Result<Session> {
@@ -273,7 +260,7 @@ impl super::Adapter for Tokio {
             reads: Interrupter::default(),
             writes: Interrupter::default(),
         };
-        Ok(Session(smux_tokio::Session::new(tcp, config, role)))
+        smux_tokio::Session::new(tcp, config, role).map(Session)
     }
 
     fn partial_written(e: &io::Error) -> Option<usize> {
