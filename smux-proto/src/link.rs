@@ -102,8 +102,11 @@ impl Input {
     /// Report with [`Input::filled`], before the next call to any other method.
     pub fn spare(&mut self) -> &mut [u8] {
         self.filled = self.buf.len();
-        let cap = self.buf.capacity().max(self.filled + READ_RESERVE / 4);
-        let room = (cap - self.filled).clamp(READ_RESERVE / 4, READ_RESERVE);
+        // As in `read_buf`: a whole reserve once little is left, so reads stay large.
+        if self.buf.capacity() - self.filled < READ_RESERVE / 4 {
+            self.buf.reserve(READ_RESERVE);
+        }
+        let room = (self.buf.capacity() - self.filled).min(READ_RESERVE);
         self.buf.resize(self.filled + room, 0);
         &mut self.buf[self.filled..]
     }
@@ -230,5 +233,26 @@ impl Output {
     /// True while writes may still go out.
     pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, WriteState::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each read is offered a whole reserve, also while payloads split off earlier
+    /// input are still held (by streams not read yet) and a partial frame is left:
+    /// reads of a quarter of that would take four times the system calls.
+    #[test]
+    fn spare_offers_a_whole_reserve_each_read() {
+        let mut input = Input::new();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let n = input.spare().len();
+            assert_eq!(n, READ_RESERVE);
+            input.filled(Ok(n));
+            let frames = input.buf.len() - 100;
+            held.push(input.buf.split_to(frames).freeze());
+        }
     }
 }
