@@ -164,8 +164,14 @@ fn writer(shared: &Shared, mut wr: Box<dyn Write + Send>, vectored: bool) {
         if plan.write {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = output.slices(&mut slices);
-            let r = wr.write_vectored(&slices[..n]);
-            output.written(calm(r));
+            let r = calm(wr.write_vectored(&slices[..n]));
+            let ok = r.is_ok();
+            output.written(r);
+            // All written: the flush the next plan would ask for, without a round
+            // under the lock.
+            if ok && output.is_empty() {
+                output.flushed(calm(wr.flush()));
+            }
         } else if plan.flush {
             output.flushed(calm(wr.flush()));
         } else if plan.shutdown {
