@@ -33,7 +33,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
-use crate::error::{EndReason, OpenError, ReadError, WriteError};
+use crate::error::{EndReason, ReadError, WriteError};
 use crate::frame::Header;
 use crate::id::Role;
 use crate::link::{Input, Output, Plan, ReadState, WriteState};
