@@ -371,6 +371,9 @@ impl Session {
     /// everything first, use [`Session::shutdown`].
     pub fn close(&self) {
         self.shared().with(|i| i.conn.close());
+        // A write blocked on a full transport would otherwise go on writing what it
+        // was handed once the peer reads: closing the transport ends it now.
+        self.shared().close_transport();
     }
 
     /// Ends the session gracefully and waits until it ended: new opens and writes are
