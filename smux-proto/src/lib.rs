@@ -177,3 +177,9 @@ pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};
 pub use transmit::Transmit;
 pub use wake::Waiters;
+
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

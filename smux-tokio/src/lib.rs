@@ -181,3 +181,9 @@ pub use smux_proto::{reset_code, PartialWrite, TransportError, RESET_REFUSED};
 pub use smux_proto::{Config, ConfigError, EndReason, Role, Stats, StreamId};
 pub use smux_proto::{OpenError, ReadError, WriteError};
 pub use stream::{ReadHalf, Stream, WriteHalf};
+
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
