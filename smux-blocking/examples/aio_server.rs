@@ -1,5 +1,5 @@
-//! The seed's "aio": one thread serves every stream of a session with a readiness
-//! poller and non-blocking streams (an echo service).
+//! Event-driven use ("aio"): one thread serves every stream of a session with a
+//! readiness poller and non-blocking streams (an echo service).
 //!
 //! Per session the process runs three threads: the session's reader and writer, and
 //! this example's event loop, whether the session carries ten streams or 10,000.

@@ -277,3 +277,9 @@ pub use smux_proto::{
 };
 pub use stream::Stream;
 pub use transport::{Parts, ReadTimeout, Transport};
+
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,11 +7,14 @@
 //! events and its next timer. `smux-tokio`, `smux-smol` and `smux-blocking` bind it to
 //! real sockets; a custom event loop can drive it directly.
 //!
-//! The wire format is that of the Go reference implementation: a 7-byte header
-//! (`cmd` u8, stream `id` u16 little-endian, `length` u32 little-endian), 16-bit stream
-//! IDs recycled through a bitmap, a 512 KiB window per stream and direction confirmed
-//! with CFM frames, a FIN handshake before an ID is reused, PIN keepalives and a VRM
-//! verify code for peer detection. `docs/PROTOCOL.md` in the repository describes it.
+//! The wire format is that of the reference implementation (yddeng/smux, in Go): a
+//! 7-byte header (`cmd` u8, stream `id` u16 little-endian, `length` u32
+//! little-endian), 16-bit stream IDs recycled through a bitmap, a 512 KiB window per
+//! stream and direction confirmed with CFM frames, a FIN handshake before an ID is
+//! reused, PIN keepalives and a VRM verify code for peer detection. [PROTOCOL.md] in
+//! the repository describes it.
+//!
+//! [PROTOCOL.md]: https://github.com/smux-rs/smux-rs/blob/main/docs/PROTOCOL.md
 //!
 //! # The drive loop
 //!
@@ -73,7 +76,7 @@
 //! # Extensions
 //!
 //! Two ends of this crate agree on extensions within the first round trip, a
-//! reference peer never noticing (`docs/PROTOCOL.md` in the repository, section 15):
+//! reference peer never noticing ([PROTOCOL.md], section 15):
 //! windows that grow with the measured round-trip time up to [`Config::max_window`],
 //! half-close ([`Session::shutdown`]), reset with an error code ([`Session::reset`]),
 //! a graceful end ([`Session::go_away`]) and the exchange of receive windows.
@@ -177,3 +180,9 @@ pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};
 pub use transmit::Transmit;
 pub use wake::Waiters;
+
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -153,3 +153,9 @@ pub use smux_proto::{
     reset_code, Config, ConfigError, EndReason, OpenError, PartialWrite, ReadError, Role, Stats,
     StreamId, TransportError, WriteError, RESET_REFUSED,
 };
+
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

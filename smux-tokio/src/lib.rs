@@ -81,10 +81,12 @@
 //! # Extensions
 //!
 //! Two smux-rs ends with [`Config::extensions`] on (the default) agree on extensions
-//! that a reference peer never sees (`docs/PROTOCOL.md` in the repository describes
-//! them), within the first round trip; [`Session::ready`] waits for that and says
-//! whether they did. Every stream of the session is then extended
-//! ([`Stream::is_extended`]), including those opened before the agreement settled:
+//! that a reference peer never sees ([PROTOCOL.md] describes them), within the first
+//! round trip; [`Session::ready`] waits for that and says whether they did. Every
+//! stream of the session is then extended ([`Stream::is_extended`]), including those
+//! opened before the agreement settled:
+//!
+//! [PROTOCOL.md]: https://github.com/smux-rs/smux-rs/blob/main/docs/PROTOCOL.md
 //!
 //! * windows grow beyond 512 KiB when the round-trip time calls for it (up to
 //!   [`Config::max_window`]), so one stream can fill a long fat link;
@@ -181,3 +183,9 @@ pub use smux_proto::{reset_code, PartialWrite, TransportError, RESET_REFUSED};
 pub use smux_proto::{Config, ConfigError, EndReason, Role, Stats, StreamId};
 pub use smux_proto::{OpenError, ReadError, WriteError};
 pub use stream::{ReadHalf, Stream, WriteHalf};
+
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

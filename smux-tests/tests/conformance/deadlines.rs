@@ -97,8 +97,9 @@ fn read_deadlines<A: Adapter>(ext: bool) {
     assert_eq!(read_some(&b, 4), b"late", "a timed-out read lost something");
 }
 
-/// A deadline already past when the write starts (the seed's rule: once it fired,
-/// nothing more is handed over): `TimedOut` with 0 written, and nothing sent.
+/// A deadline already past when the write starts (the reference implementation's rule:
+/// once it fired, nothing more is handed over): `TimedOut` with 0 written, and nothing
+/// sent.
 fn a_write_with_a_past_deadline_sends_nothing<A: Adapter>() {
     for ext in [true, false] {
         past_deadline_write::<A>(ext);
