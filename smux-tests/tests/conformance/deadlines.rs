@@ -15,6 +15,7 @@ use crate::support::{
 
 conformance!(
     write_all_before_reports_an_honest_count,
+    a_timed_out_write_takes_exactly_what_the_window_has_left,
     read_before_times_out_with_nothing_read,
     a_write_with_a_past_deadline_sends_nothing,
     random_short_write_deadlines_deliver_every_byte_once,
@@ -63,6 +64,29 @@ fn write_all_before_reports_an_honest_count<A: Adapter>() {
         let (got, _b) = reader.join(60, "the rest");
         assert_eq!(got.len(), rest.len(), "bytes after the first part");
         assert!(got == rest, "garbled: the count was not honest");
+    }
+}
+
+/// The peer reads nothing: a deadline-bound write larger than the window takes
+/// exactly what the window has left (the window less the first byte) and times out;
+/// turned into an `io::Error` (by the adapter's `From`) it is `TimedOut`.
+fn a_timed_out_write_takes_exactly_what_the_window_has_left<A: Adapter>() {
+    for ext in [true, false] {
+        let cfg = small(ext);
+        let window = cfg.window() as usize;
+        let (c, s) = pair::<A>(cfg.clone(), cfg);
+        let a = c.open().expect("open");
+        a.write_all(b"!").expect("first byte");
+        let _b = s.accept().expect("accept");
+        let p = a
+            .write_all_before(&vec![3u8; 3 * window], Instant::now() + ms(300))
+            .expect_err("the window is smaller than the write");
+        assert!(p.is_timeout(), "{p}");
+        assert_eq!(p.written(), window - 1, "ext {ext}");
+        let e = a
+            .write_all_before_io(b"x", Instant::now() + ms(50))
+            .expect_err("the window is still full");
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
     }
 }
 
