@@ -9,10 +9,11 @@
 //!
 //! The groups: `streams` (open and accept, data with checksums, head-of-line freedom,
 //! keepalive), `extensions` (half-close, reset codes, go-away, `ready`), `deadlines`
-//! (honest partial counts, read deadlines, cancelled calls), `failures` (keepalive
-//! death, hostile close, transport loss, local ends, protocol violations), `behaviour`
-//! (one body per row of the behaviour table of the adapter spec, docs/ARCHITECTURE.md)
-//! and `ids` (stale handles, ID recycling and exhaustion).
+//! (honest partial counts, read deadlines, cancelled calls, send-queue turns of calls
+//! given up), `failures` (keepalive death, hostile close, transport loss, local ends,
+//! protocol violations), `behaviour` (one body per row of the behaviour table of the
+//! adapter spec, docs/ARCHITECTURE.md) and `ids` (stale handles, ID recycling and
+//! exhaustion).
 
 /// For each body `name` (a `fn name<A: Adapter>()` of the enclosing module), the tests
 /// `name::tokio`, `name::smol` and `name::blocking`.

@@ -1,5 +1,6 @@
 //! Deadlines: a write that hits its deadline reports exactly what was accepted, a read
-//! deadline reads nothing, and a read or write given up mid-wait loses nothing.
+//! deadline reads nothing, a read or write given up mid-wait loses nothing, and a
+//! write given up does not keep its send-queue turn.
 
 use std::io::ErrorKind;
 use std::sync::mpsc;
@@ -8,14 +9,18 @@ use std::time::{Duration, Instant};
 use smux_tests::conformance::{Adapter, Session, Stream};
 use smux_tests::{pattern_vec, Checksum, Rng};
 
-use crate::support::{config, ms, pair, small, soon, Task};
+use crate::support::{
+    config, eventually, ms, pair, raw_peer_of, small, small_buffer_pair, soon, Task,
+};
 
 conformance!(
     write_all_before_reports_an_honest_count,
+    a_timed_out_write_takes_exactly_what_the_window_has_left,
     read_before_times_out_with_nothing_read,
     a_write_with_a_past_deadline_sends_nothing,
     random_short_write_deadlines_deliver_every_byte_once,
     cancelled_reads_and_writes_lose_nothing,
+    a_given_up_write_does_not_hold_send_queue_room,
 );
 
 /// The reader takes 100 kB, then stops: the deadline-bound write of the rest stops
@@ -59,6 +64,29 @@ fn write_all_before_reports_an_honest_count<A: Adapter>() {
         let (got, _b) = reader.join(60, "the rest");
         assert_eq!(got.len(), rest.len(), "bytes after the first part");
         assert!(got == rest, "garbled: the count was not honest");
+    }
+}
+
+/// The peer reads nothing: a deadline-bound write larger than the window takes
+/// exactly what the window has left (the window less the first byte) and times out;
+/// turned into an `io::Error` (by the adapter's `From`) it is `TimedOut`.
+fn a_timed_out_write_takes_exactly_what_the_window_has_left<A: Adapter>() {
+    for ext in [true, false] {
+        let cfg = small(ext);
+        let window = cfg.window() as usize;
+        let (c, s) = pair::<A>(cfg.clone(), cfg);
+        let a = c.open().expect("open");
+        a.write_all(b"!").expect("first byte");
+        let _b = s.accept().expect("accept");
+        let p = a
+            .write_all_before(&vec![3u8; 3 * window], Instant::now() + ms(300))
+            .expect_err("the window is smaller than the write");
+        assert!(p.is_timeout(), "{p}");
+        assert_eq!(p.written(), window - 1, "ext {ext}");
+        let e = a
+            .write_all_before_io(b"x", Instant::now() + ms(50))
+            .expect_err("the window is still full");
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
     }
 }
 
@@ -241,4 +269,74 @@ fn cancelled_reads_and_writes_lose_nothing<A: Adapter>() {
             "lost or duplicated data"
         );
     }
+}
+
+/// Send-queue turns expire (issue 10, core item 3). A session with a send queue of
+/// four frames, to a raw peer that does not read yet: filler streams fill the queue,
+/// four writers give their writes up while they wait for room, and one more writer
+/// waits. When the peer starts reading, the four abandoned writers get their
+/// turns in order and hold all the room; the turns must expire after their grant time
+/// (500 ms) and the last writer go on, long before the next keepalive (10 s) would
+/// wake the session. (Without the expiry in `poll_timeout` it waits about 9 s.)
+fn a_given_up_write_does_not_hold_send_queue_room<A: Adapter>() {
+    const FRAME: usize = 16 * 1024;
+    const GIVEN_UP: usize = 4;
+    let (ours, raw) = small_buffer_pair();
+    let cfg = config(false)
+        .with_max_frame(FRAME as u32)
+        .with_max_buffered_out(GIVEN_UP * FRAME)
+        .with_keepalive_interval(Duration::from_secs(10))
+        .with_keepalive_timeout(Duration::from_secs(60));
+    let (sess, peer) = raw_peer_of::<A>(ours, raw, cfg);
+    // Fillers, each well under a window (no CFM ever comes from the raw peer), all
+    // together well over what the socket buffers and the queue hold.
+    let mut fillers: Vec<_> = (0..6)
+        .map(|i| {
+            let st = sess.open().expect("open");
+            Task::spawn(move || (st.write_all(&pattern_vec(i, 400 * 1024)), st))
+        })
+        .collect();
+    eventually(20, "the send queue is full", || {
+        sess.stats().buffered_out >= GIVEN_UP * FRAME - FRAME
+    });
+    std::thread::sleep(ms(100));
+    assert!(
+        fillers.iter_mut().any(|f| !f.is_finished()),
+        "no filler waits for queue room"
+    );
+    let abandoned: Vec<_> = (0..GIVEN_UP)
+        .map(|_| {
+            let st = sess.open().expect("open");
+            let e = st
+                .write_for(&[5u8; FRAME], ms(200))
+                .expect_err("a write while the queue is full");
+            assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+            st
+        })
+        .collect();
+    let last = sess.open().expect("open");
+    let mut waiting = Task::spawn(move || (last.write_all(&[6u8; 1000]), last));
+    std::thread::sleep(ms(100));
+    assert!(
+        !waiting.is_finished(),
+        "the last writer did not wait for room"
+    );
+
+    let mut tcp = peer.tcp;
+    let start = Instant::now();
+    let _drain = Task::spawn(move || std::io::copy(&mut tcp, &mut std::io::sink()));
+    let (r, _last) = waiting.join(30, "the writer behind the abandoned turns");
+    let took = start.elapsed();
+    r.expect("write behind the abandoned turns");
+    println!("the last writer went on {took:?} after the peer started reading");
+    assert!(
+        took < Duration::from_secs(3),
+        "abandoned send-queue turns held the room for {took:?} (turns expire after 500 ms)"
+    );
+    drop(abandoned);
+    for f in fillers {
+        let (r, _st) = f.join(30, "filler");
+        r.expect("filler");
+    }
+    sess.close();
 }

@@ -2,13 +2,14 @@
 //! when either end has them off.
 
 use std::io::ErrorKind;
+use std::sync::Arc;
 
 use smux_proto::{reset_code, EndReason, OpenError, RESET_REFUSED};
 use smux_tests::conformance::{Adapter, Session, Stream};
 use smux_tests::{pattern_sum, pattern_vec};
 
 use crate::support::{
-    config, eventually, ms, pair, pair_unsettled, recv_to_end, send_pattern, Task,
+    config, eventually, ms, pair, pair_unsettled, recv_sum, recv_to_end, send_pattern, soon, Task,
 };
 
 conformance!(
@@ -22,34 +23,50 @@ conformance!(
     ready_is_false_with_extensions_off_on_either_end,
 );
 
-/// A request, our half-close, then an answer larger than a window read to its end.
+/// Each end in turn opens a stream, sends a request larger than a window and
+/// half-closes; a read parked before the half-close gets the whole answer (larger
+/// than a window too), which the peer writes only once it read the request to its
+/// end. A second half-close does nothing, a write after it fails, end-of-file stays
+/// end-of-file, and the stream is freed on both ends.
 fn half_close_then_read_the_whole_answer<A: Adapter>() {
-    const REQUEST: usize = 300_000;
+    const REQUEST: usize = 1_500_000;
     const ANSWER: u64 = 1_200_000;
     let (c, s) = pair::<A>(config(true), config(true));
-    let server = Task::spawn(move || {
-        let p = s.accept().expect("accept");
-        let request = p.read_to_end().expect("read the request to its end");
-        send_pattern(&p, 2, ANSWER).expect("answer");
-        drop(p);
-        (request, s)
-    });
-    let st = c.open().expect("open");
-    st.write_all(&pattern_vec(1, REQUEST)).expect("request");
-    st.shutdown().expect("half-close");
-    assert!(st.write(b"more").is_err(), "a write after our half-close");
-    assert_eq!(
-        recv_to_end(&st).expect("answer"),
-        (ANSWER, pattern_sum(2, ANSWER))
-    );
-    let (request, _s) = server.join(60, "server");
-    assert!(request == pattern_vec(1, REQUEST), "request garbled");
-    assert!(st.is_extended());
+    for (opener, answerer) in [(&c, &s), (&s, &c)] {
+        let answerer = answerer.clone();
+        let server = Task::spawn(move || {
+            let p = answerer.accept().expect("accept");
+            let request = p.read_to_end().expect("read the request to its end");
+            send_pattern(&p, 2, ANSWER).expect("answer");
+            request
+        });
+        let st = opener.open().expect("open");
+        assert!(st.is_extended());
+        let answer = std::thread::scope(|sc| {
+            let reader = sc.spawn(|| recv_to_end(&st));
+            st.write_all(&pattern_vec(1, REQUEST)).expect("request");
+            st.shutdown().expect("half-close");
+            st.shutdown().expect("a second half-close does nothing");
+            assert!(st.write(b"more").is_err(), "a write after our half-close");
+            reader.join().expect("reader")
+        });
+        assert_eq!(answer.expect("answer"), (ANSWER, pattern_sum(2, ANSWER)));
+        assert_eq!(st.read(&mut [0u8; 8]).expect("end-of-file again"), 0);
+        let request = server.join(60, "answerer");
+        assert!(request == pattern_vec(1, REQUEST), "request garbled");
+        drop(st);
+        eventually(20, "the stream freed on both ends", || {
+            c.stats().streams == 0 && s.stats().streams == 0
+        });
+    }
+    assert!(c.end_reason().is_none() && s.end_reason().is_none());
 }
 
 /// With extensions off on either end, half-close fails with `Unsupported`, sends
-/// nothing, and the stream goes on both ways.
+/// nothing, and the stream goes on both ways (beyond a window); once one end closes
+/// it, the other reads end-of-file and its writes fail (`BrokenPipe`).
 fn half_close_on_a_base_stream_is_unsupported<A: Adapter>() {
+    const BULK: u64 = 1_200_000;
     for dialer_off in [true, false] {
         let (c, s) = pair::<A>(config(!dialer_off), config(dialer_off));
         let a = c.open().expect("open");
@@ -65,6 +82,13 @@ fn half_close_on_a_base_stream_is_unsupported<A: Adapter>() {
             .read_for(&mut buf, ms(200))
             .expect_err("end-of-file after a refused half-close");
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        // Beyond a window each way, between an end with extensions and one without.
+        std::thread::scope(|sc| {
+            sc.spawn(|| send_pattern(&a, 5, BULK).expect("bulk write"));
+            sc.spawn(|| send_pattern(&b, 6, BULK).expect("bulk write back"));
+            sc.spawn(|| assert_eq!(recv_sum(&b, BULK).expect("bulk"), pattern_sum(5, BULK)));
+            assert_eq!(recv_sum(&a, BULK).expect("bulk back"), pattern_sum(6, BULK));
+        });
         a.write_all(b"b")
             .expect("write after the refused half-close");
         b.read_exact(&mut buf[..1]).expect("read");
@@ -74,11 +98,15 @@ fn half_close_on_a_base_stream_is_unsupported<A: Adapter>() {
         assert_eq!(buf[0], b'c');
         drop(a);
         assert_eq!(b.read(&mut buf).expect("end-of-file after the close"), 0);
+        let e = b.write(b"x").expect_err("a write after the peer's close");
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e}");
     }
 }
 
-/// The acceptor resets (the dialer's read and write report the code), then the dialer
-/// resets while the acceptor's read is parked (it wakes with the code).
+/// The acceptor resets: every call of the dialer reports the code, the acceptor's own
+/// calls fail with none. Then the dialer resets while the acceptor's read is parked
+/// (it wakes with the code), and resets a stream on which its own read is parked (it
+/// wakes, `NotConnected`).
 fn reset_codes_reach_the_peer_both_ways<A: Adapter>() {
     let (c, s) = pair::<A>(config(true), config(true));
     let a = c.open().expect("open");
@@ -99,6 +127,26 @@ fn reset_codes_reach_the_peer_both_ways<A: Adapter>() {
         (ErrorKind::ConnectionReset, Some(0xB0B)),
         "{e}"
     );
+    // Every later call of the peer reports the code too: a read again, a half-close,
+    // a deadline-bound write (nothing written).
+    let code = |e: std::io::Error| (e.kind(), reset_code(&e));
+    let again = a.read(&mut buf).map_err(code);
+    assert_eq!(again, Err((ErrorKind::ConnectionReset, Some(0xB0B))));
+    let shut = a.shutdown().map_err(code);
+    assert_eq!(shut, Err((ErrorKind::ConnectionReset, Some(0xB0B))));
+    let p = a
+        .write_all_before(b"x", soon(5))
+        .expect_err("a deadline-bound write to a reset stream");
+    assert_eq!(p.written(), 0, "{p}");
+    let e = a
+        .write_all_before_io(b"x", soon(5))
+        .expect_err("a deadline-bound write to a reset stream");
+    assert_eq!(code(e), (ErrorKind::ConnectionReset, Some(0xB0B)));
+    // Our own calls after our reset fail here, with no code: the reset was ours.
+    let ours = [b.read(&mut buf).map(|_| ()), b.write(b"y").map(|_| ())];
+    for r in ours {
+        assert_eq!(r.map_err(code), Err((ErrorKind::NotConnected, None)));
+    }
 
     let a = c.open().expect("open");
     a.write_all(b"x").expect("write");
@@ -117,6 +165,21 @@ fn reset_codes_reach_the_peer_both_ways<A: Adapter>() {
     a.reset(0xA11CE).expect("reset");
     let got = parked.join(20, "parked read");
     assert_eq!(got, [(ErrorKind::ConnectionReset, Some(0xA11CE)); 2]);
+
+    // A read parked on our own stream wakes when another thread resets it.
+    let a = Arc::new(c.open().expect("open"));
+    a.write_all(b"?").expect("write");
+    let _b = s.accept().expect("accept");
+    let a2 = a.clone();
+    let mut parked = Task::spawn(move || {
+        let mut buf = [0u8; 8];
+        a2.read(&mut buf).map_err(|e| (e.kind(), reset_code(&e)))
+    });
+    std::thread::sleep(ms(50));
+    assert!(!parked.is_finished(), "the read did not park");
+    a.reset(9).expect("reset");
+    let got = parked.join(20, "our parked read");
+    assert_eq!(got, Err((ErrorKind::NotConnected, None)));
 }
 
 /// A reset wakes the peer's write parked on a full window (with the code), drops the
@@ -133,7 +196,7 @@ fn a_reset_wakes_parked_writes_and_drops_buffered_data<A: Adapter>() {
         let chunk = vec![7u8; 64 * 1024];
         loop {
             if let Err(e) = b.write_all(&chunk) {
-                return e;
+                return (e, b);
             }
         }
     });
@@ -141,9 +204,11 @@ fn a_reset_wakes_parked_writes_and_drops_buffered_data<A: Adapter>() {
         c.stats().buffered_in >= 512 * 1024 - 64 * 1024
     });
     a.reset(7).expect("reset");
-    let e = writer.join(20, "the peer's parked write");
+    let (e, b) = writer.join(20, "the peer's parked write");
     assert_eq!(reset(e), (ErrorKind::ConnectionReset, Some(7)));
-    drop(a);
+    let e = b.read(&mut [0u8; 16]).expect_err("a read after the reset");
+    assert_eq!(reset(e), (ErrorKind::ConnectionReset, Some(7)));
+    drop((a, b));
 
     let a = c.open().expect("open");
     a.write_all(b"never read").expect("write");
@@ -179,7 +244,7 @@ fn a_reset_wakes_parked_writes_and_drops_buffered_data<A: Adapter>() {
 
 /// One end with extensions off, in both roles: a reset is a close (the peer reads the
 /// data, then end-of-file), and a go-away on the end with extensions only refuses the
-/// base end's new streams (end-of-file); the open stream goes on, then the going-away
+/// base end's new streams (end-of-file, then writes fail); the open stream goes on, then the going-away
 /// end ends `Drained` and the base end sees the connection close.
 fn reset_and_go_away_fall_back_against_a_base_peer<A: Adapter>() {
     for dialer_ext in [true, false] {
@@ -201,6 +266,10 @@ fn reset_and_go_away_fall_back_against_a_base_peer<A: Adapter>() {
         assert!(!off.is_going_away(), "a base end is not told");
         let refused = off.open().expect("the base end still opens");
         assert_eq!(refused.read_to_end().expect("refused: end-of-file"), b"");
+        let e = refused
+            .write(b"r")
+            .expect_err("a write to a refused stream");
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e}");
         drop(refused);
         keep.write_all(b"eep").expect("the open stream goes on");
         drop(keep);

@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
-use smux_proto::{EndReason, ProtocolError, Role};
+use smux_proto::{EndReason, NotSmux, ProtocolError, Role};
 use smux_tests::conformance::{Adapter, Session, Stream};
 use smux_tests::wire::{header, Frames, PSH};
 
@@ -23,8 +23,9 @@ conformance!(
 );
 
 /// A raw peer that accepts and then never sends: the session ends with
-/// `KeepaliveTimeout`, not before the timeout; a parked read fails with `TimedOut`;
-/// the session shuts the connection.
+/// `KeepaliveTimeout`, not before the timeout; a parked read and a parked accept fail
+/// with `TimedOut`; the peer got whole frames (the SYN and PINs), then the session
+/// shut the connection.
 fn keepalive_ends_a_session_whose_peer_went_silent<A: Adapter>() {
     const TIMEOUT: Duration = Duration::from_millis(800);
     for ext in [true, false] {
@@ -47,13 +48,19 @@ fn keepalive_ends_a_session_whose_peer_went_silent<A: Adapter>() {
             st.read(&mut buf).map_err(|e| e.kind())
         });
         let s2 = sess.clone();
+        let acceptor = Task::spawn(move || s2.accept().map(|_| ()).map_err(|e| e.kind()));
+        let s2 = sess.clone();
         let reason = Task::spawn(move || s2.closed()).join(30, "keepalive timeout");
         let took = start.elapsed();
         assert_eq!(reason, EndReason::KeepaliveTimeout);
         assert!(took >= TIMEOUT, "ended after {took:?}, before the timeout");
         assert_eq!(reader.join(10, "parked read"), Err(ErrorKind::TimedOut));
+        assert_eq!(acceptor.join(10, "parked accept"), Err(ErrorKind::TimedOut));
         let (sunk, end) = silent.join(20, "the silent peer sees the connection end");
-        assert!(sunk > 0, "nothing was sent to the silent peer (no PIN)");
+        assert!(
+            sunk >= 14 && sunk % 7 == 0,
+            "{sunk} bytes sent to the silent peer: not a SYN and PINs"
+        );
         assert!(
             end.is_ok() || end == Err(ErrorKind::ConnectionReset),
             "{end:?}"
@@ -163,14 +170,15 @@ fn a_hostile_close_mid_frame_is_a_clear_error<A: Adapter>() {
 }
 
 /// The TCP connection is shut down under a parked read, a parked write and a parked
-/// accept: all fail, both sessions end with a reason, later calls fail at once.
+/// accept: all fail, both sessions end with a reason, later calls fail at once, and
+/// the peer's ends read what arrived, then an error (never a clean end-of-file).
 fn transport_lost_under_busy_streams<A: Adapter>() {
     for ext in [true, false] {
         let (ct, st) = tcp_pair();
         let killer = ct.try_clone().expect("clone");
         let c = A::new_session(ct, config(ext), Role::Dialer).expect("session");
         let s = A::new_session(st, config(ext), Role::Acceptor).expect("session");
-        let (busy, _peers) = busy::<A>(&c, &s);
+        let (busy, peers) = busy::<A>(&c, &s);
         std::thread::sleep(ms(200));
         killer.shutdown(Shutdown::Both).expect("shutdown");
         for (task, what) in busy.into_iter().zip(["read", "write", "accept"]) {
@@ -187,7 +195,18 @@ fn transport_lost_under_busy_streams<A: Adapter>() {
             );
         }
         assert_eq!(c.end_reason(), Some(rc));
-        assert!(c.open().is_err() && s.open().is_err() && s.accept().is_err());
+        assert!(c.open().is_err() && c.accept().is_err());
+        assert!(s.open().is_err() && s.accept().is_err());
+        for p in &peers {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match p.read(&mut buf) {
+                    Ok(0) => panic!("a stream of a lost connection read as a clean end-of-file"),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
     }
 }
 
@@ -252,7 +271,8 @@ fn dropping_the_last_session_handle_ends_it<A: Adapter>() {
 }
 
 /// A raw peer sends a header with an undefined command: the session ends with that
-/// protocol error; a parked read fails with `InvalidData`, as does `open`.
+/// protocol error; a parked read fails with `InvalidData`, as does `open`. A raw peer
+/// that answers in HTTP ends the session with an error that names HTTP.
 fn a_protocol_violation_ends_the_session<A: Adapter>() {
     for ext in [true, false] {
         let (sess, mut peer) = dial_raw::<A>(config(ext));
@@ -277,6 +297,22 @@ fn a_protocol_violation_ends_the_session<A: Adapter>() {
         assert_eq!(sess.stats().protocol_errors, 1);
         let (_, end) = peer.read_to_end(20);
         assert!(matches!(end, End::Eof | End::Error(_)));
+
+        let (sess, mut peer) = dial_raw::<A>(config(ext));
+        peer.tcp
+            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            .expect("write");
+        let s2 = sess.clone();
+        let reason = Task::spawn(move || s2.closed()).join(20, "session end");
+        assert_eq!(
+            reason,
+            EndReason::Protocol(ProtocolError::NotSmux(NotSmux::Http))
+        );
+        assert_eq!(sess.stats().protocol_errors, 1);
+        assert_eq!(
+            sess.open().map(|_| ()).map_err(|e| e.kind()),
+            Err(ErrorKind::InvalidData)
+        );
     }
 }
 

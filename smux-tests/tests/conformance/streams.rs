@@ -1,15 +1,20 @@
 //! Streams: open and accept both ways, data both ways beyond several windows, a stream
 //! nobody reads stalls only itself, keepalives keep live peers alive.
 
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use smux_proto::reset_code;
+
 use smux_tests::conformance::{Adapter, Session, Stream};
 use smux_tests::wire::Frames;
-use smux_tests::{pattern_sum, pattern_vec};
+use smux_tests::{pattern, pattern_sum, pattern_vec};
 
 use crate::support::{
-    config, ms, pair, raw_peer_of, recv_sum, send_pattern, small_buffer_pair, Task,
+    config, eventually, ms, pair, raw_peer_of, recv_sum, send_pattern, small_buffer_pair, Task,
 };
 
 conformance!(
@@ -82,44 +87,103 @@ fn data_both_ways_with_checksums<A: Adapter>() {
     }
 }
 
-/// One stream's peer never reads (its writer waits on the window); another stream
-/// carries 2 MiB meanwhile.
+/// Two streams whose readers read nothing while their peers write: each writer gets
+/// exactly one window in and waits; meanwhile three other streams carry 2 MiB each,
+/// whole. Then one stalled reader reads its window (every byte as written) and
+/// resets (the writer fails with the code; on a base stream a reset is a close, and
+/// the writer's pipe is broken), and the other is dropped unread (its writer's pipe is
+/// broken). Extensions on and off.
 fn a_stream_nobody_reads_stalls_only_itself<A: Adapter>() {
     const LEN: u64 = 2 * 1024 * 1024;
-    let (c, s) = pair::<A>(config(true), config(true));
-    let stuck = c.open().expect("open");
-    stuck.write_all(b"s").expect("write");
-    let stuck_peer = s.accept().expect("accept");
-    let mut writer = Task::spawn(move || {
-        let r = send_pattern(&stuck, 1, LEN);
-        (r, stuck)
-    });
-    let flowing = c.open().expect("open");
-    let peer = s.accept().expect("accept");
-    assert_ne!(peer.id().number(), stuck_peer.id().number());
-    thread::scope(|sc| {
-        sc.spawn(|| send_pattern(&flowing, 2, LEN).expect("write"));
-        assert_eq!(recv_sum(&peer, LEN).expect("read"), pattern_sum(2, LEN));
-    });
-    assert!(!writer.is_finished(), "the unread stream's writer finished");
-    // The session ends: the blocked writer fails.
-    c.close();
-    let (r, _stuck) = writer.join(30, "blocked writer");
-    assert!(
-        r.is_err(),
-        "a blocked write survived the end of its session"
-    );
-    drop(stuck_peer);
+    for ext in [true, false] {
+        let cfg = config(ext);
+        let window = cfg.window() as usize;
+        let (c, s) = pair::<A>(cfg.clone(), cfg);
+        let mut stalled: Vec<_> = (1..=2)
+            .map(|seed| {
+                let ours = c.open().expect("open");
+                ours.write_all(b"s").expect("write");
+                let theirs = s.accept().expect("accept");
+                let count = Arc::new(AtomicUsize::new(0));
+                let n = count.clone();
+                let writer = Task::spawn(move || {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut off = 0u64;
+                    loop {
+                        pattern(seed, off, &mut buf);
+                        match theirs.write(&buf) {
+                            Ok(k) => {
+                                off += k as u64;
+                                n.fetch_add(k, Ordering::SeqCst);
+                            }
+                            Err(e) => return (e.kind(), reset_code(&e)),
+                        }
+                    }
+                });
+                (ours, count, writer)
+            })
+            .collect();
+        for (_, count, _) in &stalled {
+            eventually(20, "a stalled stream's window is full", || {
+                count.load(Ordering::SeqCst) == window
+            });
+        }
+        let ours: Vec<_> = (0..3).map(|_| c.open().expect("open")).collect();
+        let theirs: Vec<_> = ours
+            .iter()
+            .map(|st| {
+                st.write_all(b"f").expect("write");
+                s.accept().expect("accept")
+            })
+            .collect();
+        thread::scope(|sc| {
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                let seed = 10 + i as u64;
+                sc.spawn(move || send_pattern(b, seed, LEN).expect("write"));
+                sc.spawn(move || {
+                    let got = recv_sum(a, LEN).expect("read");
+                    assert_eq!(got, pattern_sum(seed, LEN), "stream {i}");
+                });
+            }
+        });
+        for (_, count, writer) in &mut stalled {
+            assert_eq!(count.load(Ordering::SeqCst), window, "a stalled writer");
+            assert!(!writer.is_finished(), "a stalled writer finished");
+        }
+        let (dropped, _, dropped_writer) = stalled.pop().expect("stalled");
+        let (read, _, read_writer) = stalled.pop().expect("stalled");
+        let mut got = vec![0u8; window];
+        read.read_exact(&mut got).expect("the stalled data");
+        assert!(got == pattern_vec(1, window), "the stalled data garbled");
+        read.reset(9).expect("reset");
+        let want = if ext {
+            (ErrorKind::ConnectionReset, Some(9))
+        } else {
+            (ErrorKind::BrokenPipe, None)
+        };
+        assert_eq!(read_writer.join(20, "the read stream's writer"), want);
+        drop(dropped);
+        assert_eq!(
+            dropped_writer.join(20, "the dropped stream's writer"),
+            (ErrorKind::BrokenPipe, None)
+        );
+        assert!(c.end_reason().is_none() && s.end_reason().is_none());
+    }
 }
 
 /// A raw peer that does not read its socket (small buffers): our stream's writes fill
 /// its window, which is far more than the socket buffers take, so the session's
 /// transport writes are stuck; yet the stream the peer opens meanwhile is accepted and
-/// its data read.
+/// its data read to its end. Extensions on and off on our end.
 fn reads_go_on_while_writes_are_blocked<A: Adapter>() {
+    reads_while_blocked::<A>(true);
+    reads_while_blocked::<A>(false);
+}
+
+fn reads_while_blocked<A: Adapter>(ext: bool) {
     const LEN: usize = 200_000;
     let (ours, raw) = small_buffer_pair();
-    let (sess, mut peer) = raw_peer_of::<A>(ours, raw, config(false));
+    let (sess, mut peer) = raw_peer_of::<A>(ours, raw, config(ext));
     let st = sess.open().expect("open");
     let mut writer = Task::spawn(move || send_pattern(&st, 3, 4_000_000).map(|_| st));
     thread::sleep(ms(300));
@@ -130,6 +194,7 @@ fn reads_go_on_while_writes_are_blocked<A: Adapter>() {
     for chunk in data.chunks(16 * 1024) {
         f.psh(7, chunk);
     }
+    f.fin(7);
     // The peer's own writes need ours to read: both in the background, bounded.
     let sender = Task::spawn(move || {
         peer.send(&f);
@@ -138,16 +203,19 @@ fn reads_go_on_while_writes_are_blocked<A: Adapter>() {
     let s2 = sess.clone();
     let reader = Task::spawn(move || {
         let theirs = s2.accept().expect("accept while our writes are blocked");
-        let mut got = vec![0u8; LEN];
-        theirs
-            .read_exact(&mut got)
+        let got = theirs
+            .read_to_end()
             .expect("read while our writes are blocked");
         (theirs.id().number(), got)
     });
     let (number, got) = reader.join(60, "the peer's stream, read while our writes are blocked");
     let _peer = sender.join(20, "the peer's writes");
     assert_eq!(number, 7);
-    assert!(got == data, "garbled");
+    assert!(got == data, "garbled or cut short ({} bytes)", got.len());
+    assert!(
+        !writer.is_finished(),
+        "our writes were not blocked throughout"
+    );
     sess.close();
     assert!(writer.join(20, "writer").is_err());
 }
