@@ -40,8 +40,8 @@ impl Inner {
 /// State shared by the session handles, its streams, its pollers and its threads.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
-    /// The transport's closer, and its half closer.
-    closers: Mutex<(Option<Closer>, Option<Closer>)>,
+    /// The transport's closer, its half closer, and whether the write side is shut.
+    closers: Mutex<(Option<Closer>, Option<Closer>, bool)>,
 }
 
 impl fmt::Debug for Shared {
@@ -111,9 +111,12 @@ impl Shared {
 
     /// Shuts the transport's write side, or all of it without a half closer.
     fn shut_write(&self) -> io::Result<()> {
-        let half = lock(&self.closers).1.take();
+        let mut closers = lock(&self.closers);
+        let (half, shut) = (closers.1.take(), std::mem::replace(&mut closers.2, true));
+        drop(closers);
         match half {
-            Some(shut) => shut(),
+            Some(half) => half(),
+            None if shut => {}
             None => self.close_transport(),
         }
         Ok(())
@@ -273,7 +276,7 @@ impl Session {
                 conn,
                 polls: Polls::default(),
             }),
-            closers: Mutex::new((parts.closer, parts.half_closer)),
+            closers: Mutex::new((parts.closer, parts.half_closer, false)),
         });
         // The writer first: it waits on its condvar until there is something to do, so
         // if the reader cannot start, ending the session stops it at once.
@@ -372,8 +375,9 @@ impl Session {
     pub fn close(&self) {
         self.shared().with(|i| i.conn.close());
         // A write blocked on a full transport would otherwise go on writing what it
-        // was handed once the peer reads: closing the transport ends it now.
-        self.shared().close_transport();
+        // was handed once the peer reads: shutting the write side ends it now (the
+        // read side stays, to drain what the peer still sends).
+        let _ = self.shared().shut_write();
     }
 
     /// Ends the session gracefully and waits until it ended: new opens and writes are
