@@ -614,6 +614,12 @@ impl Connection {
         self.session.write_direct(id, len)
     }
 
+    /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)
+    /// for it to finish.
+    pub fn wake_driver(&mut self) {
+        self.kick();
+    }
+
     /// Shuts stream `id`'s write side (half-close); waits while the agreement on
     /// extensions is pending, fails with `Unsupported` on a base stream. A second call,
     /// or one on a released stream, does nothing.

@@ -225,6 +225,11 @@ impl Output {
         }
     }
 
+    /// Notes that a direct write went out (`Session::write_direct`): a flush is due.
+    pub fn wrote_direct(&mut self) {
+        self.needs_flush = true;
+    }
+
     /// Reports a flush.
     pub fn flushed(&mut self, r: io::Result<()>) {
         match r {

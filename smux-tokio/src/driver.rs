@@ -14,18 +14,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_proto::{Connection, EndReason, Input, Output, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use smux_proto::{Connection, EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Sleep;
 
-use crate::shared::{now, Shared};
+use crate::shared::{now, Shared, Writer};
 
-/// The driver future, spawned once per session; it owns the transport.
+/// The driver future, spawned once per session; it owns the transport's read side
+/// (the write side is shared with stream writers, see `Writer`).
 pub(crate) struct Driver<T> {
     io: T,
     shared: Arc<Shared>,
     input: Input,
-    output: Output,
     sleep: Pin<Box<Sleep>>,
     /// The instant `sleep` is set to, until it fires.
     armed: Option<Instant>,
@@ -37,10 +37,9 @@ pub(crate) struct Driver<T> {
     done: bool,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+impl<T: AsyncRead + Unpin> Driver<T> {
     pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
         Driver {
-            output: Output::new(io.is_write_vectored()),
             input: Input::new(),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
@@ -57,7 +56,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
     }
 
-    /// Carries out `plan` once; returns whether anything progressed.
+    /// Carries out `plan` once; returns whether anything progressed. The write side is
+    /// locked only around its own calls, so stream writers can write through meanwhile.
     fn perform(&mut self, plan: Plan, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         if plan.read {
@@ -68,27 +68,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 progress = true;
             }
         }
-        while plan.write && !self.output.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let n = self.output.slices(&mut slices);
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
-                Poll::Ready(r) => self.output.written(r),
-                Poll::Pending => break,
-            }
-            progress = true;
-        }
-        // Flushing follows writing everything out in the same round.
-        if plan.flush || (plan.write && self.output.is_empty()) {
-            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_flush(cx) {
-                self.output.flushed(r);
-                progress = true;
-            }
-        }
-        if plan.shutdown {
-            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_shutdown(cx) {
-                self.output.shut(r);
-                progress = true;
-            }
+        if plan.write || plan.flush || plan.shutdown {
+            progress |= perform_write(plan, &mut self.shared.writer(), cx);
         }
         if let Some(t) = plan.timer {
             if self.armed != Some(t) {
@@ -108,25 +89,60 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+/// The write side's part of `plan`: write out, flush, shut down. Returns whether
+/// anything progressed.
+fn perform_write(plan: Plan, w: &mut Writer, cx: &mut Context<'_>) -> bool {
+    let mut progress = false;
+    let Writer { io, output } = w;
+    while plan.write && !output.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = output.slices(&mut slices);
+        match io.as_mut().poll_write_vectored(cx, &slices[..n]) {
+            Poll::Ready(r) => output.written(r),
+            Poll::Pending => break,
+        }
+        progress = true;
+    }
+    // Flushing follows writing everything out in the same round.
+    if plan.flush || (plan.write && output.is_empty()) {
+        if let Poll::Ready(r) = io.as_mut().poll_flush(cx) {
+            output.flushed(r);
+            progress = true;
+        }
+    }
+    if plan.shutdown {
+        if let Poll::Ready(r) = io.as_mut().poll_shutdown(cx) {
+            output.shut(r);
+            progress = true;
+        }
+    }
+    progress
+}
+
+impl<T: AsyncRead + Unpin> Future for Driver<T> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.timer_polled = false;
         for _ in 0..ROUNDS_PER_WAKE {
-            let (input, output, log) = (&mut this.input, &mut this.output, &mut this.log);
+            let shared = this.shared.clone();
+            let mut w = shared.writer();
+            let (input, log) = (&mut this.input, &mut this.log);
             let fed = std::mem::take(&mut this.fed);
-            let plan = this.shared.with(|c| {
-                let plan = c.drive(now(), input, output, cx.waker());
+            let plan = shared.with(|c| {
+                let plan = c.drive(now(), input, &mut w.output, cx.waker());
                 log.observe(c, fed);
                 plan
             });
             if plan.done {
-                // Dropping the future drops the transport.
+                // The transport goes now: its write side here, its read side with the
+                // future.
+                w.io = Box::pin(tokio::io::sink());
                 this.done = true;
                 return Poll::Ready(());
             }
+            drop(w);
             if !this.perform(plan, cx) {
                 return Poll::Pending;
             }
