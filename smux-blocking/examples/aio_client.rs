@@ -114,7 +114,7 @@ fn main() -> io::Result<()> {
     );
     // Deliver the FINs of the last streams before ending the session.
     drop(calls);
-    session.shutdown(Some(std::time::Duration::from_secs(5)));
+    session.shutdown();
     if failed > 0 {
         return Err(io::Error::other(format!("{failed} streams failed")));
     }

@@ -68,6 +68,6 @@ fn main() -> io::Result<()> {
          ({:.1} MiB/s)",
         total / secs
     );
-    session.shutdown(Some(std::time::Duration::from_secs(5)));
+    session.shutdown();
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! independent byte streams ([`Stream`], std [`Read`](std::io::Read) +
 //! [`Write`](std::io::Write)) share one connection ([`Session`]) over TCP, a Unix
 //! socket, TLS or anything else that moves bytes in order. Each stream has its own
-//! 512 KiB window, so a stream nobody reads never stalls the others.
+//! 512 KiB window, so a stream nobody reads never stalls the others. The wire protocol
+//! is that of the reference implementation (yddeng/smux), in both directions.
 //!
 //! # Quick start
 //!
@@ -37,18 +38,14 @@
 //!
 //! # Threads
 //!
-//! A session runs **two threads**, whatever its number of streams: a reader that
-//! reads the transport and feeds the core (only while the core takes input, and it
-//! never waits on writing), and a writer that runs the timers (keepalive) and writes
-//! the frames the core produces. Frames are taken from the core under the session
-//! lock and written with the lock released, so user calls never wait behind a
-//! system call. Blocked calls wait on a condition variable woken through the core's
-//! [`Waiters`](smux_proto::Waiters) table, the same table the async adapters drive.
-//! When a session ends, both threads exit ([`Session::closed`] waits for them), the
-//! transport is shut down, and every pending and later call fails promptly with an
-//! error that carries the [`EndReason`]. (After a clean end the transport's write
-//! side is shut first and the threads wait up to 2 s for the peer to close its side;
-//! see [`Parts::with_half_closer`].)
+//! A session runs **two threads**, whatever its number of streams. Both drive one
+//! [`smux_proto::Connection`], the connection life cycle that every smux-rs adapter
+//! shares, kept behind the session's lock: a reader thread reads the transport while
+//! the connection takes input (it never waits on writing), and a writer thread runs
+//! the timers (keepalive) and writes what the connection hands out, with the lock
+//! released, so user calls never wait behind a system call. Each thread waits on its
+//! own condition variable when it has nothing to do. Blocked calls wait on a
+//! condition variable too, woken through the connection.
 //!
 //! # Streams
 //!
@@ -84,10 +81,10 @@
 //!   gives the code. A [`Poller`] reports such a stream readable and writable (and
 //!   closed), so event loops learn of it. On a base stream it is a full close.
 //! - **Go-away.** [`Session::go_away`]`(code)` stops new streams in both directions
-//!   (opens and accepts fail with
-//!   [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)) while open streams
-//!   finish; the session then ends with [`EndReason::Drained`], on the peer too. A
-//!   base peer only sees its new streams refused.
+//!   (opens fail with [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused),
+//!   accepts wait for the end) while open streams finish; the session then ends with
+//!   [`EndReason::Drained`], on the peer too. A base peer only sees its new streams
+//!   refused.
 //!
 //! Windows of extended streams also grow beyond 512 KiB on long, fast links (up to
 //! [`Config::max_window`](smux_proto::Config)), which needs nothing from the
@@ -125,23 +122,36 @@
 //!
 //! Writes return as soon as the stream's window accepted some bytes; those bytes will
 //! be sent unless the session fails, so [`Write::flush`](std::io::Write::flush) has
-//! nothing to do. [`Session::flush`] waits until everything accepted has reached the
-//! transport, [`Session::shutdown`] ends the session after that, and
-//! [`Session::close`] ends it at once. After such a clean end over TCP or a Unix
-//! socket the session closes the socket's write side first and reads until the peer
-//! closes too (at most 2 s), so no TCP reset destroys the last bytes it wrote.
+//! nothing to do.
+//!
+//! # Ending a session
+//!
+//! - [`Session::shutdown`] is graceful: new opens and writes are refused at once
+//!   (calls waiting for room or a stream fail), everything already written goes out,
+//!   for at most 10 s, then the session closes; it waits for that and returns the
+//!   [`EndReason`]. Dropping the last [`Session`] handle starts the same, without the
+//!   wait.
+//! - [`Session::close`] is immediate: frames not yet written are dropped.
+//! - [`Session::closed`] waits until the session ended and its transport is closed.
+//!
+//! Once the session has ended, every pending and later call fails promptly with an
+//! error that carries the [`EndReason`], and both threads exit. After a clean end
+//! (closed here, drained after a go-away, or the peer's end-of-file) what is left to
+//! write goes out and the transport's write side is shut; after our own clean end the
+//! reader then reads and drops input until the peer closes too (at most 2 s), so that
+//! closing a socket with unread input does not reset the connection before the peer
+//! read our last bytes.
 //!
 //! # Deadlines
 //!
 //! [`Stream::set_read_timeout`] and [`Stream::set_write_timeout`] bound each call.
-//! Write deadlines are honest, as the seed asks: a write that hits its deadline
-//! after some bytes were accepted returns `Ok(n)` with exactly that count, and fails
-//! with [`TimedOut`](std::io::ErrorKind::TimedOut) only if nothing was accepted. So
+//! Write deadlines are honest: a write that hits its deadline after some bytes were
+//! accepted returns `Ok(n)` with exactly that count, and fails with
+//! [`TimedOut`](std::io::ErrorKind::TimedOut) only if nothing was accepted. So
 //! resending exactly the rest never duplicates or loses a byte.
-//! [`Stream::write_before`] is the seed's deadline write: it keeps accepting until all
-//! of the buffer is taken or the deadline passes, and returns the count;
-//! [`Stream::write_all_before`] does the same and reports a shortfall as a
-//! [`PartialWrite`] error that carries the count, like the async adapters.
+//! [`Stream::write_all_before`] keeps writing until all of the buffer is taken or the
+//! deadline passes, and reports a shortfall as a [`PartialWrite`] that carries the
+//! count (turned into an `io::Error` with `?`, it keeps the count as its inner error).
 //! [`Stream::read_before`] reads with a deadline.
 //!
 //! # Event-driven use ("aio")
@@ -203,10 +213,10 @@
 //!
 //! [`Session::new`] takes any [`Transport`]: [`std::net::TcpStream`] and (on Unix)
 //! `UnixStream` are split with `try_clone` into a read handle, a write handle and a
-//! handle that shuts the socket down when the session ends. For other transports,
-//! build [`Parts`] from a reader and a writer that can be used from two threads at
-//! once (or call [`Session::from_halves`]), with a closer that makes their blocked
-//! calls return. The transport must be in blocking mode.
+//! handle that shuts the socket down when the session ends (and one that shuts its
+//! write side first). For other transports, build [`Parts`] from a reader and a
+//! writer that can be used from two threads at once, with a closer that makes their
+//! blocked calls return. The transport must be in blocking mode.
 //!
 //! **TLS.** A TLS stream such as `rustls::StreamOwned` or `native_tls::TlsStream` is
 //! one object that needs `&mut` to read and to write, so it cannot be split. Putting
@@ -234,18 +244,17 @@
 //!
 //! The writer thread sends a PIN every `keepalive_interval` and ends the session
 //! ([`EndReason::KeepaliveTimeout`]) when nothing arrived for `keepalive_timeout`.
-//! Timers wait on a condition variable until the core's next deadline; nothing
-//! polls. While a transport write is blocked (the peer does not read) the timers
-//! run when the write returns: on Unix, TCP and Unix-socket transports get a 250 ms
-//! write timeout on the writer's handle for this; with other transports the timers
-//! run when the blocked write returns.
+//! Timers wait on a condition variable until the connection's next deadline; nothing
+//! polls. While a transport write is blocked (the peer does not read), the timers run
+//! when the write returns: on Unix, TCP and Unix-socket transports get a 250 ms write
+//! timeout on the writer's handle for this; with other transports the timers run when
+//! the blocked write returns.
 //!
 //! # Logging
 //!
 //! Through the [`tracing`](https://docs.rs/tracing) facade: session start and end
-//! with the reason (`debug`, or `info` for keepalive and transport failures),
-//! protocol errors (`warn`), refused streams when the accept backlog is full
-//! (`debug`). Nothing is printed.
+//! with the reason (`debug`, or `info` for keepalive and transport failures, `warn`
+//! for protocol errors). Nothing is printed.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -262,9 +271,9 @@ pub use net::{connect, Listener};
 pub use poller::{Event, Events, Interest, Poller};
 pub use probe::{is_smux, is_smux_at};
 pub use session::Session;
-pub use smux_proto::{Config, EndReason, OpenError, Role, Stats, StreamId};
-pub use stream::{reset_code, PartialWrite, Stream};
+pub use smux_proto::{
+    reset_code, Config, ConfigError, EndReason, OpenError, PartialWrite, ReadError, Role, Stats,
+    StreamId, TransportError, WriteError, RESET_REFUSED,
+};
+pub use stream::Stream;
 pub use transport::{Parts, ReadTimeout, Transport};
-
-/// The protocol core this crate drives, for its configuration, error and frame types.
-pub use smux_proto as proto;

@@ -1,6 +1,5 @@
 //! TCP conveniences: dial a session, listen for sessions.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 
@@ -11,45 +10,36 @@ use crate::session::Session;
 /// Connects to `addr` over TCP and starts a dialling session on the connection
 /// (`TCP_NODELAY` is set: the writer thread already batches frames).
 pub fn connect<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Session> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let config = checked(config)?;
     let tcp = TcpStream::connect(addr)?;
     tcp.set_nodelay(true)?;
     Session::new(tcp, config, Role::Dialer)
 }
 
+/// `config` if it is valid: checked before any connection is made.
+fn checked(config: Config) -> io::Result<Config> {
+    let r = config.validate();
+    r.map(|()| config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
 /// A TCP listener that yields a session for each accepted connection.
+#[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
     config: Config,
 }
 
-impl fmt::Debug for Listener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
-            .field("local_addr", &self.tcp.local_addr().ok())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Listener {
     /// Binds a TCP listener to `addr`; accepted sessions use `config`.
     pub fn bind<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Listener> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(Listener {
-            tcp: TcpListener::bind(addr)?,
-            config,
-        })
+        let config = checked(config)?;
+        Listener::from_tcp(TcpListener::bind(addr)?, config)
     }
 
     /// Wraps a bound TCP listener.
     pub fn from_tcp(tcp: TcpListener, config: Config) -> io::Result<Listener> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let config = checked(config)?;
         Ok(Listener { tcp, config })
     }
 
@@ -61,11 +51,6 @@ impl Listener {
     /// The configuration of accepted sessions.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The underlying TCP listener.
-    pub fn get_ref(&self) -> &TcpListener {
-        &self.tcp
     }
 
     /// Takes the TCP listener back.

@@ -1,25 +1,21 @@
 //! Peer detection: does the other end of a fresh connection speak smux?
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use smux_proto::{Probe, Verdict};
 
 use crate::transport::ReadTimeout;
 
-/// A fresh challenge: seeded from the clock and a process-wide counter (the challenge
+/// A fresh challenge, seeded from std's per-process random hash keys (the challenge
 /// only has to differ between probes, not resist guessing). A challenge whose expected
 /// answer equals itself is skipped, so an echo server can never pass.
 fn challenge() -> Probe {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
     loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let probe = Probe::from_seed(nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let probe = Probe::from_seed(RandomState::new().hash_one(0u8));
         if probe.challenge() != probe.expected() {
             return probe;
         }
@@ -53,22 +49,17 @@ fn challenge() -> Probe {
 /// # Ok(())
 /// # }
 /// ```
-pub fn is_smux<T>(transport: &mut T, timeout: Duration) -> io::Result<bool>
-where
-    T: Read + Write + ReadTimeout,
-{
+pub fn is_smux<T: Read + Write + ReadTimeout>(
+    transport: &mut T,
+    timeout: Duration,
+) -> io::Result<bool> {
     let previous = transport.read_timeout()?;
-    let result = probe(transport, timeout);
+    let verdict = probe(transport, timeout);
     let restored = transport.set_read_timeout(previous);
-    let verdict = result?;
-    restored?;
-    Ok(verdict)
+    verdict.and_then(|v| restored.map(|()| v))
 }
 
-fn probe<T>(transport: &mut T, timeout: Duration) -> io::Result<bool>
-where
-    T: Read + Write + ReadTimeout,
-{
+fn probe<T: Read + Write + ReadTimeout>(transport: &mut T, timeout: Duration) -> io::Result<bool> {
     let p = challenge();
     let deadline = Instant::now() + timeout;
     transport.write_all(&p.challenge())?;
@@ -84,16 +75,11 @@ where
         match transport.read(&mut answer[have..]) {
             Ok(0) => return Ok(false),
             Ok(n) => have += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(false)
-            }
-            Err(e) => return Err(e),
+            Err(e) => match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(false),
+                _ => return Err(e),
+            },
         }
     }
     Ok(p.judge(&answer) == Verdict::Smux)

@@ -1,9 +1,9 @@
 //! Thread wake-ups: a [`Waker`] that a blocked thread waits on.
 //!
-//! The core's [`smux_proto::Waiters`] table holds `std::task::Waker`s, the same type the
-//! async adapters park. Here a waker is an [`Arc<Signal>`]: waking it bumps a counter
-//! and notifies a condition variable, so a thread that noted the counter before
-//! releasing the session lock cannot miss a wake-up that comes after.
+//! The connection parks `std::task::Waker`s, the same type the async adapters park.
+//! Here a waker is an [`Arc<Signal>`]: waking it bumps a counter and notifies a
+//! condition variable, so a thread that noted the counter before releasing the
+//! session lock cannot miss a wake-up that comes after.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Wake, Waker};
@@ -26,8 +26,7 @@ impl Signal {
     /// A new signal and the waker that fires it.
     pub(crate) fn new() -> (Arc<Signal>, Waker) {
         let s = Arc::new(Signal::default());
-        let w = Waker::from(s.clone());
-        (s, w)
+        (s.clone(), Waker::from(s))
     }
 
     /// The current count; pass it to [`Signal::wait`].
@@ -46,20 +45,16 @@ impl Signal {
     pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
         let mut g = lock(&self.epoch);
         while *g == seen {
-            match deadline {
-                None => g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
+            g = match deadline {
+                None => self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => {
+                        let r = self.cv.wait_timeout(g, left);
+                        r.unwrap_or_else(PoisonError::into_inner).0
                     }
-                    g = self
-                        .cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
+                    _ => return false,
+                },
+            };
         }
         true
     }
@@ -67,10 +62,6 @@ impl Signal {
 
 impl Wake for Signal {
     fn wake(self: Arc<Self>) {
-        self.notify();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
         self.notify();
     }
 }

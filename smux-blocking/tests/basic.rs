@@ -33,7 +33,7 @@ fn echo_one_stream(ext: bool) {
             // No half-close on a base stream: an error, nothing sent; closing ends it.
             let e = st.shutdown(Shutdown::Write).expect_err("shutdown");
             assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
-            st.close().expect("close");
+            st.close();
         }
         let s = server.join().expect("server");
         assert!(s.end_reason().is_none());
@@ -120,7 +120,7 @@ fn timeouts_nonblocking_and_shutdown(ext: bool) {
 
         // Close: later calls fail locally; the peer reads the data, then EOF.
         assert_eq!(st.is_extended(), ext);
-        st.close().unwrap();
+        st.close();
         assert_eq!(
             (&st).write(b"y").unwrap_err().kind(),
             ErrorKind::NotConnected
@@ -184,7 +184,7 @@ fn listener_connect_and_close(ext: bool) {
 both_modes!(unix_socket_and_separate_halves);
 #[cfg(unix)]
 fn unix_socket_and_separate_halves(ext: bool) {
-    use smux_blocking::{Role, Session};
+    use smux_blocking::{Parts, Role, Session};
     use std::os::unix::net::UnixStream;
     bounded(LIMIT, move || {
         // A Unix socket pair as the transport.
@@ -202,19 +202,14 @@ fn unix_socket_and_separate_halves(ext: bool) {
         let (c_rd, s_wr) = UnixStream::pair().unwrap();
         let (s_rd, c_wr) = UnixStream::pair().unwrap();
         let closers = [c_rd.try_clone().unwrap(), c_wr.try_clone().unwrap()];
-        let c2 = Session::from_halves(
-            c_rd,
-            c_wr,
-            move || {
-                for h in &closers {
-                    let _ = h.shutdown(std::net::Shutdown::Both);
-                }
-            },
-            config(ext),
-            Role::Dialer,
-        )
-        .unwrap();
-        let s2 = Session::from_halves(s_rd, s_wr, || {}, config(ext), Role::Acceptor).unwrap();
+        let c_parts = Parts::new(c_rd, c_wr).with_closer(move || {
+            for h in &closers {
+                let _ = h.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        let c2 = Session::new(c_parts, config(ext), Role::Dialer).unwrap();
+        // No closer: the session ends all the same once the peer closed its halves.
+        let s2 = Session::new(Parts::new(s_rd, s_wr), config(ext), Role::Acceptor).unwrap();
         let mut st = c2.open().unwrap();
         st.write_all(b"halves").unwrap();
         let mut peer = s2.accept().unwrap();
@@ -241,7 +236,7 @@ fn graceful_shutdown_delivers_what_was_written(ext: bool) {
         let other = c.open().unwrap();
         drop(st);
         let c2 = c.clone();
-        let reason = thread::spawn(move || c2.shutdown(Some(Duration::from_secs(10))));
+        let reason = thread::spawn(move || c2.shutdown());
         let mut peer = s.accept().unwrap();
         let mut got = Vec::new();
         peer.read_to_end(&mut got)

@@ -145,7 +145,7 @@ fn reset_code_reaches_the_peers_reads_and_writes() {
             (res, r_peer)
         });
         thread::sleep(Duration::from_millis(20)); // usually blocked by now; either way works
-        r.reset(0xDEAD_BEEF).expect("reset");
+        r.reset(0xDEAD_BEEF);
         let (res, r_peer) = reader.join().expect("reader");
         assert_reset(res, 0xDEAD_BEEF, "blocked read");
         assert_reset((&r_peer).write(b"x"), 0xDEAD_BEEF, "write after the reset");
@@ -155,7 +155,7 @@ fn reset_code_reaches_the_peers_reads_and_writes() {
             (&r).write(b"x").expect_err("local").kind(),
             ErrorKind::NotConnected
         );
-        r.reset(1).expect("a second reset does nothing");
+        r.reset(1);
 
         // The peer is blocked writing: we do not read, its window fills.
         let (w, w_peer) = open(b"w");
@@ -170,7 +170,7 @@ fn reset_code_reaches_the_peers_reads_and_writes() {
         wait_until(SHORT, "the peer's window is full", || {
             w.readable_len() >= 512 * 1024 - 64 * 1024
         });
-        w.reset(7).expect("reset");
+        w.reset(7);
         let (e, w_peer) = writer.join().expect("writer");
         assert_reset(Err::<(), _>(e), 7, "blocked write");
         assert_reset((&w_peer).read(&mut [0u8; 4]), 7, "read after the reset");
@@ -181,7 +181,7 @@ fn reset_code_reaches_the_peers_reads_and_writes() {
         wait_until(SHORT, "data buffered at the peer", || {
             d_peer.readable_len() == 10
         });
-        d.reset(3).expect("reset");
+        d.reset(3);
         wait_until(SHORT, "the peer dropped its buffer", || {
             d_peer.readable_len() == 0
         });
@@ -193,9 +193,10 @@ fn reset_code_reaches_the_peers_reads_and_writes() {
     });
 }
 
-/// A go-away: new streams are refused both ways (an unaccepted one too, and blocked
-/// accepts and accept pollers on the peer learn it), open streams keep working to
-/// their end, then both sessions end `Drained`.
+/// A go-away: new streams are refused both ways (an unaccepted one too); accepts wait,
+/// blocked ones and accept pollers, since no stream can come any more; open streams
+/// keep working to their end; then both sessions end `Drained` and the waiting accepts
+/// fail with that reason.
 #[test]
 fn go_away_refuses_new_streams_lets_open_ones_finish_then_both_end_drained() {
     bounded(LIMIT, || {
@@ -220,12 +221,11 @@ fn go_away_refuses_new_streams_lets_open_ones_finish_then_both_end_drained() {
             let mut events = Events::with_capacity(4);
             loop {
                 poller.wait(&mut events, Some(SHORT)).expect("wait");
-                if events.iter().any(|e| e.token() == 99 && e.is_accept()) {
-                    return c3.try_accept().map(|_| ());
+                if let Some(ev) = events.iter().find(|e| e.token() == 99 && e.is_accept()) {
+                    return (ev.is_closed(), c3.try_accept().map(|_| ()));
                 }
             }
         });
-        thread::sleep(Duration::from_millis(20)); // usually waiting by now; either way works
 
         s.go_away(77);
         assert!(s.is_going_away());
@@ -237,21 +237,21 @@ fn go_away_refuses_new_streams_lets_open_ones_finish_then_both_end_drained() {
             );
         };
         refused(s.open().map(|_| ()), "open on the going-away end");
-        refused(s.accept().map(|_| ()), "accept on the going-away end");
-        refused(
-            accepting.join().expect("accepting"),
-            "the peer's blocked accept",
-        );
-        refused(polling.join().expect("polling"), "the peer's accept poller");
-        assert!(c.is_going_away());
+        let waited = s.accept_timeout(Duration::from_millis(50));
+        assert_eq!(waited.expect_err("no stream").kind(), ErrorKind::TimedOut);
+        assert!(s.try_accept().expect("accept").is_none());
+        wait_until(SHORT, "the peer learns of the go-away", || {
+            c.is_going_away()
+        });
         refused(c.open().map(|_| ()), "open on the peer");
         // The unaccepted stream was refused with a reset.
         assert_reset(
             (&b).read(&mut [0u8; 4]),
-            smux_blocking::proto::RESET_REFUSED,
+            smux_blocking::RESET_REFUSED,
             "refused stream",
         );
         drop(b);
+        assert!(!accepting.is_finished() && !polling.is_finished());
 
         // The open stream finishes normally, both ways.
         (&a).write_all(b"request").expect("write after the go-away");
@@ -269,6 +269,13 @@ fn go_away_refuses_new_streams_lets_open_ones_finish_then_both_end_drained() {
         // Both ends drain, whichever sees the other's end of the transport first.
         assert_eq!(c.closed(), EndReason::Drained);
         assert_eq!(s.closed(), EndReason::Drained);
+        // The accepts that waited fail with the session's reason.
+        let drained = EndReason::Drained.io_kind();
+        let e = accepting.join().expect("accepting").expect_err("ended");
+        assert_eq!(e.kind(), drained, "the blocked accept: {e}");
+        let (closed, r) = polling.join().expect("polling");
+        assert!(closed, "the accept poller reports the end");
+        assert_eq!(r.expect_err("ended").kind(), drained, "the poller's accept");
     });
 }
 
@@ -299,7 +306,7 @@ fn ext_on_against_ext_off_falls_back_in_both_roles() {
             (&peer).write_all(b"on").expect("the stream works on");
             (&st).read_exact(&mut [0u8; 2]).expect("read");
             (&st).write_all(b"last").expect("write");
-            st.close().expect("close");
+            st.close();
             assert_eq!(
                 (&st).read(&mut [0u8; 4]).expect_err("given up").kind(),
                 ErrorKind::NotConnected
@@ -317,7 +324,7 @@ fn ext_on_against_ext_off_falls_back_in_both_roles() {
             let st = s.open().expect("open");
             (&st).write_all(b"r").expect("write");
             let peer = c.accept().expect("accept");
-            st.reset(9).expect("reset");
+            st.reset(9);
             let mut got = Vec::new();
             (&peer).read_to_end(&mut got).expect("no reset error");
             assert_eq!(got, b"r");
@@ -391,8 +398,8 @@ fn poller_reports_reset_and_half_closed_streams() {
             .unwrap();
         assert_eq!(n, 0, "nothing ready yet: {events:?}");
 
-        r.reset(11).unwrap();
-        w.reset(12).unwrap();
+        r.reset(11);
+        w.reset(12);
         let mut seen = [false; 2];
         while seen != [true, true] {
             poller.wait(&mut events, Some(SHORT)).unwrap();

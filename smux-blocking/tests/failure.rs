@@ -200,7 +200,7 @@ fn a_protocol_violation_ends_the_session(ext: bool) {
         assert!(
             matches!(
                 reason,
-                EndReason::Protocol(smux_blocking::proto::ProtocolError::UnknownCommand(9))
+                EndReason::Protocol(smux_proto::ProtocolError::UnknownCommand(9))
             ),
             "{reason:?}"
         );

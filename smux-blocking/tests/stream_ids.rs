@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{bounded, config, pair_with};
-use smux_blocking::{Config, OpenError};
+use smux_blocking::Config;
 
 fn server_config(ext: bool) -> Config {
     config(ext).with_accept_backlog(70_000)
@@ -84,11 +84,7 @@ fn all_ids_in_use_then_a_clear_error(ext: bool) {
             open.push(c.open().expect("open"));
         }
         let err = c.open().expect_err("the 65,537th open must fail");
-        let inner = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<OpenError>())
-            .cloned();
-        assert_eq!(inner, Some(OpenError::IdsExhausted), "error: {err}");
+        assert!(err.to_string().contains("65536 stream IDs"), "error: {err}");
         println!("open #65537: {err}");
         // Closing one stream frees its ID once the peer answered the FIN.
         let st = open.pop().unwrap();
@@ -101,8 +97,9 @@ fn all_ids_in_use_then_a_clear_error(ext: bool) {
                 Err(_) => thread::sleep(Duration::from_millis(1)),
             }
         };
+        // The same number, a new stream: the old handle's ID names nothing any more.
         assert_eq!(again.id().number(), id.number());
-        assert_ne!(again.id(), id, "a new handle");
+        assert_ne!(again.id(), id);
         tx.send(0).unwrap();
         assert_eq!(server.join().expect("server"), 65_536);
     });

@@ -33,12 +33,12 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
-use crate::error::{EndReason, OpenError, ReadError, WriteError};
+use crate::error::{EndReason, ReadError, WriteError};
 use crate::frame::Header;
 use crate::id::Role;
 use crate::link::{Input, Output, Plan, ReadState, WriteState};
 use crate::negotiate::Agreement;
-use crate::session::{Event, Session, Stats, StreamId};
+use crate::session::{Event, Session, Stats, StreamId, StreamState};
 use crate::wake::Waiters;
 
 /// The output is refilled while it holds less than this.
@@ -59,6 +59,19 @@ pub const ROUNDS_PER_WAKE: usize = 32;
 /// abandoned wait leaves no waker behind.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Slot(Option<u64>);
+
+/// How a stream stands for an event loop; from [`Connection::readiness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// A read returns at once: with data, end-of-file or an error.
+    pub readable: bool,
+    /// A write returns at once: with room, or an error.
+    pub writable: bool,
+    /// Nothing more passes either way: the peer closed a base stream or reset the
+    /// stream, this end released it, or the session ended.
+    pub closed: bool,
+}
 
 /// How the transport ends once the session has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +193,10 @@ impl Connection {
     pub fn drive_input(&mut self, now: Instant, input: &mut Input, reader: &Waker) -> Plan {
         set_waker(&mut self.reader, reader);
         self.take_input(now, input);
+        if self.session.has_transmit() {
+            // Input can call for output (answers, confirmations, handshake frames).
+            self.kick();
+        }
         self.after_io(now, input.is_closed(), self.output_open);
         let plan = self.plan_input(now, input);
         self.conclude(plan)
@@ -189,10 +206,32 @@ impl Connection {
     /// `output` and says what to write, flush or shut, and when to come back.
     pub fn drive_output(&mut self, now: Instant, output: &mut Output, writer: &Waker) -> Plan {
         set_waker(&mut self.driver, writer);
+        let stalled = !self.session.wants_input();
         self.take_output(now, output);
+        if stalled && self.session.wants_input() {
+            // Sending answers made room for the input held back: the reader goes on.
+            self.woken.extend(self.reader.take());
+        }
         self.after_io(now, self.input_closed, output.is_open());
-        let plan = self.plan_output(now, output);
+        let mut plan = self.plan_output(now, output);
+        plan.timer = [plan.timer, self.end_reading(now)]
+            .into_iter()
+            .flatten()
+            .min();
         self.conclude(plan)
+    }
+
+    /// For the write side driven alone: decides when the read side is finished once
+    /// the session ended, by the rule [`Connection::drive_input`] follows, since the
+    /// reader may sit in a blocking read that only closing the transport ends (so
+    /// `done` must come from here). Returns when to decide again.
+    fn end_reading(&mut self, now: Instant) -> Option<Instant> {
+        let e = self.ending.as_mut().filter(|e| !e.in_done)?;
+        if e.drain && !self.input_closed && now < e.until {
+            return Some(e.until);
+        }
+        e.in_done = true;
+        None
     }
 
     /// The I/O side is gone without finishing (its task was dropped with its runtime):
@@ -363,8 +402,9 @@ impl Connection {
 
     fn finish(&mut self) {
         self.done = true;
-        self.driver = None;
-        self.reader = None;
+        // Driven apart, the other side may be waiting for its waker.
+        self.woken.extend(self.driver.take());
+        self.woken.extend(self.reader.take());
         self.waiters.take_all(&mut self.woken);
         let keys: Vec<_> = self.slots.keys().copied().collect();
         for k in keys {
@@ -453,12 +493,8 @@ impl Connection {
         }
         let r = self.session.open();
         self.settle(false);
-        r.map_err(|e| match e {
-            OpenError::IdsExhausted => io::Error::other(
-                "smux: all 65536 stream IDs are in use; close streams or open another session",
-            ),
-            e => e.into(),
-        })
+        // The error keeps the `OpenError` as its source, for callers that downcast.
+        r.map_err(io::Error::from)
     }
 
     /// The next stream the peer opened. Waits during a go-away too (no stream comes
@@ -651,6 +687,45 @@ impl Connection {
         let _ = self.session.reset(id, code);
         self.wake_stream(id);
         self.settle(false);
+    }
+
+    /// Whether a read and a write on stream `id` would return at once, for a
+    /// level-triggered readiness poller. With `want_write`, a write that would wait
+    /// owes a `Writable` event once it would not (no refused write asked for it).
+    pub fn readiness(&mut self, id: StreamId, want_write: bool) -> Readiness {
+        let s = &mut self.session;
+        let (data, room) = (s.readable_len(id) > 0, s.writable_len(id) > 0);
+        let ready = |readable, writable| Readiness {
+            readable,
+            writable,
+            closed: false,
+        };
+        let closed = Readiness {
+            readable: true,
+            writable: true,
+            closed: true,
+        };
+        let r = match s.stream_state(id) {
+            _ if s.is_ended() => closed,
+            Some(StreamState::Open) => ready(data, room),
+            // The peer's FIN on an extended stream ends only its direction: reads drain
+            // the buffer, then report end-of-file; writes go on.
+            Some(StreamState::Finished) if s.is_extended(id) => ready(true, room),
+            // Our write side is shut: writes fail at once; reads go on until the peer's
+            // FIN (a zero-byte chunk tells end-of-file from "nothing yet", and changes
+            // nothing).
+            Some(StreamState::HalfClosed) => {
+                ready(data || !matches!(s.read_chunk(id, 0), Ok(Some(_))), true)
+            }
+            // Finished (base stream): buffered data, then end-of-file; writes fail.
+            // Reset, released or unknown: calls fail at once.
+            _ => closed,
+        };
+        if want_write && !r.writable {
+            s.want_writable(id);
+            self.settle(false);
+        }
+        r
     }
 
     fn wake_stream(&mut self, id: StreamId) {

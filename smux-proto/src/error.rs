@@ -433,7 +433,7 @@ macro_rules! display_and_io {
 }
 
 display_and_io!(OpenError,
-    OpenError::IdsExhausted => (io::ErrorKind::Other, "all 65536 stream IDs are in use"),
+    OpenError::IdsExhausted => (io::ErrorKind::Other, "all 65536 stream IDs are in use; close streams or open another session"),
     OpenError::GoingAway => (io::ErrorKind::ConnectionRefused, "session is going away: no new streams"),
 );
 display_and_io!(WriteError,

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use crate::{Config, Connection, EndReason, Input, Output, Plan, Role, Slot, StreamId, MAX_SLICES};
+use crate::{
+    Config, Connection, EndReason, Event, Input, Output, Plan, Probe, Role, Slot, StreamId,
+    MAX_SLICES,
+};
 
 thread_local! {
     /// Whether the simulations of this thread drive the two directions apart.
@@ -485,4 +488,166 @@ fn direct_writes_keep_every_byte_in_order() {
     assert!(direct > 10, "the direct path was taken ({direct} times)");
     assert_eq!(got.len(), data.len());
     assert!(got == data, "bytes differ");
+}
+
+fn wake_owed(c: &mut Connection) {
+    let mut woken = Vec::new();
+    c.take_wakers(&mut woken);
+    woken.into_iter().for_each(Waker::wake);
+}
+
+/// Driven apart (a reader thread and a writer thread, each waiting on its own waker),
+/// each side wakes the other when it made work for it: input that calls for output
+/// wakes the writer, and answers sent make room for input held back behind them.
+#[test]
+fn driven_apart_each_side_wakes_the_other_when_it_made_work_for_it() {
+    let now = Instant::now();
+    let config = Config::default()
+        .with_extensions(false)
+        .with_max_pending_answers(1);
+    let mut c = Connection::new(config, Role::Acceptor, now).unwrap();
+    let (mut input, mut output) = (Input::new(), Output::new(true));
+    let ((writer, w), (reader, r)) = (counter(), counter());
+    assert!(
+        !c.drive_output(now, &mut output, &w).write,
+        "nothing to send yet"
+    );
+    // Two challenges: the first owes an answer, which holds the second back.
+    let buf = input.read_buf();
+    buf.extend_from_slice(&Probe::from_seed(1).challenge());
+    buf.extend_from_slice(&Probe::from_seed(2).challenge());
+    input.read_done(Ok(14));
+    assert!(!c.drive_input(now, &mut input, &r).read, "input held back");
+    wake_owed(&mut c);
+    assert_eq!(
+        writer.0.load(Ordering::SeqCst),
+        1,
+        "the writer has an answer"
+    );
+    assert!(c.drive_output(now, &mut output, &w).write);
+    wake_owed(&mut c);
+    assert_eq!(reader.0.load(Ordering::SeqCst), 1, "the reader may go on");
+    c.drive_input(now, &mut input, &r);
+    wake_owed(&mut c);
+    assert_eq!(writer.0.load(Ordering::SeqCst), 2, "the second answer");
+}
+
+/// Driven apart, the write side alone brings the connection to its end while the
+/// reader sits in a read that never returns (a silent peer), then wakes the reader.
+#[test]
+fn driven_apart_the_write_side_finishes_while_the_reader_sits_in_a_read() {
+    let now = Instant::now();
+    let mut c = Connection::new(Config::default(), Role::Dialer, now).unwrap();
+    let (mut input, mut output) = (Input::new(), Output::new(true));
+    let ((reader, r), w) = (counter(), counter().1);
+    assert!(c.drive_input(now, &mut input, &r).read);
+    let t = write_until_done(&mut c, &mut output, &w, now);
+    assert_eq!(c.session().end_reason(), Some(&EndReason::KeepaliveTimeout));
+    wake_owed(&mut c);
+    assert_eq!(
+        reader.0.load(Ordering::SeqCst),
+        1,
+        "the reader learns of the end"
+    );
+    assert!(c.drive_input(t, &mut input, &r).done);
+}
+
+/// Driven apart, the side that finishes last wakes the other one where it waits: here
+/// the reader saw the peer's end-of-file and waits while the writer writes out.
+#[test]
+fn driven_apart_the_side_that_finishes_wakes_the_other() {
+    let now = Instant::now();
+    let mut c = Connection::new(Config::default(), Role::Dialer, now).unwrap();
+    let (mut input, mut output) = (Input::new(), Output::new(true));
+    let ((reader, r), w) = (counter(), counter().1);
+    c.drive_output(now, &mut output, &w);
+    input.read_done(Ok(0));
+    for _ in 0..2 {
+        // The reader goes round once more for the wake-up the end owed it.
+        let plan = c.drive_input(now, &mut input, &r);
+        assert!(!plan.read && !plan.done, "{plan:?}");
+        wake_owed(&mut c);
+    }
+    let before = reader.0.load(Ordering::SeqCst);
+    write_until_done(&mut c, &mut output, &w, now);
+    wake_owed(&mut c);
+    assert!(
+        reader.0.load(Ordering::SeqCst) > before,
+        "the reader is woken"
+    );
+    assert!(c.drive_input(now, &mut input, &r).done);
+}
+
+/// Carries out the write side's plans (every write succeeds) until it says done;
+/// returns the simulated time then.
+fn write_until_done(c: &mut Connection, output: &mut Output, w: &Waker, start: Instant) -> Instant {
+    let mut t = start;
+    for _ in 0..1000 {
+        let plan = c.drive_output(t, output, w);
+        if plan.done {
+            return t;
+        } else if plan.write {
+            let n = output.len();
+            output.written(Ok(n));
+        } else if plan.flush {
+            output.flushed(Ok(()));
+        } else if plan.shutdown {
+            output.shut(Ok(()));
+        } else {
+            t = plan.timer.expect("a timer until the end");
+        }
+    }
+    panic!("not done after {:?}", t - start);
+}
+
+/// What a readiness poller is told: data, then (our write side shut) nothing until the
+/// peer's FIN, then end-of-file; a reset stream is closed; a full window owes a
+/// `Writable` when asked.
+#[test]
+fn readiness_tells_whether_a_call_would_return_at_once() {
+    let mut sim = Sim::new(Config::default());
+    let id = stream_with(&mut sim, b"hi");
+    sim.run_for(Duration::from_millis(10));
+    let w = counter().1;
+    let peer = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    let r = sim.conn(1).readiness(peer, true);
+    assert!(r.readable && r.writable && !r.closed, "{r:?}");
+    assert_eq!(
+        ready(sim.conn(1).poll_read(peer, &mut [0u8; 8], &w)).unwrap(),
+        2
+    );
+    ready(sim.conn(1).poll_shutdown(peer, &w)).unwrap();
+    let r = sim.conn(1).readiness(peer, false);
+    assert!(
+        !r.readable && r.writable && !r.closed,
+        "half-closed, no FIN yet: {r:?}"
+    );
+    sim.conn(0).release(id);
+    sim.run_for(Duration::from_millis(10));
+    let r = sim.conn(1).readiness(peer, false);
+    assert!(
+        r.readable && !r.closed,
+        "the peer's FIN: end-of-file: {r:?}"
+    );
+
+    sim.conn(0).keep_events();
+    let id = stream_with(&mut sim, &[0u8; 512 * 1024]);
+    let r = sim.conn(0).readiness(id, true);
+    assert!(!r.writable && !r.closed, "the window is full: {r:?}");
+    sim.run_for(Duration::from_millis(10));
+    let peer = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    while let Poll::Ready(Ok(n)) = sim.conn(1).poll_read(peer, &mut [0u8; 65536], &w) {
+        assert!(n > 0);
+    }
+    sim.run_for(Duration::from_millis(10));
+    let mut events = Vec::new();
+    sim.conn(0).take_events(&mut events);
+    assert!(events.contains(&Event::Writable(id)), "{events:?}");
+    sim.conn(1).reset(peer, 7);
+    sim.run_for(Duration::from_millis(10));
+    let r = sim.conn(0).readiness(id, false);
+    assert!(
+        r.readable && r.writable && r.closed,
+        "reset by the peer: {r:?}"
+    );
 }

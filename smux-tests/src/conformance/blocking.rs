@@ -63,23 +63,24 @@ impl super::Stream for Stream {
     }
 
     fn reset(&self, code: u32) -> io::Result<()> {
-        self.0.reset(code)
+        self.0.reset(code);
+        Ok(())
     }
 
     fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        self.0.read_before(buf, deadline)
+        // Its deadline calls take `&mut`; a second handle to the same stream does.
+        self.0.try_clone()?.read_before(buf, deadline)
     }
 
     fn write_all_before(&self, data: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
-        self.0
-            .write_all_before(data, deadline)
+        let mut s = self.0.try_clone().map_err(|e| PartialWrite::new(0, e))?;
+        s.write_all_before(data, deadline)
             .map_err(|p| PartialWrite::new(p.written(), p.into_error()))
     }
 
     fn write_all_before_io(&self, data: &[u8], deadline: Instant) -> io::Result<()> {
-        self.0
-            .write_all_before(data, deadline)
-            .map_err(io::Error::from)
+        let mut s = self.0.try_clone()?;
+        s.write_all_before(data, deadline).map_err(io::Error::from)
     }
 }
 
@@ -107,8 +108,7 @@ impl super::Session for Session {
     }
 
     fn shutdown(&self) -> EndReason {
-        // Today's takes a timeout; the spec's waits (bounded by the linger).
-        self.0.shutdown(None)
+        self.0.shutdown()
     }
 
     fn go_away(&self, code: u32) {

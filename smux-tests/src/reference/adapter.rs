@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use smux_proto::{Config, EndReason, Stats};
@@ -397,14 +397,14 @@ impl Lst for SmolLst {
 
 struct BlockingSess(smux_blocking::Session);
 struct BlockingLst(smux_blocking::Listener);
-struct BlockingHalf(Arc<smux_blocking::Stream>);
+struct BlockingHalf(smux_blocking::Stream);
 
 fn blocking_strm(s: smux_blocking::Stream) -> Strm {
     let id = wire_id(s.id());
-    let s = Arc::new(s);
+    let rd = s.try_clone().expect("clone");
     Strm {
         id,
-        rd: Box::new(BlockingHalf(s.clone())),
+        rd: Box::new(BlockingHalf(rd)),
         wr: Box::new(BlockingHalf(s)),
     }
 }

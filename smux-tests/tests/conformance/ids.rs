@@ -153,6 +153,10 @@ fn exhausted<A: Adapter>(ext: bool) {
         .collect();
     let e = c.open().map(|_| ()).expect_err("open past 65,536");
     assert!(e.to_string().contains("65536 stream IDs are in use"), "{e}");
+    let source = e
+        .get_ref()
+        .and_then(|s| s.downcast_ref::<smux_proto::OpenError>());
+    assert_eq!(source, Some(&smux_proto::OpenError::IdsExhausted), "{e:?}");
     let mut held = acceptor.join(120, "acceptor");
     assert_eq!(c.stats().streams, ALL);
 

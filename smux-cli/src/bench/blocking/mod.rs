@@ -405,7 +405,7 @@ fn churn(p: &Params) -> Res<Metrics> {
                 continue;
             }
             let _ = s.read(&mut buf);
-            let _ = s.close();
+            s.close();
         });
     }
     let start = Instant::now() + p.warmup;
@@ -425,7 +425,8 @@ fn churn(p: &Params) -> Res<Metrics> {
                     s.set_read_timeout(Some(limit))?;
                     s.write_all(&buf)?;
                     s.read_exact(&mut buf)?;
-                    s.close()
+                    s.close();
+                    Ok(())
                 })();
                 if let Err(e) = r {
                     let _ = tx.send(Err(e.to_string()));
