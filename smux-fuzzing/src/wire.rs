@@ -111,10 +111,16 @@ impl InputLog {
                 });
                 continue;
             }
-            let f = self.decoder.decode(&mut self.consumed).expect("checked above");
+            let f = self
+                .decoder
+                .decode(&mut self.consumed)
+                .expect("checked above");
             frames.push(f.expect("a whole header"));
         }
-        assert!(self.consumed.is_empty(), "consumed input ends in a partial header");
+        assert!(
+            self.consumed.is_empty(),
+            "consumed input ends in a partial header"
+        );
         let st = s.stats();
         assert_eq!(st.bytes_received, self.total, "bytes_received disagrees");
         assert_eq!(st.frames_received, self.frames, "frames_received disagrees");

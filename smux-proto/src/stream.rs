@@ -453,7 +453,10 @@ mod tests {
         assert_eq!(s.sliced(), 96 * 1024);
         let first = s.read_chunk(usize::MAX, &mut pool);
         assert_eq!(first.as_ptr(), big.as_ptr(), "kept as a slice");
-        assert_eq!(s.read_chunk(usize::MAX, &mut pool), Bytes::from_static(b"small"));
+        assert_eq!(
+            s.read_chunk(usize::MAX, &mut pool),
+            Bytes::from_static(b"small")
+        );
         let mut out = vec![0u8; 40 * 1024];
         assert_eq!(s.read_into(&mut out, &mut pool), 32 * 1024 + 3);
         assert!(out[..32 * 1024].iter().all(|b| *b == 4));

@@ -33,7 +33,9 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("tag", &self.tag).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
     }
 }
 

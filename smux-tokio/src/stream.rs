@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -111,31 +111,16 @@ impl StreamRef {
     /// driver. Returns the bytes accepted, or `None` to take the queued path.
     fn write_through(&self, cx: &mut Context<'_>, data: &[u8]) -> Option<usize> {
         let mut w = self.shared.try_writer()?;
-        let h = self
-            .shared
-            .with(|c| c.begin_direct(self.id, data.len(), &w.output))?;
-        let (head, n) = (h.to_bytes(), h.length as usize);
-        let frame = [IoSlice::new(&head), IoSlice::new(&data[..n])];
-        let written = match w.io.as_mut().poll_write_vectored(cx, &frame) {
-            Poll::Ready(Ok(k)) => k,
-            Poll::Ready(Err(e)) => {
-                w.output.written(Err(e));
-                0
-            }
-            Poll::Pending => 0,
-        };
-        let mut kick = written < head.len() + n;
-        if kick {
-            // The frame counts as sent: the driver writes the rest ahead of anything.
-            let k = written.min(head.len());
-            let p = written - k;
-            w.output.push_unsent(&head[k..], &data[p..n]);
-        } else if w.io.as_mut().poll_flush(cx).is_pending() {
+        let f = (self.shared).with(|c| c.begin_direct(self.id, data.len(), &w.output))?;
+        let n = f.len();
+        let r = w.io.as_mut().poll_write_vectored(cx, &f.slices(data));
+        let mut wake = f.written(&mut w.output, data, r);
+        if !wake && w.io.as_mut().poll_flush(cx).is_pending() {
             w.output.wrote_direct();
-            kick = true;
+            wake = true;
         }
         drop(w);
-        if kick {
+        if wake {
             self.shared.with(|c| c.wake_driver());
         }
         Some(n)

@@ -348,7 +348,10 @@ impl Run {
             if let Some((id, left, c)) = self.ends[side].piece {
                 // A piece of the payload whose header came earlier.
                 assert_eq!((got.cmd, got.id), (Cmd::Psh, id), "end {side}: payload cut");
-                assert!(got.length <= left, "end {side}: payload past its header's length");
+                assert!(
+                    got.length <= left,
+                    "end {side}: payload past its header's length"
+                );
                 let left = left - got.length;
                 self.ends[side].piece = (left > 0).then_some((id, left, c));
                 let c = c.expect("a PSH without its stream");
