@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_proto::{Connection, EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
+use smux_proto::{EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Sleep;
 
@@ -31,9 +31,6 @@ pub(crate) struct Driver<T> {
     armed: Option<Instant>,
     /// `sleep` holds this wake-up's waker already: polling it again is wasted.
     timer_polled: bool,
-    /// The last read brought bytes (only input can make the core refuse streams).
-    fed: bool,
-    log: Log,
     done: bool,
 }
 
@@ -44,12 +41,6 @@ impl<T: AsyncRead + Unpin> Driver<T> {
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             timer_polled: false,
-            fed: false,
-            log: Log {
-                tag: shared.tag,
-                refused: 0,
-                ended: false,
-            },
             shared,
             io,
             done: false,
@@ -63,7 +54,6 @@ impl<T: AsyncRead + Unpin> Driver<T> {
         if plan.read {
             let read = pin!(self.io.read_buf(self.input.read_buf()));
             if let Poll::Ready(r) = read.poll(cx) {
-                self.fed = matches!(r, Ok(n) if n > 0);
                 self.input.read_done(r);
                 progress = true;
             }
@@ -128,14 +118,11 @@ impl<T: AsyncRead + Unpin> Future for Driver<T> {
         for _ in 0..ROUNDS_PER_WAKE {
             let shared = this.shared.clone();
             let mut w = shared.writer();
-            let (input, log) = (&mut this.input, &mut this.log);
-            let fed = std::mem::take(&mut this.fed);
-            let plan = shared.with(|c| {
-                let plan = c.drive(now(), input, &mut w.output, cx.waker());
-                log.observe(c, fed);
-                plan
-            });
+            let input = &mut this.input;
+            let plan = shared.with(|c| c.drive(now(), input, &mut w.output, cx.waker()));
             if plan.done {
+                let reason = shared.with(|c| c.session().end_reason().cloned());
+                log_end(shared.tag, reason.unwrap_or(EndReason::Local));
                 // The transport goes now: its write side here, its read side with the
                 // future.
                 w.io = Box::pin(tokio::io::sink());
@@ -158,49 +145,20 @@ impl<T> Drop for Driver<T> {
         if !self.done {
             // Dropped before finishing (its runtime shut down): no call may wait for a
             // driver that is gone.
-            let log = &mut self.log;
-            self.shared.with(|c| {
-                c.abandon();
-                log.observe(c, false);
-            });
+            self.shared.with(|c| c.abandon());
         }
     }
 }
 
-/// What the session's log lines have reported so far.
-struct Log {
-    tag: u64,
-    refused: u64,
-    ended: bool,
-}
-
-impl Log {
-    /// Logs refused streams (after input was `fed`), and the session's end once, at a
-    /// level that matches its reason.
-    fn observe(&mut self, c: &Connection, fed: bool) {
-        let s = c.session();
-        let stats = if fed { s.stats() } else { Default::default() };
-        if stats.streams_refused > self.refused {
-            tracing::debug!(
-                session = self.tag,
-                refused = stats.streams_refused - self.refused,
-                backlog = stats.accept_backlog,
-                "smux: refused incoming streams, accept backlog full"
-            );
-            self.refused = stats.streams_refused;
+/// Logs the session's end at a level that matches its reason.
+fn log_end(tag: u64, reason: EndReason) {
+    match reason {
+        EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
+            tracing::debug!(session = tag, %reason, "smux session ended");
         }
-        let Some(reason) = s.end_reason().filter(|_| !self.ended) else {
-            return;
-        };
-        self.ended = true;
-        match reason {
-            EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
-                tracing::debug!(session = self.tag, %reason, "smux session ended");
-            }
-            EndReason::Protocol(e) => {
-                tracing::warn!(session = self.tag, error = %e, "smux session ended by a protocol error");
-            }
-            _ => tracing::info!(session = self.tag, %reason, "smux session ended"),
+        EndReason::Protocol(e) => {
+            tracing::warn!(session = tag, error = %e, "smux session ended by a protocol error");
         }
+        _ => tracing::info!(session = tag, %reason, "smux session ended"),
     }
 }

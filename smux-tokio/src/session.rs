@@ -1,6 +1,5 @@
 //! The session handle.
 
-use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,27 +30,18 @@ use crate::stream::Stream;
 /// keepalive timeout, protocol error, I/O error, drained after a go-away), every
 /// pending and later call on its streams returns an error, the driver shuts the
 /// transport down, and its task ends.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Session {
     handle: Arc<Handle>,
 }
 
 /// Starts the graceful close when the last [`Session`] clone is dropped.
+#[derive(Debug)]
 struct Handle(Arc<Shared>);
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.0.with(|c| c.shutdown(Some(now() + LINGER)));
-    }
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("tag", &self.shared().tag)
-            .field("role", &self.role())
-            .field("end_reason", &self.end_reason())
-            .finish_non_exhaustive()
     }
 }
 
