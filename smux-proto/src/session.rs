@@ -1198,9 +1198,11 @@ impl Session {
         // threshold could be all the credit the peer has. (It also keeps a
         // window-limited stream from waiting a round trip per window for the
         // remainder.) Confirming when the buffer empties costs at most one CFM per
-        // PSH received.
+        // PSH received. On an extended stream the peer's window is ours, known
+        // exactly, so only a peer out of credit waits for us: a CFM per drained
+        // buffer would add a frame (and a wake-up at each end) to every exchange.
         let starved = s.unacked >= s.recv_window;
-        let drained = s.recv_len == 0;
+        let drained = s.recv_len == 0 && !s.has(flag::EXT);
         if (s.consumed >= threshold || ((starved || drained) && s.consumed > 0) || grew)
             && !s.has(flag::CFM_QUEUED)
             && self.end.is_none()
