@@ -24,6 +24,9 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+/// The size of a block that received bytes are copied into.
+const TAIL_BLOCK: usize = 32 * 1024;
+
 /// Drained buffer sets kept for reuse, so a busy session does not allocate (and fault
 /// in fresh pages) every time a stream's buffer empties and fills again. Boxed because
 /// they move in and out of streams, where an idle stream holds only a pointer.
@@ -314,7 +317,23 @@ impl Stream {
             b.sliced += piece.len();
             b.chunks.push_back((piece, true));
         } else {
-            b.tail.extend_from_slice(&piece);
+            // Copied into blocks, each filled before the next: growing the tail would
+            // double an allocation that also holds the bytes already read from its
+            // front, and a new block per piece would strand the rest of the last one.
+            let mut rest = &piece[..];
+            while !rest.is_empty() {
+                let room = b.tail.capacity() - b.tail.len();
+                if room == 0 {
+                    if !b.tail.is_empty() {
+                        b.chunks.push_back((b.tail.split().freeze(), false));
+                    }
+                    b.tail = BytesMut::with_capacity(TAIL_BLOCK);
+                    continue;
+                }
+                let k = room.min(rest.len());
+                b.tail.extend_from_slice(&rest[..k]);
+                rest = &rest[k..];
+            }
         }
         slice
     }
