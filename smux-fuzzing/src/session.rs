@@ -620,7 +620,8 @@ impl SessionRun {
             SessionOp::Eof => {
                 let leftover = self.input.buf.len();
                 if !self.s.is_ended() {
-                    if leftover > 0 {
+                    // A PSH whose payload was cut off counts too: its header was taken.
+                    if leftover > 0 || self.input.in_payload() {
                         self.causes.eof_truncated = true;
                     } else {
                         self.causes.eof_clean = true;

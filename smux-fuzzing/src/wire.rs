@@ -5,8 +5,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use smux_proto::frame::{Cmd, Decoder, Frame};
+use bytes::{Buf, BytesMut};
+use smux_proto::frame::{Cmd, Decoder, Frame, Header, HEADER_LEN};
 use smux_proto::{verify_code, Role, Session, Transmit};
 
 /// Decodes the bytes a session emitted or consumed: they must be whole, valid frames.
@@ -31,7 +31,10 @@ pub(crate) struct InputLog {
     shadow: BytesMut,
     decoder: Decoder,
     consumed: BytesMut,
-    /// Bytes and frames consumed so far.
+    /// The PSH whose payload the session is taking piece by piece: its stream and the
+    /// payload bytes still to come.
+    payload: Option<(u16, u32)>,
+    /// Bytes and frame headers consumed so far.
     pub(crate) total: u64,
     frames: u64,
 }
@@ -49,9 +52,15 @@ impl InputLog {
             shadow: BytesMut::new(),
             decoder,
             consumed: BytesMut::new(),
+            payload: None,
             total: 0,
             frames: 0,
         }
+    }
+
+    /// True while the session is taking a PSH payload piece by piece.
+    pub(crate) fn in_payload(&self) -> bool {
+        self.payload.is_some()
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
@@ -59,7 +68,9 @@ impl InputLog {
         self.shadow.extend_from_slice(bytes);
     }
 
-    /// Calls `handle_input` and returns the frames it consumed.
+    /// Calls `handle_input` and returns what it consumed: whole frames, and a PSH with
+    /// a payload as its header (an empty PSH) followed by the pieces of the payload as
+    /// the session took them, each a PSH of the piece's length.
     pub(crate) fn feed(&mut self, s: &mut Session, now: Instant) -> Vec<Frame> {
         let before = self.buf.len();
         s.handle_input(now, &mut self.buf);
@@ -68,8 +79,48 @@ impl InputLog {
         self.consumed
             .extend_from_slice(&self.shadow.split_to(before - after));
         self.total += (before - after) as u64;
-        let frames = frames_of(&mut self.decoder, &mut self.consumed, "consumed input");
-        self.frames += frames.len() as u64;
+        let mut frames = Vec::new();
+        loop {
+            if let Some((id, left)) = self.payload {
+                if self.consumed.is_empty() {
+                    break;
+                }
+                let n = self.consumed.len().min(left as usize);
+                let piece = self.consumed.split_to(n).freeze();
+                frames.push(Frame {
+                    header: Header::new(Cmd::Psh, id, n as u32),
+                    payload: piece,
+                });
+                self.payload = (left as usize > n).then_some((id, left - n as u32));
+                continue;
+            }
+            let h = match self.decoder.peek_header(&self.consumed) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => panic!("consumed input holds an invalid frame: {e:?}"),
+            };
+            self.frames += 1;
+            if h.cmd == Cmd::Psh && h.length > 0 {
+                // The header is reported as an empty piece: the session acted on it
+                // (its stream, its window) before any payload byte.
+                self.consumed.advance(HEADER_LEN);
+                self.payload = Some((h.id, h.length));
+                frames.push(Frame {
+                    header: Header::new(Cmd::Psh, h.id, 0),
+                    payload: bytes::Bytes::new(),
+                });
+                continue;
+            }
+            let f = self
+                .decoder
+                .decode(&mut self.consumed)
+                .expect("checked above");
+            frames.push(f.expect("a whole header"));
+        }
+        assert!(
+            self.consumed.is_empty(),
+            "consumed input ends in a partial header"
+        );
         let st = s.stats();
         assert_eq!(st.bytes_received, self.total, "bytes_received disagrees");
         assert_eq!(st.frames_received, self.frames, "frames_received disagrees");

@@ -34,9 +34,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, ReadError, WriteError};
-use crate::frame::Header;
 use crate::id::Role;
-use crate::link::{Input, Output, Plan, ReadState, WriteState};
+use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState};
 use crate::negotiate::Agreement;
 use crate::session::{Event, Session, Stats, StreamId, StreamState};
 use crate::wake::Waiters;
@@ -637,17 +636,24 @@ impl Connection {
         r
     }
 
-    /// For an application call that holds the write side of the transport: a frame of
-    /// stream `id` carrying the first bytes of its `len`-byte write, for the caller to
-    /// write to the transport itself, now (see `Session::write_direct`, and
-    /// [`Output::push_unsent`] for what the transport does not take). `None` when that
-    /// is not possible (something is queued, the output is not empty, no room, a close
-    /// is under way): take [`Connection::poll_write`] then.
-    pub fn begin_direct(&mut self, id: StreamId, len: usize, output: &Output) -> Option<Header> {
+    /// Write-through, for an application call that holds the write side of the
+    /// transport (and `output`): a frame of stream `id` carrying the first bytes of its
+    /// `len`-byte write, for the caller to write to the transport itself, now, from its
+    /// own buffer (see `Session::write_direct`). `None` when that is not possible
+    /// (something is queued or in `output`, no room, a close is under way): take
+    /// [`Connection::poll_write`] then. If [`Direct::written`] says so, call
+    /// [`Connection::wake_driver`].
+    pub fn begin_direct(&mut self, id: StreamId, len: usize, output: &Output) -> Option<Direct> {
         if self.refuses_work() || self.ending.is_some() || !output.is_open() || !output.is_empty() {
             return None;
         }
-        self.session.write_direct(id, len)
+        self.session.write_direct(id, len).map(Direct::new)
+    }
+
+    /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)
+    /// for it to finish.
+    pub fn wake_driver(&mut self) {
+        self.kick();
     }
 
     /// Shuts stream `id`'s write side (half-close); waits while the agreement on

@@ -207,6 +207,17 @@ impl Decoder {
         Ok(Some(self.take(buf, header)))
     }
 
+    /// Consumes the header `peek_header` returned, and nothing of a PSH's payload: the
+    /// returned frame has an empty payload.
+    pub(crate) fn take_header(&mut self, buf: &mut BytesMut, header: Header) -> Frame {
+        self.first = false;
+        buf.advance(HEADER_LEN);
+        Frame {
+            header,
+            payload: Bytes::new(),
+        }
+    }
+
     /// Consumes the frame whose header `peek_header` returned; the caller has checked
     /// that `buf` holds all of it.
     pub(crate) fn take(&mut self, buf: &mut BytesMut, header: Header) -> Frame {

@@ -174,7 +174,7 @@ pub use error::{
 };
 pub use frame::{Cmd, Frame, Header};
 pub use id::Role;
-pub use link::{Input, Output, Plan, MAX_SLICES};
+pub use link::{Direct, Input, Output, Plan, MAX_SLICES};
 pub use negotiate::Agreement;
 pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};

@@ -5,10 +5,12 @@
 //! adapter's lock. Nothing here blocks, reads a clock or knows a runtime.
 
 use std::io::{self, IoSlice};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
 
+use crate::frame::{Header, HEADER_LEN};
 use crate::transmit::Transmit;
 
 /// Free space a read gets in the read buffer.
@@ -189,7 +191,7 @@ impl Output {
     /// Puts the part of a directly written frame the transport did not take (the rest
     /// of its header, then the rest of its payload) ahead of everything else, so the
     /// frame stays whole on the wire (`Session::write_direct`). Copies those bytes.
-    pub fn push_unsent(&mut self, header: &[u8], payload: &[u8]) {
+    pub(crate) fn push_unsent(&mut self, header: &[u8], payload: &[u8]) {
         self.tx.push_front_raw(header, payload);
     }
 
@@ -225,6 +227,12 @@ impl Output {
         }
     }
 
+    /// Notes that a [`Direct`] frame went out whole but the flush that followed could
+    /// not finish: the I/O side flushes (wake it).
+    pub fn wrote_direct(&mut self) {
+        self.needs_flush = true;
+    }
+
     /// Reports a flush.
     pub fn flushed(&mut self, r: io::Result<()>) {
         match r {
@@ -252,6 +260,63 @@ impl Output {
     /// True while writes may still go out.
     pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, WriteState::Open)
+    }
+}
+
+/// A frame written from the caller's own buffer straight to the transport, with no
+/// copy into the session ([`Connection::begin_direct`](crate::Connection::begin_direct)):
+/// the header, then the first [`Direct::len`] bytes of the caller's data. It counts
+/// as sent already; report the transport's write with [`Direct::written`].
+#[derive(Debug)]
+#[must_use = "the frame counts as sent: write it, then report it with `written`"]
+pub struct Direct {
+    head: [u8; HEADER_LEN],
+    len: usize,
+}
+
+impl Direct {
+    pub(crate) fn new(h: Header) -> Direct {
+        Direct {
+            head: h.to_bytes(),
+            len: h.length as usize,
+        }
+    }
+
+    /// How many bytes of the caller's data the frame carries (the write's count).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: a direct frame carries at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frame for one vectored write: header, payload. `data` is the buffer whose
+    /// length went to `begin_direct`.
+    pub fn slices<'a>(&'a self, data: &'a [u8]) -> [IoSlice<'a>; 2] {
+        [IoSlice::new(&self.head), IoSlice::new(&data[..self.len])]
+    }
+
+    /// Reports the transport's write of [`Direct::slices`] (`Pending`: it took
+    /// nothing). What it did not take goes to the front of `output`, copied,
+    /// so the frame stays whole on the wire; a failure is recorded there too. Returns
+    /// whether the I/O side must now be woken to finish the frame.
+    pub fn written(self, output: &mut Output, data: &[u8], r: Poll<io::Result<usize>>) -> bool {
+        let took = match r {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => {
+                output.written(Err(e));
+                0
+            }
+            Poll::Pending => 0,
+        };
+        if took >= HEADER_LEN + self.len {
+            return false;
+        }
+        let k = took.min(HEADER_LEN);
+        output.push_unsent(&self.head[k..], &data[took - k..self.len]);
+        true
     }
 }
 

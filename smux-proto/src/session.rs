@@ -74,6 +74,32 @@ enum Tag {
     Session,
 }
 
+/// A PSH whose header was taken and whose payload is still arriving: pieces are
+/// handed to the stream as they come, so no read buffer ever has to hold (and copy)
+/// a whole frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Payload {
+    id: u16,
+    /// The stream record it was sent to (a piece for a record that has gone is
+    /// dropped).
+    gen: u16,
+    /// Payload bytes still to come, and the frame's payload length.
+    left: u32,
+    len: u32,
+    /// What the pieces are for, decided at the header.
+    to: PayloadTo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadTo {
+    /// The stream's reader.
+    Reader,
+    /// A released extended stream: confirmed and dropped.
+    Sink,
+    /// Nobody (an unknown or closed stream): dropped.
+    Nobody,
+}
+
 /// Our round-trip ping: its answer counts only once the ping has left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ping {
@@ -156,6 +182,20 @@ pub struct Stats {
     pub rtt: Option<Duration>,
 }
 
+/// Whether `s` is a released extended stream whose peer still writes: what arrives is
+/// confirmed and dropped.
+fn is_sink(s: &Stream) -> bool {
+    s.has(flag::EXT)
+        && !s.has(flag::RESET)
+        && matches!(
+            s.state,
+            State::Closing {
+                peer_fin: false,
+                ..
+            }
+        )
+}
+
 /// Owes a blocked writer of stream `id` its `Writable` event once its window has room
 /// (a turn in the send queue wakes it otherwise).
 fn owe_writable(s: &mut Stream, id: u16, events: &mut VecDeque<Event>) {
@@ -200,6 +240,8 @@ pub struct Session {
     sliced: usize,
     /// Length of a PSH that did not fit `max_buffered_in`; input waits for room.
     stalled: Option<usize>,
+    /// The PSH whose payload is arriving.
+    payload: Option<Payload>,
     next_ping: Instant,
     last_recv: Instant,
     ping: Ping,
@@ -271,6 +313,7 @@ impl Session {
             pool: Pool::default(),
             sliced: 0,
             stalled: None,
+            payload: None,
             ping: Ping::Idle,
             rng: Rng::new(),
             end: None,
@@ -337,31 +380,49 @@ impl Session {
                 .is_none_or(|need| self.stats.buffered_in + need <= self.config.max_buffered_in)
     }
 
-    /// Decodes and applies every complete frame at the front of `input`, leaving a
-    /// partial frame (or the rest, when [`Session::wants_input`] turns false) in place.
+    /// Decodes and applies the frames at the front of `input`: every complete frame,
+    /// and of a PSH whatever part of its payload has arrived (handed to its stream
+    /// without a copy when large). Leaves a partial header (or the rest, when
+    /// [`Session::wants_input`] turns false) in place.
     pub fn handle_input(&mut self, now: Instant, input: &mut BytesMut) {
         self.now = self.now.max(now);
         while self.wants_input() {
+            if let Some(p) = self.payload {
+                if input.is_empty() {
+                    break;
+                }
+                let n = input.len().min(p.left as usize);
+                let piece = input.split_to(n).freeze();
+                self.stats.bytes_received += n as u64;
+                self.last_recv = now;
+                self.payload = (p.left as usize > n).then_some(Payload {
+                    left: p.left - n as u32,
+                    ..p
+                });
+                self.on_psh_piece(p, piece);
+                continue;
+            }
             let header = match self.decoder.peek_header(input) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(e) => return self.protocol_error(e),
             };
-            let len = Decoder::frame_len(&header);
-            if input.len() < len {
-                break;
-            }
-            if header.cmd == Cmd::Psh && self.must_stall(header) {
+            let psh = header.cmd == Cmd::Psh;
+            if psh && self.must_stall(header) {
                 self.stalled = Some(header.length as usize);
                 break;
             }
             self.stalled = None;
-            let frame = self.decoder.take(input, header);
+            let frame = self.decoder.take_header(input, header);
             self.last_recv = now;
             self.stats.frames_received += 1;
-            self.stats.bytes_received += len as u64;
+            self.stats.bytes_received += crate::frame::HEADER_LEN as u64;
             self.learn_from(&frame.header);
-            self.apply(now, frame);
+            if psh {
+                self.on_psh(header.id, header.length);
+            } else {
+                self.apply(now, frame);
+            }
             self.after_frame();
         }
     }
@@ -378,7 +439,7 @@ impl Session {
         match cmd {
             Cmd::Syn => self.on_syn(id),
             Cmd::Fin => self.on_fin(id, length),
-            Cmd::Psh => self.on_psh(id, frame.payload),
+            Cmd::Psh => unreachable!("PSH frames are taken piece by piece"),
             Cmd::Cfm => self.on_cfm(id, length),
             Cmd::Vrm => self.on_vrm(now, id, length),
             Cmd::Pin => {}
@@ -461,66 +522,92 @@ impl Session {
         }
     }
 
-    fn on_psh(&mut self, id: u16, payload: Bytes) {
-        let len = payload.len();
-        let Some(s) = self.streams.get_mut(&id) else {
-            self.stats.bytes_discarded += len as u64;
-            return;
+    /// A PSH header: checks the window for the whole payload and decides where its
+    /// pieces go (`on_psh_piece`).
+    fn on_psh(&mut self, id: u16, len: u32) {
+        let mut payload = Payload {
+            id,
+            gen: 0,
+            left: len,
+            len,
+            to: PayloadTo::Nobody,
         };
-        // A peer that cannot know a smaller window of ours (a reference, or one of ours
-        // before the agreement) may always send the protocol's 512 KiB.
-        let window = s.recv_window.max(ASSUMED_WINDOW);
-        // A released extended stream still takes (and confirms) what the peer sends
-        // until its FIN, so a half-closed peer never blocks on a window we stopped
-        // reading; the bytes are dropped.
-        let sink = s.has(flag::EXT)
-            && !s.has(flag::RESET)
-            && matches!(
-                s.state,
-                State::Closing {
-                    peer_fin: false,
-                    ..
+        if let Some(s) = self.streams.get_mut(&id) {
+            payload.gen = s.gen;
+            // A peer that cannot know a smaller window of ours (a reference, or one of
+            // ours before the agreement) may always send the protocol's 512 KiB.
+            let window = s.recv_window.max(ASSUMED_WINDOW);
+            // A released extended stream still takes (and confirms) what the peer sends
+            // until its FIN, so a half-closed peer never blocks on a window we stopped
+            // reading; the bytes are dropped.
+            let sink = is_sink(s);
+            if s.takes_data() || sink {
+                let unconfirmed = u64::from(s.unacked) + u64::from(len);
+                if unconfirmed > u64::from(window) {
+                    return self.protocol_error(ProtocolError::WindowExceeded {
+                        id,
+                        unconfirmed,
+                        window,
+                    });
                 }
-            );
-        if !s.takes_data() && !sink {
-            self.stats.bytes_discarded += len as u64;
-            return;
+                s.unacked += len;
+                payload.to = if sink {
+                    PayloadTo::Sink
+                } else {
+                    PayloadTo::Reader
+                };
+                if !sink && s.unacked >= s.recv_window && s.consumed > 0 {
+                    // The peer just spent its last credit while we hold consumed bytes
+                    // unconfirmed (the reader read them earlier and may read no more):
+                    // owe them.
+                    if !s.has(flag::CFM_QUEUED) {
+                        s.set(flag::CFM_QUEUED, true);
+                        self.cfm.push_back(id);
+                    }
+                }
+            }
         }
-        let unconfirmed = u64::from(s.unacked) + len as u64;
-        if unconfirmed > u64::from(window) {
-            return self.protocol_error(ProtocolError::WindowExceeded {
-                id,
-                unconfirmed,
-                window,
-            });
+        if len > 0 {
+            self.payload = Some(payload);
         }
-        if len == 0 {
-            return;
-        }
-        s.unacked += len as u32;
-        if sink {
-            self.stats.bytes_discarded += len as u64;
-            self.stats.buffered_in += len;
-            return self.consumed(id, len);
-        }
-        if s.unacked >= s.recv_window && s.consumed > 0 && !s.has(flag::CFM_QUEUED) {
-            // The peer just spent its last credit while we hold consumed bytes
-            // unconfirmed (the reader read them earlier and may read no more): owe them.
-            s.set(flag::CFM_QUEUED, true);
-            self.cfm.push_back(id);
-        }
-        let was_empty = s.recv_len == 0;
-        // Slices pin read buffers several times their size: keep their total to an
-        // eighth of the input bound, so what is held stays within about twice it.
-        let may_slice = self.sliced + len <= self.config.max_buffered_in / 8;
-        if s.push_recv(payload, may_slice, &mut self.pool) {
-            self.sliced += len;
-        }
-        self.stats.buffered_in += len;
-        if was_empty && !s.has(flag::READABLE_QUEUED) {
-            s.set(flag::READABLE_QUEUED, true);
-            self.events
-                .push_back(Event::Readable(StreamId::new(id, s.gen)));
+    }
+
+    /// A piece of the payload of the PSH `p` (the stream may have been released or
+    /// reset since its header).
+    fn on_psh_piece(&mut self, p: Payload, piece: Bytes) {
+        let n = piece.len();
+        let live = self.streams.get_mut(&p.id).filter(|s| s.gen == p.gen);
+        let to = match (p.to, live) {
+            (PayloadTo::Nobody, _) | (_, None) => PayloadTo::Nobody,
+            (_, Some(s)) if s.takes_data() => PayloadTo::Reader,
+            (_, Some(s)) if is_sink(s) => PayloadTo::Sink,
+            // Reset, or a base stream released since the header.
+            _ => PayloadTo::Nobody,
+        };
+        match to {
+            PayloadTo::Nobody => self.stats.bytes_discarded += n as u64,
+            PayloadTo::Sink => {
+                self.stats.bytes_discarded += n as u64;
+                self.stats.buffered_in += n;
+                self.consumed(p.id, n);
+            }
+            PayloadTo::Reader => {
+                let s = self.streams.get_mut(&p.id).expect("checked above");
+                let was_empty = s.recv_len == 0;
+                // Slices pin read buffers several times their size: keep their total to
+                // an eighth of the input bound, so what is held stays within about
+                // twice it.
+                let may_slice = self.sliced + n <= self.config.max_buffered_in / 8;
+                if s.push_recv(piece, may_slice, &mut self.pool) {
+                    self.sliced += n;
+                }
+                self.stats.buffered_in += n;
+                if was_empty && !s.has(flag::READABLE_QUEUED) {
+                    s.set(flag::READABLE_QUEUED, true);
+                    self.events
+                        .push_back(Event::Readable(StreamId::new(p.id, s.gen)));
+                }
+            }
         }
     }
 
@@ -540,8 +627,12 @@ impl Session {
     /// application has not made room for yet: keep feeding them to `handle_input` as
     /// it reads, and call this only once input is wanted again, so no byte is lost.
     pub fn handle_eof(&mut self, leftover: usize) {
-        if leftover > 0 && self.end.is_none() {
-            self.protocol_error(ProtocolError::TruncatedFrame { have: leftover });
+        // Inside a PSH, the frame's header and the payload that came are in hand.
+        let have = self.payload.map_or(leftover, |p| {
+            leftover + crate::frame::HEADER_LEN + (p.len - p.left) as usize
+        });
+        if have > 0 && self.end.is_none() {
+            self.protocol_error(ProtocolError::TruncatedFrame { have });
         } else if self.nothing_to_lose() {
             // The peer drained first and closed: the go-away ended as agreed.
             self.finish(EndReason::Drained);
@@ -1107,9 +1198,11 @@ impl Session {
         // threshold could be all the credit the peer has. (It also keeps a
         // window-limited stream from waiting a round trip per window for the
         // remainder.) Confirming when the buffer empties costs at most one CFM per
-        // PSH received.
+        // PSH received. On an extended stream the peer's window is ours, known
+        // exactly, so only a peer out of credit waits for us: a CFM per drained
+        // buffer would add a frame (and a wake-up at each end) to every exchange.
         let starved = s.unacked >= s.recv_window;
-        let drained = s.recv_len == 0;
+        let drained = s.recv_len == 0 && !s.has(flag::EXT);
         if (s.consumed >= threshold || ((starved || drained) && s.consumed > 0) || grew)
             && !s.has(flag::CFM_QUEUED)
             && self.end.is_none()

@@ -20,7 +20,12 @@
 //! FIN and after which it sends nothing on the stream; and RST aborts both directions.
 //! See `docs/PROTOCOL.md` for why a third FIN is needed before an ID can be reused.
 
+use std::collections::VecDeque;
+
 use bytes::{Buf, Bytes, BytesMut};
+
+/// The size of a block that received bytes are copied into.
+const TAIL_BLOCK: usize = 32 * 1024;
 
 /// Drained buffer sets kept for reuse, so a busy session does not allocate (and fault
 /// in fresh pages) every time a stream's buffer empties and fills again. Boxed because
@@ -50,8 +55,8 @@ impl Pool {
     }
 
     fn put(&mut self, mut b: Box<Buffers>) {
-        if b.recv.capacity() > Self::KEEP {
-            b.recv = BytesMut::new();
+        if b.tail.capacity() > Self::KEEP {
+            b.tail = BytesMut::new();
         }
         if b.send.capacity() > Self::KEEP {
             b.send = BytesMut::new();
@@ -130,20 +135,21 @@ impl State {
 /// Data buffers, allocated while data flows and recycled when drained, so an idle
 /// stream costs only its counters.
 ///
-/// Received payloads are copied into `recv` rather than kept as slices of the
-/// transport's read buffer: a slice would pin its whole read allocation, so a peer
-/// could make memory exceed the counted bytes by the ratio of read size to frame size,
-/// and the adapter could never reuse its read buffer in place. The one exception is
-/// `head`: a large payload that arrives on an empty stream is kept as a slice, saving
-/// a copy of most of the data of a stream whose reader keeps up; at most one such slice
-/// per stream, within a session-wide budget (`Session::on_psh`), so the pinning stays
-/// bounded.
+/// Received bytes are kept in order as a queue of chunks. A large piece of payload is
+/// kept as a slice of the transport's read buffer, without a copy; small pieces are
+/// copied into `tail`, since a slice pins its whole read allocation: a peer sending
+/// small frames could otherwise make memory exceed the counted bytes by the ratio of
+/// read size to frame size. Slices stay within a session-wide budget
+/// (`Session::on_psh_piece`), so what they pin stays bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
-    /// The oldest received bytes, kept without a copy (see above).
-    head: Bytes,
-    /// Received bytes not yet read, after `head`.
-    recv: BytesMut,
+    /// The oldest received bytes: slices of read buffers, and runs of small pieces
+    /// (`tail` frozen when a slice had to follow it), with whether each is a slice.
+    chunks: VecDeque<(Bytes, bool)>,
+    /// Received bytes after `chunks`, copied.
+    tail: BytesMut,
+    /// Bytes of `chunks` that are slices of read buffers.
+    sliced: usize,
     /// Bytes accepted by writes and not yet framed.
     pub(crate) send: BytesMut,
 }
@@ -151,11 +157,11 @@ pub(crate) struct Buffers {
 impl Buffers {
     /// Whether the buffers hold nothing and may be recycled.
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.recv.is_empty() && self.send.is_empty()
+        self.chunks.is_empty() && self.tail.is_empty() && self.send.is_empty()
     }
 
     fn capacity(&self) -> usize {
-        self.recv.capacity() + self.send.capacity()
+        self.tail.capacity() + self.send.capacity()
     }
 }
 
@@ -296,25 +302,45 @@ impl Stream {
         }
     }
 
-    /// Buffers a received payload; returns true if it was kept as a slice (only when
-    /// `may_slice`, the stream holds nothing else and the payload is large).
-    pub(crate) fn push_recv(&mut self, payload: Bytes, may_slice: bool, pool: &mut Pool) -> bool {
-        /// Smaller payloads are always copied: a slice saves little and pins a lot.
+    /// Buffers a piece of received payload; returns true if it was kept as a slice
+    /// (only when `may_slice` and the piece is large).
+    pub(crate) fn push_recv(&mut self, piece: Bytes, may_slice: bool, pool: &mut Pool) -> bool {
+        /// Smaller pieces are always copied: a slice saves little and pins a lot.
         const SLICE_FROM: usize = 16 * 1024;
-        let slice = may_slice && self.recv_len == 0 && payload.len() >= SLICE_FROM;
-        self.recv_len += payload.len() as u32;
+        let slice = may_slice && piece.len() >= SLICE_FROM;
+        self.recv_len += piece.len() as u32;
         let b = self.bufs_mut(pool);
         if slice {
-            b.head = payload;
+            if !b.tail.is_empty() {
+                b.chunks.push_back((b.tail.split().freeze(), false));
+            }
+            b.sliced += piece.len();
+            b.chunks.push_back((piece, true));
         } else {
-            b.recv.extend_from_slice(&payload);
+            // Copied into blocks, each filled before the next: growing the tail would
+            // double an allocation that also holds the bytes already read from its
+            // front, and a new block per piece would strand the rest of the last one.
+            let mut rest = &piece[..];
+            while !rest.is_empty() {
+                let room = b.tail.capacity() - b.tail.len();
+                if room == 0 {
+                    if !b.tail.is_empty() {
+                        b.chunks.push_back((b.tail.split().freeze(), false));
+                    }
+                    b.tail = BytesMut::with_capacity(TAIL_BLOCK);
+                    continue;
+                }
+                let k = room.min(rest.len());
+                b.tail.extend_from_slice(&rest[..k]);
+                rest = &rest[k..];
+            }
         }
         slice
     }
 
-    /// Bytes held as a slice of a read buffer.
+    /// Bytes held as slices of read buffers.
     pub(crate) fn sliced(&self) -> usize {
-        self.bufs.as_ref().map_or(0, |b| b.head.len())
+        self.bufs.as_ref().map_or(0, |b| b.sliced)
     }
 
     /// Copies buffered bytes into `out`; returns the count.
@@ -323,35 +349,46 @@ impl Stream {
             return 0;
         };
         let mut n = 0;
-        for src in [&mut b.head as &mut dyn Buf, &mut b.recv] {
-            let k = src.remaining().min(out.len() - n);
-            src.copy_to_slice(&mut out[n..n + k]);
+        while n < out.len() {
+            let Some((chunk, slice)) = b.chunks.front_mut() else {
+                break;
+            };
+            let k = chunk.len().min(out.len() - n);
+            chunk.copy_to_slice(&mut out[n..n + k]);
             n += k;
+            if *slice {
+                b.sliced -= k;
+            }
+            if chunk.is_empty() {
+                // Let go of the read buffer a slice pointed into.
+                b.chunks.pop_front();
+            }
         }
-        if b.head.is_empty() {
-            // Let go of the read buffer the slice pointed into.
-            b.head = Bytes::new();
-        }
+        let k = b.tail.len().min(out.len() - n);
+        b.tail.copy_to_slice(&mut out[n..n + k]);
+        n += k;
         self.recv_len -= n as u32;
         self.release_bufs(pool);
         n
     }
 
-    /// Takes up to `max` buffered bytes as one chunk.
+    /// Takes up to `max` buffered bytes as one chunk (without a copy).
     pub(crate) fn read_chunk(&mut self, max: usize, pool: &mut Pool) -> Bytes {
         let Some(b) = self.bufs.as_mut() else {
             return Bytes::new();
         };
-        let out = if b.head.is_empty() {
-            let n = b.recv.len().min(max);
-            b.recv.split_to(n).freeze()
-        } else {
-            let n = b.head.len().min(max);
-            let out = b.head.split_to(n);
-            if b.head.is_empty() {
-                b.head = Bytes::new();
+        let out = match b.chunks.front_mut() {
+            Some((chunk, slice)) => {
+                let out = chunk.split_to(chunk.len().min(max));
+                if *slice {
+                    b.sliced -= out.len();
+                }
+                if chunk.is_empty() {
+                    b.chunks.pop_front();
+                }
+                out
             }
-            out
+            None => b.tail.split_to(b.tail.len().min(max)).freeze(),
         };
         self.recv_len -= out.len() as u32;
         self.release_bufs(pool);
@@ -372,8 +409,9 @@ impl Stream {
     pub(crate) fn discard_recv(&mut self, pool: &mut Pool) -> usize {
         let n = self.recv_len as usize;
         if let Some(b) = self.bufs.as_mut() {
-            b.head = Bytes::new();
-            b.recv.clear();
+            b.chunks.clear();
+            b.tail.clear();
+            b.sliced = 0;
         }
         self.recv_len = 0;
         self.release_bufs(pool);
@@ -421,21 +459,30 @@ mod tests {
     }
 
     #[test]
-    fn a_large_payload_on_an_empty_stream_is_kept_without_a_copy() {
+    fn large_pieces_are_kept_without_a_copy_and_read_in_order() {
         let mut pool = Pool::default();
         let mut s = Stream::new(1 << 20, 1 << 20, 0);
         let big = Bytes::from(vec![3u8; 64 * 1024]);
         assert!(s.push_recv(big.clone(), true, &mut pool));
-        // Behind buffered data: copied, so at most one slice per stream.
-        assert!(!s.push_recv(Bytes::from(vec![4u8; 64 * 1024]), true, &mut pool));
+        // Small pieces are copied; a large one behind them is a slice again.
+        assert!(!s.push_recv(Bytes::from_static(b"small"), true, &mut pool));
+        let big2 = Bytes::from(vec![4u8; 32 * 1024]);
+        assert!(s.push_recv(big2.clone(), true, &mut pool));
+        assert!(!s.push_recv(Bytes::from_static(b"end"), true, &mut pool));
+        assert_eq!(s.sliced(), 96 * 1024);
         let first = s.read_chunk(usize::MAX, &mut pool);
         assert_eq!(first.as_ptr(), big.as_ptr(), "kept as a slice");
-        let mut out = vec![0u8; 64 * 1024];
-        assert_eq!(s.read_into(&mut out, &mut pool), 64 * 1024);
-        assert!(out.iter().all(|b| *b == 4));
-        // Small, or no slice budget left: copied, so nothing stays pinned.
-        assert!(!s.push_recv(Bytes::from(vec![5u8; 1024]), true, &mut pool));
-        s.read_into(&mut out, &mut pool);
+        assert_eq!(
+            s.read_chunk(usize::MAX, &mut pool),
+            Bytes::from_static(b"small")
+        );
+        let mut out = vec![0u8; 40 * 1024];
+        assert_eq!(s.read_into(&mut out, &mut pool), 32 * 1024 + 3);
+        assert!(out[..32 * 1024].iter().all(|b| *b == 4));
+        assert_eq!(&out[32 * 1024..32 * 1024 + 3], b"end");
+        assert_eq!(s.sliced(), 0);
+        assert!(s.bufs.is_none(), "drained buffers go back to the pool");
+        // No slice budget left: copied, so nothing stays pinned.
         assert!(!s.push_recv(big.clone(), false, &mut pool));
         assert_ne!(s.read_chunk(usize::MAX, &mut pool).as_ptr(), big.as_ptr());
     }

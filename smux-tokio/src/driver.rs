@@ -14,81 +14,52 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_proto::{Connection, EndReason, Input, Output, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use smux_proto::{EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Sleep;
 
-use crate::shared::{now, Shared};
+use crate::shared::{now, Shared, Writer};
 
-/// The driver future, spawned once per session; it owns the transport.
+/// The driver future, spawned once per session; it owns the transport's read side
+/// (the write side is shared with stream writers, see `Writer`).
 pub(crate) struct Driver<T> {
     io: T,
     shared: Arc<Shared>,
     input: Input,
-    output: Output,
     sleep: Pin<Box<Sleep>>,
     /// The instant `sleep` is set to, until it fires.
     armed: Option<Instant>,
     /// `sleep` holds this wake-up's waker already: polling it again is wasted.
     timer_polled: bool,
-    /// The last read brought bytes (only input can make the core refuse streams).
-    fed: bool,
-    log: Log,
     done: bool,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+impl<T: AsyncRead + Unpin> Driver<T> {
     pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
         Driver {
-            output: Output::new(io.is_write_vectored()),
             input: Input::new(),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             timer_polled: false,
-            fed: false,
-            log: Log {
-                tag: shared.tag,
-                refused: 0,
-                ended: false,
-            },
             shared,
             io,
             done: false,
         }
     }
 
-    /// Carries out `plan` once; returns whether anything progressed.
+    /// Carries out `plan` once; returns whether anything progressed. The write side is
+    /// locked only around its own calls, so stream writers can write through meanwhile.
     fn perform(&mut self, plan: Plan, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         if plan.read {
             let read = pin!(self.io.read_buf(self.input.read_buf()));
             if let Poll::Ready(r) = read.poll(cx) {
-                self.fed = matches!(r, Ok(n) if n > 0);
                 self.input.read_done(r);
                 progress = true;
             }
         }
-        while plan.write && !self.output.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let n = self.output.slices(&mut slices);
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
-                Poll::Ready(r) => self.output.written(r),
-                Poll::Pending => break,
-            }
-            progress = true;
-        }
-        // Flushing follows writing everything out in the same round.
-        if plan.flush || (plan.write && self.output.is_empty()) {
-            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_flush(cx) {
-                self.output.flushed(r);
-                progress = true;
-            }
-        }
-        if plan.shutdown {
-            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_shutdown(cx) {
-                self.output.shut(r);
-                progress = true;
-            }
+        if plan.write || plan.flush || plan.shutdown {
+            progress |= perform_write(plan, &mut self.shared.writer(), cx);
         }
         if let Some(t) = plan.timer {
             if self.armed != Some(t) {
@@ -108,25 +79,57 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+/// The write side's part of `plan`: write out, flush, shut down. Returns whether
+/// anything progressed.
+fn perform_write(plan: Plan, w: &mut Writer, cx: &mut Context<'_>) -> bool {
+    let mut progress = false;
+    let Writer { io, output } = w;
+    while plan.write && !output.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = output.slices(&mut slices);
+        match io.as_mut().poll_write_vectored(cx, &slices[..n]) {
+            Poll::Ready(r) => output.written(r),
+            Poll::Pending => break,
+        }
+        progress = true;
+    }
+    // Flushing follows writing everything out in the same round.
+    if plan.flush || (plan.write && output.is_empty()) {
+        if let Poll::Ready(r) = io.as_mut().poll_flush(cx) {
+            output.flushed(r);
+            progress = true;
+        }
+    }
+    if plan.shutdown {
+        if let Poll::Ready(r) = io.as_mut().poll_shutdown(cx) {
+            output.shut(r);
+            progress = true;
+        }
+    }
+    progress
+}
+
+impl<T: AsyncRead + Unpin> Future for Driver<T> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.timer_polled = false;
         for _ in 0..ROUNDS_PER_WAKE {
-            let (input, output, log) = (&mut this.input, &mut this.output, &mut this.log);
-            let fed = std::mem::take(&mut this.fed);
-            let plan = this.shared.with(|c| {
-                let plan = c.drive(now(), input, output, cx.waker());
-                log.observe(c, fed);
-                plan
-            });
+            let shared = this.shared.clone();
+            let mut w = shared.writer();
+            let input = &mut this.input;
+            let plan = shared.with(|c| c.drive(now(), input, &mut w.output, cx.waker()));
             if plan.done {
-                // Dropping the future drops the transport.
+                let reason = shared.with(|c| c.session().end_reason().cloned());
+                log_end(shared.tag, reason.unwrap_or(EndReason::Local));
+                // The transport goes now: its write side here, its read side with the
+                // future.
+                w.io = Box::pin(tokio::io::sink());
                 this.done = true;
                 return Poll::Ready(());
             }
+            drop(w);
             if !this.perform(plan, cx) {
                 return Poll::Pending;
             }
@@ -142,49 +145,20 @@ impl<T> Drop for Driver<T> {
         if !self.done {
             // Dropped before finishing (its runtime shut down): no call may wait for a
             // driver that is gone.
-            let log = &mut self.log;
-            self.shared.with(|c| {
-                c.abandon();
-                log.observe(c, false);
-            });
+            self.shared.with(|c| c.abandon());
         }
     }
 }
 
-/// What the session's log lines have reported so far.
-struct Log {
-    tag: u64,
-    refused: u64,
-    ended: bool,
-}
-
-impl Log {
-    /// Logs refused streams (after input was `fed`), and the session's end once, at a
-    /// level that matches its reason.
-    fn observe(&mut self, c: &Connection, fed: bool) {
-        let s = c.session();
-        let stats = if fed { s.stats() } else { Default::default() };
-        if stats.streams_refused > self.refused {
-            tracing::debug!(
-                session = self.tag,
-                refused = stats.streams_refused - self.refused,
-                backlog = stats.accept_backlog,
-                "smux: refused incoming streams, accept backlog full"
-            );
-            self.refused = stats.streams_refused;
+/// Logs the session's end at a level that matches its reason.
+fn log_end(tag: u64, reason: EndReason) {
+    match reason {
+        EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
+            tracing::debug!(session = tag, %reason, "smux session ended");
         }
-        let Some(reason) = s.end_reason().filter(|_| !self.ended) else {
-            return;
-        };
-        self.ended = true;
-        match reason {
-            EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
-                tracing::debug!(session = self.tag, %reason, "smux session ended");
-            }
-            EndReason::Protocol(e) => {
-                tracing::warn!(session = self.tag, error = %e, "smux session ended by a protocol error");
-            }
-            _ => tracing::info!(session = self.tag, %reason, "smux session ended"),
+        EndReason::Protocol(e) => {
+            tracing::warn!(session = tag, error = %e, "smux session ended by a protocol error");
         }
+        _ => tracing::info!(session = tag, %reason, "smux session ended"),
     }
 }

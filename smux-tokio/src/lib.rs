@@ -163,8 +163,8 @@
 //! # Logging
 //!
 //! Through the [`tracing`](https://docs.rs/tracing) facade: session start and end
-//! (with the reason) at debug level, abnormal ends at info, protocol errors at warn,
-//! refused streams (full accept backlog) at debug. Nothing is printed.
+//! (with the reason) at debug level, abnormal ends at info, protocol errors at warn.
+//! Nothing is printed.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

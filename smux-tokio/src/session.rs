@@ -1,16 +1,19 @@
 //! The session handle.
 
-use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use smux_proto::{Config, ConfigError, Connection, EndReason, Role, Stats, LINGER};
+use std::any::Any;
+use std::pin::Pin;
+
+use smux_proto::{Config, ConfigError, Connection, EndReason, Output, Role, Stats, LINGER};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
 use crate::driver::Driver;
-use crate::shared::{now, Shared};
+use crate::shared::{now, Shared, Writer};
 use crate::stream::Stream;
 
 /// A smux session over one transport: opens and accepts [`Stream`]s.
@@ -27,12 +30,13 @@ use crate::stream::Stream;
 /// keepalive timeout, protocol error, I/O error, drained after a go-away), every
 /// pending and later call on its streams returns an error, the driver shuts the
 /// transport down, and its task ends.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Session {
     handle: Arc<Handle>,
 }
 
 /// Starts the graceful close when the last [`Session`] clone is dropped.
+#[derive(Debug)]
 struct Handle(Arc<Shared>);
 
 impl Drop for Handle {
@@ -41,15 +45,28 @@ impl Drop for Handle {
     }
 }
 
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("tag", &self.shared().tag)
-            .field("role", &self.role())
-            .field("end_reason", &self.end_reason())
-            .finish_non_exhaustive()
+/// A transport's read side (the driver's) and write side (shared): a TCP stream's own
+/// halves, else Tokio's generic split.
+fn split<T>(transport: T) -> (ReadSide, Pin<Box<dyn AsyncWrite + Send>>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let any: Box<dyn Any + Send> = Box::new(transport);
+    match any.downcast::<TcpStream>() {
+        Ok(tcp) => {
+            let (r, w) = tcp.into_split();
+            (Box::pin(r), Box::pin(w))
+        }
+        Err(any) => {
+            let t = *any.downcast::<T>().expect("the transport's own type");
+            let (r, w) = tokio::io::split(t);
+            (Box::pin(r), Box::pin(w))
+        }
     }
 }
+
+/// The driver's side of the transport.
+pub(crate) type ReadSide = Pin<Box<dyn AsyncRead + Send>>;
 
 /// An invalid configuration as an I/O error (kind `InvalidInput`, the
 /// [`ConfigError`] inside).
@@ -75,9 +92,15 @@ impl Session {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let conn = Connection::new(config, role, now()).map_err(invalid)?;
         let tag = SESSION_TAGS.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared::new(conn, tag));
+        let vectored = transport.is_write_vectored();
+        let (read, write) = split(transport);
+        let writer = Writer {
+            io: write,
+            output: Output::new(vectored),
+        };
+        let shared = Arc::new(Shared::new(conn, writer, tag));
         tracing::debug!(session = tag, ?role, "smux session started");
-        runtime.spawn(Driver::new(transport, shared.clone()));
+        runtime.spawn(Driver::new(read, shared.clone()));
         Ok(Session {
             handle: Arc::new(Handle(shared)),
         })

@@ -3,29 +3,62 @@
 
 use std::cell::Cell;
 use std::future::poll_fn;
-use std::sync::{Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use smux_proto::{Connection, Slot};
+use smux_proto::{Connection, Output, Slot};
+use tokio::io::AsyncWrite;
 
 thread_local! {
     static WOKEN: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
 }
 
+/// The transport's write side and the bytes waiting for it: the driver writes from
+/// here, and so does a stream writer that finds nothing ahead of it (a write straight
+/// from its own buffer). Locked before the connection when both are needed.
+pub(crate) struct Writer {
+    pub(crate) io: Pin<Box<dyn AsyncWrite + Send>>,
+    pub(crate) output: Output,
+}
+
 /// One session's shared state.
-#[derive(Debug)]
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
     /// A number for log lines (unique within the process).
     pub(crate) tag: u64,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
-    pub(crate) fn new(conn: Connection, tag: u64) -> Shared {
+    pub(crate) fn new(conn: Connection, writer: Writer, tag: u64) -> Shared {
         Shared {
             conn: Mutex::new(conn),
+            writer: Mutex::new(writer),
             tag,
+        }
+    }
+
+    /// The write side, for the driver (which waits for it).
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The write side if nobody holds it (a writer that finds it busy queues instead).
+    pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 

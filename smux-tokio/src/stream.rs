@@ -99,8 +99,31 @@ impl StreamRef {
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(n) = self.write_through(cx, data) {
+            return Poll::Ready(Ok(n));
+        }
         self.shared
             .with(|c| c.poll_write(self.id, data, cx.waker()))
+    }
+
+    /// Writes one frame straight from `data` to the transport when nothing is ahead of
+    /// it and nobody else is writing: no copy into the session and no hand-off to the
+    /// driver. Returns the bytes accepted, or `None` to take the queued path.
+    fn write_through(&self, cx: &mut Context<'_>, data: &[u8]) -> Option<usize> {
+        let mut w = self.shared.try_writer()?;
+        let f = (self.shared).with(|c| c.begin_direct(self.id, data.len(), &w.output))?;
+        let n = f.len();
+        let r = w.io.as_mut().poll_write_vectored(cx, &f.slices(data));
+        let mut wake = f.written(&mut w.output, data, r);
+        if !wake && w.io.as_mut().poll_flush(cx).is_pending() {
+            w.output.wrote_direct();
+            wake = true;
+        }
+        drop(w);
+        if wake {
+            self.shared.with(|c| c.wake_driver());
+        }
+        Some(n)
     }
 
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -174,46 +197,6 @@ impl Stream {
         };
         (read, WriteHalf { inner: self.inner })
     }
-
-    /// Writes all of `data` unless `deadline` passes first.
-    ///
-    /// On failure the [`PartialWrite`] tells exactly how many bytes were accepted (and
-    /// will be sent); nothing after them was. Unlike wrapping `write_all` in
-    /// `tokio::time::timeout`, which loses that count when the future is cancelled,
-    /// this is the way to write under a deadline without duplicating or losing data.
-    /// (Cancelling this future itself loses the count in the same way.) A deadline
-    /// that has already passed accepts nothing.
-    pub async fn write_all_before(
-        &mut self,
-        data: &[u8],
-        deadline: Instant,
-    ) -> Result<(), PartialWrite> {
-        self.inner.write_all_before(data, deadline).await
-    }
-
-    /// Reads into `buf` unless `deadline` passes first, in which case it fails with
-    /// [`io::ErrorKind::TimedOut`] and nothing was read. `Ok(0)` is end-of-file.
-    pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        self.inner.read_before(buf, deadline).await
-    }
-}
-
-impl ReadHalf {
-    /// See [`Stream::read_before`].
-    pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        self.inner.read_before(buf, deadline).await
-    }
-}
-
-impl WriteHalf {
-    /// See [`Stream::write_all_before`].
-    pub async fn write_all_before(
-        &mut self,
-        data: &[u8],
-        deadline: Instant,
-    ) -> Result<(), PartialWrite> {
-        self.inner.write_all_before(data, deadline).await
-    }
 }
 
 /// What the stream and both halves have in common.
@@ -257,6 +240,15 @@ impl_common!(Stream, ReadHalf, WriteHalf);
 
 macro_rules! impl_read {
     ($($t:ty),*) => {$(
+        impl $t {
+            /// Reads into `buf` unless `deadline` passes first, in which case it fails
+            /// with [`io::ErrorKind::TimedOut`] and nothing was read. `Ok(0)` is
+            /// end-of-file.
+            pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+                self.inner.read_before(buf, deadline).await
+            }
+        }
+
         impl AsyncRead for $t {
             fn poll_read(
                 self: Pin<&mut Self>,
@@ -271,6 +263,21 @@ macro_rules! impl_read {
 
 macro_rules! impl_write {
     ($($t:ty),*) => {$(
+        impl $t {
+            /// Writes all of `data` unless `deadline` passes first.
+            ///
+            /// On failure the [`PartialWrite`] tells exactly how many bytes were
+            /// accepted (and will be sent); nothing after them was. Unlike wrapping
+            /// `write_all` in `tokio::time::timeout`, which loses that count when the
+            /// future is cancelled, this is the way to write under a deadline without
+            /// duplicating or losing data. (Cancelling this future itself loses the
+            /// count in the same way.) A deadline that has already passed accepts
+            /// nothing.
+            pub async fn write_all_before(&mut self, data: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
+                self.inner.write_all_before(data, deadline).await
+            }
+        }
+
         impl AsyncWrite for $t {
             fn poll_write(
                 self: Pin<&mut Self>,

@@ -344,11 +344,36 @@ impl Run {
         let frames = end.input.feed(&mut end.s, self.now);
         let count = frames.len();
         for f in frames {
+            let got = f.header;
+            if let Some((id, left, c)) = self.ends[side].piece {
+                // A piece of the payload whose header came earlier.
+                assert_eq!((got.cmd, got.id), (Cmd::Psh, id), "end {side}: payload cut");
+                assert!(
+                    got.length <= left,
+                    "end {side}: payload past its header's length"
+                );
+                let left = left - got.length;
+                self.ends[side].piece = (left > 0).then_some((id, left, c));
+                let c = c.expect("a PSH without its stream");
+                self.conns[c].psh_received[side] += u64::from(got.length);
+                continue;
+            }
             let (h, c) = self.ends[peer]
                 .frames
                 .pop_front()
                 .expect("took a frame that was never sent");
-            assert_eq!(h, f.header, "end {side} took a frame other than was sent");
+            if h.cmd == Cmd::Psh && h.length > 0 {
+                // Its header alone, then the payload piece by piece.
+                assert_eq!(
+                    got,
+                    Header::new(Cmd::Psh, h.id, 0),
+                    "end {side} took a frame other than was sent ({h:?})"
+                );
+                self.ends[side].piece = Some((h.id, h.length, c));
+                self.received_frame(side, got, c);
+                continue;
+            }
+            assert_eq!(h, got, "end {side} took a frame other than was sent");
             self.received_frame(side, h, c);
         }
         let end = &self.ends[side];

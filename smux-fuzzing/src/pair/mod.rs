@@ -229,6 +229,9 @@ struct End {
     /// frames, each with the stream lifetime it was sent for.
     link: BytesMut,
     frames: VecDeque<(Header, Option<usize>)>,
+    /// The PSH whose payload this end is taking piece by piece: its ID, the bytes still
+    /// to come, and its stream lifetime.
+    piece: Option<(u16, u32, Option<usize>)>,
     /// The stream lifetime each ID stands for on this end: set by its opens and by the
     /// SYNs it takes.
     cur: HashMap<u16, usize>,
@@ -314,6 +317,7 @@ impl End {
             ask_next: false,
             sent: 0,
             took: 0,
+            piece: None,
             own_sent: false,
             vrms: Vrms::default(),
             next_pin: now + config.keepalive_interval(),

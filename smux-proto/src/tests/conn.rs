@@ -443,18 +443,25 @@ fn direct_writes_keep_every_byte_in_order() {
         if sent < data.len() {
             let e = &mut sim.ends[0];
             match e.conn.begin_direct(id, data.len() - sent, &e.output) {
-                Some(h) => {
-                    let n = h.length as usize;
-                    let frame = h.to_bytes();
-                    // The transport takes a varying part of header and payload.
-                    let take = [7 + n, 3, 7 + n / 2, 0][round % 4];
-                    let pipe = &mut sim.pipes[0];
-                    let head = take.min(7);
-                    pipe.bytes.extend_from_slice(&frame[..head]);
-                    let body = take.saturating_sub(7).min(n);
-                    pipe.bytes.extend_from_slice(&data[sent..sent + body]);
-                    e.output
-                        .push_unsent(&frame[head..], &data[sent + body..sent + n]);
+                Some(f) => {
+                    let n = f.len();
+                    let rest = &data[sent..];
+                    let frame: Vec<u8> = f.slices(rest).iter().flat_map(|s| s.to_vec()).collect();
+                    // The transport takes a varying part of the frame, or fails to.
+                    let r = match round % 5 {
+                        0 => Poll::Ready(Ok(7 + n)),
+                        1 => Poll::Ready(Ok(3)),
+                        2 => Poll::Ready(Ok(7 + n / 2)),
+                        3 => Poll::Ready(Err(io::ErrorKind::Interrupted.into())),
+                        _ => Poll::Pending,
+                    };
+                    let took = match &r {
+                        Poll::Ready(Ok(k)) => *k,
+                        _ => 0,
+                    };
+                    sim.pipes[0].bytes.extend_from_slice(&frame[..took]);
+                    let wake = f.written(&mut e.output, rest, r);
+                    assert_eq!(wake, took < frame.len());
                     sent += n;
                     direct += 1;
                 }
