@@ -172,6 +172,8 @@ impl<T> Drop for Driver<T> {
     fn drop(&mut self) {
         if !self.done {
             self.shared.with(|c| c.abandon());
+            // The transport goes with the driver, as when it finishes.
+            self.shared.writer().io = Box::new(smol::io::Cursor::new(Vec::new()));
         }
     }
 }

@@ -42,12 +42,11 @@ impl Writer {
         let unix = t.is::<Async<std::os::unix::net::UnixStream>>();
         #[cfg(not(unix))]
         let unix = false;
-        let vectored = unix || t.is::<TcpTransport>() || t.is::<Async<TcpStream>>();
+        let output = Output::new(unix || t.is::<TcpTransport>() || t.is::<Async<TcpStream>>());
         let (read, io): (_, Box<dyn Transport>) = match t.downcast::<TcpTransport>() {
             Ok(tcp) => (Some(tcp.inner.clone()), tcp),
             Err(t) => (None, t.downcast::<T>().expect("the transport's own type")),
         };
-        let output = Output::new(vectored);
         (Writer { io, output }, read)
     }
 }

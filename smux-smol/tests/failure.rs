@@ -190,7 +190,7 @@ fn dropping_the_session_or_the_driver_ends_everything(ext: bool) {
         assert!(p.server.closed().await != EndReason::Local);
 
         // Driver dropped (never spawned, executor gone): every call fails.
-        let (c, _s) = tcp_pair().await;
+        let (c, mut peer) = tcp_pair().await;
         let (session, driver) = Session::with_driver(c, config(ext), Role::Dialer).unwrap();
         let mut s = session.open().await.unwrap();
         let reader = {
@@ -206,5 +206,11 @@ fn dropping_the_session_or_the_driver_ends_everything(ext: bool) {
         assert!(s.read(&mut buf).await.is_err());
         assert!(session.open().await.is_err());
         assert!(matches!(session.closed().await, EndReason::Transport(..)));
+        // The transport went with the driver, though the session's handles live on.
+        let eof = smol::future::or(async { peer.read(&mut buf).await.ok() }, async {
+            smol::Timer::after(Duration::from_secs(5)).await;
+            None
+        });
+        assert_eq!(eof.await, Some(0), "the peer sees the connection close");
     });
 }
