@@ -640,11 +640,15 @@ impl Connection {
     /// transport (and `output`): a frame of stream `id` carrying the first bytes of its
     /// `len`-byte write, for the caller to write to the transport itself, now, from its
     /// own buffer (see `Session::write_direct`). `None` when that is not possible
-    /// (something is queued or in `output`, no room, a close is under way): take
+    /// (something is queued or in `output`, no room, a close is under way, or the
+    /// transport does not write vectors, so it would take only the header): take
     /// [`Connection::poll_write`] then. If [`Direct::written`] says so, call
     /// [`Connection::wake_driver`].
     pub fn begin_direct(&mut self, id: StreamId, len: usize, output: &Output) -> Option<Direct> {
         if self.refuses_work() || self.ending.is_some() || !output.is_open() || !output.is_empty() {
+            return None;
+        }
+        if !output.vectored {
             return None;
         }
         self.session.write_direct(id, len).map(Direct::new)

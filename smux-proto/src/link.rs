@@ -161,7 +161,7 @@ pub struct Output {
     pub(crate) tx: Transmit,
     pub(crate) state: WriteState,
     pub(crate) needs_flush: bool,
-    vectored: bool,
+    pub(crate) vectored: bool,
     scratch: Vec<u8>,
 }
 

@@ -1,10 +1,10 @@
 //! The driver: the one task of a session, carrying out the connection's plans on the
 //! transport.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::marker::PhantomData;
 use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,10 +13,9 @@ use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{EndReason, Input, Output, MAX_SLICES, ROUNDS_PER_WAKE};
+use smux_proto::{EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
 
-use crate::net::TcpTransport;
-use crate::session::Shared;
+use crate::session::{Shared, Writer};
 
 /// The future that runs a session: it reads the transport and feeds the protocol
 /// core, writes what the core emits, fires its timers (keepalive) and wakes the tasks
@@ -37,50 +36,39 @@ use crate::session::Shared;
 /// our last bytes.
 pub struct Driver<T> {
     shared: Arc<Shared>,
-    /// The transport; `None` once the session finished and it was dropped.
-    io: Option<T>,
+    /// Its own read handle on a TCP socket; other transports are read through the
+    /// shared write side's lock (held only for the call).
+    read: Option<Arc<Async<TcpStream>>>,
+    done: bool,
     input: Input,
-    output: Output,
     timer: Timer,
     /// The instant `timer` is armed for, until it fires.
     timer_at: Option<Instant>,
+    transport: PhantomData<fn() -> T>,
 }
 
 impl<T> fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Driver")
             .field("session", &self.shared.tag)
-            .field("done", &self.io.is_none())
-            .field("pending_out", &self.output.len())
+            .field("done", &self.done)
             .finish()
     }
 }
 
-/// Whether `t` writes vectors in one call (futures-io cannot say so): if not, the
-/// output gathers small frames into one buffer first.
-fn writes_vectors<T: 'static>(t: &T) -> bool {
-    let t = t as &dyn Any;
-    #[cfg(unix)]
-    if t.is::<Async<std::os::unix::net::UnixStream>>() {
-        return true;
-    }
-    t.is::<TcpTransport>() || t.is::<Async<TcpStream>>()
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Driver<T> {
-    pub(crate) fn new(shared: Arc<Shared>, io: T) -> Driver<T> {
+impl<T> Driver<T> {
+    pub(crate) fn new(shared: Arc<Shared>, read: Option<Arc<Async<TcpStream>>>) -> Driver<T> {
         Driver {
             shared,
-            output: Output::new(writes_vectors(&io)),
-            io: Some(io),
+            read,
+            done: false,
             input: Input::new(),
             timer: Timer::never(),
             timer_at: None,
+            transport: PhantomData,
         }
     }
-}
 
-impl<T> Driver<T> {
     fn end_reason(&self) -> EndReason {
         let r = self.shared.with(|c| c.session().end_reason().cloned());
         r.unwrap_or(EndReason::Local)
@@ -96,69 +84,79 @@ impl<T> Driver<T> {
             self.timer_at = Some(at);
         }
         let fired = Pin::new(&mut self.timer).poll(cx).is_ready();
-        if fired {
-            self.timer_at = None;
-        }
+        self.timer_at = self.timer_at.filter(|_| !fired);
         fired
+    }
+
+    /// Reads the transport into the input; true if the read finished.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let spare = self.input.spare();
+        let r = match &mut self.read {
+            Some(tcp) => Pin::new(&mut &**tcp).poll_read(cx, spare),
+            None => Pin::new(&mut self.shared.writer().io).poll_read(cx, spare),
+        };
+        let Poll::Ready(r) = r else {
+            // Nothing read: `Interrupted` is the "read again" report.
+            self.input.filled(Err(io::ErrorKind::Interrupted.into()));
+            return false;
+        };
+        self.input.filled(r);
+        true
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+/// The write side's part of `plan`: one write, else a flush, else the shutdown.
+/// Returns whether it finished.
+fn perform_write(plan: Plan, w: &mut Writer, cx: &mut Context<'_>) -> bool {
+    let Writer { io, output: out } = w;
+    let io = Pin::new(io);
+    if plan.write {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = out.slices(&mut slices);
+        let r = io.poll_write_vectored(cx, &slices[..n]);
+        r.map(|r| out.written(r)).is_ready()
+    } else if plan.flush {
+        io.poll_flush(cx).map(|r| out.flushed(r)).is_ready()
+    } else {
+        io.poll_close(cx).map(|r| out.shut(r)).is_ready()
+    }
+}
+
+impl<T> Future for Driver<T> {
     type Output = EndReason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EndReason> {
         let this = self.get_mut();
-        if this.io.is_none() {
+        if this.done {
             return Poll::Ready(this.end_reason());
         }
         // A direction that returned Pending is not tried again in this call: its
         // waker is registered, and a retry would only cost a system call.
         let (mut read_waits, mut write_waits) = (false, false);
         for _ in 0..ROUNDS_PER_WAKE {
-            let (input, output) = (&mut this.input, &mut this.output);
-            let plan = this
-                .shared
-                .with(|c| c.drive(Instant::now(), input, output, cx.waker()));
-            let Some(io) = this.io.as_mut().filter(|_| !plan.done) else {
-                this.io = None;
+            let mut w = this.shared.writer();
+            let input = &mut this.input;
+            let plan =
+                (this.shared).with(|c| c.drive(Instant::now(), input, &mut w.output, cx.waker()));
+            if plan.done {
+                // The transport goes now: the write side (the whole transport unless
+                // TCP) here, the driver's read handle with it.
+                w.io = Box::new(smol::io::Cursor::new(Vec::new()));
+                (this.read, this.done) = (None, true);
                 let reason = this.end_reason();
                 log_end(this.shared.tag, &reason);
                 return Poll::Ready(reason);
-            };
+            }
+            drop(w);
             let mut progress = false;
             if plan.read && !read_waits {
-                let r = match Pin::new(&mut *io).poll_read(cx, this.input.spare()) {
-                    Poll::Ready(r) => {
-                        progress = true;
-                        r
-                    }
-                    // Nothing read: `Interrupted` is the "read again" report.
-                    Poll::Pending => {
-                        read_waits = true;
-                        Err(io::ErrorKind::Interrupted.into())
-                    }
-                };
-                this.input.filled(r);
+                let read = this.poll_read(cx);
+                (progress, read_waits) = (read, !read);
             }
-            let out = &mut this.output;
-            let wrote = if write_waits {
-                false
-            } else if plan.write {
-                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                let n = out.slices(&mut slices);
-                let r = Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]);
-                r.map(|r| out.written(r)).is_ready()
-            } else if plan.flush {
-                let r = Pin::new(&mut *io).poll_flush(cx);
-                r.map(|r| out.flushed(r)).is_ready()
-            } else if plan.shutdown {
-                let r = Pin::new(&mut *io).poll_close(cx);
-                r.map(|r| out.shut(r)).is_ready()
-            } else {
-                false
-            };
-            write_waits |= !wrote && (plan.write || plan.flush || plan.shutdown);
-            progress |= wrote;
+            if !write_waits && (plan.write || plan.flush || plan.shutdown) {
+                let wrote = perform_write(plan, &mut this.shared.writer(), cx);
+                (progress, write_waits) = (progress || wrote, !wrote);
+            }
             progress |= this.poll_timer(cx, plan.timer);
             if !progress {
                 return Poll::Pending;
@@ -172,8 +170,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
 
 impl<T> Drop for Driver<T> {
     fn drop(&mut self) {
-        if self.io.take().is_some() {
+        if !self.done {
             self.shared.with(|c| c.abandon());
+            // The transport goes with the driver, as when it finishes.
+            self.shared.writer().io = Box::new(smol::io::Cursor::new(Vec::new()));
         }
     }
 }

@@ -1,8 +1,9 @@
 //! TCP conveniences: dial a session, or listen for them.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use async_io::Async;
@@ -20,15 +21,16 @@ use crate::session::Session;
 /// end a session cleanly (it then reads until the peer closes too).
 #[derive(Debug)]
 pub struct TcpTransport {
-    inner: Async<TcpStream>,
+    /// Shared only inside a session: its driver reads with a second handle on the
+    /// socket while stream writers write with this one (`&Async` does I/O without
+    /// `&mut`). A `TcpTransport` the user holds is the only one.
+    pub(crate) inner: Arc<Async<TcpStream>>,
 }
 
 impl TcpTransport {
     /// Wraps a connected socket (made non-blocking and registered with the reactor).
     pub fn new(stream: TcpStream) -> io::Result<TcpTransport> {
-        Ok(TcpTransport {
-            inner: Async::new(stream)?,
-        })
+        Ok(TcpTransport::from(Async::new(stream)?))
     }
 
     /// The socket.
@@ -43,58 +45,51 @@ impl TcpTransport {
 
     /// The reactor-registered socket.
     pub fn into_inner(self) -> Async<TcpStream> {
-        self.inner
+        Arc::into_inner(self.inner).expect("only a session shares the socket")
     }
 }
 
 impl From<Async<TcpStream>> for TcpTransport {
     fn from(inner: Async<TcpStream>) -> TcpTransport {
+        let inner = Arc::new(inner);
         TcpTransport { inner }
     }
 }
 
 impl AsyncRead for TcpTransport {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read_vectored(cx, bufs)
+        Pin::new(&mut &*self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TcpTransport {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        Pin::new(&mut &*self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut &*self.inner).poll_write_vectored(cx, bufs)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.inner).poll_flush(cx)
     }
 
     /// Flushes, then shuts the write side down (the peer reads end-of-file).
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut &*self.inner).poll_flush(cx))?;
         match self.inner.get_ref().shutdown(Shutdown::Write) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
@@ -130,7 +125,7 @@ pub async fn connect<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Se
     Session::new(tcp, config, Role::Dialer)
 }
 
-fn invalid(e: smux_proto::ConfigError) -> io::Error {
+pub(crate) fn invalid(e: smux_proto::ConfigError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
@@ -145,7 +140,6 @@ impl Listener {
     /// Listens on `addr`; accepted connections get sessions with `config` (checked
     /// here: an invalid one fails with [`io::ErrorKind::InvalidInput`]).
     pub fn bind<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Listener> {
-        config.validate().map_err(invalid)?;
         Listener::from_tcp(Async::new(TcpListener::bind(addr)?)?, config)
     }
 

@@ -63,12 +63,10 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(transport: &mut T) -> io::R
 pub async fn is_smux_at<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<bool> {
     let mut timer = Timer::after(timeout);
     let connect = crate::net::connect_tcp(addr);
+    let timed_out = io::Error::new(io::ErrorKind::TimedOut, "smux probe: connect timed out");
     let mut tcp = smol::future::or(connect, async {
         (&mut timer).await;
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "smux probe: connect timed out",
-        ))
+        Err(timed_out)
     })
     .await?;
     smol::future::or(exchange(&mut tcp), async {

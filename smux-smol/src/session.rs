@@ -1,22 +1,60 @@
 //! The session handle and the shared connection; the driver is in `driver.rs`.
 
+use std::any::Any;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{Config, Connection, EndReason, Role, Slot, Stats, LINGER};
+use smux_proto::{Config, Connection, EndReason, Output, Role, Slot, Stats, LINGER};
 
 use crate::driver::Driver;
+use crate::net::{invalid, TcpTransport};
 use crate::stream::Stream;
+
+/// A whole transport, behind the writer's lock.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
+/// The transport's write side and the bytes waiting for it: the driver writes from
+/// here, and so does a stream writer that finds nothing queued ahead of it (a write
+/// straight from its own buffer). Locked before the connection when both are needed.
+pub(crate) struct Writer {
+    pub(crate) io: Box<dyn Transport>,
+    pub(crate) output: Output,
+}
+
+impl Writer {
+    /// The write side of `t`, and the driver's own read handle if `t` has one: a
+    /// [`TcpTransport`] is two handles on its socket, so reading never waits for a
+    /// write; any other transport is read through this lock too.
+    fn new<T: Transport + 'static>(t: T) -> (Writer, Option<Arc<Async<TcpStream>>>) {
+        // futures-io cannot say whether a transport writes vectors in one call; if
+        // not, the output gathers small frames into one buffer first.
+        let t: Box<dyn Any> = Box::new(t);
+        #[cfg(unix)]
+        let unix = t.is::<Async<std::os::unix::net::UnixStream>>();
+        #[cfg(not(unix))]
+        let unix = false;
+        let output = Output::new(unix || t.is::<TcpTransport>() || t.is::<Async<TcpStream>>());
+        let (read, io): (_, Box<dyn Transport>) = match t.downcast::<TcpTransport>() {
+            Ok(tcp) => (Some(tcp.inner.clone()), tcp),
+            Err(t) => (None, t.downcast::<T>().expect("the transport's own type")),
+        };
+        (Writer { io, output }, read)
+    }
+}
 
 /// One session's connection, shared by its handles, its streams and its driver.
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
     /// A process-unique number for log lines.
     pub(crate) tag: u64,
 }
@@ -25,17 +63,25 @@ impl Shared {
     /// Runs `f` on the connection under the lock, then wakes (after unlocking) whoever
     /// the call owes a wake-up.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        let mut woken = Vec::new();
-        let r = {
-            // A poisoned lock is taken anyway: the core never panics on input, and a
-            // panic elsewhere must not turn every later call into one.
-            let mut c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let r = f(&mut c);
-            c.take_wakers(&mut woken);
-            r
-        };
+        // A poisoned lock is taken anyway: the core never panics on input, and a
+        // panic elsewhere must not turn every later call into one.
+        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let (r, mut woken) = (f(&mut c), Vec::new());
+        c.take_wakers(&mut woken);
+        drop(c);
         woken.into_iter().for_each(Waker::wake);
         r
+    }
+
+    /// The write side, for the driver (which waits for it; nobody holds it long).
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The write side if it is free: a stream writer that finds it busy (or poisoned
+    /// by a panic in the transport) queues instead.
+    pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        self.writer.try_lock().ok()
     }
 
     /// Waits on a `poll_*` method of the connection that parks in a [`Slot`]; a
@@ -74,9 +120,7 @@ impl Shared {
 /// and later call on it and on its streams fails promptly; [`Session::end_reason`]
 /// says why.
 #[derive(Clone)]
-pub struct Session {
-    handle: Arc<Handle>,
-}
+pub struct Session(Arc<Handle>);
 
 /// The part of a session handle whose drop starts the graceful close.
 struct Handle(Arc<Shared>);
@@ -90,11 +134,9 @@ impl Drop for Handle {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (role, end) = self.with(|c| (c.session().role(), c.session().end_reason().cloned()));
-        f.debug_struct("Session")
-            .field("tag", &self.shared().tag)
-            .field("role", &role)
-            .field("end", &end)
-            .finish()
+        let mut d = f.debug_struct("Session");
+        d.field("tag", &self.shared().tag).field("role", &role);
+        d.field("end", &end).finish()
     }
 }
 
@@ -125,23 +167,23 @@ impl Session {
         role: Role,
     ) -> io::Result<(Session, Driver<T>)>
     where
-        T: AsyncRead + AsyncWrite + Unpin + 'static,
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let conn = Connection::new(config, role, Instant::now())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = Connection::new(config, role, Instant::now()).map_err(invalid)?;
         let tag = SESSION_TAGS.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(session = tag, ?role, "smux session started");
+        let (writer, read) = Writer::new(transport);
         let shared = Arc::new(Shared {
             conn: Mutex::new(conn),
+            writer: Mutex::new(writer),
             tag,
         });
-        let driver = Driver::new(shared.clone(), transport);
-        let handle = Arc::new(Handle(shared));
-        Ok((Session { handle }, driver))
+        let driver = Driver::new(shared.clone(), read);
+        Ok((Session(Arc::new(Handle(shared))), driver))
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.handle.0
+        &self.0 .0
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {

@@ -5,14 +5,14 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
 use smux_proto::{read_timed_out, PartialWrite, StreamId};
 
-use crate::session::Shared;
+use crate::session::{Shared, Writer};
 
 /// What a [`Stream`] and its halves share; dropping it releases the stream.
 struct Core {
@@ -27,24 +27,32 @@ impl Drop for Core {
 }
 
 impl Core {
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.shared.with(|c| c.poll_read(self.id, buf, cx.waker()))
-    }
-
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(n) = self.write_through(cx, buf) {
+            return Poll::Ready(Ok(n));
+        }
         self.shared.with(|c| c.poll_write(self.id, buf, cx.waker()))
     }
 
-    fn poll_close(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.with(|c| c.poll_shutdown(self.id, cx.waker()))
-    }
-
-    fn is_extended(&self) -> bool {
-        self.shared.with(|c| c.session().is_extended(self.id))
-    }
-
-    fn reset(&self, code: u32) {
-        self.shared.with(|c| c.reset(self.id, code));
+    /// Writes one frame straight from `buf` to the transport when nothing is queued
+    /// ahead of it and nobody else is writing: no copy into the session and no
+    /// hand-off to the driver. Returns the bytes accepted, or `None` to queue instead.
+    fn write_through(&self, cx: &mut Context<'_>, buf: &[u8]) -> Option<usize> {
+        let mut w = self.shared.try_writer()?;
+        let Writer { io, output } = &mut *w;
+        let f = (self.shared).with(|c| c.begin_direct(self.id, buf.len(), output))?;
+        let n = f.len();
+        let r = Pin::new(&mut *io).poll_write_vectored(cx, &f.slices(buf));
+        let mut wake = f.written(output, buf, r);
+        if !wake && Pin::new(io).poll_flush(cx).is_pending() {
+            output.wrote_direct();
+            wake = true;
+        }
+        drop(w);
+        if wake {
+            self.shared.with(|c| c.wake_driver());
+        }
+        Some(n)
     }
 
     async fn write_all_before(&self, buf: &[u8], deadline: Instant) -> Result<(), PartialWrite> {
@@ -56,11 +64,8 @@ impl Core {
                 return Poll::Ready(Err(PartialWrite::timed_out(written)));
             }
             while written < buf.len() {
-                match self.poll_write(cx, &buf[written..]) {
-                    Poll::Ready(Ok(n)) => written += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(PartialWrite::new(written, e))),
-                    Poll::Pending => return Poll::Pending,
-                }
+                let r = ready!(self.poll_write(cx, &buf[written..]));
+                written += r.map_err(|e| PartialWrite::new(written, e))?;
             }
             Poll::Ready(Ok(()))
         })
@@ -69,11 +74,9 @@ impl Core {
 
     async fn read_before(&self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         let mut timer = Timer::at(deadline);
-        poll_fn(|cx| {
-            if Pin::new(&mut timer).poll(cx).is_ready() {
-                return Poll::Ready(Err(read_timed_out()));
-            }
-            self.poll_read(cx, buf)
+        poll_fn(|cx| match Pin::new(&mut timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(Err(read_timed_out())),
+            Poll::Pending => self.shared.with(|c| c.poll_read(self.id, buf, cx.waker())),
         })
         .await
     }
@@ -105,33 +108,24 @@ impl Core {
 /// For reading and writing from two tasks at once, [`Stream::into_split`] it.
 /// [`Stream::write_all_before`] and [`Stream::read_before`] bound a transfer in time
 /// and report exactly what was done.
-pub struct Stream {
-    core: Arc<Core>,
-}
+pub struct Stream(Arc<Core>);
 
 /// The reading half of a [`Stream`] (see [`Stream::into_split`]).
-pub struct ReadHalf {
-    core: Arc<Core>,
-}
+pub struct ReadHalf(Arc<Core>);
 
 /// The writing half of a [`Stream`] (see [`Stream::into_split`]). Closing it ends our
 /// writing as `poll_close` does on the stream.
-pub struct WriteHalf {
-    core: Arc<Core>,
-}
+pub struct WriteHalf(Arc<Core>);
 
 impl Stream {
     pub(crate) fn new(shared: Arc<Shared>, id: StreamId) -> Stream {
-        Stream {
-            core: Arc::new(Core { shared, id }),
-        }
+        Stream(Arc::new(Core { shared, id }))
     }
 
     /// Splits the stream into a read half and a write half for two tasks. The stream
     /// is released when both are dropped (or either resets it).
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
-        let core = self.core;
-        (ReadHalf { core: core.clone() }, WriteHalf { core })
+        (ReadHalf(self.0.clone()), WriteHalf(self.0))
     }
 }
 
@@ -141,7 +135,7 @@ macro_rules! common {
         impl $t {
             /// The stream's ID (its number on the wire and its generation here).
             pub fn id(&self) -> StreamId {
-                self.core.id
+                self.0.id
             }
 
             /// Whether the stream is extended (half-close, reset, windows that grow):
@@ -149,7 +143,7 @@ macro_rules! common {
             /// [`Session::ready`](crate::Session::ready)), for every stream of the
             /// session; false against a base peer and while the agreement is pending.
             pub fn is_extended(&self) -> bool {
-                self.core.is_extended()
+                self.0.shared.with(|c| c.session().is_extended(self.0.id))
             }
 
             /// Aborts the stream in both directions and releases it: data buffered on
@@ -160,13 +154,13 @@ macro_rules! common {
             /// abort: there this closes the stream as dropping it would. Does nothing
             /// once the stream was released or the session ended.
             pub fn reset(&self, code: u32) {
-                self.core.reset(code)
+                self.0.shared.with(|c| c.reset(self.0.id, code))
             }
         }
 
         impl fmt::Debug for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($t)).field("id", &self.core.id).finish()
+                f.debug_struct(stringify!($t)).field("id", &self.0.id).finish()
             }
         }
     )*};
@@ -181,7 +175,7 @@ macro_rules! reader {
             /// [`io::ErrorKind::TimedOut`] (nothing read) if neither data nor
             /// end-of-file arrived by `deadline`. `Ok(0)` is end-of-file.
             pub async fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-                self.core.read_before(buf, deadline).await
+                self.0.read_before(buf, deadline).await
             }
         }
 
@@ -191,7 +185,7 @@ macro_rules! reader {
                 cx: &mut Context<'_>,
                 buf: &mut [u8],
             ) -> Poll<io::Result<usize>> {
-                self.core.poll_read(cx, buf)
+                self.0.shared.with(|c| c.poll_read(self.0.id, buf, cx.waker()))
             }
         }
     )*};
@@ -212,7 +206,7 @@ macro_rules! writer {
                 buf: &[u8],
                 deadline: Instant,
             ) -> Result<(), PartialWrite> {
-                self.core.write_all_before(buf, deadline).await
+                self.0.write_all_before(buf, deadline).await
             }
         }
 
@@ -222,7 +216,7 @@ macro_rules! writer {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.core.poll_write(cx, buf)
+                self.0.poll_write(cx, buf)
             }
 
             /// Accepted bytes are already on their way: nothing to flush.
@@ -232,7 +226,7 @@ macro_rules! writer {
 
             /// Half-close (see [`Stream`]).
             fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.core.poll_close(cx)
+                self.0.shared.with(|c| c.poll_shutdown(self.0.id, cx.waker()))
             }
         }
     )*};

@@ -497,6 +497,23 @@ fn direct_writes_keep_every_byte_in_order() {
     assert!(got == data, "bytes differ");
 }
 
+/// A transport without vectored writes would take only the header of a direct frame
+/// (the first slice) and the payload would be copied into the output after all: over
+/// one, every write takes the queued path.
+#[test]
+fn no_direct_write_over_a_transport_without_vectored_writes() {
+    let mut sim = Sim::new(Config::default());
+    let id = sim.conn(0).open().unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let e = &mut sim.ends[0];
+    assert!(e.conn.begin_direct(id, 1000, &Output::new(false)).is_none());
+    // The same write over a vectored transport goes direct.
+    assert_eq!(
+        e.conn.begin_direct(id, 1000, &e.output).map(|f| f.len()),
+        Some(1000)
+    );
+}
+
 fn wake_owed(c: &mut Connection) {
     let mut woken = Vec::new();
     c.take_wakers(&mut woken);
