@@ -43,9 +43,18 @@
 //! shares, kept behind the session's lock: a reader thread reads the transport while
 //! the connection takes input (it never waits on writing), and a writer thread runs
 //! the timers (keepalive) and writes what the connection hands out, with the lock
-//! released, so user calls never wait behind a system call. Each thread waits on its
-//! own condition variable when it has nothing to do. Blocked calls wait on a
-//! condition variable too, woken through the connection.
+//! released. Each thread waits on its own condition variable when it has nothing to
+//! do. Blocked calls wait on a condition variable too, woken through the connection.
+//!
+//! Over a socket, a stream call does the writing it causes itself instead of handing
+//! it to the writer thread, when the socket's write side is free: a write with
+//! nothing queued ahead of it goes out as one vectored write of header and the
+//! caller's own bytes (only what the socket does not take is copied, for the writer
+//! thread to finish), and confirmations a read owes go out from the reading thread.
+//! Such a call may wait in the socket's write while its buffer is full, as a
+//! `TcpStream` write would (at most 250 ms at a time on Unix); the session's lock is
+//! never held across it. Non-blocking streams always leave the writing to the
+//! writer thread.
 //!
 //! # Streams
 //!
@@ -256,6 +265,9 @@
 //! with the reason (`debug`, or `info` for keepalive and transport failures, `warn`
 //! for protocol errors). Nothing is printed.
 
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -277,9 +289,3 @@ pub use smux_proto::{
 };
 pub use stream::Stream;
 pub use transport::{Parts, ReadTimeout, Transport};
-
-// The README (what crates.io shows) runs with the doctests, so its example keeps up
-// with the API.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -1,5 +1,6 @@
 //! The session: a [`Connection`] behind a mutex, driven by a reader thread and a
-//! writer thread.
+//! writer thread. A stream's write goes straight to the transport from the calling
+//! thread when nothing is queued ahead of it and the write side is free.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -9,10 +10,8 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smux_proto::{
-    Config, Connection, EndReason, Input, Output, Plan, Role, Slot, Stats, StreamId, LINGER,
-    MAX_SLICES,
-};
+use smux_proto::{Config, Connection, EndReason, Input, Output, Plan, Role, Slot, Stats};
+use smux_proto::{StreamId, LINGER, MAX_SLICES};
 
 use crate::poller::Polls;
 use crate::signal::{lock, Signal};
@@ -37,18 +36,35 @@ impl Inner {
     }
 }
 
+/// The transport's write half and the bytes waiting for it. The writer thread writes
+/// from here, and so does a stream's write that finds it free and nothing ahead of it
+/// (from the caller's own buffer). Locked before the session lock when both are
+/// needed; the session lock is never held across its I/O.
+pub(crate) struct Writer {
+    pub(crate) io: Box<dyn Write + Send>,
+    pub(crate) output: Output,
+    /// When the writer thread, waiting, comes back on its own (its plan's timer).
+    armed: Option<Instant>,
+}
+
 /// State shared by the session handles, its streams, its pollers and its threads.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
-    /// The transport's closer, its half closer, and whether the write side is shut.
-    closers: Mutex<(Option<Closer>, Option<Closer>, bool)>,
+    pub(crate) writer: Mutex<Writer>,
+    /// Streams may write through: the transport takes vectored writes (a socket,
+    /// whose blocked write times out so a caller never waits on it for long).
+    pub(crate) direct: bool,
+    /// The writer thread's waker: a stream call that owes the writer thread work does
+    /// that work itself when the write side is free.
+    writer_waker: Waker,
+    /// The transport's closer, and its half closer.
+    closers: Mutex<(Option<Closer>, Option<Closer>)>,
 }
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = lock(&self.inner);
-        let (role, end) = (s.conn.session().role(), s.conn.session().end_reason());
-        write!(f, "Session {{ role: {role:?}, end: {end:?} }}")
+        let s = lock(&self.inner).conn.session().role();
+        write!(f, "Session {{ role: {s:?} }}")
     }
 }
 
@@ -56,30 +72,81 @@ impl Shared {
     /// Runs `f` under the lock; then wakes, with the lock released, whoever the call
     /// made ready (waiting calls, the session's threads, pollers).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        self.run(f, |_| false)
+        self.run(f, |_| false, false)
+    }
+
+    /// [`Shared::with`] for a stream call that may send on the calling thread
+    /// (`own`): if the call gave the writer thread work, this thread does it when the
+    /// write side is free, instead of a hand-off.
+    pub(crate) fn with_io<R>(&self, own: bool, f: impl FnOnce(&mut Inner) -> R) -> R {
+        self.run(f, |_| false, own && self.direct)
     }
 
     /// [`Shared::with`] for the I/O threads: once the plan says done, the transport is
     /// closed before anyone waiting in `Session::closed` is woken.
     fn drive(&self, f: impl FnOnce(&mut Connection) -> Plan) -> Plan {
-        self.run(|i| f(&mut i.conn), |p| p.done)
+        self.run(|i| f(&mut i.conn), |p| p.done, false)
     }
 
-    fn run<R>(&self, f: impl FnOnce(&mut Inner) -> R, close: impl FnOnce(&R) -> bool) -> R {
+    fn run<R>(&self, f: impl FnOnce(&mut Inner) -> R, end: fn(&R) -> bool, own: bool) -> R {
         let mut woken = Vec::new();
-        let r = {
-            let mut g = lock(&self.inner);
-            let r = f(&mut g);
-            let Inner { conn, polls } = &mut *g;
-            conn.take_wakers(&mut woken);
-            polls.route(conn, &mut woken);
-            r
-        };
-        if close(&r) {
+        let mut g = lock(&self.inner);
+        let r = f(&mut g);
+        let Inner { conn, polls } = &mut *g;
+        conn.take_wakers(&mut woken);
+        polls.route(conn, &mut woken);
+        drop(g);
+        if end(&r) {
             self.close_transport();
         }
+        let all = woken.len();
+        woken.retain(|w| !(own && w.will_wake(&self.writer_waker)));
+        let owed = woken.len() < all;
         woken.into_iter().for_each(Waker::wake);
+        if owed && !self.write_round() {
+            self.writer_waker.wake_by_ref();
+        }
         r
+    }
+
+    /// The writer thread's work, done on the calling thread while the write side is
+    /// free. Returns false if the writer thread must still be woken: the write side is
+    /// busy, the work goes on, or the writer thread must come back earlier than it
+    /// planned to.
+    fn write_round(&self) -> bool {
+        // A write side that is busy (or poisoned) is left to the writer thread.
+        self.writer.try_lock().is_ok_and(|mut w| {
+            let armed = w.armed;
+            // Only from an empty output: a backlog means the socket may be full, and
+            // waiting on it is the writer thread's job, not a caller's.
+            let mut rounds = (0..4).map_while(|_| w.output.is_empty().then(|| self.pump(&mut w)));
+            let idle = rounds.find(|p| !(p.write || p.flush || p.shutdown || p.done));
+            idle.is_some_and(|p| p.timer.is_none_or(|t| armed.is_some_and(|a| a <= t)))
+        })
+    }
+
+    /// One round of the write side: plans under the session lock, then writes,
+    /// flushes or shuts down as planned, without it.
+    fn pump(&self, w: &mut Writer) -> Plan {
+        let Writer { io, output, .. } = w;
+        let waker = &self.writer_waker;
+        let plan = self.drive(|c| c.drive_output(Instant::now(), output, waker));
+        if plan.write {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = output.slices(&mut slices);
+            let r = calm(io.write_vectored(&slices[..n]));
+            output.written(r);
+            // All written (or failed, then it changes nothing): the flush the next
+            // plan would ask for, without a round under the lock.
+            if output.is_empty() {
+                output.flushed(calm(io.flush()));
+            }
+        } else if plan.flush {
+            output.flushed(calm(io.flush()));
+        } else if plan.shutdown {
+            output.shut(self.shut_write());
+        }
+        plan
     }
 
     /// Polls `f` until it is ready, this thread waiting in between; `None` if
@@ -111,12 +178,10 @@ impl Shared {
 
     /// Shuts the transport's write side, or all of it without a half closer.
     fn shut_write(&self) -> io::Result<()> {
-        let mut closers = lock(&self.closers);
-        let (half, shut) = (closers.1.take(), std::mem::replace(&mut closers.2, true));
-        drop(closers);
+        // Once done, a later call does nothing.
+        let half = lock(&self.closers).1.replace(Box::new(|| {}));
         match half {
             Some(half) => half(),
-            None if shut => {}
             None => self.close_transport(),
         }
         Ok(())
@@ -127,7 +192,7 @@ impl Shared {
 
 /// A transport's own timeout (a read or write timeout set on a socket) only means
 /// "call again": the timers run in between.
-fn calm<T>(r: io::Result<T>) -> io::Result<T> {
+pub(crate) fn calm<T>(r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::ErrorKind::Interrupted.into(),
         _ => e,
@@ -153,33 +218,20 @@ fn reader(shared: &Shared, mut rd: Box<dyn Read + Send>) {
     }
 }
 
-/// The writer thread: runs the timers and writes what the connection hands out.
-fn writer(shared: &Shared, mut wr: Box<dyn Write + Send>, vectored: bool) {
-    let (signal, waker) = Signal::new();
-    let mut output = Output::new(vectored);
+/// The writer thread: runs the timers and writes what the connection hands out. It
+/// holds the write side only while it plans and writes, so stream calls can write
+/// in between.
+fn writer(shared: &Shared, signal: &Signal) {
     loop {
         let seen = signal.epoch();
-        let plan = shared.drive(|c| c.drive_output(Instant::now(), &mut output, &waker));
+        let mut w = lock(&shared.writer);
+        let plan = shared.pump(&mut w);
         if plan.done {
-            shared.with(|i| log_end(i.conn.session()));
-            return;
+            return shared.with(|i| log_end(i.conn.session()));
         }
-        if plan.write {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let n = output.slices(&mut slices);
-            let r = calm(wr.write_vectored(&slices[..n]));
-            let ok = r.is_ok();
-            output.written(r);
-            // All written: the flush the next plan would ask for, without a round
-            // under the lock.
-            if ok && output.is_empty() {
-                output.flushed(calm(wr.flush()));
-            }
-        } else if plan.flush {
-            output.flushed(calm(wr.flush()));
-        } else if plan.shutdown {
-            output.shut(shared.shut_write());
-        } else {
+        if !(plan.write || plan.flush || plan.shutdown) {
+            w.armed = plan.timer;
+            drop(w);
             signal.wait(seen, plan.timer);
         }
     }
@@ -224,10 +276,8 @@ fn spawn(
 fn injected_spawn_failure(name: &str) -> Option<io::Error> {
     #[cfg(test)]
     if tests::FAIL_SPAWN.with(std::cell::Cell::get) == Some(name) {
-        return Some(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            "injected by a test",
-        ));
+        let e = io::Error::new(io::ErrorKind::OutOfMemory, "injected by a test");
+        return Some(e);
     }
     let _ = name;
     None
@@ -238,8 +288,9 @@ fn injected_spawn_failure(name: &str) -> Option<io::Error> {
 /// One smux session over one transport.
 ///
 /// It runs two threads: a reader that moves bytes from the transport into the
-/// connection, and a writer that runs the timers (keepalive) and moves frames to the
-/// transport. Streams add no threads.
+/// connection, and a writer that runs the timers (keepalive) and moves queued frames
+/// to the transport. Streams add no threads; over a socket, a stream's write with
+/// nothing queued ahead of it goes to the transport from the calling thread.
 ///
 /// `Session` is a cheap handle: clones share the session. Dropping the last clone
 /// starts a graceful close, like [`Session::shutdown`] without the wait (at most 10 s to
@@ -271,18 +322,25 @@ impl Session {
         let conn = Connection::new(config, role, Instant::now())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let parts = transport.into_parts()?;
+        let (writer_signal, writer_waker) = Signal::new();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 conn,
                 polls: Polls::default(),
             }),
-            closers: Mutex::new((parts.closer, parts.half_closer, false)),
+            writer: Mutex::new(Writer {
+                io: parts.writer,
+                output: Output::new(parts.vectored),
+                armed: None,
+            }),
+            direct: parts.vectored,
+            writer_waker,
+            closers: Mutex::new((parts.closer, parts.half_closer)),
         });
         // The writer first: it waits on its condvar until there is something to do, so
         // if the reader cannot start, ending the session stops it at once.
-        let (rd, wr, vectored) = (parts.reader, parts.writer, parts.vectored);
-        let started = spawn(&shared, "writer", move |s| writer(s, wr, vectored))
-            .and_then(|()| spawn(&shared, "reader", move |s| reader(s, rd)));
+        let started = spawn(&shared, "writer", move |s| writer(s, &writer_signal))
+            .and_then(|()| spawn(&shared, "reader", move |s| reader(s, parts.reader)));
         if let Err(e) = started {
             shared.with(|i| i.conn.abandon());
             shared.close_transport();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use smux_proto::{read_timed_out, Connection, PartialWrite, StreamId};
 
-use crate::session::Shared;
+use crate::session::{calm, Shared};
 use crate::signal::{lock, Signal};
 
 /// One stream of a session, read and written like a `TcpStream`.
@@ -16,8 +16,12 @@ use crate::signal::{lock, Signal};
 /// `Stream` implements [`Read`] and [`Write`], and so does `&Stream`, so one thread can
 /// read while another writes (or use [`Stream::try_clone`]). Reads return buffered
 /// data, then end-of-file (`Ok(0)`) after the peer closed the stream. Writes wait for
-/// window and return as soon as some bytes were accepted; accepted bytes are sent by
-/// the session's writer thread, so [`Write::flush`] has nothing to do.
+/// window and return as soon as some bytes were accepted. Over a socket, the calling
+/// thread sends what a call gives the session to send itself when it finds the
+/// socket's write side free (a write with nothing queued ahead of it goes out from the
+/// caller's buffer), and may wait there while the socket's buffer is full, like a
+/// `TcpStream` write; otherwise the session's writer thread sends it. Either way
+/// [`Write::flush`] has nothing to do.
 ///
 /// Closing: [`Stream::close`] (or [`Stream::shutdown`] with [`Shutdown::Both`]), or
 /// dropping the last handle, gives the stream up: our FIN goes out after every accepted
@@ -61,8 +65,7 @@ struct Opts {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let id = self.id;
-        self.shared.with(|i| i.release(id, None));
+        self.shared.with(|i| i.release(self.id, None));
     }
 }
 
@@ -74,13 +77,12 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 impl Stream {
     pub(crate) fn new(shared: Arc<Shared>, id: StreamId) -> Stream {
         let (signal, waker) = Signal::new();
-        let opts = Mutex::default();
         Stream(Arc::new(Handle {
             id,
             shared,
             signal,
             waker,
-            opts,
+            opts: Mutex::default(),
         }))
     }
 
@@ -105,8 +107,7 @@ impl Stream {
     /// with [`io::ErrorKind::NotConnected`] (calls blocked on it return that error now).
     /// Calling it again does nothing. Dropping the last handle does the same.
     pub fn close(&self) {
-        let id = self.0.id;
-        self.0.shared.with(|i| i.release(id, None));
+        self.0.shared.with(|i| i.release(self.0.id, None));
     }
 
     /// Aborts the stream in both directions with an error `code` and gives it up: what
@@ -117,8 +118,7 @@ impl Stream {
     /// false) the protocol has no abort, so this is [`Stream::close`]. Does nothing once
     /// the stream was given up or the session ended.
     pub fn reset(&self, code: u32) {
-        let id = self.0.id;
-        self.0.shared.with(|i| i.release(id, Some(code)));
+        self.0.shared.with(|i| i.release(self.0.id, Some(code)));
     }
 
     /// Shuts down the write half, the read half or both, like
@@ -143,9 +143,8 @@ impl Stream {
             return Ok(());
         }
         let o = self.opts();
-        let r = self.block(deadline(o.write_timeout), o.nonblocking, |c, id, w| {
-            c.poll_shutdown(id, w)
-        });
+        let at = deadline(o.write_timeout);
+        let r = self.block(at, o.nonblocking, |c, id, w| c.poll_shutdown(id, w));
         // Writers blocked on another handle of this stream learn that writes now fail.
         self.0.signal.notify();
         let msg = "half-close timed out";
@@ -171,8 +170,7 @@ impl Stream {
     }
 
     fn query<R>(&self, f: impl FnOnce(&smux_proto::Session, StreamId) -> R) -> R {
-        let id = self.0.id;
-        self.0.shared.with(|i| f(i.conn.session(), id))
+        self.0.shared.with(|i| f(i.conn.session(), self.0.id))
     }
 
     /// Sets how long a read waits for data; `None` (the default) waits forever. A
@@ -231,7 +229,7 @@ impl Stream {
         let mut written = 0;
         while written < data.len() {
             let rest = &data[written..];
-            match self.block(Some(deadline), false, |c, id, w| c.poll_write(id, rest, w)) {
+            match self.write_until(rest, Some(deadline), false) {
                 Some(Ok(n)) => written += n,
                 Some(Err(e)) => return Err(PartialWrite::new(written, e)),
                 None => return Err(PartialWrite::timed_out(written)),
@@ -259,13 +257,38 @@ impl Stream {
         }
         loop {
             let seen = h.signal.epoch();
-            match h.shared.with(|i| op(&mut i.conn, h.id, &h.waker)) {
+            let r = h
+                .shared
+                .with_io(!nonblocking, |i| op(&mut i.conn, h.id, &h.waker));
+            match r {
                 Poll::Ready(r) => return Some(r),
                 Poll::Pending if nonblocking => return Some(Err(io::ErrorKind::WouldBlock.into())),
                 Poll::Pending if !h.signal.wait(seen, deadline) => return None,
                 Poll::Pending => {}
             }
         }
+    }
+
+    /// Writes one frame from `data` straight to the transport when nothing is ahead of
+    /// it and the write side is free: no copy into the session, no hand-off to the
+    /// writer thread. Returns the bytes accepted, or `None` to take the queued path
+    /// (always in non-blocking mode, which must not wait on the socket, and once
+    /// `at` passed).
+    fn write_through(&self, data: &[u8], at: Option<Instant>, nb: bool) -> Option<usize> {
+        let h = &*self.0;
+        if nb || !h.shared.direct || at.is_some_and(|d| d <= Instant::now()) {
+            return None;
+        }
+        let mut w = h.shared.writer.try_lock().ok()?;
+        let f = (h.shared).with(|i| i.conn.begin_direct(h.id, data.len(), &w.output))?;
+        let n = f.len();
+        // Only sockets write through, and their flush does nothing: no flush is due.
+        let r = calm(w.io.write_vectored(&f.slices(data)));
+        if f.written(&mut w.output, data, Poll::Ready(r)) {
+            drop(w);
+            h.shared.with(|i| i.conn.wake_driver());
+        }
+        Some(n)
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -278,15 +301,18 @@ impl Stream {
         r.unwrap_or_else(|| Err(read_timed_out()))
     }
 
+    /// Writes what it can of `data`: through, or into the session; `None` if
+    /// `deadline` passed first.
+    fn write_until(&self, data: &[u8], at: Option<Instant>, nb: bool) -> Option<io::Result<usize>> {
+        let direct = self.write_through(data, at, nb).map(Ok);
+        direct.or_else(|| self.block(at, nb, |c, id, w| c.poll_write(id, data, w)))
+    }
+
     fn write_inner(&self, data: &[u8]) -> io::Result<usize> {
         let o = self.opts();
-        let r = self.block(deadline(o.write_timeout), o.nonblocking, |c, id, w| {
-            c.poll_write(id, data, w)
-        });
-        r.unwrap_or_else(|| {
-            let msg = "smux write timed out with nothing accepted";
-            Err(io::Error::new(io::ErrorKind::TimedOut, msg))
-        })
+        let r = self.write_until(data, deadline(o.write_timeout), o.nonblocking);
+        let msg = "smux write timed out with nothing accepted";
+        r.unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, msg)))
     }
 }
 

@@ -141,6 +141,9 @@
 //! (`max_buffered_in / 8`) that bounds how much read-buffer memory slices can keep
 //! alive.
 
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -180,9 +183,3 @@ pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};
 pub use transmit::Transmit;
 pub use wake::Waiters;
-
-// The README (what crates.io shows) runs with the doctests, so its example keeps up
-// with the API.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

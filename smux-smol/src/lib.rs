@@ -134,6 +134,9 @@
 //! (with the reason) at `debug`/`info`, protocol errors at `warn`. The library never
 //! prints.
 
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -153,9 +156,3 @@ pub use smux_proto::{
     reset_code, Config, ConfigError, EndReason, OpenError, PartialWrite, ReadError, Role, Stats,
     StreamId, TransportError, WriteError, RESET_REFUSED,
 };
-
-// The README (what crates.io shows) runs with the doctests, so its example keeps up
-// with the API.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

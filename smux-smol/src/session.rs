@@ -1,14 +1,13 @@
 //! The session handle and the shared connection; the driver is in `driver.rs`.
 
 use std::any::Any;
-use std::fmt;
 use std::future::poll_fn;
-use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+use std::{fmt, io};
 
 use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};

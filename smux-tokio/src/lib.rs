@@ -166,6 +166,9 @@
 //! (with the reason) at debug level, abnormal ends at info, protocol errors at warn.
 //! Nothing is printed.
 
+// The README (what crates.io shows) runs with the doctests, so its example keeps up
+// with the API.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -183,9 +186,3 @@ pub use smux_proto::{reset_code, PartialWrite, TransportError, RESET_REFUSED};
 pub use smux_proto::{Config, ConfigError, EndReason, Role, Stats, StreamId};
 pub use smux_proto::{OpenError, ReadError, WriteError};
 pub use stream::{ReadHalf, Stream, WriteHalf};
-
-// The README (what crates.io shows) runs with the doctests, so its example keeps up
-// with the API.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
