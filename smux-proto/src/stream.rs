@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// The size of a block that received bytes are copied into.
+/// The largest block that received bytes are copied into.
 const TAIL_BLOCK: usize = 32 * 1024;
 
 /// Drained buffer sets kept for reuse, so a busy session does not allocate (and fault
@@ -309,6 +309,9 @@ impl Stream {
         const SLICE_FROM: usize = 16 * 1024;
         let slice = may_slice && piece.len() >= SLICE_FROM;
         self.recv_len += piece.len() as u32;
+        // Blocks grow with what the stream holds, so a stream holding a few bytes
+        // costs a few bytes.
+        let block = (self.recv_len as usize).clamp(64, TAIL_BLOCK);
         let b = self.bufs_mut(pool);
         if slice {
             if !b.tail.is_empty() {
@@ -327,7 +330,7 @@ impl Stream {
                     if !b.tail.is_empty() {
                         b.chunks.push_back((b.tail.split().freeze(), false));
                     }
-                    b.tail = BytesMut::with_capacity(TAIL_BLOCK);
+                    b.tail = BytesMut::with_capacity(block);
                     continue;
                 }
                 let k = room.min(rest.len());
