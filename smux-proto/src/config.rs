@@ -37,7 +37,7 @@ impl Config {
     /// Unconfirmed bytes this end accepts per stream: its receive window (default
     /// 512 KiB). A peer of this crate learns it when the ends agree on the extensions
     /// and keeps to it; any other peer may send up to 512 KiB, which is always
-    /// accepted (`docs/PROTOCOL.md`, section 5). Our own writes keep to the peer's
+    /// accepted ([PROTOCOL.md](https://github.com/smux-rs/smux-rs/blob/main/docs/PROTOCOL.md), section 5). Our own writes keep to the peer's
     /// window: the smaller of this and 512 KiB until the peer told its own.
     pub fn window(&self) -> u32 {
         self.window
@@ -150,7 +150,7 @@ impl Config {
     /// Whether this end uses the extensions two smux-rs ends can agree on: growing
     /// windows, half-close, reset, go-away and the exchange of receive windows (default
     /// true). A reference peer never sees an extension frame either way; see
-    /// `docs/PROTOCOL.md`, section 15.
+    /// [PROTOCOL.md](https://github.com/smux-rs/smux-rs/blob/main/docs/PROTOCOL.md), section 15.
     pub fn extensions(&self) -> bool {
         self.extensions
     }

@@ -21,7 +21,7 @@ pub const MAX_FRAME_REFERENCE: u32 = 64 * 1024;
 pub enum Cmd {
     /// Opens a stream.
     Syn = 0,
-    /// Closes a stream (see the close handshake in `docs/PROTOCOL.md`).
+    /// Closes a stream (see the close handshake in [PROTOCOL.md](https://github.com/smux-rs/smux-rs/blob/main/docs/PROTOCOL.md)).
     Fin = 1,
     /// Carries `length` bytes of stream data.
     Psh = 2,
