@@ -241,9 +241,7 @@ fn log_end(s: &smux_proto::Session) {
     let (role, reason) = (s.role(), s.end_reason().map(ToString::to_string));
     match s.end_reason() {
         Some(EndReason::Protocol(_)) => tracing::warn!(?role, reason, "smux session ended"),
-        Some(EndReason::KeepaliveTimeout | EndReason::Transport(_)) => {
-            tracing::info!(?role, reason, "smux session ended")
-        }
+        Some(r) if !r.is_clean() => tracing::info!(?role, reason, "smux session ended"),
         _ => tracing::debug!(?role, reason, "smux session ended"),
     }
 }

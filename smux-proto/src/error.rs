@@ -161,6 +161,17 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Whether the session ended as sessions normally do: closed by this end or by
+    /// the peer, or drained after a go-away. The other reasons are failures (keepalive
+    /// silence, a transport error, a protocol error); the adapters log those at a
+    /// higher level.
+    pub fn is_clean(&self) -> bool {
+        matches!(
+            self,
+            EndReason::Local | EndReason::PeerClosed | EndReason::Drained
+        )
+    }
+
     /// The `io::ErrorKind` that best describes this reason, for adapters that report
     /// stream failures as `io::Error`.
     pub fn io_kind(&self) -> io::ErrorKind {
@@ -454,6 +465,18 @@ display_and_io!(ReadError,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_closing_and_draining_are_clean_ends() {
+        let failures = [
+            EndReason::KeepaliveTimeout,
+            EndReason::Protocol(ProtocolError::UnknownCommand(200)),
+            EndReason::Transport(io::Error::other("gone").into()),
+        ];
+        assert!(failures.iter().all(|r| !r.is_clean()));
+        let clean = [EndReason::Local, EndReason::PeerClosed, EndReason::Drained];
+        assert!(clean.iter().all(EndReason::is_clean));
+    }
 
     #[derive(Debug)]
     struct Wrapper(io::Error);

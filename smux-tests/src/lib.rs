@@ -49,8 +49,8 @@ pub async fn within<F: Future>(secs: u64, what: &str, f: F) -> F::Output {
     }
 }
 
-/// The seed for a test's random choices: `SMUX_TEST_SEED` if set, otherwise taken
-/// from the clock. It is printed so a failing run can be replayed.
+/// Where a test's random choices start: `SMUX_TEST_SEED` if set, otherwise a value
+/// taken from the clock. It is printed so a failing run can be replayed.
 pub fn seed(test: &str) -> u64 {
     let seed = std::env::var("SMUX_TEST_SEED")
         .ok()

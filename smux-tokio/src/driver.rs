@@ -153,12 +153,10 @@ impl<T> Drop for Driver<T> {
 /// Logs the session's end at a level that matches its reason.
 fn log_end(tag: u64, reason: EndReason) {
     match reason {
-        EndReason::Local | EndReason::PeerClosed | EndReason::Drained => {
-            tracing::debug!(session = tag, %reason, "smux session ended");
-        }
         EndReason::Protocol(e) => {
             tracing::warn!(session = tag, error = %e, "smux session ended by a protocol error");
         }
-        _ => tracing::info!(session = tag, %reason, "smux session ended"),
+        r if r.is_clean() => tracing::debug!(session = tag, reason = %r, "smux session ended"),
+        r => tracing::info!(session = tag, reason = %r, "smux session ended"),
     }
 }
