@@ -146,6 +146,9 @@ impl<T> Drop for Driver<T> {
             // Dropped before finishing (its runtime shut down): no call may wait for a
             // driver that is gone.
             self.shared.with(|c| c.abandon());
+            // The write side goes too, though session handles live on: the peer sees
+            // the connection close.
+            self.shared.writer().io = Box::pin(tokio::io::sink());
         }
     }
 }
