@@ -1175,8 +1175,11 @@ fn an_ask_flood_gets_one_hello_one_set_and_bounded_answers() {
         within(10, "reader ends", rd).await.expect("reader");
     });
     // Once the peer reads, the backlog drains at full speed through the same buffers,
-    // which may grow (and be copied) once on the way.
-    probe.check("ASK flood", BASE + answers * 64 + mib(2));
+    // which may grow (and be copied) on the way: with more than about 115,000 ASKs
+    // stalled in the kernel (after another test ran in the same process) the peak
+    // reaches 4.26 MiB, against 2.2 MiB with fewer; measured the same on a48cfe0, so
+    // not new. The bound on the stalled session above is the one that matters.
+    probe.check("ASK flood", BASE + answers * 64 + mib(4));
 }
 
 /// A peer that opens with `SYN(1)`, saying it has the extensions, and then behaves as a
