@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, ReadError, WriteError};
+use crate::frame::HEADER_LEN;
 use crate::id::Role;
 use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState};
 use crate::negotiate::Agreement;
@@ -49,6 +50,10 @@ pub const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
 pub const FINISH_GRACE: Duration = Duration::from_secs(2);
 /// How long a dropped session may take to write out what was already written.
 pub const LINGER: Duration = Duration::from_secs(10);
+/// How long the read side stays lent to a stream's reader (see
+/// [`Connection::lend_reads`]) without that reader reading: past it the I/O side reads
+/// again, so a reader that went away holds up the other streams for at most this long.
+pub const LEND_GRACE: Duration = Duration::from_micros(500);
 /// Rounds of I/O an async driver runs per wake-up before it yields to its runtime, so
 /// one busy connection cannot starve a runtime thread.
 pub const ROUNDS_PER_WAKE: usize = 32;
@@ -70,6 +75,21 @@ pub struct Readiness {
     /// Nothing more passes either way: the peer closed a base stream or reset the
     /// stream, this end released it, or the session ended.
     pub closed: bool,
+}
+
+/// What the reader of an empty stream may read from the transport itself; from
+/// [`Connection::read_through`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadThrough {
+    /// At most this many bytes straight into the reader's own buffer: the rest of a
+    /// payload for its stream, with nothing ahead of it.
+    Payload(usize),
+    /// This many bytes into [`Input::header_room`]: the rest of the next frame's
+    /// header, when the last read suggests more is waiting. What it turns out to be
+    /// is taken as the I/O side would take it.
+    Header(usize),
+    /// Nothing: wait for the I/O side to read.
+    Wait,
 }
 
 /// How the transport ends once the session has ended.
@@ -115,6 +135,12 @@ pub struct Connection {
     input_closed: bool,
     /// Events kept for an adapter that routes them further (a readiness poller).
     log: Option<Vec<Event>>,
+    /// The adapter reads through (see [`Connection::lend_reads`]).
+    lends: bool,
+    /// The read side is lent to this stream's reader until the instant.
+    lent: Option<(StreamId, Instant)>,
+    /// The last stream whose parked reader data woke.
+    woke_reader: Option<StreamId>,
 }
 
 impl Connection {
@@ -135,6 +161,9 @@ impl Connection {
             output_open: true,
             input_closed: false,
             log: None,
+            lends: false,
+            lent: None,
+            woke_reader: None,
         })
     }
 
@@ -323,9 +352,14 @@ impl Connection {
 
     fn plan_input(&mut self, now: Instant, input: &mut Input) -> Plan {
         let mut plan = Plan::default();
+        self.lend(now, input);
         match self.ending.as_mut() {
             None => {
                 plan.read = self.session.wants_input() && !input.is_closed();
+                if let Some((_, until)) = self.lent {
+                    plan.read = false;
+                    plan.timer = Some(until);
+                }
             }
             Some(e) if !e.in_done => {
                 input.discard();
@@ -339,6 +373,31 @@ impl Connection {
             Some(_) => {}
         }
         plan
+    }
+
+    /// Lends the read side to the reader that the last input woke, while the rest of
+    /// its payload is next on the wire: it reads that straight into its own buffer
+    /// instead of the I/O side reading it into the session for it to copy out. Ends
+    /// a lend that ran out of time.
+    fn lend(&mut self, now: Instant, input: &Input) {
+        if self.lent.is_some_and(|(_, until)| now >= until) {
+            self.lent = None;
+        }
+        let woke = self.woke_reader.take();
+        if !self.lends || self.lent.is_some() || self.ending.is_some() || input.unparsed() > 0 {
+            return;
+        }
+        if let Some(id) = woke.filter(|&id| self.session.payload_left(id) > 0) {
+            self.lent = Some((id, now + LEND_GRACE));
+        }
+    }
+
+    /// Takes the read side back from a reader (it waits, or read what it could).
+    fn end_lend(&mut self, id: StreamId) {
+        if self.lent.is_some_and(|(l, _)| l == id) {
+            self.lent = None;
+            self.kick();
+        }
     }
 
     fn plan_output(&mut self, now: Instant, output: &mut Output) -> Plan {
@@ -414,6 +473,11 @@ impl Connection {
     /// Hands the session's events to the waiters, and the driver its work.
     fn dispatch(&mut self) {
         while let Some(ev) = self.session.poll_event() {
+            if let Event::Readable(id) = ev {
+                if self.waiters.has_reader(id) {
+                    self.woke_reader = Some(id);
+                }
+            }
             self.waiters.dispatch(&ev, &mut self.woken);
             let kind = match ev {
                 Event::Incoming(_) => Some(Kind::Accept),
@@ -607,6 +671,7 @@ impl Connection {
         let r = match r {
             Err(ReadError::Blocked) => {
                 self.waiters.wait_read(id, w);
+                self.end_lend(id);
                 Poll::Pending
             }
             Err(ReadError::Closed | ReadError::UnknownStream) => Poll::Ready(Err(released())),
@@ -652,6 +717,76 @@ impl Connection {
             return None;
         }
         self.session.write_direct(id, len).map(Direct::new)
+    }
+
+    /// What the reader of stream `id`, finding nothing buffered, may read from the
+    /// transport itself instead of waiting for the I/O side to read for it
+    /// (read-through; the adapter must hold the read side, `input`, while it reads).
+    /// Read without registering for readiness (a non-blocking read that may say
+    /// `WouldBlock`), so the I/O side's wait on the transport stays in place, and
+    /// report with [`Connection::read_through_done`].
+    pub fn read_through(&mut self, id: StreamId, input: &Input) -> ReadThrough {
+        let s = &self.session;
+        let lent_elsewhere = self.lent.is_some_and(|(l, _)| l != id);
+        if self.ending.is_some() || self.done || input.is_closed() || lent_elsewhere {
+            return ReadThrough::Wait;
+        }
+        if s.readable_len(id) > 0 || !s.wants_input() {
+            return ReadThrough::Wait;
+        }
+        match s.direct_len(id, input.unparsed()) {
+            0 if input.more && s.at_frame_start() && input.unparsed() < HEADER_LEN => {
+                ReadThrough::Header(HEADER_LEN - input.unparsed())
+            }
+            0 => {
+                self.end_lend(id);
+                ReadThrough::Wait
+            }
+            n => ReadThrough::Payload(n),
+        }
+    }
+
+    /// Lets stream readers read through ([`Connection::read_through`]), and has the
+    /// I/O side leave a payload to the reader it is for when that reader was waiting
+    /// for it: reading pauses while the reader reads (for at most [`LEND_GRACE`]
+    /// without progress). Only for an adapter whose readers call `read_through`.
+    pub fn lend_reads(&mut self) {
+        self.lends = true;
+    }
+
+    /// Takes the result of a [`ReadThrough`] read of `asked` bytes: for
+    /// [`ReadThrough::Payload`], `r` is what went into the reader's buffer (those bytes
+    /// count as read by it); for [`ReadThrough::Header`], what went into
+    /// [`Input::header_room`] (the frame is taken at once). End-of-file and errors are
+    /// left for the I/O side, which is woken.
+    pub fn read_through_done(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        step: ReadThrough,
+        input: &mut Input,
+        asked: usize,
+        r: io::Result<usize>,
+    ) {
+        let header = matches!(step, ReadThrough::Header(_));
+        let n = *r.as_ref().unwrap_or(&0);
+        input.through_done(header, asked, r);
+        if input.is_closed() || n == 0 {
+            self.end_lend(id);
+            self.kick();
+            return;
+        }
+        if let Some((_, until)) = self.lent.as_mut().filter(|(l, _)| *l == id) {
+            *until = now + LEND_GRACE;
+        }
+        let stalled = !self.session.wants_input();
+        match step {
+            ReadThrough::Payload(_) => self.session.read_direct(now, id, n),
+            ReadThrough::Header(_) => self.take_input(now, input),
+            ReadThrough::Wait => {}
+        }
+        self.settle(stalled);
+        self.after_io(now, false, self.output_open);
     }
 
     /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)

@@ -68,6 +68,11 @@ pub struct Input {
     filled: usize,
     /// The size of the next [`Input::spare`] region.
     spare: usize,
+    /// What the last read asked for, and whether it got all of it (then the transport
+    /// probably holds more: a reader may read its own data next, see
+    /// [`ReadThrough`](crate::ReadThrough)).
+    asked: usize,
+    pub(crate) more: bool,
 }
 
 impl Default for Input {
@@ -84,6 +89,8 @@ impl Input {
             state: ReadState::Open,
             filled: 0,
             spare: SPARE_MIN,
+            asked: 0,
+            more: false,
         }
     }
 
@@ -93,6 +100,7 @@ impl Input {
         if self.buf.capacity() - self.buf.len() < READ_RESERVE / 4 {
             self.buf.reserve(READ_RESERVE);
         }
+        self.asked = self.buf.capacity() - self.buf.len();
         &mut self.buf
     }
 
@@ -101,7 +109,7 @@ impl Input {
     pub fn read_done(&mut self, r: io::Result<usize>) {
         match r {
             Ok(0) => self.state = ReadState::Eof,
-            Ok(_) => {}
+            Ok(n) => self.more = n >= self.asked,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => self.state = ReadState::Failed(e),
         }
@@ -112,8 +120,39 @@ impl Input {
     /// Its size adapts to what reads return, from 4 KiB to 64 KiB.
     pub fn spare(&mut self) -> &mut [u8] {
         self.filled = self.buf.len();
+        self.asked = self.spare;
         self.buf.resize(self.filled + self.spare, 0);
         &mut self.buf[self.filled..]
+    }
+
+    /// A zeroed region of `len` bytes for a read-through header read
+    /// ([`ReadThrough::Header`](crate::ReadThrough::Header)); report it with
+    /// [`Connection::read_through_done`](crate::Connection::read_through_done).
+    pub fn header_room(&mut self, len: usize) -> &mut [u8] {
+        self.filled = self.buf.len();
+        self.asked = len;
+        self.buf.resize(self.filled + len, 0);
+        &mut self.buf[self.filled..]
+    }
+
+    /// Bytes read and not yet taken by the session.
+    pub fn unparsed(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes the result of a read the reader made itself: into [`Input::header_room`]
+    /// (`header`), or into its own buffer. A read that would block only means the
+    /// transport holds nothing more for now.
+    pub(crate) fn through_done(&mut self, header: bool, asked: usize, r: io::Result<usize>) {
+        self.asked = asked;
+        let n = *r.as_ref().unwrap_or(&0);
+        if header {
+            self.buf.truncate(self.filled + n);
+        }
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.more = false,
+            r => self.read_done(r),
+        }
     }
 
     /// Reports a read into [`Input::spare`]: `Ok(n)` bytes arrived, `Ok(0)` is

@@ -1171,6 +1171,55 @@ impl Session {
         Ok(Some(chunk))
     }
 
+    /// How many of the next bytes on the wire the reader of stream `id` may read
+    /// straight into its own buffer (read-through): the rest of a PSH payload for this
+    /// stream, when `unparsed` (input read but not yet handed to
+    /// [`Session::handle_input`]) is zero and nothing is buffered ahead of it. 0 when
+    /// not possible. Report what was read with [`Session::read_direct`].
+    pub fn direct_len(&self, id: StreamId, unparsed: usize) -> usize {
+        let Some(p) = self.payload.filter(|p| p.id == id.num && p.gen == id.gen) else {
+            return 0;
+        };
+        let ready = self
+            .streams
+            .get(&id.num)
+            .is_some_and(|s| s.gen == id.gen && s.takes_data() && s.recv_len == 0);
+        if unparsed > 0 || p.to != PayloadTo::Reader || !ready || !self.wants_input() {
+            return 0;
+        }
+        p.left as usize
+    }
+
+    /// Payload bytes of stream `id`'s data still to come in the frame being read (0 if
+    /// the frame being read is not its data).
+    pub fn payload_left(&self, id: StreamId) -> usize {
+        self.payload
+            .filter(|p| p.id == id.num && p.gen == id.gen && p.to == PayloadTo::Reader)
+            .map_or(0, |p| p.left as usize)
+    }
+
+    /// True between frames: the next input byte starts a frame header.
+    pub fn at_frame_start(&self) -> bool {
+        self.payload.is_none() && self.stalled.is_none()
+    }
+
+    /// Accounts `n` payload bytes the reader of stream `id` read straight from the
+    /// transport (at most [`Session::direct_len`]): they count as received and
+    /// consumed at once, so windows and confirmations move as for a buffered read.
+    pub fn read_direct(&mut self, now: Instant, id: StreamId, n: usize) {
+        let n = n.min(self.direct_len(id, 0));
+        let Some(p) = self.payload.filter(|_| n > 0) else {
+            return;
+        };
+        self.now = self.now.max(now);
+        self.last_recv = now;
+        self.stats.bytes_received += n as u64;
+        self.stats.buffered_in += n;
+        let left = p.left - n as u32;
+        self.payload = (left > 0).then_some(Payload { left, ..p });
+        self.consumed(id.num, n);
+    }
+
     /// Accounts `n` bytes consumed by the application: frees session buffer room and
     /// queues a CFM once the threshold is reached.
     fn consumed(&mut self, id: u16, n: usize) {

@@ -74,6 +74,11 @@ impl Waiters {
         self.writers.remove(&id);
     }
 
+    /// Whether a read on stream `id` is parked.
+    pub fn has_reader(&self, id: StreamId) -> bool {
+        self.readers.contains_key(&id)
+    }
+
     /// Moves the wakers that `ev` concerns into `woken`.
     pub fn dispatch(&mut self, ev: &Event, woken: &mut Vec<Waker>) {
         woken.append(&mut self.watchers);

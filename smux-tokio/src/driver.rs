@@ -14,18 +14,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_proto::{EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use smux_proto::{EndReason, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
+use tokio::io::AsyncReadExt;
 use tokio::time::Sleep;
 
-use crate::shared::{now, Shared, Writer};
+use crate::shared::{now, ReadSide, Reader, Shared, Writer};
 
-/// The driver future, spawned once per session; it owns the transport's read side
-/// (the write side is shared with stream writers, see `Writer`).
-pub(crate) struct Driver<T> {
-    io: T,
+/// The driver future, spawned once per session. The transport's two sides are shared
+/// with the streams (see `Reader` and `Writer`): a reader or writer that finds its own
+/// bytes next uses them directly.
+pub(crate) struct Driver {
     shared: Arc<Shared>,
-    input: Input,
     sleep: Pin<Box<Sleep>>,
     /// The instant `sleep` is set to, until it fires.
     armed: Option<Instant>,
@@ -34,27 +33,26 @@ pub(crate) struct Driver<T> {
     done: bool,
 }
 
-impl<T: AsyncRead + Unpin> Driver<T> {
-    pub(crate) fn new(io: T, shared: Arc<Shared>) -> Driver<T> {
+impl Driver {
+    pub(crate) fn new(shared: Arc<Shared>) -> Driver {
         Driver {
-            input: Input::new(),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             timer_polled: false,
             shared,
-            io,
             done: false,
         }
     }
 
-    /// Carries out `plan` once; returns whether anything progressed. The write side is
-    /// locked only around its own calls, so stream writers can write through meanwhile.
-    fn perform(&mut self, plan: Plan, cx: &mut Context<'_>) -> bool {
+    /// Carries out `plan` once with the read side `r`; returns whether anything
+    /// progressed. The write side is locked only around its own calls, so stream
+    /// writers can write through meanwhile.
+    fn perform(&mut self, plan: Plan, r: &mut Reader, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         if plan.read {
-            let read = pin!(self.io.read_buf(self.input.read_buf()));
-            if let Poll::Ready(r) = read.poll(cx) {
-                self.input.read_done(r);
+            let read = pin!(r.io.read_buf(r.input.read_buf()));
+            if let Poll::Ready(res) = read.poll(cx) {
+                r.input.read_done(res);
                 progress = true;
             }
         }
@@ -109,7 +107,7 @@ fn perform_write(plan: Plan, w: &mut Writer, cx: &mut Context<'_>) -> bool {
     progress
 }
 
-impl<T: AsyncRead + Unpin> Future for Driver<T> {
+impl Future for Driver {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -117,20 +115,19 @@ impl<T: AsyncRead + Unpin> Future for Driver<T> {
         this.timer_polled = false;
         for _ in 0..ROUNDS_PER_WAKE {
             let shared = this.shared.clone();
+            let mut r = shared.reader();
             let mut w = shared.writer();
-            let input = &mut this.input;
+            let input = &mut r.input;
             let plan = shared.with(|c| c.drive(now(), input, &mut w.output, cx.waker()));
             if plan.done {
                 let reason = shared.with(|c| c.session().end_reason().cloned());
                 log_end(shared.tag, reason.unwrap_or(EndReason::Local));
-                // The transport goes now: its write side here, its read side with the
-                // future.
-                w.io = Box::pin(tokio::io::sink());
+                close(&mut r, &mut w);
                 this.done = true;
                 return Poll::Ready(());
             }
             drop(w);
-            if !this.perform(plan, cx) {
+            if !this.perform(plan, &mut r, cx) {
                 return Poll::Pending;
             }
         }
@@ -140,17 +137,23 @@ impl<T: AsyncRead + Unpin> Future for Driver<T> {
     }
 }
 
-impl<T> Drop for Driver<T> {
+impl Drop for Driver {
     fn drop(&mut self) {
         if !self.done {
             // Dropped before finishing (its runtime shut down): no call may wait for a
             // driver that is gone.
             self.shared.with(|c| c.abandon());
-            // The write side goes too, though session handles live on: the peer sees
+            // The transport goes too, though session handles live on: the peer sees
             // the connection close.
-            self.shared.writer().io = Box::pin(tokio::io::sink());
+            close(&mut self.shared.reader(), &mut self.shared.writer());
         }
     }
+}
+
+/// Drops the transport (both sides), though session handles may live on.
+fn close(r: &mut Reader, w: &mut Writer) {
+    r.io = ReadSide::Other(Box::pin(tokio::io::empty()));
+    w.io = Box::pin(tokio::io::sink());
 }
 
 /// Logs the session's end at a level that matches its reason.

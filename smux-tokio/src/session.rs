@@ -8,12 +8,12 @@ use std::time::Duration;
 use std::any::Any;
 use std::pin::Pin;
 
-use smux_proto::{Config, ConfigError, Connection, EndReason, Output, Role, Stats, LINGER};
+use smux_proto::{Config, ConfigError, Connection, EndReason, Input, Output, Role, Stats, LINGER};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::driver::Driver;
-use crate::shared::{now, Shared, Writer};
+use crate::shared::{now, ReadSide, Reader, Shared, Writer};
 use crate::stream::Stream;
 
 /// A smux session over one transport: opens and accepts [`Stream`]s.
@@ -45,8 +45,8 @@ impl Drop for Handle {
     }
 }
 
-/// A transport's read side (the driver's) and write side (shared): a TCP stream's own
-/// halves, else Tokio's generic split.
+/// A transport's read and write sides (both shared): a TCP stream's own halves, else
+/// Tokio's generic split.
 fn split<T>(transport: T) -> (ReadSide, Pin<Box<dyn AsyncWrite + Send>>)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -55,18 +55,15 @@ where
     match any.downcast::<TcpStream>() {
         Ok(tcp) => {
             let (r, w) = tcp.into_split();
-            (Box::pin(r), Box::pin(w))
+            (ReadSide::Tcp(r), Box::pin(w))
         }
         Err(any) => {
             let t = *any.downcast::<T>().expect("the transport's own type");
             let (r, w) = tokio::io::split(t);
-            (Box::pin(r), Box::pin(w))
+            (ReadSide::Other(Box::pin(r)), Box::pin(w))
         }
     }
 }
-
-/// The driver's side of the transport.
-pub(crate) type ReadSide = Pin<Box<dyn AsyncRead + Send>>;
 
 /// An invalid configuration as an I/O error (kind `InvalidInput`, the
 /// [`ConfigError`] inside).
@@ -90,17 +87,24 @@ impl Session {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let conn = Connection::new(config, role, now()).map_err(invalid)?;
+        let mut conn = Connection::new(config, role, now()).map_err(invalid)?;
         let tag = SESSION_TAGS.fetch_add(1, Ordering::Relaxed);
         let vectored = transport.is_write_vectored();
         let (read, write) = split(transport);
+        if let ReadSide::Tcp(_) = read {
+            conn.lend_reads();
+        }
         let writer = Writer {
             io: write,
             output: Output::new(vectored),
         };
-        let shared = Arc::new(Shared::new(conn, writer, tag));
+        let reader = Reader {
+            io: read,
+            input: Input::new(),
+        };
+        let shared = Arc::new(Shared::new(conn, reader, writer, tag));
         tracing::debug!(session = tag, ?role, "smux session started");
-        runtime.spawn(Driver::new(read, shared.clone()));
+        runtime.spawn(Driver::new(shared.clone()));
         Ok(Session {
             handle: Arc::new(Handle(shared)),
         })

@@ -8,8 +8,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use smux_proto::{Connection, Output, Slot};
-use tokio::io::AsyncWrite;
+use smux_proto::{Connection, Input, Output, Slot};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
 
 thread_local! {
     static WOKEN: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
@@ -23,9 +24,38 @@ pub(crate) struct Writer {
     pub(crate) output: Output,
 }
 
+/// The transport's read side and the bytes read from it: the driver reads from here,
+/// and so does a stream reader that finds its own data next on the wire (a read
+/// straight into its own buffer). Locked before the writer and the connection.
+pub(crate) struct Reader {
+    pub(crate) io: ReadSide,
+    pub(crate) input: Input,
+}
+
+/// A transport's read side: a TCP stream's own half, which a stream reader can try
+/// without taking over the driver's wait for readiness, or any other reader.
+pub(crate) enum ReadSide {
+    Tcp(OwnedReadHalf),
+    Other(Pin<Box<dyn AsyncRead + Send>>),
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ReadSide::Tcp(t) => Pin::new(t).poll_read(cx, buf),
+            ReadSide::Other(t) => t.as_mut().poll_read(cx, buf),
+        }
+    }
+}
+
 /// One session's shared state.
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    reader: Mutex<Reader>,
     writer: Mutex<Writer>,
     /// A number for log lines (unique within the process).
     pub(crate) tag: u64,
@@ -40,9 +70,10 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(conn: Connection, writer: Writer, tag: u64) -> Shared {
+    pub(crate) fn new(conn: Connection, reader: Reader, writer: Writer, tag: u64) -> Shared {
         Shared {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             writer: Mutex::new(writer),
             tag,
         }
@@ -55,11 +86,18 @@ impl Shared {
 
     /// The write side if nobody holds it (a writer that finds it busy queues instead).
     pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(g) => Some(g),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+        try_lock(&self.writer)
+    }
+
+    /// The read side, for the driver (which waits for it).
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Reader> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The read side if nobody holds it (a stream reader that finds it busy waits for
+    /// the driver instead).
+    pub(crate) fn try_reader(&self) -> Option<MutexGuard<'_, Reader>> {
+        try_lock(&self.reader)
     }
 
     /// Runs `f` on the connection, then wakes the tasks it owes a wake-up once the lock
@@ -100,6 +138,14 @@ impl Shared {
             self.with(|c| f(c, slot, cx.waker()))
         })
         .await
+    }
+}
+
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 

@@ -7,11 +7,11 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use smux_proto::{read_timed_out, PartialWrite, StreamId};
+use smux_proto::{read_timed_out, PartialWrite, ReadThrough, StreamId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use crate::shared::Shared;
+use crate::shared::{now, ReadSide, Reader, Shared};
 
 /// One stream of a [`Session`](crate::Session).
 ///
@@ -84,7 +84,7 @@ impl Drop for StreamRef {
 
 impl StreamRef {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if buf.remaining() == 0 {
+        if buf.remaining() == 0 || self.read_through(buf) {
             return Poll::Ready(Ok(()));
         }
         self.shared.with(|c| {
@@ -124,6 +124,46 @@ impl StreamRef {
             self.shared.with(|c| c.wake_driver());
         }
         Some(n)
+    }
+
+    /// Reads this stream's data straight from a TCP transport into `buf` when it is
+    /// next on the wire and nothing is buffered ahead of it (also reading the frame
+    /// headers in between while the transport has more): no copy out of the session
+    /// and no hand-off from the driver. Returns whether it read any. Reads are
+    /// non-blocking tries, so the driver's own wait on the socket stays in place.
+    fn read_through(&self, buf: &mut ReadBuf<'_>) -> bool {
+        let Some(mut r) = self.shared.try_reader() else {
+            return false;
+        };
+        let Reader { io, input } = &mut *r;
+        let ReadSide::Tcp(tcp) = io else {
+            return false;
+        };
+        // A few frames at most (headers of other frames are taken on the way).
+        for _ in 0..4 {
+            let step = self.shared.with(|c| c.read_through(self.id, input));
+            let (asked, res) = match step {
+                ReadThrough::Wait => return false,
+                ReadThrough::Payload(n) => {
+                    let n = n.min(buf.remaining());
+                    let res = tcp.try_read(buf.initialize_unfilled_to(n));
+                    if let Ok(k) = res {
+                        buf.advance(k);
+                    }
+                    (n, res)
+                }
+                ReadThrough::Header(n) => (n, tcp.try_read(input.header_room(n))),
+            };
+            let got = matches!(res, Ok(k) if k > 0);
+            (self.shared).with(|c| c.read_through_done(now(), self.id, step, input, asked, res));
+            if !got {
+                return false;
+            }
+            if let ReadThrough::Payload(_) = step {
+                return true;
+            }
+        }
+        false
     }
 
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -27,7 +27,7 @@ fn both_drives(test: fn()) {
 
 /// Counts how often it was woken.
 #[derive(Default)]
-struct Count(AtomicUsize);
+pub(super) struct Count(pub(super) AtomicUsize);
 
 impl Wake for Count {
     fn wake(self: Arc<Self>) {
@@ -35,7 +35,7 @@ impl Wake for Count {
     }
 }
 
-fn counter() -> (Arc<Count>, Waker) {
+pub(super) fn counter() -> (Arc<Count>, Waker) {
     let c = Arc::new(Count::default());
     (c.clone(), Waker::from(c))
 }
@@ -43,36 +43,38 @@ fn counter() -> (Arc<Count>, Waker) {
 /// One direction of the transport: bytes written and not read yet, its capacity, and
 /// whether the writer shut it or writing into it fails.
 #[derive(Default)]
-struct Pipe {
-    bytes: Vec<u8>,
+pub(super) struct Pipe {
+    pub(super) bytes: Vec<u8>,
     cap: usize,
     shut: bool,
     broken: bool,
 }
 
-struct End {
-    conn: Connection,
-    input: Input,
+pub(super) struct End {
+    pub(super) conn: Connection,
+    pub(super) input: Input,
     output: Output,
-    plan: Plan,
+    pub(super) plan: Plan,
     /// The I/O side does not read the transport (a peer whose reader is stuck).
     deaf: bool,
     done: bool,
 }
 
-struct Sim {
+pub(super) struct Sim {
     /// Drive each end's two directions apart (as a reader thread and a writer thread
     /// would), instead of with one `drive`.
     split: bool,
-    now: Instant,
-    ends: [End; 2],
+    pub(super) now: Instant,
+    pub(super) ends: [End; 2],
     /// pipes[i]: from end i to end 1 - i.
-    pipes: [Pipe; 2],
+    pub(super) pipes: [Pipe; 2],
     driver: Waker,
+    /// The most an I/O side's read takes from its pipe.
+    pub(super) read_max: usize,
 }
 
 impl Sim {
-    fn new(config: Config) -> Sim {
+    pub(super) fn new(config: Config) -> Sim {
         let now = Instant::now();
         let end = |role| End {
             conn: Connection::new(config.clone(), role, now).unwrap(),
@@ -92,11 +94,12 @@ impl Sim {
             ends: [end(Role::Dialer), end(Role::Acceptor)],
             pipes: [pipe(), pipe()],
             driver: counter().1,
+            read_max: usize::MAX,
         }
     }
 
     /// One round of both I/O sides: drive, then carry out the plan once.
-    fn step(&mut self) {
+    pub(super) fn step(&mut self) {
         for i in 0..2 {
             let e = &mut self.ends[i];
             if e.done {
@@ -124,9 +127,9 @@ impl Sim {
                 let from = &mut self.pipes[1 - i];
                 if !from.bytes.is_empty() {
                     let buf = e.input.read_buf();
-                    buf.extend_from_slice(&from.bytes);
-                    let n = from.bytes.len();
-                    from.bytes.clear();
+                    let n = from.bytes.len().min(self.read_max);
+                    buf.extend_from_slice(&from.bytes[..n]);
+                    from.bytes.drain(..n);
                     e.input.read_done(Ok(n));
                 } else if from.shut {
                     e.input.read_done(Ok(0));
@@ -166,7 +169,7 @@ impl Sim {
 
     /// Steps until nothing changes, advancing time to the next timer when idle, for
     /// at most `limit` of simulated time.
-    fn run_for(&mut self, limit: Duration) {
+    pub(super) fn run_for(&mut self, limit: Duration) {
         let end = self.now + limit;
         let mut idle = 0;
         while self.now < end && !(self.ends[0].done && self.ends[1].done) {
@@ -212,7 +215,7 @@ impl Sim {
         )
     }
 
-    fn conn(&mut self, i: usize) -> &mut Connection {
+    pub(super) fn conn(&mut self, i: usize) -> &mut Connection {
         &mut self.ends[i].conn
     }
 
@@ -221,7 +224,7 @@ impl Sim {
     }
 }
 
-fn ready<T>(p: Poll<T>) -> T {
+pub(super) fn ready<T>(p: Poll<T>) -> T {
     match p {
         Poll::Ready(v) => v,
         Poll::Pending => panic!("pending"),

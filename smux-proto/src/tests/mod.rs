@@ -5,6 +5,7 @@ mod conn;
 mod extensions;
 mod prop;
 mod scenarios;
+mod through;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,204 @@
+//! Read-through: a stream's reader reading its own payload (and the frame headers in
+//! between) straight from the transport, and the read side lent to it meanwhile.
+
+use std::io;
+use std::task::Poll;
+use std::time::Duration;
+
+use super::conn::{counter, ready, Sim};
+use crate::{Config, ReadThrough, Slot, StreamId, LEND_GRACE};
+
+/// A transport read by the reader itself: up to `max` bytes off the front of `pipe`,
+/// or `WouldBlock` when it is empty.
+fn take(pipe: &mut Vec<u8>, dst: &mut [u8], max: usize) -> io::Result<usize> {
+    if pipe.is_empty() {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let n = dst.len().min(max).min(pipe.len());
+    dst[..n].copy_from_slice(&pipe[..n]);
+    pipe.drain(..n);
+    Ok(n)
+}
+
+/// One reader call on end 1's stream `id`, as an adapter makes it: read-through steps
+/// while possible, then a buffered read. Returns the bytes read, `None` when it would
+/// wait, and counts the steps taken by kind in `steps` (payload, header).
+fn read_call(sim: &mut Sim, id: StreamId, max: usize, steps: &mut [usize; 2]) -> Option<Vec<u8>> {
+    let now = sim.now;
+    let mut buf = vec![0u8; 50_000];
+    for _ in 0..4 {
+        let e = &mut sim.ends[1];
+        let step = e.conn.read_through(id, &e.input);
+        let pipe = &mut sim.pipes[0].bytes;
+        let (asked, r) = match step {
+            ReadThrough::Wait => break,
+            ReadThrough::Payload(n) => {
+                let n = n.min(buf.len());
+                (n, take(pipe, &mut buf[..n], max))
+            }
+            ReadThrough::Header(n) => (n, take(pipe, e.input.header_room(n), max)),
+        };
+        let got = *r.as_ref().unwrap_or(&0);
+        e.conn
+            .read_through_done(now, id, step, &mut e.input, asked, r);
+        if got == 0 {
+            break;
+        }
+        match step {
+            ReadThrough::Payload(_) => {
+                steps[0] += 1;
+                return Some(buf[..got].to_vec());
+            }
+            _ => steps[1] += 1,
+        }
+    }
+    let w = counter().1;
+    match sim.conn(1).poll_read(id, &mut buf, &w) {
+        Poll::Ready(Ok(n)) => Some(buf[..n].to_vec()),
+        Poll::Ready(Err(e)) => panic!("read failed: {e}"),
+        Poll::Pending => None,
+    }
+}
+
+/// A sender writing several megabytes while the receiving reader reads through in
+/// pieces of varying size and the I/O side reads in chunks that end mid-frame: every
+/// byte arrives once and in order, windows keep moving, and both kinds of step and the
+/// lend were used.
+#[test]
+fn reading_through_keeps_every_byte_in_order() {
+    for (read_max, through_max) in [(1000, 100_000), (30_000, 3_000), (9_000, 7)] {
+        let mut sim = Sim::new(Config::default());
+        sim.read_max = read_max;
+        sim.conn(1).lend_reads();
+        let w = counter().1;
+        let id = sim.conn(0).open().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (mut sent, mut got) = (0, Vec::new());
+        let mut accepted = None;
+        let (mut steps, mut lent) = ([0usize; 2], 0);
+        for _ in 0..200_000 {
+            if sent < data.len() {
+                let end = data.len().min(sent + 40_000);
+                if let Poll::Ready(r) = sim.conn(0).poll_write(id, &data[sent..end], &w) {
+                    sent += r.unwrap();
+                }
+            }
+            sim.step();
+            if sim.ends[1].plan.timer.is_some() && !sim.ends[1].plan.read {
+                lent += 1;
+            }
+            sim.ends[1].conn.session().assert_invariants();
+            if accepted.is_none() {
+                let slot = &mut Slot::default();
+                if let Poll::Ready(s) = sim.conn(1).poll_accept(slot, &w) {
+                    accepted = Some(s.unwrap());
+                }
+            }
+            if let Some(s) = accepted {
+                while let Some(bytes) = read_call(&mut sim, s, through_max, &mut steps) {
+                    got.extend_from_slice(&bytes);
+                }
+            }
+            if got.len() == data.len() {
+                break;
+            }
+        }
+        assert_eq!(got.len(), data.len(), "reads of {read_max} / {through_max}");
+        assert!(got == data, "bytes differ ({read_max} / {through_max})");
+        assert!(
+            steps[0] > 10 && steps[1] > 10,
+            "steps taken: {steps:?}, lent {lent}, reads of {read_max} / {through_max}"
+        );
+        assert!(lent > 0, "the read side was never lent");
+        let stats = sim.conn(1).session().stats();
+        assert!(stats.bytes_received >= data.len() as u64);
+    }
+}
+
+/// End 1 with stream `id` accepted and its reader parked, and the I/O side holding the
+/// first `first` bytes of a 60,000-byte PSH for it (the rest still in the transport).
+fn parked_mid_frame(lends: bool, first: usize) -> (Sim, StreamId) {
+    let mut sim = Sim::new(Config::default());
+    if lends {
+        sim.conn(1).lend_reads();
+    }
+    let w = counter().1;
+    let id = sim.conn(0).open().unwrap();
+    sim.run_for(Duration::from_millis(10));
+    let s = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    assert!(sim.conn(1).poll_read(s, &mut [0u8; 10], &w).is_pending());
+    let data = vec![7u8; 60_000];
+    assert_eq!(
+        ready(sim.conn(0).poll_write(id, &data, &w)).unwrap(),
+        60_000
+    );
+    sim.read_max = first;
+    sim.step();
+    sim.read_max = 0;
+    sim.step();
+    (sim, s)
+}
+
+/// The I/O side leaves the rest of a payload to the reader it woke, and takes the read
+/// side back once the reader made no progress for `LEND_GRACE`.
+#[test]
+fn a_lent_read_side_comes_back_after_the_grace() {
+    let (mut sim, _) = parked_mid_frame(true, 20_000);
+    let plan = sim.ends[1].plan;
+    assert!(!plan.read, "reading paused while the reader reads");
+    assert_eq!(plan.timer, Some(sim.now + LEND_GRACE));
+    sim.now += LEND_GRACE;
+    sim.read_max = usize::MAX;
+    sim.step();
+    assert!(
+        sim.ends[1].plan.read,
+        "the grace passed: the I/O side reads again"
+    );
+    assert!(sim.pipes[0].bytes.is_empty());
+}
+
+/// A lent reader that waits (its stream is empty and it parks) gives the read side back
+/// at once; without `lend_reads` nothing is ever lent.
+#[test]
+fn a_reader_that_waits_gives_the_read_side_back() {
+    let (mut sim, s) = parked_mid_frame(true, 20_000);
+    let w = counter().1;
+    let mut buf = vec![0u8; 100_000];
+    let n = ready(sim.conn(1).poll_read(s, &mut buf, &w)).unwrap();
+    assert_eq!(n, 20_000 - 7);
+    assert!(!sim.ends[1].plan.read);
+    assert!(sim.conn(1).poll_read(s, &mut buf, &w).is_pending());
+    sim.step();
+    assert!(sim.ends[1].plan.read, "parking ended the lend");
+
+    let (sim, _) = parked_mid_frame(false, 20_000);
+    assert!(sim.ends[1].plan.read, "no lend without lend_reads");
+}
+
+/// A header the reader reads for another stream's frame is taken as the I/O side would
+/// take it, and the read side goes back to the I/O side for that payload.
+#[test]
+fn a_header_for_another_stream_ends_the_lend() {
+    let (mut sim, s) = parked_mid_frame(true, 20_000);
+    let w = counter().1;
+    // A second stream's frame queued behind the first.
+    let other = sim.conn(0).open().unwrap();
+    ready(sim.conn(0).poll_write(other, b"other", &w)).unwrap();
+    sim.step();
+    let mut steps = [0; 2];
+    let mut got = 0;
+    while let Some(b) = read_call(&mut sim, s, usize::MAX, &mut steps) {
+        got += b.len();
+        if got == 60_000 {
+            break;
+        }
+    }
+    assert_eq!(got, 60_000);
+    assert_eq!(read_call(&mut sim, s, usize::MAX, &mut steps), None);
+    sim.read_max = usize::MAX;
+    sim.run_for(Duration::from_millis(10));
+    let o = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(ready(sim.conn(1).poll_read(o, &mut buf, &w)).unwrap(), 5);
+    assert_eq!(&buf[..5], b"other");
+}
