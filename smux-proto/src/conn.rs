@@ -754,24 +754,22 @@ impl Connection {
         self.lends = true;
     }
 
-    /// Takes the result of a [`ReadThrough`] read of `asked` bytes: for
-    /// [`ReadThrough::Payload`], `r` is what went into the reader's buffer (those bytes
-    /// count as read by it); for [`ReadThrough::Header`], what went into
-    /// [`Input::header_room`] (the frame is taken at once). End-of-file and errors are
-    /// left for the I/O side, which is woken.
+    /// Takes the result of a [`ReadThrough`] read: `payload` bytes asked straight into
+    /// the reader's buffer (they count as read by it), then the [`Input::header_room`]
+    /// if one was taken (that frame is taken at once, as the I/O side would take it).
+    /// For [`ReadThrough::Payload`] the adapter may take a header room behind the
+    /// reader's buffer (a vectored read) when it asked for the payload's whole rest.
+    /// End-of-file and errors are left for the I/O side, which is woken.
     pub fn read_through_done(
         &mut self,
         now: Instant,
         id: StreamId,
-        step: ReadThrough,
         input: &mut Input,
-        asked: usize,
+        payload: usize,
         r: io::Result<usize>,
     ) {
-        let header = matches!(step, ReadThrough::Header(_));
-        let n = *r.as_ref().unwrap_or(&0);
-        input.through_done(header, asked, r);
-        if input.is_closed() || n == 0 {
+        let (p, h) = input.through_done(payload, r);
+        if input.is_closed() || p + h == 0 {
             self.end_lend(id);
             self.kick();
             return;
@@ -780,10 +778,13 @@ impl Connection {
             *until = now + LEND_GRACE;
         }
         let stalled = !self.session.wants_input();
-        match step {
-            ReadThrough::Payload(_) => self.session.read_direct(now, id, n),
-            ReadThrough::Header(_) => self.take_input(now, input),
-            ReadThrough::Wait => {}
+        self.session.read_direct(now, id, p);
+        if h > 0 {
+            self.take_input(now, input);
+            if self.session.payload_left(id) == 0 {
+                // The next frame is not this reader's: the I/O side takes it.
+                self.end_lend(id);
+            }
         }
         self.settle(stalled);
         self.after_io(now, false, self.output_open);

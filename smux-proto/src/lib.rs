@@ -176,7 +176,7 @@ pub use error::{
     read_timed_out, reset_code, EndReason, NotSmux, OpenError, PartialWrite, ProtocolError,
     ReadError, SessionEnded, TransportError, WriteError,
 };
-pub use frame::{Cmd, Frame, Header};
+pub use frame::{Cmd, Frame, Header, HEADER_LEN};
 pub use id::Role;
 pub use link::{Direct, Input, Output, Plan, MAX_SLICES};
 pub use negotiate::Agreement;

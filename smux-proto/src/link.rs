@@ -73,6 +73,8 @@ pub struct Input {
     /// [`ReadThrough`](crate::ReadThrough)).
     asked: usize,
     pub(crate) more: bool,
+    /// The size of the header room taken since the last read-through report.
+    room: usize,
 }
 
 impl Default for Input {
@@ -91,6 +93,7 @@ impl Input {
             spare: SPARE_MIN,
             asked: 0,
             more: false,
+            room: 0,
         }
     }
 
@@ -125,12 +128,13 @@ impl Input {
         &mut self.buf[self.filled..]
     }
 
-    /// A zeroed region of `len` bytes for a read-through header read
-    /// ([`ReadThrough::Header`](crate::ReadThrough::Header)); report it with
+    /// A zeroed region of `len` bytes for a read-through read of a frame header
+    /// (alone for [`ReadThrough::Header`](crate::ReadThrough::Header), or behind the
+    /// reader's buffer in a vectored read of a payload's rest); report it with
     /// [`Connection::read_through_done`](crate::Connection::read_through_done).
     pub fn header_room(&mut self, len: usize) -> &mut [u8] {
         self.filled = self.buf.len();
-        self.asked = len;
+        self.room = len;
         self.buf.resize(self.filled + len, 0);
         &mut self.buf[self.filled..]
     }
@@ -140,19 +144,23 @@ impl Input {
         self.buf.len()
     }
 
-    /// Takes the result of a read the reader made itself: into [`Input::header_room`]
-    /// (`header`), or into its own buffer. A read that would block only means the
-    /// transport holds nothing more for now.
-    pub(crate) fn through_done(&mut self, header: bool, asked: usize, r: io::Result<usize>) {
-        self.asked = asked;
+    /// Takes the result of a read the reader made itself: `payload` bytes asked into
+    /// its own buffer, then the [`Input::header_room`] if one was taken. Returns how
+    /// many went to each. A read that would block only means the transport holds
+    /// nothing more for now.
+    pub(crate) fn through_done(&mut self, payload: usize, r: io::Result<usize>) -> (usize, usize) {
+        let room = std::mem::take(&mut self.room);
+        self.asked = payload + room;
         let n = *r.as_ref().unwrap_or(&0);
-        if header {
-            self.buf.truncate(self.filled + n);
+        let (p, h) = (n.min(payload), n.saturating_sub(payload).min(room));
+        if room > 0 {
+            self.buf.truncate(self.filled + h);
         }
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.more = false,
             r => self.read_done(r),
         }
+        (p, h)
     }
 
     /// Reports a read into [`Input::spare`]: `Ok(n)` bytes arrived, `Ok(0)` is

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use smux_proto::{read_timed_out, PartialWrite, ReadThrough, StreamId};
+use smux_proto::{read_timed_out, PartialWrite, ReadThrough, StreamId, HEADER_LEN};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -141,26 +141,27 @@ impl StreamRef {
         };
         // A few frames at most (headers of other frames are taken on the way).
         for _ in 0..4 {
-            let step = self.shared.with(|c| c.read_through(self.id, input));
-            let (asked, res) = match step {
+            let (asked, res) = match self.shared.with(|c| c.read_through(self.id, input)) {
                 ReadThrough::Wait => return false,
                 ReadThrough::Payload(n) => {
-                    let n = n.min(buf.remaining());
-                    let res = tcp.try_read(buf.initialize_unfilled_to(n));
-                    if let Ok(k) = res {
-                        buf.advance(k);
-                    }
-                    (n, res)
+                    let m = n.min(buf.remaining());
+                    let dst = buf.initialize_unfilled_to(m);
+                    let res = if m == n {
+                        // The payload's whole rest, and the next header with it.
+                        let h = input.header_room(HEADER_LEN);
+                        tcp.try_read_vectored(&mut [IoSliceMut::new(dst), IoSliceMut::new(h)])
+                    } else {
+                        tcp.try_read(dst)
+                    };
+                    (m, res)
                 }
-                ReadThrough::Header(n) => (n, tcp.try_read(input.header_room(n))),
+                ReadThrough::Header(n) => (0, tcp.try_read(input.header_room(n))),
             };
-            let got = matches!(res, Ok(k) if k > 0);
-            (self.shared).with(|c| c.read_through_done(now(), self.id, step, input, asked, res));
-            if !got {
-                return false;
-            }
-            if let ReadThrough::Payload(_) = step {
-                return true;
+            let n = *res.as_ref().unwrap_or(&0);
+            buf.advance(n.min(asked));
+            (self.shared).with(|c| c.read_through_done(now(), self.id, input, asked, res));
+            if n == 0 || asked > 0 {
+                return n > 0;
             }
         }
         false
