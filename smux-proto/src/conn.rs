@@ -210,6 +210,7 @@ impl Connection {
         let read = self.plan_input(now, input);
         let mut plan = self.plan_output(now, output);
         plan.read = read.read;
+        plan.read_limit = read.read_limit;
         plan.timer = [plan.timer, read.timer].into_iter().flatten().min();
         self.conclude(plan)
     }
@@ -352,10 +353,12 @@ impl Connection {
 
     fn plan_input(&mut self, now: Instant, input: &mut Input) -> Plan {
         let mut plan = Plan::default();
+        let limit = self.read_limit(input);
         self.lend(now, input);
         match self.ending.as_mut() {
             None => {
                 plan.read = self.session.wants_input() && !input.is_closed();
+                plan.read_limit = limit;
                 if let Some((_, until)) = self.lent {
                     plan.read = false;
                     plan.timer = Some(until);
@@ -375,29 +378,53 @@ impl Connection {
         plan
     }
 
-    /// Lends the read side to the reader that the last input woke, while the rest of
-    /// its payload is next on the wire: it reads that straight into its own buffer
-    /// instead of the I/O side reading it into the session for it to copy out. Ends
-    /// a lend that ran out of time.
+    /// Lends the read side to the reader of the payload being read, when that reader
+    /// waits for it (parked, or just woken by its first piece) and the rest is next
+    /// on the wire: it reads the rest straight into its own buffer instead of the I/O
+    /// side reading it into the session for it to copy out. A parked reader is woken
+    /// to come and read. Ends a lend that ran out of time.
     fn lend(&mut self, now: Instant, input: &Input) {
         if self.lent.is_some_and(|(_, until)| now >= until) {
             self.lent = None;
         }
         let woke = self.woke_reader.take();
-        if !self.lends || self.lent.is_some() || self.ending.is_some() || input.unparsed() > 0 {
+        // Only when the last read suggests the rest is there: a reader that finds
+        // nothing gives the read side back, and would be lent it again at once.
+        let idle = !self.lends || self.lent.is_some() || self.ending.is_some();
+        if idle || input.unparsed() > 0 || !input.more {
             return;
         }
-        if let Some(id) = woke.filter(|&id| self.session.payload_left(id) > 0) {
+        let Some(id) = self.session.payload_stream() else {
+            return;
+        };
+        if woke == Some(id) || self.waiters.has_reader(id) {
+            self.waiters.take_reader(id, &mut self.woken);
             self.lent = Some((id, now + LEND_GRACE));
         }
     }
 
-    /// Takes the read side back from a reader (it waits, or read what it could).
-    fn end_lend(&mut self, id: StreamId) {
+    /// Takes the read side back from a reader (it waits, or read what it could), or
+    /// passes it on to the reader of the next payload if that one waits too.
+    fn end_lend(&mut self, now: Instant, id: StreamId, input: &Input) {
         if self.lent.is_some_and(|(l, _)| l == id) {
             self.lent = None;
-            self.kick();
+            self.lend(now, input);
+            if self.lent.is_none() {
+                self.kick();
+            }
         }
+    }
+
+    /// How much the I/O side should read: after large frames, only the next header
+    /// while a reader waits (or was just woken, and will wait again once it has read),
+    /// so that the payload behind it can go to that reader whole (see
+    /// [`Connection::lend_reads`]); else as much as it can.
+    fn read_limit(&self, input: &Input) -> Option<usize> {
+        let s = &self.session;
+        let boundary = s.at_frame_start() && input.unparsed() < HEADER_LEN;
+        let readers = self.waiters.has_readers() || self.woke_reader.is_some();
+        (self.lends && boundary && s.large_frames() && readers)
+            .then(|| HEADER_LEN - input.unparsed())
     }
 
     fn plan_output(&mut self, now: Instant, output: &mut Output) -> Plan {
@@ -671,7 +698,10 @@ impl Connection {
         let r = match r {
             Err(ReadError::Blocked) => {
                 self.waiters.wait_read(id, w);
-                self.end_lend(id);
+                if self.lent.is_some_and(|(l, _)| l == id) {
+                    self.lent = None;
+                    self.kick();
+                }
                 Poll::Pending
             }
             Err(ReadError::Closed | ReadError::UnknownStream) => Poll::Ready(Err(released())),
@@ -739,11 +769,20 @@ impl Connection {
                 ReadThrough::Header(HEADER_LEN - input.unparsed())
             }
             0 => {
-                self.end_lend(id);
+                if self.lent.is_some_and(|(l, _)| l == id) {
+                    self.lent = None;
+                    self.kick();
+                }
                 ReadThrough::Wait
             }
             n => ReadThrough::Payload(n),
         }
+    }
+
+    /// The stream whose reader holds the read side, if any (for tests).
+    #[cfg(test)]
+    pub(crate) fn lent(&self) -> Option<StreamId> {
+        self.lent.map(|(id, _)| id)
     }
 
     /// Lets stream readers read through ([`Connection::read_through`]), and has the
@@ -770,7 +809,7 @@ impl Connection {
     ) {
         let (p, h) = input.through_done(payload, r);
         if input.is_closed() || p + h == 0 {
-            self.end_lend(id);
+            self.lent = self.lent.filter(|(l, _)| *l != id);
             self.kick();
             return;
         }
@@ -782,8 +821,9 @@ impl Connection {
         if h > 0 {
             self.take_input(now, input);
             if self.session.payload_left(id) == 0 {
-                // The next frame is not this reader's: the I/O side takes it.
-                self.end_lend(id);
+                // The next frame is not this reader's: its own reader, or the I/O
+                // side, takes it.
+                self.end_lend(now, id, input);
             }
         }
         self.settle(stalled);

@@ -37,6 +37,10 @@ const COALESCE: usize = 64 * 1024;
 pub struct Plan {
     /// Read from the transport into [`Input::read_buf`] (or [`Input::spare`]).
     pub read: bool,
+    /// Read at most this many bytes (into [`Input::header_room`], reported with
+    /// [`Input::filled`]): a frame header alone, whose payload may go straight to its
+    /// reader. An adapter may read more; it only loses that chance.
+    pub read_limit: Option<usize>,
     /// Write [`Output::slices`] to the transport.
     pub write: bool,
     /// Flush the transport.
@@ -135,6 +139,7 @@ impl Input {
     pub fn header_room(&mut self, len: usize) -> &mut [u8] {
         self.filled = self.buf.len();
         self.room = len;
+        self.asked = len;
         self.buf.resize(self.filled + len, 0);
         &mut self.buf[self.filled..]
     }
@@ -167,6 +172,7 @@ impl Input {
     /// end-of-file. `Interrupted` is ignored (also the report of a read that is not
     /// ready yet, for a non-blocking transport).
     pub fn filled(&mut self, r: io::Result<usize>) {
+        self.room = 0;
         let n = *r.as_ref().unwrap_or(&0);
         self.buf.truncate(self.filled + n);
         if n > 0 {

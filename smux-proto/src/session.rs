@@ -240,6 +240,8 @@ pub struct Session {
     sliced: usize,
     /// Length of a PSH that did not fit `max_buffered_in`; input waits for room.
     stalled: Option<usize>,
+    /// Payload length of the last PSH read.
+    last_psh: u32,
     /// The PSH whose payload is arriving.
     payload: Option<Payload>,
     next_ping: Instant,
@@ -313,6 +315,7 @@ impl Session {
             pool: Pool::default(),
             sliced: 0,
             stalled: None,
+            last_psh: 0,
             payload: None,
             ping: Ping::Idle,
             rng: Rng::new(),
@@ -419,6 +422,7 @@ impl Session {
             self.stats.bytes_received += crate::frame::HEADER_LEN as u64;
             self.learn_from(&frame.header);
             if psh {
+                self.last_psh = header.length;
                 self.on_psh(header.id, header.length);
             } else {
                 self.apply(now, frame);
@@ -1196,6 +1200,20 @@ impl Session {
         self.payload
             .filter(|p| p.id == id.num && p.gen == id.gen && p.to == PayloadTo::Reader)
             .map_or(0, |p| p.left as usize)
+    }
+
+    /// The stream whose data the frame being read carries, while its payload is still
+    /// to come.
+    pub fn payload_stream(&self) -> Option<StreamId> {
+        self.payload
+            .filter(|p| p.to == PayloadTo::Reader && p.left > 0)
+            .map(|p| StreamId::new(p.id, p.gen))
+    }
+
+    /// True when the last data frame read was large (16 KiB or more): a bulk transfer,
+    /// where reading a header alone, to hand its payload to its reader whole, pays.
+    pub fn large_frames(&self) -> bool {
+        self.last_psh >= 16 * 1024
     }
 
     /// True between frames: the next input byte starts a frame header.

@@ -79,6 +79,16 @@ impl Waiters {
         self.readers.contains_key(&id)
     }
 
+    /// Whether any read is parked.
+    pub fn has_readers(&self) -> bool {
+        !self.readers.is_empty()
+    }
+
+    /// Moves the waker of a read parked on stream `id` (if any) into `woken`.
+    pub fn take_reader(&mut self, id: StreamId, woken: &mut Vec<Waker>) {
+        woken.extend(self.readers.remove(&id));
+    }
+
     /// Moves the wakers that `ev` concerns into `woken`.
     pub fn dispatch(&mut self, ev: &Event, woken: &mut Vec<Waker>) {
         woken.append(&mut self.watchers);

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use smux_proto::{EndReason, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::shared::{now, ReadSide, Reader, Shared, Writer};
@@ -49,7 +49,18 @@ impl Driver {
     /// writers can write through meanwhile.
     fn perform(&mut self, plan: Plan, r: &mut Reader, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        if plan.read {
+        if let (true, Some(k)) = (plan.read, plan.read_limit) {
+            let mut room = ReadBuf::new(r.input.header_room(k));
+            let res = Pin::new(&mut r.io).poll_read(cx, &mut room);
+            let n = room.filled().len();
+            progress = res.is_ready();
+            // Not ready yet reports as interrupted: nothing read.
+            let res = match res {
+                Poll::Ready(res) => res.map(|()| n),
+                Poll::Pending => Err(std::io::ErrorKind::Interrupted.into()),
+            };
+            r.input.filled(res);
+        } else if plan.read {
             let read = pin!(r.io.read_buf(r.input.read_buf()));
             if let Poll::Ready(res) = read.poll(cx) {
                 r.input.read_done(res);

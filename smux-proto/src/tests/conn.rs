@@ -109,6 +109,7 @@ impl Sim {
                 let r = e.conn.drive_input(self.now, &mut e.input, &self.driver);
                 let mut w = e.conn.drive_output(self.now, &mut e.output, &self.driver);
                 w.read = r.read;
+                w.read_limit = r.read_limit;
                 w.done |= r.done;
                 w.timer = [w.timer, r.timer].into_iter().flatten().min();
                 w
@@ -125,12 +126,13 @@ impl Sim {
             }
             if e.plan.read && !e.deaf {
                 let from = &mut self.pipes[1 - i];
-                if !from.bytes.is_empty() {
-                    let buf = e.input.read_buf();
-                    let n = from.bytes.len().min(self.read_max);
-                    buf.extend_from_slice(&from.bytes[..n]);
+                if !from.bytes.is_empty() && self.read_max > 0 {
+                    // A read of what the plan allows (a full read when more waits).
+                    let limit = e.plan.read_limit.unwrap_or(64 * 1024);
+                    let n = from.bytes.len().min(self.read_max).min(limit);
+                    e.input.header_room(n).copy_from_slice(&from.bytes[..n]);
                     from.bytes.drain(..n);
-                    e.input.read_done(Ok(n));
+                    e.input.filled(Ok(n));
                 } else if from.shut {
                     e.input.read_done(Ok(0));
                 }
