@@ -5,17 +5,16 @@ use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
-use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_io::{Async, Timer};
+use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{EndReason, Input, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
+use smux_proto::{EndReason, Plan, MAX_SLICES, ROUNDS_PER_WAKE};
 
-use crate::session::{Shared, Writer};
+use crate::session::{Reader, Shared, Writer};
 
 /// The future that runs a session: it reads the transport and feeds the protocol
 /// core, writes what the core emits, fires its timers (keepalive) and wakes the tasks
@@ -36,11 +35,7 @@ use crate::session::{Shared, Writer};
 /// our last bytes.
 pub struct Driver<T> {
     shared: Arc<Shared>,
-    /// Its own read handle on a TCP socket; other transports are read through the
-    /// shared write side's lock (held only for the call).
-    read: Option<Arc<Async<TcpStream>>>,
     done: bool,
-    input: Input,
     timer: Timer,
     /// The instant `timer` is armed for, until it fires.
     timer_at: Option<Instant>,
@@ -57,12 +52,10 @@ impl<T> fmt::Debug for Driver<T> {
 }
 
 impl<T> Driver<T> {
-    pub(crate) fn new(shared: Arc<Shared>, read: Option<Arc<Async<TcpStream>>>) -> Driver<T> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Driver<T> {
         Driver {
             shared,
-            read,
             done: false,
-            input: Input::new(),
             timer: Timer::never(),
             timer_at: None,
             transport: PhantomData,
@@ -88,19 +81,24 @@ impl<T> Driver<T> {
         fired
     }
 
-    /// Reads the transport into the input; true if the read finished.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        let spare = self.input.spare();
-        let r = match &mut self.read {
-            Some(tcp) => Pin::new(&mut &**tcp).poll_read(cx, spare),
-            None => Pin::new(&mut self.shared.writer().io).poll_read(cx, spare),
+    /// Reads the transport into the input (at most `limit` bytes); true if the read
+    /// finished. A TCP socket is read through its own handle; any other transport
+    /// through the write side's lock (held only for the call).
+    fn poll_read(&self, r: &mut Reader, limit: Option<usize>, cx: &mut Context<'_>) -> bool {
+        let room = match limit {
+            Some(k) => r.input.header_room(k),
+            None => r.input.spare(),
         };
-        let Poll::Ready(r) = r else {
+        let res = match &r.tcp {
+            Some(tcp) => Pin::new(&mut &**tcp).poll_read(cx, room),
+            None => Pin::new(&mut self.shared.writer().io).poll_read(cx, room),
+        };
+        let Poll::Ready(res) = res else {
             // Nothing read: `Interrupted` is the "read again" report.
-            self.input.filled(Err(io::ErrorKind::Interrupted.into()));
+            r.input.filled(Err(io::ErrorKind::Interrupted.into()));
             return false;
         };
-        self.input.filled(r);
+        r.input.filled(res);
         true
     }
 }
@@ -134,15 +132,17 @@ impl<T> Future for Driver<T> {
         // waker is registered, and a retry would only cost a system call.
         let (mut read_waits, mut write_waits) = (false, false);
         for _ in 0..ROUNDS_PER_WAKE {
-            let mut w = this.shared.writer();
-            let input = &mut this.input;
+            let shared = this.shared.clone();
+            let mut r = shared.reader();
+            let mut w = shared.writer();
+            let input = &mut r.input;
             let plan =
                 (this.shared).with(|c| c.drive(Instant::now(), input, &mut w.output, cx.waker()));
             if plan.done {
                 // The transport goes now: the write side (the whole transport unless
-                // TCP) here, the driver's read handle with it.
+                // TCP) and the read handle.
                 w.io = Box::new(smol::io::Cursor::new(Vec::new()));
-                (this.read, this.done) = (None, true);
+                (r.tcp, this.done) = (None, true);
                 let reason = this.end_reason();
                 log_end(this.shared.tag, &reason);
                 return Poll::Ready(reason);
@@ -150,9 +150,10 @@ impl<T> Future for Driver<T> {
             drop(w);
             let mut progress = false;
             if plan.read && !read_waits {
-                let read = this.poll_read(cx);
+                let read = this.poll_read(&mut r, plan.read_limit, cx);
                 (progress, read_waits) = (read, !read);
             }
+            drop(r);
             if !write_waits && (plan.write || plan.flush || plan.shutdown) {
                 let wrote = perform_write(plan, &mut this.shared.writer(), cx);
                 (progress, write_waits) = (progress || wrote, !wrote);
@@ -173,6 +174,7 @@ impl<T> Drop for Driver<T> {
         if !self.done {
             self.shared.with(|c| c.abandon());
             // The transport goes with the driver, as when it finishes.
+            self.shared.reader().tcp = None;
             self.shared.writer().io = Box::new(smol::io::Cursor::new(Vec::new()));
         }
     }

@@ -11,7 +11,7 @@ use std::{fmt, io};
 
 use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{Config, Connection, EndReason, Output, Role, Slot, Stats, LINGER};
+use smux_proto::{Config, Connection, EndReason, Input, Output, Role, Slot, Stats, LINGER};
 
 use crate::driver::Driver;
 use crate::net::{invalid, TcpTransport};
@@ -50,9 +50,18 @@ impl Writer {
     }
 }
 
+/// The read side: the driver's own read handle on a TCP socket (which a stream reader
+/// may also try, without taking over the driver's wait for readiness) and the bytes
+/// read and not yet taken. Locked before the writer and the connection.
+pub(crate) struct Reader {
+    pub(crate) tcp: Option<Arc<Async<TcpStream>>>,
+    pub(crate) input: Input,
+}
+
 /// One session's connection, shared by its handles, its streams and its driver.
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    reader: Mutex<Reader>,
     writer: Mutex<Writer>,
     /// A process-unique number for log lines.
     pub(crate) tag: u64,
@@ -81,6 +90,16 @@ impl Shared {
     /// by a panic in the transport) queues instead.
     pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
         self.writer.try_lock().ok()
+    }
+
+    /// The read side, for the driver.
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Reader> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The read side if it is free (a stream reader that finds it busy waits).
+    pub(crate) fn try_reader(&self) -> Option<MutexGuard<'_, Reader>> {
+        self.reader.try_lock().ok()
     }
 
     /// Waits on a `poll_*` method of the connection that parks in a [`Slot`]; a
@@ -168,16 +187,21 @@ impl Session {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let conn = Connection::new(config, role, Instant::now()).map_err(invalid)?;
+        let mut conn = Connection::new(config, role, Instant::now()).map_err(invalid)?;
         let tag = SESSION_TAGS.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(session = tag, ?role, "smux session started");
-        let (writer, read) = Writer::new(transport);
+        let (writer, tcp) = Writer::new(transport);
+        if tcp.is_some() {
+            conn.lend_reads();
+        }
+        let input = Input::new();
         let shared = Arc::new(Shared {
             conn: Mutex::new(conn),
+            reader: Mutex::new(Reader { tcp, input }),
             writer: Mutex::new(writer),
             tag,
         });
-        let driver = Driver::new(shared.clone(), read);
+        let driver = Driver::new(shared.clone());
         Ok((Session(Arc::new(Handle(shared))), driver))
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSliceMut, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{read_timed_out, PartialWrite, StreamId};
+use smux_proto::{read_timed_out, PartialWrite, ReadThrough, StreamId, HEADER_LEN};
 
-use crate::session::{Shared, Writer};
+use crate::session::{Reader, Shared, Writer};
 
 /// What a [`Stream`] and its halves share; dropping it releases the stream.
 struct Core {
@@ -76,9 +76,59 @@ impl Core {
         let mut timer = Timer::at(deadline);
         poll_fn(|cx| match Pin::new(&mut timer).poll(cx) {
             Poll::Ready(_) => Poll::Ready(Err(read_timed_out())),
-            Poll::Pending => self.shared.with(|c| c.poll_read(self.id, buf, cx.waker())),
+            Poll::Pending => self.poll_read(cx, buf),
         })
         .await
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.read_through(buf) {
+            0 => self.shared.with(|c| c.poll_read(self.id, buf, cx.waker())),
+            n => Poll::Ready(Ok(n)),
+        }
+    }
+
+    /// Reads this stream's data straight from a TCP socket into `buf` when it is next
+    /// on the wire and nothing is buffered ahead of it (with the frame headers in
+    /// between while the socket has more): no copy out of the session and no hand-off
+    /// from the driver. Returns the bytes read. The socket is non-blocking, so a read
+    /// with nothing there says `WouldBlock` and the driver's wait stays in place.
+    fn read_through(&self, buf: &mut [u8]) -> usize {
+        let Some(mut r) = (!buf.is_empty())
+            .then(|| self.shared.try_reader())
+            .flatten()
+        else {
+            return 0;
+        };
+        let Reader {
+            tcp: Some(tcp),
+            input,
+        } = &mut *r
+        else {
+            return 0;
+        };
+        let mut sock = tcp.get_ref();
+        // A few frames at most (headers of other frames are taken on the way).
+        for _ in 0..4 {
+            let (asked, res) = match self.shared.with(|c| c.read_through(self.id, input)) {
+                ReadThrough::Wait => return 0,
+                ReadThrough::Payload(n) if n <= buf.len() => {
+                    // The payload's whole rest, and the next header with it.
+                    let h = input.header_room(HEADER_LEN);
+                    let mut v = [IoSliceMut::new(&mut buf[..n]), IoSliceMut::new(h)];
+                    (n, sock.read_vectored(&mut v))
+                }
+                ReadThrough::Payload(_) => (buf.len(), sock.read(buf)),
+                ReadThrough::Header(n) => (0, sock.read(input.header_room(n))),
+            };
+            let n = *res.as_ref().unwrap_or(&0);
+            let now = Instant::now();
+            (self.shared).with(|c| c.read_through_done(now, self.id, input, asked, res));
+            if n == 0 || asked > 0 {
+                return n.min(asked);
+            }
+        }
+        0
     }
 }
 
@@ -185,7 +235,7 @@ macro_rules! reader {
                 cx: &mut Context<'_>,
                 buf: &mut [u8],
             ) -> Poll<io::Result<usize>> {
-                self.0.shared.with(|c| c.poll_read(self.0.id, buf, cx.waker()))
+                self.0.poll_read(cx, buf)
             }
         }
     )*};
