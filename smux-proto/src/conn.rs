@@ -34,12 +34,14 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, ReadError, WriteError};
-use crate::frame::HEADER_LEN;
 use crate::id::Role;
 use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState};
 use crate::negotiate::Agreement;
 use crate::session::{Event, Session, Stats, StreamId, StreamState};
 use crate::wake::Waiters;
+
+mod through;
+pub use through::{read_through_into, ReadThrough, LEND_GRACE};
 
 /// The output is refilled while it holds less than this.
 pub const TX_LIMIT: usize = 256 * 1024;
@@ -50,10 +52,6 @@ pub const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
 pub const FINISH_GRACE: Duration = Duration::from_secs(2);
 /// How long a dropped session may take to write out what was already written.
 pub const LINGER: Duration = Duration::from_secs(10);
-/// How long the read side stays lent to a stream's reader (see
-/// [`Connection::lend_reads`]) without that reader reading: past it the I/O side reads
-/// again, so a reader that went away holds up the other streams for at most this long.
-pub const LEND_GRACE: Duration = Duration::from_micros(500);
 /// Rounds of I/O an async driver runs per wake-up before it yields to its runtime, so
 /// one busy connection cannot starve a runtime thread.
 pub const ROUNDS_PER_WAKE: usize = 32;
@@ -75,21 +73,6 @@ pub struct Readiness {
     /// Nothing more passes either way: the peer closed a base stream or reset the
     /// stream, this end released it, or the session ended.
     pub closed: bool,
-}
-
-/// What the reader of an empty stream may read from the transport itself; from
-/// [`Connection::read_through`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadThrough {
-    /// At most this many bytes straight into the reader's own buffer: the rest of a
-    /// payload for its stream, with nothing ahead of it.
-    Payload(usize),
-    /// This many bytes into [`Input::header_room`]: the rest of the next frame's
-    /// header, when the last read suggests more is waiting. What it turns out to be
-    /// is taken as the I/O side would take it.
-    Header(usize),
-    /// Nothing: wait for the I/O side to read.
-    Wait,
 }
 
 /// How the transport ends once the session has ended.
@@ -378,55 +361,6 @@ impl Connection {
         plan
     }
 
-    /// Lends the read side to the reader of the payload being read, when that reader
-    /// waits for it (parked, or just woken by its first piece) and the rest is next
-    /// on the wire: it reads the rest straight into its own buffer instead of the I/O
-    /// side reading it into the session for it to copy out. A parked reader is woken
-    /// to come and read. Ends a lend that ran out of time.
-    fn lend(&mut self, now: Instant, input: &Input) {
-        if self.lent.is_some_and(|(_, until)| now >= until) {
-            self.lent = None;
-        }
-        let woke = self.woke_reader.take();
-        // Only when the last read suggests the rest is there: a reader that finds
-        // nothing gives the read side back, and would be lent it again at once.
-        let idle = !self.lends || self.lent.is_some() || self.ending.is_some();
-        if idle || input.unparsed() > 0 || !input.more {
-            return;
-        }
-        let Some(id) = self.session.payload_stream() else {
-            return;
-        };
-        if woke == Some(id) || self.waiters.has_reader(id) {
-            self.waiters.take_reader(id, &mut self.woken);
-            self.lent = Some((id, now + LEND_GRACE));
-        }
-    }
-
-    /// Takes the read side back from a reader (it waits, or read what it could), or
-    /// passes it on to the reader of the next payload if that one waits too.
-    fn end_lend(&mut self, now: Instant, id: StreamId, input: &Input) {
-        if self.lent.is_some_and(|(l, _)| l == id) {
-            self.lent = None;
-            self.lend(now, input);
-            if self.lent.is_none() {
-                self.kick();
-            }
-        }
-    }
-
-    /// How much the I/O side should read: after large frames, only the next header
-    /// while a reader waits (or was just woken, and will wait again once it has read),
-    /// so that the payload behind it can go to that reader whole (see
-    /// [`Connection::lend_reads`]); else as much as it can.
-    fn read_limit(&self, input: &Input) -> Option<usize> {
-        let s = &self.session;
-        let boundary = s.at_frame_start() && input.unparsed() < HEADER_LEN;
-        let readers = self.waiters.has_readers() || self.woke_reader.is_some();
-        (self.lends && boundary && s.large_frames() && readers)
-            .then(|| HEADER_LEN - input.unparsed())
-    }
-
     fn plan_output(&mut self, now: Instant, output: &mut Output) -> Plan {
         let mut plan = Plan::default();
         let Some(e) = self.ending.as_mut() else {
@@ -698,10 +632,7 @@ impl Connection {
         let r = match r {
             Err(ReadError::Blocked) => {
                 self.waiters.wait_read(id, w);
-                if self.lent.is_some_and(|(l, _)| l == id) {
-                    self.lent = None;
-                    self.kick();
-                }
+                self.take_back(id);
                 Poll::Pending
             }
             Err(ReadError::Closed | ReadError::UnknownStream) => Poll::Ready(Err(released())),
@@ -747,87 +678,6 @@ impl Connection {
             return None;
         }
         self.session.write_direct(id, len).map(Direct::new)
-    }
-
-    /// What the reader of stream `id`, finding nothing buffered, may read from the
-    /// transport itself instead of waiting for the I/O side to read for it
-    /// (read-through; the adapter must hold the read side, `input`, while it reads).
-    /// Read without registering for readiness (a non-blocking read that may say
-    /// `WouldBlock`), so the I/O side's wait on the transport stays in place, and
-    /// report with [`Connection::read_through_done`].
-    pub fn read_through(&mut self, id: StreamId, input: &Input) -> ReadThrough {
-        let s = &self.session;
-        let lent_elsewhere = self.lent.is_some_and(|(l, _)| l != id);
-        if self.ending.is_some() || self.done || input.is_closed() || lent_elsewhere {
-            return ReadThrough::Wait;
-        }
-        if s.readable_len(id) > 0 || !s.wants_input() {
-            return ReadThrough::Wait;
-        }
-        match s.direct_len(id, input.unparsed()) {
-            0 if input.more && s.at_frame_start() && input.unparsed() < HEADER_LEN => {
-                ReadThrough::Header(HEADER_LEN - input.unparsed())
-            }
-            0 => {
-                if self.lent.is_some_and(|(l, _)| l == id) {
-                    self.lent = None;
-                    self.kick();
-                }
-                ReadThrough::Wait
-            }
-            n => ReadThrough::Payload(n),
-        }
-    }
-
-    /// The stream whose reader holds the read side, if any (for tests).
-    #[cfg(test)]
-    pub(crate) fn lent(&self) -> Option<StreamId> {
-        self.lent.map(|(id, _)| id)
-    }
-
-    /// Lets stream readers read through ([`Connection::read_through`]), and has the
-    /// I/O side leave a payload to the reader it is for when that reader was waiting
-    /// for it: reading pauses while the reader reads (for at most [`LEND_GRACE`]
-    /// without progress). Only for an adapter whose readers call `read_through`.
-    pub fn lend_reads(&mut self) {
-        self.lends = true;
-    }
-
-    /// Takes the result of a [`ReadThrough`] read: `payload` bytes asked straight into
-    /// the reader's buffer (they count as read by it), then the [`Input::header_room`]
-    /// if one was taken (that frame is taken at once, as the I/O side would take it).
-    /// For [`ReadThrough::Payload`] the adapter may take a header room behind the
-    /// reader's buffer (a vectored read) when it asked for the payload's whole rest.
-    /// End-of-file and errors are left for the I/O side, which is woken.
-    pub fn read_through_done(
-        &mut self,
-        now: Instant,
-        id: StreamId,
-        input: &mut Input,
-        payload: usize,
-        r: io::Result<usize>,
-    ) {
-        let (p, h) = input.through_done(payload, r);
-        if input.is_closed() || p + h == 0 {
-            self.lent = self.lent.filter(|(l, _)| *l != id);
-            self.kick();
-            return;
-        }
-        if let Some((_, until)) = self.lent.as_mut().filter(|(l, _)| *l == id) {
-            *until = now + LEND_GRACE;
-        }
-        let stalled = !self.session.wants_input();
-        self.session.read_direct(now, id, p);
-        if h > 0 {
-            self.take_input(now, input);
-            if self.session.payload_left(id) == 0 {
-                // The next frame is not this reader's: its own reader, or the I/O
-                // side, takes it.
-                self.end_lend(now, id, input);
-            }
-        }
-        self.settle(stalled);
-        self.after_io(now, false, self.output_open);
     }
 
     /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{read_timed_out, PartialWrite, ReadThrough, StreamId, HEADER_LEN};
+use smux_proto::{read_through_into, read_timed_out, Connection, PartialWrite, StreamId};
 
 use crate::session::{Reader, Shared, Writer};
 
@@ -94,10 +94,7 @@ impl Core {
     /// from the driver. Returns the bytes read. The socket is non-blocking, so a read
     /// with nothing there says `WouldBlock` and the driver's wait stays in place.
     fn read_through(&self, buf: &mut [u8]) -> usize {
-        let Some(mut r) = (!buf.is_empty())
-            .then(|| self.shared.try_reader())
-            .flatten()
-        else {
+        let Some(mut r) = self.shared.try_reader().filter(|_| !buf.is_empty()) else {
             return 0;
         };
         let Reader {
@@ -107,28 +104,9 @@ impl Core {
         else {
             return 0;
         };
-        let mut sock = tcp.get_ref();
-        // A few frames at most (headers of other frames are taken on the way).
-        for _ in 0..4 {
-            let (asked, res) = match self.shared.with(|c| c.read_through(self.id, input)) {
-                ReadThrough::Wait => return 0,
-                ReadThrough::Payload(n) if n <= buf.len() => {
-                    // The payload's whole rest, and the next header with it.
-                    let h = input.header_room(HEADER_LEN);
-                    let mut v = [IoSliceMut::new(&mut buf[..n]), IoSliceMut::new(h)];
-                    (n, sock.read_vectored(&mut v))
-                }
-                ReadThrough::Payload(_) => (buf.len(), sock.read(buf)),
-                ReadThrough::Header(n) => (0, sock.read(input.header_room(n))),
-            };
-            let n = *res.as_ref().unwrap_or(&0);
-            let now = Instant::now();
-            (self.shared).with(|c| c.read_through_done(now, self.id, input, asked, res));
-            if n == 0 || asked > 0 {
-                return n.min(asked);
-            }
-        }
-        0
+        let with = |f: &mut dyn FnMut(&mut Connection)| self.shared.with(f);
+        let read = |v: &mut [IoSliceMut<'_>]| tcp.get_ref().read_vectored(v);
+        read_through_into(self.id, input, buf, with, Instant::now, read)
     }
 }
 

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use smux_proto::{read_timed_out, PartialWrite, ReadThrough, StreamId, HEADER_LEN};
+use smux_proto::{read_through_into, read_timed_out, Connection, PartialWrite, StreamId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -132,39 +132,20 @@ impl StreamRef {
     /// and no hand-off from the driver. Returns whether it read any. Reads are
     /// non-blocking tries, so the driver's own wait on the socket stays in place.
     fn read_through(&self, buf: &mut ReadBuf<'_>) -> bool {
-        let Some(mut r) = self.shared.try_reader() else {
+        // Not into uninitialised memory: zeroing it first would cost what the copy saves.
+        let init = buf.initialized().len() == buf.capacity();
+        let Some(mut r) = self.shared.try_reader().filter(|_| init) else {
             return false;
         };
         let Reader { io, input } = &mut *r;
         let ReadSide::Tcp(tcp) = io else {
             return false;
         };
-        // A few frames at most (headers of other frames are taken on the way).
-        for _ in 0..4 {
-            let (asked, res) = match self.shared.with(|c| c.read_through(self.id, input)) {
-                ReadThrough::Wait => return false,
-                ReadThrough::Payload(n) => {
-                    let m = n.min(buf.remaining());
-                    let dst = buf.initialize_unfilled_to(m);
-                    let res = if m == n {
-                        // The payload's whole rest, and the next header with it.
-                        let h = input.header_room(HEADER_LEN);
-                        tcp.try_read_vectored(&mut [IoSliceMut::new(dst), IoSliceMut::new(h)])
-                    } else {
-                        tcp.try_read(dst)
-                    };
-                    (m, res)
-                }
-                ReadThrough::Header(n) => (0, tcp.try_read(input.header_room(n))),
-            };
-            let n = *res.as_ref().unwrap_or(&0);
-            buf.advance(n.min(asked));
-            (self.shared).with(|c| c.read_through_done(now(), self.id, input, asked, res));
-            if n == 0 || asked > 0 {
-                return n > 0;
-            }
-        }
-        false
+        let dst = buf.initialize_unfilled();
+        let with = |f: &mut dyn FnMut(&mut Connection)| self.shared.with(f);
+        let n = read_through_into(self.id, input, dst, with, now, |v| tcp.try_read_vectored(v));
+        buf.advance(n);
+        n > 0
     }
 
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
