@@ -124,6 +124,9 @@ pub struct Connection {
     lent: Option<(StreamId, Instant)>,
     /// The last stream whose parked reader data woke.
     woke_reader: Option<StreamId>,
+    /// A reader that parked while it held the read side: not lent it again until the
+    /// I/O side has read, or it would be woken and park over and over.
+    declined: Option<StreamId>,
 }
 
 impl Connection {
@@ -147,6 +150,7 @@ impl Connection {
             lends: false,
             lent: None,
             woke_reader: None,
+            declined: None,
         })
     }
 
@@ -279,6 +283,7 @@ impl Connection {
         }
         if !input.buf.is_empty() && s.wants_input() {
             s.handle_input(now, &mut input.buf);
+            self.declined = None;
         }
         if matches!(input.state, ReadState::Eof) && s.wants_input() {
             // Everything decodable was taken; what is left is a partial frame.
@@ -632,7 +637,10 @@ impl Connection {
         let r = match r {
             Err(ReadError::Blocked) => {
                 self.waiters.wait_read(id, w);
-                self.take_back(id);
+                if self.lent.is_some_and(|(l, _)| l == id) {
+                    self.declined = Some(id);
+                    self.take_back(id);
+                }
                 Poll::Pending
             }
             Err(ReadError::Closed | ReadError::UnknownStream) => Poll::Ready(Err(released())),

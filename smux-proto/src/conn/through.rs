@@ -18,6 +18,11 @@ use crate::session::StreamId;
 /// again, so a reader that went away holds up the other streams for at most this long.
 pub const LEND_GRACE: Duration = Duration::from_micros(500);
 
+/// A reader with a buffer smaller than this (and than the payload's rest) leaves the
+/// payload to the I/O side and copies it out: a system call per small read would cost
+/// more than the copy.
+const SMALL_READ: usize = 4096;
+
 /// What the reader of an empty stream may read from the transport itself; from
 /// [`Connection::read_through`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +136,7 @@ impl Connection {
         let Some(id) = self.session.payload_stream() else {
             return;
         };
-        if woke == Some(id) || self.waiters.has_reader(id) {
+        if self.declined != Some(id) && (woke == Some(id) || self.waiters.has_reader(id)) {
             self.waiters.take_reader(id, &mut self.woken);
             self.lent = Some((id, now + LEND_GRACE));
         }
@@ -190,7 +195,9 @@ pub fn read_through_into(
         let mut step = ReadThrough::Wait;
         with(&mut |c| step = c.read_through(id, input));
         let (asked, r) = match step {
+            // A small buffer reads buffered data faster than the transport.
             ReadThrough::Wait | ReadThrough::Payload(0) => return 0,
+            ReadThrough::Payload(n) if buf.len() < n.min(SMALL_READ) => return 0,
             ReadThrough::Payload(n) if n <= buf.len() => {
                 // The payload's whole rest, and the next header with it.
                 let h = input.header_room(HEADER_LEN);

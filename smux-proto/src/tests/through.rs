@@ -276,3 +276,48 @@ fn the_read_side_passes_from_reader_to_reader() {
     assert!(header_only > 0, "no header-only read");
     assert!(passed > 0, "the read side never passed between readers");
 }
+
+/// A reader that never reads through (its adapter cannot, or its buffer is too small)
+/// and only parks: the read side it is lent comes back at once and is not lent to it
+/// again before the I/O side has read, so every byte still arrives, without a round
+/// of lending and parking per step.
+#[test]
+fn a_reader_that_never_reads_through_gets_everything() {
+    let mut sim = Sim::new(Config::default());
+    sim.conn(1).lend_reads();
+    let (count, w) = counter();
+    let id = sim.conn(0).open().unwrap();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 249) as u8).collect();
+    let (mut sent, mut got, mut accepted) = (0, Vec::new(), None);
+    let mut rounds = 0;
+    while got.len() < data.len() && rounds < 20_000 {
+        rounds += 1;
+        if sent < data.len() {
+            let end = data.len().min(sent + 60_000);
+            if let Poll::Ready(r) = sim.conn(0).poll_write(id, &data[sent..end], &w) {
+                sent += r.unwrap();
+            }
+        }
+        sim.step();
+        if accepted.is_none() {
+            if let Poll::Ready(s) = sim.conn(1).poll_accept(&mut Slot::default(), &w) {
+                accepted = Some(s.unwrap());
+            }
+        }
+        let mut buf = [0u8; 1000];
+        while let Some(s) = accepted {
+            match sim.conn(1).poll_read(s, &mut buf, &w) {
+                Poll::Ready(n) => got.extend_from_slice(&buf[..n.unwrap()]),
+                Poll::Pending => break,
+            }
+        }
+    }
+    assert!(
+        got == data,
+        "{} of {} bytes after {rounds} rounds",
+        got.len(),
+        data.len()
+    );
+    let wakes = count.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(wakes < 2 * rounds, "{wakes} wake-ups in {rounds} rounds");
+}
