@@ -112,6 +112,9 @@ pub struct Connection {
     reader: Option<Waker>,
     /// What the write side last showed, for decisions made from the read side.
     output_open: bool,
+    /// The timer of the write side's last plan: a deadline the session gains before it
+    /// (frames held back to leave with others) needs that side to plan again.
+    planned: Option<Instant>,
     input_closed: bool,
     /// Events kept for an adapter that routes them further (a readiness poller).
     log: Option<Vec<Event>>,
@@ -133,6 +136,7 @@ impl Connection {
             done: false,
             reader: None,
             output_open: true,
+            planned: None,
             input_closed: false,
             log: None,
         })
@@ -182,6 +186,7 @@ impl Connection {
         let mut plan = self.plan_output(now, output);
         plan.read = read.read;
         plan.timer = [plan.timer, read.timer].into_iter().flatten().min();
+        self.planned = plan.timer;
         self.conclude(plan)
     }
 
@@ -192,7 +197,7 @@ impl Connection {
     pub fn drive_input(&mut self, now: Instant, input: &mut Input, reader: &Waker) -> Plan {
         set_waker(&mut self.reader, reader);
         self.take_input(now, input);
-        if self.session.has_transmit() {
+        if self.session.has_transmit() || self.replan_due() {
             // Input can call for output (answers, confirmations, handshake frames).
             self.kick();
         }
@@ -217,6 +222,7 @@ impl Connection {
             .into_iter()
             .flatten()
             .min();
+        self.planned = plan.timer;
         self.conclude(plan)
     }
 
@@ -445,7 +451,7 @@ impl Connection {
     /// gave it something to send or made room for input it held back.
     fn settle(&mut self, was_stalled: bool) {
         self.dispatch();
-        if self.session.has_transmit() {
+        if self.session.has_transmit() || self.replan_due() {
             self.kick();
         }
         if was_stalled && self.session.wants_input() {
@@ -457,6 +463,13 @@ impl Connection {
 
     fn kick(&mut self) {
         self.woken.extend(self.driver.take());
+    }
+
+    /// Whether frames held back to leave with others must leave before the write
+    /// side's timer fires: it must plan again.
+    fn replan_due(&self) -> bool {
+        let due = self.session.deferred_until();
+        due.is_some_and(|t| self.planned.is_none_or(|p| t < p))
     }
 
     fn park(&mut self, kind: Kind, slot: &mut Slot, w: &Waker) {
@@ -569,6 +582,8 @@ impl Connection {
             (Some(old), None) => old,
             (_, new) => new,
         });
+        // Nothing waits for company any more: all of it is to be written.
+        self.session.hurry();
         // Calls parked for room or a stream learn of the close at once.
         self.waiters.take_writers_and_acceptors(&mut self.woken);
         self.wake_kind(Kind::Accept);

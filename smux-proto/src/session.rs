@@ -24,6 +24,8 @@ use crate::util::{IdBuildHasher, Rng};
 mod agree;
 mod ext;
 
+#[cfg(test)]
+pub(crate) use ext::DEFER_LIMIT;
 pub use ext::RESET_REFUSED;
 
 /// How long a writer whose turn in the send queue came keeps its share of the room
@@ -72,6 +74,10 @@ enum Tag {
     Offer,
     /// A session frame: PIN, GWY, SET.
     Session,
+    /// A frame of the stream record with this generation that no application waits
+    /// for (`Session::defer`): it goes out with the next other frames, or once
+    /// `DEFER_LIMIT` passed.
+    Deferred(u16),
 }
 
 /// A PSH whose header was taken and whose payload is still arriving: pieces are
@@ -217,6 +223,11 @@ pub struct Session {
     ready: VecDeque<u16>,
     /// Control frames in order, each with what it is (see `Tag`).
     ctrl: VecDeque<(Header, Tag)>,
+    /// Frames in `ctrl` tagged `Deferred`, and when the first of them must leave.
+    deferred: usize,
+    deferred_until: Option<Instant>,
+    /// Deferred frames leave at once: a graceful close or a go-away is under way.
+    hurry: bool,
     /// Stream records made so far; a record's generation is a hash of it.
     records: u64,
     /// Streams owing a CFM; the amount is read from the stream when it is sent.
@@ -302,6 +313,9 @@ impl Session {
             backlog: VecDeque::new(),
             ready: VecDeque::new(),
             ctrl: VecDeque::new(),
+            deferred: 0,
+            deferred_until: None,
+            hurry: false,
             records: 0,
             cfm: VecDeque::new(),
             answers: 0,
@@ -672,7 +686,10 @@ impl Session {
         let dead = self.last_recv + self.config.keepalive_timeout;
         // A writer whose send-queue turn came and who never wrote gives its room back.
         let turn = self.grants.front().map(|&(_, at)| at + GRANT_TTL);
-        [ping, Some(dead), turn].into_iter().flatten().min()
+        [ping, Some(dead), turn, self.deferred_until()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`: queues a PIN, or ends a silent session.
@@ -749,7 +766,8 @@ impl Session {
             // Everything before was written out: the go-away is complete.
             return self.finish(EndReason::Drained);
         }
-        loop {
+        // Frames nobody waits for wait for company (or their time limit).
+        while !self.holds_back(now) {
             self.emit_control(out, limit);
             if out.len() >= limit {
                 break;
@@ -840,8 +858,14 @@ impl Session {
         let Some((mut h, tag)) = self.ctrl.pop_front() else {
             return false;
         };
+        if let Tag::Deferred(_) = tag {
+            self.deferred -= 1;
+            if self.deferred == 0 {
+                self.deferred_until = None;
+            }
+        }
         match tag {
-            Tag::Stream(gen) => match self.stream_frame_leaving(h, gen) {
+            Tag::Stream(gen) | Tag::Deferred(gen) => match self.stream_frame_leaving(h, gen) {
                 Some(len) => h.length = len,
                 None => return true,
             },
@@ -1067,8 +1091,11 @@ impl Session {
 
     /// True if `poll_transmit` has something to do now: frames to emit, or a go-away
     /// that has run its course and ends the session once the output was written.
+    /// Closing FINs that no application waits for do not count until their deadline
+    /// ([`Session::poll_timeout`]): they leave with the next other frames, or then.
     pub fn has_transmit(&self) -> bool {
-        self.end.is_none() && (!self.queues_empty() || self.is_drained())
+        self.end.is_none()
+            && ((!self.queues_empty() && !self.holds_back(self.now)) || self.is_drained())
     }
 
     fn queues_empty(&self) -> bool {
@@ -1279,7 +1306,8 @@ impl Session {
     /// payload, to the transport ahead of anything else, and what the transport does
     /// not take at once goes to the front of its output (`Output::push_unsent`).
     pub fn write_direct(&mut self, id: StreamId, len: usize) -> Option<Header> {
-        if self.end.is_some() || len == 0 || !self.queues_empty() {
+        // Deferred frames belong to streams whose writes ended: they may follow.
+        if self.end.is_some() || len == 0 || !(self.queues_empty() || self.only_deferred()) {
             return None;
         }
         let max = self.config.max_frame as usize;
@@ -1412,6 +1440,8 @@ impl Session {
         self.events.push_back(Event::Ended(reason.clone()));
         self.end = Some(reason);
         self.ctrl.clear();
+        self.deferred = 0;
+        self.deferred_until = None;
         self.cfm.clear();
         self.ready.clear();
         self.out_waiters.clear();

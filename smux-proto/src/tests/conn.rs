@@ -675,3 +675,48 @@ fn readiness_tells_whether_a_call_would_return_at_once() {
         "reset by the peer: {r:?}"
     );
 }
+
+#[test]
+fn a_fin_deferred_by_an_application_call_has_the_io_side_plan_its_timer() {
+    both_drives(a_fin_deferred_by_an_application_call_has_the_io_side_plan_its_timer_once);
+}
+
+fn a_fin_deferred_by_an_application_call_has_the_io_side_plan_its_timer_once() {
+    let mut sim = Sim::new(Config::default());
+    let (wakes, driver) = counter();
+    sim.driver = driver;
+    let id = stream_with(&mut sim, b"x");
+    sim.run_for(Duration::from_millis(5));
+    let w = counter().1;
+    let got = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    // The acceptor half-closes, the opener reads the end-of-file and releases: its
+    // FIN is its first and last.
+    ready(sim.conn(1).poll_shutdown(got, &w)).unwrap();
+    sim.run_for(Duration::from_millis(5));
+    let mut buf = [0u8; 8];
+    assert_eq!(ready(sim.conn(0).poll_read(id, &mut buf, &w)).unwrap(), 0);
+    sim.conn(0).release(id);
+    sim.run_for(Duration::from_millis(5));
+    // The acceptor releases its stream: its last FIN waits for company, and its I/O
+    // side, whose timer is the keepalive's, is woken to plan the earlier one.
+    sim.step();
+    assert!(sim.ends[1].plan.timer > Some(sim.now + Duration::from_secs(1)));
+    let before = wakes.0.load(Ordering::SeqCst);
+    sim.conn(1).release(got);
+    assert!(!sim.conn(1).session().has_transmit());
+    let mut woken = Vec::new();
+    sim.conn(1).take_wakers(&mut woken);
+    woken.into_iter().for_each(Waker::wake);
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        before + 1,
+        "the I/O side woken"
+    );
+    sim.step();
+    let deadline = sim.ends[1].plan.timer.expect("a timer");
+    assert!(deadline <= sim.now + Duration::from_millis(1));
+    assert_eq!(sim.conn(1).stats().streams, 1, "the FIN still waits");
+    // At that time the FIN leaves, and both ends free the ID.
+    sim.run_for(Duration::from_millis(5));
+    assert_eq!(sim.conn(0).stats().streams + sim.conn(1).stats().streams, 0);
+}
