@@ -35,9 +35,10 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, ReadError, WriteError};
 use crate::id::Role;
-use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState};
+use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState, DIRECT_AHEAD};
 use crate::negotiate::Agreement;
 use crate::session::{Event, Session, Stats, StreamId, StreamState};
+use crate::transmit::Transmit;
 use crate::wake::Waiters;
 
 /// The output is refilled while it holds less than this.
@@ -654,9 +655,12 @@ impl Connection {
     /// Write-through, for an application call that holds the write side of the
     /// transport (and `output`): a frame of stream `id` carrying the first bytes of its
     /// `len`-byte write, for the caller to write to the transport itself, now, from its
-    /// own buffer (see `Session::write_direct`). `None` when that is not possible
-    /// (something is queued or in `output`, no room, a close is under way, or the
-    /// transport does not write vectors, so it would take only the header): take
+    /// own buffer (see `Session::write_direct`), after the few control frames queued
+    /// ahead of it (a new stream's SYN, FINs of closed streams), in the same write.
+    /// `None` when that is not possible (data or confirmations queued, more control
+    /// frames than a direct frame carries, something in `output`, no room, a close
+    /// under way, or a transport that does not write vectors, so it would take only the
+    /// headers): take
     /// [`Connection::poll_write`] then. If [`Direct::written`] says so, call
     /// [`Connection::wake_driver`].
     pub fn begin_direct(&mut self, id: StreamId, len: usize, output: &Output) -> Option<Direct> {
@@ -666,7 +670,14 @@ impl Connection {
         if !output.vectored {
             return None;
         }
-        self.session.write_direct(id, len).map(Direct::new)
+        // Control frames queued ahead (a new stream's SYN, the previous one's FIN) go
+        // in the same write.
+        let mut ahead = Transmit::new();
+        let h = self.session.write_direct_after(id, len, &mut ahead)?;
+        let mut head = [0u8; DIRECT_AHEAD * crate::frame::HEADER_LEN];
+        let n = ahead.len();
+        ahead.drain_into(&mut &mut head[..]);
+        Some(Direct::new(&head[..n], h))
     }
 
     /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)

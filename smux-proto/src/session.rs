@@ -1310,20 +1310,59 @@ impl Session {
         if self.end.is_some() || len == 0 || !(self.queues_empty() || self.only_deferred()) {
             return None;
         }
-        let max = self.config.max_frame as usize;
-        let s = self
-            .streams
-            .get_mut(&id.num)
-            .filter(|s| s.gen == id.gen && s.writes_open() && s.send_len() == 0)?;
-        let n = len.min(s.send_room()).min(max);
-        if n == 0 {
+        let n = self.direct_room(id, len)?;
+        Some(self.take_direct(id.num, n))
+    }
+
+    /// The payload a direct frame of stream `id` can carry of a `len`-byte write: the
+    /// stream takes writes and has no unsent data, and its window has room.
+    fn direct_room(&self, id: StreamId, len: usize) -> Option<usize> {
+        if self.end.is_some() || len == 0 {
             return None;
         }
-        s.in_flight += n as u32;
+        let s = self
+            .streams
+            .get(&id.num)
+            .filter(|s| s.gen == id.gen && s.writes_open() && s.send_len() == 0)?;
+        let n = len.min(s.send_room()).min(self.config.max_frame as usize);
+        (n > 0).then_some(n)
+    }
+
+    /// Counts a direct frame of `n` bytes on stream `id` as sent; its header.
+    fn take_direct(&mut self, id: u16, n: usize) -> Header {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.in_flight += n as u32;
+        }
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += (crate::frame::HEADER_LEN + n) as u64;
-        self.end_turn(id.num);
-        Some(Header::new(Cmd::Psh, id.num, n as u32))
+        self.end_turn(id);
+        Header::new(Cmd::Psh, id, n as u32)
+    }
+
+    /// [`Session::write_direct`] for a caller that writes the control frames queued
+    /// ahead too, in the same write: when no data and no CFM is queued and at most
+    /// `DIRECT_AHEAD` control frames are, they are emitted into `ahead` (which must be
+    /// empty) and the PSH's header returned. `None`: nothing was emitted.
+    pub(crate) fn write_direct_after(
+        &mut self,
+        id: StreamId,
+        len: usize,
+        ahead: &mut Transmit,
+    ) -> Option<Header> {
+        let queued = self.ctrl.len();
+        let quiet = self.ready.is_empty() && self.cfm.is_empty();
+        if queued == 0 || !quiet || queued > crate::link::DIRECT_AHEAD {
+            return self.write_direct(id, len);
+        }
+        let n = self.direct_room(id, len)?;
+        // These frames concern this stream (its SYN) or others, never its window or
+        // send buffer, so `n` stands. What they queue as they leave (a last FIN that
+        // falls due) follows the PSH: it belongs to another stream.
+        for _ in 0..queued {
+            self.emit_ctrl_front(ahead);
+        }
+        ahead.seal();
+        Some(self.take_direct(id.num, n))
     }
 
     /// Accepts as much of `data` as the stream's window and the session's send queue
