@@ -4,13 +4,14 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "bulk-1",
     "bulk-64",
     "bulk-1024",
     "rr-1",
     "rr-64",
-    "churn",
+    "churn-1",
+    "churn-4",
     "idle",
     "hol",
 ];
@@ -89,6 +90,15 @@ fn quick_bench_prints_a_row_per_system_and_scenario() {
         SCENARIOS.len() * SYSTEMS.len(),
         "{json}"
     );
+    // Each churn result states its loop count.
+    for (scenario, loops) in [("churn-1", 1), ("churn-4", 4)] {
+        for system in SYSTEMS {
+            let line = format!(
+                "\"scenario\": \"{scenario}\", \"system\": \"{system}\", \"churn_loops\": {loops},"
+            );
+            assert!(json.contains(&line), "no {line} in:\n{json}");
+        }
+    }
     // The chart: a group per scenario, every system in the legend, and runs without
     // a figure marked (tokio-yamux's write-only stall hangs bulk-1; raw TCP has no
     // idle figure).

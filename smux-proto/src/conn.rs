@@ -35,9 +35,10 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, ReadError, WriteError};
 use crate::id::Role;
-use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState};
+use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState, DIRECT_AHEAD};
 use crate::negotiate::Agreement;
 use crate::session::{Event, Session, Stats, StreamId, StreamState};
+use crate::transmit::Transmit;
 use crate::wake::Waiters;
 
 mod through;
@@ -115,6 +116,9 @@ pub struct Connection {
     reader: Option<Waker>,
     /// What the write side last showed, for decisions made from the read side.
     output_open: bool,
+    /// The timer of the write side's last plan: a deadline the session gains before it
+    /// (frames held back to leave with others) needs that side to plan again.
+    planned: Option<Instant>,
     input_closed: bool,
     /// Events kept for an adapter that routes them further (a readiness poller).
     log: Option<Vec<Event>>,
@@ -145,6 +149,7 @@ impl Connection {
             done: false,
             reader: None,
             output_open: true,
+            planned: None,
             input_closed: false,
             log: None,
             lends: false,
@@ -199,6 +204,7 @@ impl Connection {
         plan.read = read.read;
         plan.read_limit = read.read_limit;
         plan.timer = [plan.timer, read.timer].into_iter().flatten().min();
+        self.planned = plan.timer;
         self.conclude(plan)
     }
 
@@ -209,7 +215,7 @@ impl Connection {
     pub fn drive_input(&mut self, now: Instant, input: &mut Input, reader: &Waker) -> Plan {
         set_waker(&mut self.reader, reader);
         self.take_input(now, input);
-        if self.session.has_transmit() {
+        if self.session.has_transmit() || self.replan_due() {
             // Input can call for output (answers, confirmations, handshake frames).
             self.kick();
         }
@@ -234,6 +240,7 @@ impl Connection {
             .into_iter()
             .flatten()
             .min();
+        self.planned = plan.timer;
         self.conclude(plan)
     }
 
@@ -475,7 +482,7 @@ impl Connection {
     /// gave it something to send or made room for input it held back.
     fn settle(&mut self, was_stalled: bool) {
         self.dispatch();
-        if self.session.has_transmit() {
+        if self.session.has_transmit() || self.replan_due() {
             self.kick();
         }
         if was_stalled && self.session.wants_input() {
@@ -487,6 +494,13 @@ impl Connection {
 
     fn kick(&mut self) {
         self.woken.extend(self.driver.take());
+    }
+
+    /// Whether frames held back to leave with others must leave before the write
+    /// side's timer fires: it must plan again.
+    fn replan_due(&self) -> bool {
+        let due = self.session.deferred_until();
+        due.is_some_and(|t| self.planned.is_none_or(|p| t < p))
     }
 
     fn park(&mut self, kind: Kind, slot: &mut Slot, w: &Waker) {
@@ -599,6 +613,8 @@ impl Connection {
             (Some(old), None) => old,
             (_, new) => new,
         });
+        // Nothing waits for company any more: all of it is to be written.
+        self.session.hurry();
         // Calls parked for room or a stream learn of the close at once.
         self.waiters.take_writers_and_acceptors(&mut self.woken);
         self.wake_kind(Kind::Accept);
@@ -673,9 +689,12 @@ impl Connection {
     /// Write-through, for an application call that holds the write side of the
     /// transport (and `output`): a frame of stream `id` carrying the first bytes of its
     /// `len`-byte write, for the caller to write to the transport itself, now, from its
-    /// own buffer (see `Session::write_direct`). `None` when that is not possible
-    /// (something is queued or in `output`, no room, a close is under way, or the
-    /// transport does not write vectors, so it would take only the header): take
+    /// own buffer (see `Session::write_direct`), after the few control frames queued
+    /// ahead of it (a new stream's SYN, FINs of closed streams), in the same write.
+    /// `None` when that is not possible (data or confirmations queued, more control
+    /// frames than a direct frame carries, something in `output`, no room, a close
+    /// under way, or a transport that does not write vectors, so it would take only the
+    /// headers): take
     /// [`Connection::poll_write`] then. If [`Direct::written`] says so, call
     /// [`Connection::wake_driver`].
     pub fn begin_direct(&mut self, id: StreamId, len: usize, output: &Output) -> Option<Direct> {
@@ -685,7 +704,14 @@ impl Connection {
         if !output.vectored {
             return None;
         }
-        self.session.write_direct(id, len).map(Direct::new)
+        // Control frames queued ahead (a new stream's SYN, the previous one's FIN) go
+        // in the same write.
+        let mut ahead = Transmit::new();
+        let h = self.session.write_direct_after(id, len, &mut ahead)?;
+        let mut head = [0u8; DIRECT_AHEAD * crate::frame::HEADER_LEN];
+        let n = ahead.len();
+        ahead.drain_into(&mut &mut head[..]);
+        Some(Direct::new(&head[..n], h))
     }
 
     /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)

@@ -316,21 +316,33 @@ impl Output {
     }
 }
 
+/// Control frames that may go out ahead of a [`Direct`] frame, in the same write.
+pub(crate) const DIRECT_AHEAD: usize = 8;
+
 /// A frame written from the caller's own buffer straight to the transport, with no
 /// copy into the session ([`Connection::begin_direct`](crate::Connection::begin_direct)):
-/// the header, then the first [`Direct::len`] bytes of the caller's data. It counts
-/// as sent already; report the transport's write with [`Direct::written`].
+/// the control frames queued ahead of it (a few headers, such as the stream's SYN),
+/// its header, then the first [`Direct::len`] bytes of the caller's data. It counts as
+/// sent already; report the transport's write with [`Direct::written`].
 #[derive(Debug)]
 #[must_use = "the frame counts as sent: write it, then report it with `written`"]
 pub struct Direct {
-    head: [u8; HEADER_LEN],
+    head: [u8; (DIRECT_AHEAD + 1) * HEADER_LEN],
+    head_len: usize,
     len: usize,
 }
 
 impl Direct {
-    pub(crate) fn new(h: Header) -> Direct {
+    /// The frame `h`, after the encoded control frames `ahead` (at most
+    /// `DIRECT_AHEAD` of them).
+    pub(crate) fn new(ahead: &[u8], h: Header) -> Direct {
+        let mut head = [0u8; (DIRECT_AHEAD + 1) * HEADER_LEN];
+        let head_len = ahead.len() + HEADER_LEN;
+        head[..ahead.len()].copy_from_slice(ahead);
+        head[ahead.len()..head_len].copy_from_slice(&h.to_bytes());
         Direct {
-            head: h.to_bytes(),
+            head,
+            head_len,
             len: h.length as usize,
         }
     }
@@ -345,10 +357,13 @@ impl Direct {
         self.len == 0
     }
 
-    /// The frame for one vectored write: header, payload. `data` is the buffer whose
+    /// The frame for one vectored write: headers, payload. `data` is the buffer whose
     /// length went to `begin_direct`.
     pub fn slices<'a>(&'a self, data: &'a [u8]) -> [IoSlice<'a>; 2] {
-        [IoSlice::new(&self.head), IoSlice::new(&data[..self.len])]
+        [
+            IoSlice::new(&self.head[..self.head_len]),
+            IoSlice::new(&data[..self.len]),
+        ]
     }
 
     /// Reports the transport's write of [`Direct::slices`] (`Pending`: it took
@@ -364,11 +379,11 @@ impl Direct {
             }
             Poll::Pending => 0,
         };
-        if took >= HEADER_LEN + self.len {
+        if took >= self.head_len + self.len {
             return false;
         }
-        let k = took.min(HEADER_LEN);
-        output.push_unsent(&self.head[k..], &data[took - k..self.len]);
+        let k = took.min(self.head_len);
+        output.push_unsent(&self.head[k..self.head_len], &data[took - k..self.len]);
         true
     }
 }

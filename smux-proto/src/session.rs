@@ -24,6 +24,8 @@ use crate::util::{IdBuildHasher, Rng};
 mod agree;
 mod ext;
 
+#[cfg(test)]
+pub(crate) use ext::DEFER_LIMIT;
 pub use ext::RESET_REFUSED;
 
 /// How long a writer whose turn in the send queue came keeps its share of the room
@@ -72,6 +74,10 @@ enum Tag {
     Offer,
     /// A session frame: PIN, GWY, SET.
     Session,
+    /// A frame of the stream record with this generation that no application waits
+    /// for (`Session::defer`): it goes out with the next other frames, or once
+    /// `DEFER_LIMIT` passed.
+    Deferred(u16),
 }
 
 /// A PSH whose header was taken and whose payload is still arriving: pieces are
@@ -217,6 +223,11 @@ pub struct Session {
     ready: VecDeque<u16>,
     /// Control frames in order, each with what it is (see `Tag`).
     ctrl: VecDeque<(Header, Tag)>,
+    /// Frames in `ctrl` tagged `Deferred`, and when the first of them must leave.
+    deferred: usize,
+    deferred_until: Option<Instant>,
+    /// Deferred frames leave at once: a graceful close or a go-away is under way.
+    hurry: bool,
     /// Stream records made so far; a record's generation is a hash of it.
     records: u64,
     /// Streams owing a CFM; the amount is read from the stream when it is sent.
@@ -304,6 +315,9 @@ impl Session {
             backlog: VecDeque::new(),
             ready: VecDeque::new(),
             ctrl: VecDeque::new(),
+            deferred: 0,
+            deferred_until: None,
+            hurry: false,
             records: 0,
             cfm: VecDeque::new(),
             answers: 0,
@@ -676,7 +690,10 @@ impl Session {
         let dead = self.last_recv + self.config.keepalive_timeout;
         // A writer whose send-queue turn came and who never wrote gives its room back.
         let turn = self.grants.front().map(|&(_, at)| at + GRANT_TTL);
-        [ping, Some(dead), turn].into_iter().flatten().min()
+        [ping, Some(dead), turn, self.deferred_until()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`: queues a PIN, or ends a silent session.
@@ -753,7 +770,8 @@ impl Session {
             // Everything before was written out: the go-away is complete.
             return self.finish(EndReason::Drained);
         }
-        loop {
+        // Frames nobody waits for wait for company (or their time limit).
+        while !self.holds_back(now) {
             self.emit_control(out, limit);
             if out.len() >= limit {
                 break;
@@ -844,8 +862,14 @@ impl Session {
         let Some((mut h, tag)) = self.ctrl.pop_front() else {
             return false;
         };
+        if let Tag::Deferred(_) = tag {
+            self.deferred -= 1;
+            if self.deferred == 0 {
+                self.deferred_until = None;
+            }
+        }
         match tag {
-            Tag::Stream(gen) => match self.stream_frame_leaving(h, gen) {
+            Tag::Stream(gen) | Tag::Deferred(gen) => match self.stream_frame_leaving(h, gen) {
                 Some(len) => h.length = len,
                 None => return true,
             },
@@ -1071,8 +1095,11 @@ impl Session {
 
     /// True if `poll_transmit` has something to do now: frames to emit, or a go-away
     /// that has run its course and ends the session once the output was written.
+    /// Closing FINs that no application waits for do not count until their deadline
+    /// ([`Session::poll_timeout`]): they leave with the next other frames, or then.
     pub fn has_transmit(&self) -> bool {
-        self.end.is_none() && (!self.queues_empty() || self.is_drained())
+        self.end.is_none()
+            && ((!self.queues_empty() && !self.holds_back(self.now)) || self.is_drained())
     }
 
     fn queues_empty(&self) -> bool {
@@ -1346,23 +1373,63 @@ impl Session {
     /// payload, to the transport ahead of anything else, and what the transport does
     /// not take at once goes to the front of its output (`Output::push_unsent`).
     pub fn write_direct(&mut self, id: StreamId, len: usize) -> Option<Header> {
-        if self.end.is_some() || len == 0 || !self.queues_empty() {
+        // Deferred frames belong to streams whose writes ended: they may follow.
+        if self.end.is_some() || len == 0 || !(self.queues_empty() || self.only_deferred()) {
             return None;
         }
-        let max = self.config.max_frame as usize;
+        let n = self.direct_room(id, len)?;
+        Some(self.take_direct(id.num, n))
+    }
+
+    /// The payload a direct frame of stream `id` can carry of a `len`-byte write: the
+    /// stream takes writes and has no unsent data, and its window has room.
+    fn direct_room(&self, id: StreamId, len: usize) -> Option<usize> {
+        if self.end.is_some() || len == 0 {
+            return None;
+        }
         let s = self
             .streams
-            .get_mut(&id.num)
+            .get(&id.num)
             .filter(|s| s.gen == id.gen && s.writes_open() && s.send_len() == 0)?;
-        let n = len.min(s.send_room()).min(max);
-        if n == 0 {
-            return None;
+        let n = len.min(s.send_room()).min(self.config.max_frame as usize);
+        (n > 0).then_some(n)
+    }
+
+    /// Counts a direct frame of `n` bytes on stream `id` as sent; its header.
+    fn take_direct(&mut self, id: u16, n: usize) -> Header {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.in_flight += n as u32;
         }
-        s.in_flight += n as u32;
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += (crate::frame::HEADER_LEN + n) as u64;
-        self.end_turn(id.num);
-        Some(Header::new(Cmd::Psh, id.num, n as u32))
+        self.end_turn(id);
+        Header::new(Cmd::Psh, id, n as u32)
+    }
+
+    /// [`Session::write_direct`] for a caller that writes the control frames queued
+    /// ahead too, in the same write: when no data and no CFM is queued and at most
+    /// `DIRECT_AHEAD` control frames are, they are emitted into `ahead` (which must be
+    /// empty) and the PSH's header returned. `None`: nothing was emitted.
+    pub(crate) fn write_direct_after(
+        &mut self,
+        id: StreamId,
+        len: usize,
+        ahead: &mut Transmit,
+    ) -> Option<Header> {
+        let queued = self.ctrl.len();
+        let quiet = self.ready.is_empty() && self.cfm.is_empty();
+        if queued == 0 || !quiet || queued > crate::link::DIRECT_AHEAD {
+            return self.write_direct(id, len);
+        }
+        let n = self.direct_room(id, len)?;
+        // These frames concern this stream (its SYN) or others, never its window or
+        // send buffer, so `n` stands. What they queue as they leave (a last FIN that
+        // falls due) follows the PSH: it belongs to another stream.
+        for _ in 0..queued {
+            self.emit_ctrl_front(ahead);
+        }
+        ahead.seal();
+        Some(self.take_direct(id.num, n))
     }
 
     /// Accepts as much of `data` as the stream's window and the session's send queue
@@ -1479,6 +1546,8 @@ impl Session {
         self.events.push_back(Event::Ended(reason.clone()));
         self.end = Some(reason);
         self.ctrl.clear();
+        self.deferred = 0;
+        self.deferred_until = None;
         self.cfm.clear();
         self.ready.clear();
         self.out_waiters.clear();

@@ -2,6 +2,8 @@
 //! with the `testing` feature. Not part of the API: no stability promise, and nothing
 //! but that harness should turn the feature on.
 
+use std::time::Instant;
+
 use crate::negotiate;
 use crate::session::{Session, StreamId};
 
@@ -27,6 +29,9 @@ pub trait Internals {
     /// The handle of stream number `num` as it is now; for a number without a stream,
     /// a handle that names none (so calls on unknown streams can be tried).
     fn sid(&self, num: u16) -> StreamId;
+    /// When the frames that wait to leave with others (closing FINs no application
+    /// waits for) leave at the latest; `None` when none waits.
+    fn deferred_until(&self) -> Option<Instant>;
 }
 
 impl Internals for Session {
@@ -40,5 +45,9 @@ impl Internals for Session {
 
     fn sid(&self, num: u16) -> StreamId {
         Session::sid(self, num)
+    }
+
+    fn deferred_until(&self) -> Option<Instant> {
+        Session::deferred_until(self)
     }
 }

@@ -10,8 +10,9 @@ pub(crate) const fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Hasher for the stream table: keys are 16-bit IDs, so SipHash's DoS resistance buys
-/// nothing (the key space is tiny and fully enumerable) and costs time on every frame.
+/// Hasher for tables keyed by stream: keys are 16-bit IDs (with a 16-bit generation
+/// in a `StreamId`), so SipHash's DoS resistance buys nothing (the key space is small
+/// and fully enumerable) and costs time on every frame and every wake-up.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct IdHasher(u64);
 
@@ -26,8 +27,9 @@ impl Hasher for IdHasher {
     }
     fn write_u16(&mut self, n: u16) {
         // Multiplicative hashing puts the entropy in the top bits, which the table's
-        // control bytes use.
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // control bytes use; what came before (a `StreamId`'s number, ahead of its
+        // generation) is folded in.
+        self.0 = (self.0.rotate_left(16) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::task::Waker;
 
 use crate::session::{Event, StreamId};
+use crate::util::IdBuildHasher;
 
 /// Wakers of blocked readers, writers and acceptors of one session.
 #[derive(Debug, Default)]
 pub struct Waiters {
-    readers: HashMap<StreamId, Waker>,
-    writers: HashMap<StreamId, Waker>,
+    readers: HashMap<StreamId, Waker, IdBuildHasher>,
+    writers: HashMap<StreamId, Waker, IdBuildHasher>,
     acceptors: Vec<Waker>,
     /// Waiting for the ends to settle the agreement on extensions.
     agreement: Vec<Waker>,

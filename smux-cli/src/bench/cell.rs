@@ -102,7 +102,7 @@ pub fn primary(scenario: Scenario, m: &Metrics) -> Option<f64> {
         Scenario::Bulk(_) => m.mbps,
         Scenario::Rr(1) => m.p50_us,
         Scenario::Rr(_) => m.rps,
-        Scenario::Churn => m.streams_per_s,
+        Scenario::Churn(_) => m.streams_per_s,
         Scenario::Idle => m
             .client_bytes
             .zip(m.server_bytes)

@@ -18,7 +18,10 @@
 //!   aggregate MB/s (10^6 bytes) and the slowest and fastest stream.
 //! * rr-N: N streams each send 64 bytes and wait for the 64-byte echo, in a loop;
 //!   every round trip started in the window is a sample (p50, p99, req/s).
-//! * churn: 4 loops each open a stream, send 1 KiB, read the 1 KiB echo, and close.
+//! * churn-N: N loops each open a stream, send 1 KiB, read the 1 KiB echo, and close,
+//!   in a loop; streams/s over all loops. churn-1 is sequential: one stream lifetime
+//!   after another, so it measures the open/close path's latency. Plain `churn` is
+//!   churn-4 (what it meant before it took a loop count).
 //! * idle: 10,000 streams opened (one byte each way, then left idle) on one session;
 //!   the heap each end gained, over 10,000, measured by the counting global allocator
 //!   with each end's runtime thread tagged.
@@ -66,10 +69,11 @@ use systems::System;
 pub const WORKERS: usize = 2;
 
 const BENCH_HELP: &str = "\
-Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn,idle,hol):
+Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn-1,churn-4,idle,hol):
   bulk-N   N streams each writing 64 KiB chunks as fast as they can: MB/s
   rr-N     N streams each sending 64 bytes and waiting for the echo: latency, req/s
-  churn    4 loops opening a stream, echoing 1 KiB, closing it: streams/s
+  churn-N  N loops each opening a stream, echoing 1 KiB, closing it: streams/s
+           (churn-1: one after another; plain churn is churn-4)
   idle     10,000 open idle streams: heap bytes per stream at each end
   hol      8 streams next to one whose reader never reads: throughput kept
   lfn      one stream over a delayed, paced loopback relay (a long fat link); runs
@@ -140,7 +144,7 @@ pub struct Args {
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
     Scenario::parse(s.trim()).ok_or_else(|| {
-        format!("unknown scenario '{s}' (known: bulk-N, rr-N, churn, idle, hol, lfn)")
+        format!("unknown scenario '{s}' (known: bulk-N, rr-N, churn-N, churn, idle, hol, lfn)")
     })
 }
 

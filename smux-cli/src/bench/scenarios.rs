@@ -23,7 +23,8 @@ pub const SMALL_READ_SIZE: usize = 8 * 1024;
 pub const RR_SIZE: usize = 64;
 /// Payload each way of one churn stream.
 pub const CHURN_SIZE: usize = 1024;
-/// Concurrent open/close loops in the churn scenario.
+/// Concurrent open/close loops of plain `churn` (churn-4), as before churn took a
+/// loop count: older commands keep measuring the same thing.
 pub const CHURN_LOOPS: usize = 4;
 /// Streams that transfer next to the stalled one in the hol scenario.
 pub const HOL_STREAMS: usize = 8;
@@ -35,8 +36,9 @@ pub enum Scenario {
     Bulk(usize),
     /// Request/response on that many streams at once.
     Rr(usize),
-    /// Open, exchange 1 KiB each way, close.
-    Churn,
+    /// That many loops each opening a stream, exchanging 1 KiB each way, closing it;
+    /// churn-1 is sequential (one stream lifetime after another).
+    Churn(usize),
     /// Idle open streams: heap bytes per stream.
     Idle,
     /// Throughput of 8 streams next to one that is never read, against without it.
@@ -48,22 +50,18 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario without a size (parsed by name).
-    pub const NAMED: [Scenario; 4] = [
-        Scenario::Churn,
-        Scenario::Idle,
-        Scenario::Hol,
-        Scenario::Lfn,
-    ];
+    pub const NAMED: [Scenario; 3] = [Scenario::Idle, Scenario::Hol, Scenario::Lfn];
 
     /// The default scenarios, in table order. lfn is left out: it needs seconds per
     /// run on its own to let windows grow over a 100 ms round trip.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Bulk(1),
         Scenario::Bulk(64),
         Scenario::Bulk(1024),
         Scenario::Rr(1),
         Scenario::Rr(64),
-        Scenario::Churn,
+        Scenario::Churn(1),
+        Scenario::Churn(CHURN_LOOPS),
         Scenario::Idle,
         Scenario::Hol,
     ];
@@ -73,7 +71,7 @@ impl Scenario {
         match self {
             Scenario::Bulk(n) => format!("bulk-{n}"),
             Scenario::Rr(n) => format!("rr-{n}"),
-            Scenario::Churn => "churn".into(),
+            Scenario::Churn(n) => format!("churn-{n}"),
             Scenario::Idle => "idle".into(),
             Scenario::Hol => "hol".into(),
             Scenario::Lfn => "lfn".into(),
@@ -89,7 +87,8 @@ impl Scenario {
         }
     }
 
-    /// Parses a name: `bulk-N`, `rr-N`, `churn`, `idle`, `hol`, `lfn`.
+    /// Parses a name: `bulk-N`, `rr-N`, `churn-N`, `churn` (churn-4), `idle`, `hol`,
+    /// `lfn`.
     pub fn parse(s: &str) -> Option<Scenario> {
         let num = |rest: &str| {
             rest.parse::<usize>()
@@ -98,11 +97,14 @@ impl Scenario {
         };
         match Scenario::NAMED.into_iter().find(|n| n.name() == s) {
             Some(named) => Some(named),
+            None if s == "churn" => Some(Scenario::Churn(CHURN_LOOPS)),
             None => {
                 if let Some(rest) = s.strip_prefix("bulk-") {
                     num(rest).map(Scenario::Bulk)
                 } else if let Some(rest) = s.strip_prefix("rr-") {
                     num(rest).map(Scenario::Rr)
+                } else if let Some(rest) = s.strip_prefix("churn-") {
+                    num(rest).map(Scenario::Churn)
                 } else {
                     None
                 }
@@ -224,7 +226,7 @@ pub async fn run(scenario: Scenario, system: System, p: &Params) -> Outcome {
         match scenario {
             Scenario::Bulk(n) => bulk(system, n, p).await,
             Scenario::Rr(n) => rr(system, n, p).await,
-            Scenario::Churn => churn(system, p).await,
+            Scenario::Churn(n) => churn(system, n, p).await,
             Scenario::Hol => hol(system, p).await,
             Scenario::Lfn => lfn(system, p).await,
             Scenario::Idle => unreachable!("idle runs on its own runtimes"),
@@ -558,7 +560,7 @@ async fn rr(system: System, n: usize, p: &Params) -> Res<Metrics> {
     })
 }
 
-async fn churn(system: System, p: &Params) -> Res<Metrics> {
+async fn churn(system: System, loops: usize, p: &Params) -> Res<Metrics> {
     let run = setup(system, None).await?;
     let acceptor = run.server.acceptor.clone();
     let scope = run.scope.clone();
@@ -580,7 +582,7 @@ async fn churn(system: System, p: &Params) -> Res<Metrics> {
     let failure = Arc::new(Mutex::new(None::<String>));
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
-    for _ in 0..CHURN_LOOPS {
+    for _ in 0..loops {
         let opener = run.client.opener.clone();
         let failure = failure.clone();
         let stop = stop.clone();
@@ -1018,4 +1020,26 @@ fn idle_inner(system: System, p: &Params) -> Res<Metrics> {
     rt_c.shutdown_timeout(Duration::from_secs(1));
     rt_s.shutdown_timeout(Duration::from_secs(1));
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_takes_a_loop_count_and_plain_churn_is_four_loops() {
+        assert_eq!(Scenario::parse("churn-1"), Some(Scenario::Churn(1)));
+        assert_eq!(Scenario::parse("churn-16"), Some(Scenario::Churn(16)));
+        // Older commands name plain churn; its rows say how many loops ran.
+        assert_eq!(Scenario::parse("churn"), Some(Scenario::Churn(CHURN_LOOPS)));
+        assert_eq!(Scenario::Churn(CHURN_LOOPS).name(), "churn-4");
+        for bad in ["churn-0", "churn-", "churn-x", "churn-1x", "churn4"] {
+            assert_eq!(Scenario::parse(bad), None, "{bad}");
+        }
+        // Every default scenario's name parses back to it.
+        for sc in Scenario::ALL {
+            assert_eq!(Scenario::parse(&sc.name()), Some(sc));
+        }
+        assert!(Scenario::ALL.contains(&Scenario::Churn(1)));
+    }
 }

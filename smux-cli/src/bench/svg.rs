@@ -117,7 +117,7 @@ fn figure_name(sc: Scenario) -> &'static str {
         Scenario::Bulk(_) | Scenario::Lfn => "MB/s",
         Scenario::Rr(1) => "p50 latency",
         Scenario::Rr(_) => "req/s",
-        Scenario::Churn => "streams/s",
+        Scenario::Churn(_) => "streams/s",
         Scenario::Idle => "heap bytes",
         Scenario::Hol => "share kept",
     }

@@ -332,6 +332,16 @@ impl Run {
         if self.elapsed + d > PAIR_MAX_ELAPSED {
             return;
         }
+        self.advance_by(d);
+    }
+
+    /// Moves the clock on to `t` (a deadline of at most a millisecond away, so past
+    /// the bound of `advance` too: no keepalive timeout comes near).
+    pub(super) fn advance_to(&mut self, t: std::time::Instant) {
+        self.advance_by(t.saturating_duration_since(self.now));
+    }
+
+    fn advance_by(&mut self, d: Duration) {
         self.elapsed += d;
         self.now += d;
         for (side, end) in self.ends.iter_mut().enumerate() {

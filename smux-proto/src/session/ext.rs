@@ -16,6 +16,13 @@ use crate::stream::{flag, LocalFin, State, Stream};
 /// going away).
 pub const RESET_REFUSED: u32 = 1;
 
+/// How long a frame no application waits for may wait to leave with other frames
+/// (`Session::defer`). Short next to anything a peer would notice (the ID and the
+/// stream record are freed that much later), long next to a request's turnaround, so
+/// streams opened and closed one after another take their closing FINs along with the
+/// next stream's frames.
+pub(crate) const DEFER_LIMIT: Duration = Duration::from_millis(1);
+
 impl Session {
     /// Whether stream `id` is extended: both ends have the extensions (false while the
     /// agreement is pending).
@@ -77,13 +84,17 @@ impl Session {
         };
         if fin {
             s.set_fin(LocalFin::Queued);
-            self.ctrl
-                .push_back((Header::new(Cmd::Fin, id, 0), Tag::Stream(s.gen)));
         }
         if s.has(flag::WRITE_BLOCKED) {
             s.set(flag::WRITE_BLOCKED, false);
             self.events
                 .push_back(Event::Writable(StreamId::new(id, s.gen)));
+        }
+        if fin {
+            // The peer's application released the stream: only the close handshake
+            // waits for this FIN.
+            let gen = s.gen;
+            self.defer(Header::new(Cmd::Fin, id, 0), gen);
         }
     }
 
@@ -137,7 +148,9 @@ impl Session {
         );
         if s.has(flag::EXT) && due && !s.has(flag::FINAL_QUEUED | flag::FINAL_SENT) {
             s.set(flag::FINAL_QUEUED, true);
-            self.push_ctrl(Header::new(Cmd::Fin, id, 1));
+            // The peer has our first FIN: only its bookkeeping waits for this one.
+            let gen = s.gen;
+            self.defer(Header::new(Cmd::Fin, id, 1), gen);
         }
     }
 
@@ -340,6 +353,7 @@ impl Session {
             return;
         }
         self.going_away = true;
+        self.hurry = true;
         self.gwy_code = code;
         if self.agreement == Agreement::Extended {
             self.push_ctrl(Header::new(Cmd::Gwy, 0, code));
@@ -356,6 +370,7 @@ impl Session {
 
     pub(super) fn on_gwy(&mut self) {
         self.going_away = true;
+        self.hurry = true;
         self.gwy_received = true;
         if !self.gwy_sent {
             // Our answer tells the peer we saw its GWY: whatever we opened before it
@@ -363,6 +378,46 @@ impl Session {
             self.push_ctrl(Header::new(Cmd::Gwy, 0, 0));
             self.gwy_sent = true;
         }
+    }
+
+    // ----- frames that wait for company ------------------------------------------------
+
+    /// Queues a frame of stream `id` (record `gen`) that no application waits for:
+    /// an extended stream's FIN that only the peer's close handshake needs, to free the
+    /// ID. It leaves with the next frames that go out anyway, or at `DEFER_LIMIT`, so
+    /// a stream's close adds no write (and no wake-up of the peer) of its own when
+    /// traffic goes on. Frames still leave in the order they were queued.
+    ///
+    /// The deadline counts from the session's last known time (an application call
+    /// reads no clock), so after a quiet spell it may have passed already: the frame
+    /// then leaves at the next transmit, as it would without deferral.
+    pub(super) fn defer(&mut self, h: Header, gen: u16) {
+        if self.deferred == 0 {
+            self.deferred_until = Some(self.now + DEFER_LIMIT);
+        }
+        self.deferred += 1;
+        self.ctrl.push_back((h, Tag::Deferred(gen)));
+    }
+
+    /// Whether nothing but deferred frames is queued.
+    pub(super) fn only_deferred(&self) -> bool {
+        self.deferred == self.ctrl.len() && self.cfm.is_empty() && self.ready.is_empty()
+    }
+
+    /// True while everything queued is deferred and may wait at `now`.
+    pub(super) fn holds_back(&self, now: Instant) -> bool {
+        self.deferred_until().is_some_and(|t| now < t) && self.only_deferred()
+    }
+
+    /// When the deferred frames must leave at the latest (`None`: none waits).
+    pub(crate) fn deferred_until(&self) -> Option<Instant> {
+        self.deferred_until.filter(|_| !self.hurry)
+    }
+
+    /// Deferred frames leave at the next transmit, and later ones too: for a graceful
+    /// close, which waits until everything queued has been written.
+    pub(crate) fn hurry(&mut self) {
+        self.hurry = true;
     }
 
     /// True once a go-away has run its course: no stream left, nothing to send, and the

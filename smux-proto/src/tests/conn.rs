@@ -437,7 +437,7 @@ fn direct_writes_keep_every_byte_in_order() {
     let mut sim = Sim::new(Config::default());
     let w = counter().1;
     let id = sim.conn(0).open().unwrap();
-    // The SYN is queued: no direct write before it has gone.
+    // The SYN is queued: the first direct write takes it along.
     assert!(sim.conn(0).session().stats().frames_sent == 0);
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut sent = 0;
@@ -679,4 +679,109 @@ fn readiness_tells_whether_a_call_would_return_at_once() {
         r.readable && r.writable && r.closed,
         "reset by the peer: {r:?}"
     );
+}
+
+#[test]
+fn a_fin_deferred_by_an_application_call_has_the_io_side_plan_its_timer() {
+    both_drives(a_fin_deferred_by_an_application_call_has_the_io_side_plan_its_timer_once);
+}
+
+fn a_fin_deferred_by_an_application_call_has_the_io_side_plan_its_timer_once() {
+    let mut sim = Sim::new(Config::default());
+    let (wakes, driver) = counter();
+    sim.driver = driver;
+    let id = stream_with(&mut sim, b"x");
+    sim.run_for(Duration::from_millis(5));
+    let w = counter().1;
+    let got = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    // The acceptor half-closes, the opener reads the end-of-file and releases: its
+    // FIN is its first and last.
+    ready(sim.conn(1).poll_shutdown(got, &w)).unwrap();
+    sim.run_for(Duration::from_millis(5));
+    let mut buf = [0u8; 8];
+    assert_eq!(ready(sim.conn(0).poll_read(id, &mut buf, &w)).unwrap(), 0);
+    sim.conn(0).release(id);
+    sim.run_for(Duration::from_millis(5));
+    // The acceptor releases its stream: its last FIN waits for company, and its I/O
+    // side, whose timer is the keepalive's, is woken to plan the earlier one.
+    sim.step();
+    assert!(sim.ends[1].plan.timer > Some(sim.now + Duration::from_secs(1)));
+    let before = wakes.0.load(Ordering::SeqCst);
+    sim.conn(1).release(got);
+    assert!(!sim.conn(1).session().has_transmit());
+    let mut woken = Vec::new();
+    sim.conn(1).take_wakers(&mut woken);
+    woken.into_iter().for_each(Waker::wake);
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        before + 1,
+        "the I/O side woken"
+    );
+    sim.step();
+    let deadline = sim.ends[1].plan.timer.expect("a timer");
+    assert!(deadline <= sim.now + Duration::from_millis(1));
+    assert_eq!(sim.conn(1).stats().streams, 1, "the FIN still waits");
+    // At that time the FIN leaves, and both ends free the ID.
+    sim.run_for(Duration::from_millis(5));
+    assert_eq!(sim.conn(0).stats().streams + sim.conn(1).stats().streams, 0);
+}
+
+/// A new stream's first write goes direct with the control frames queued ahead of it
+/// (its SYN, and what earlier streams' closes queued) in one write; with data queued,
+/// or more control frames than a direct frame carries, it takes the queued path.
+#[test]
+fn a_direct_write_takes_the_queued_control_frames_along() {
+    let mut sim = Sim::new(Config::default().with_extensions(false));
+    let old = stream_with(&mut sim, b"x");
+    sim.run_for(Duration::from_millis(5));
+    sim.conn(0).release(old);
+    let id = sim.conn(0).open().unwrap();
+    let e = &mut sim.ends[0];
+    let data = [9u8; 100];
+    let f = e
+        .conn
+        .begin_direct(id, data.len(), &e.output)
+        .expect("direct");
+    let slices = f.slices(&data);
+    let head = slices[0].to_vec();
+    let frame: Vec<u8> = slices.iter().flat_map(|s| s.to_vec()).collect();
+    let cmds: Vec<u8> = head.chunks(7).map(|h| h[0]).collect();
+    assert_eq!(cmds, [1, 0, 2], "FIN of the old stream, SYN, PSH");
+    // The transport takes 10 bytes: the rest goes to the output, in order.
+    sim.pipes[0].bytes.extend_from_slice(&frame[..10]);
+    assert!(f.written(&mut e.output, &data, Poll::Ready(Ok(10))));
+    sim.run_for(Duration::from_millis(5));
+    let w = counter().1;
+    let mut slot = Slot::default();
+    let first = ready(sim.conn(1).poll_accept(&mut slot, &w)).unwrap();
+    let got = ready(sim.conn(1).poll_accept(&mut slot, &w)).unwrap();
+    let mut buf = [0u8; 200];
+    assert_eq!(
+        ready(sim.conn(1).poll_read(got, &mut buf, &w)).unwrap(),
+        100
+    );
+    assert_eq!(buf[..100], data);
+    assert_eq!(
+        ready(sim.conn(1).poll_read(first, &mut buf, &w)).unwrap(),
+        1
+    );
+    assert_eq!(
+        ready(sim.conn(1).poll_read(first, &mut buf, &w)).unwrap(),
+        0
+    );
+
+    // Data queued on another stream: no direct frame may pass it.
+    let a = stream_with(&mut sim, b"queued");
+    let b = sim.conn(0).open().unwrap();
+    let e = &mut sim.ends[0];
+    assert!(e.conn.begin_direct(b, 10, &e.output).is_none());
+    sim.run_for(Duration::from_millis(5));
+    // More control frames than a direct frame carries: queued path too.
+    for _ in 0..9 {
+        let s = sim.conn(0).open().unwrap();
+        sim.conn(0).release(s);
+    }
+    let e = &mut sim.ends[0];
+    assert!(e.conn.begin_direct(b, 10, &e.output).is_none());
+    let _ = a;
 }

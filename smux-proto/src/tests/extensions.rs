@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use super::{off, read_all, Pair};
 use crate::error::{EndReason, OpenError, ReadError, WriteError};
 
+use crate::session::DEFER_LIMIT;
 use crate::{Config, Event, Role, Session, StreamId, StreamState, Transmit, RESET_REFUSED};
 
 /// A pair that has agreed on the extensions: the dialer asked for the agreement.
@@ -453,12 +454,15 @@ fn the_last_fin_is_queued_once_when_both_peer_fins_arrive_together() {
     p.transmit(true, usize::MAX);
     p.deliver(false, usize::MAX);
     p.a.close(got).unwrap();
+    // A last FIN waits for company, or its time limit.
+    p.advance(DEFER_LIMIT);
     p.transmit(false, usize::MAX);
     let a_fin1 = p.ab.split();
     let mut both = a_fin0;
     both.extend_from_slice(&a_fin1);
     p.b.handle_input(p.now, &mut both);
     // Only the last FIN leaves; the stream is gone and its ID free.
+    p.advance(DEFER_LIMIT);
     p.transmit(true, 7);
     assert!(p.b.stream_ids().is_empty());
     p.b.set_next_id(id.num);

@@ -1,6 +1,7 @@
 //! Scenario tests of whole sessions on simulated time, and property tests.
 
 mod agreement;
+mod churn;
 mod conn;
 mod extensions;
 mod prop;
@@ -98,7 +99,9 @@ impl Pair {
     }
 
     /// Exchanges everything until nothing moves any more (both sides idle, or input
-    /// paused by a bound until the application reads).
+    /// paused by a bound until the application reads). Frames held back to leave with
+    /// others leave too: the clock moves on to their deadline, as an adapter's timer
+    /// would.
     pub(crate) fn settle(&mut self) {
         let mut last = None;
         for _ in 0..100_000 {
@@ -116,7 +119,11 @@ impl Pair {
             );
             let idle = !self.a.has_transmit() && !self.b.has_transmit();
             if idle && last == Some(state) {
-                return;
+                let held = [self.a.deferred_until(), self.b.deferred_until()];
+                match held.into_iter().flatten().min() {
+                    Some(t) => self.advance(t.saturating_duration_since(self.now)),
+                    None => return,
+                }
             }
             last = Some(state);
         }

@@ -1,5 +1,5 @@
 //! The blocking adapter (`smux-blocking`, std sockets and threads) in every scenario
-//! where a thread per busy stream fits: bulk and rr with up to 64 streams, churn,
+//! where a thread per busy stream fits: bulk, rr and churn with up to 64 streams or loops,
 //! hol, idle (no thread per idle stream) and lfn. Its session runs its own two
 //! threads per end; the harness adds one thread per busy stream. Teardown closes both
 //! sessions, which fails every blocked call at once.
@@ -14,8 +14,8 @@ use smux_blocking::{Config, Session, Stream};
 
 use super::relay::{Relay, Shape};
 use super::scenarios::{
-    failed, hung, Metrics, Outcome, Params, Res, Scenario, Stop, CHURN_LOOPS, CHURN_SIZE,
-    HOL_STREAMS, RR_SIZE, WRITE_SIZE,
+    failed, hung, Metrics, Outcome, Params, Res, Scenario, Stop, CHURN_SIZE, HOL_STREAMS, RR_SIZE,
+    WRITE_SIZE,
 };
 
 mod idle;
@@ -29,12 +29,12 @@ pub fn run(scenario: Scenario, p: &Params) -> Outcome {
     let r = match scenario {
         Scenario::Bulk(n) if n <= MAX_STREAMS => bulk(n, p),
         Scenario::Rr(n) if n <= MAX_STREAMS => rr(n, p),
-        Scenario::Churn => churn(p),
+        Scenario::Churn(n) if n <= MAX_STREAMS => churn(n, p),
         Scenario::Hol => hol(p),
         Scenario::Idle => idle::idle(p),
         Scenario::Lfn => lfn::lfn(p),
         // A thread per busy stream: over 64 the harness would measure threads.
-        Scenario::Bulk(_) | Scenario::Rr(_) => return Outcome::NotApplicable,
+        Scenario::Bulk(_) | Scenario::Rr(_) | Scenario::Churn(_) => return Outcome::NotApplicable,
     };
     match r {
         Ok(m) => Outcome::Done(m),
@@ -382,7 +382,7 @@ fn rr(n: usize, p: &Params) -> Res<Metrics> {
     })
 }
 
-fn churn(p: &Params) -> Res<Metrics> {
+fn churn(loops: usize, p: &Params) -> Res<Metrics> {
     let pair = Pair::new()?;
     // A pool of server threads, as many as the client's loops.
     let (tx, rx) = mpsc::channel::<Stream>();
@@ -395,7 +395,7 @@ fn churn(p: &Params) -> Res<Metrics> {
             }
         }
     });
-    for _ in 0..CHURN_LOOPS {
+    for _ in 0..loops {
         let rx = rx.clone();
         pair.spawn(move || loop {
             let next = rx.lock().unwrap().recv();
@@ -411,7 +411,7 @@ fn churn(p: &Params) -> Res<Metrics> {
     let start = Instant::now() + p.warmup;
     let end = start + p.duration;
     let (tx, done) = mpsc::channel::<Result<u64, String>>();
-    for _ in 0..CHURN_LOOPS {
+    for _ in 0..loops {
         let client = pair.client.clone();
         let tx = tx.clone();
         let limit = p.phase_timeout;
@@ -442,7 +442,7 @@ fn churn(p: &Params) -> Res<Metrics> {
     drop(tx);
     let deadline = end + p.phase_timeout;
     let mut total = 0;
-    for _ in 0..CHURN_LOOPS {
+    for _ in 0..loops {
         let left = deadline.saturating_duration_since(Instant::now());
         match done.recv_timeout(left) {
             Ok(Ok(c)) => total += c,
