@@ -417,7 +417,8 @@ impl Poller {
             if let Some(r) = r {
                 return r;
             }
-            if !self.signal.wait(seen, deadline) {
+            let me = Waker::from(self.signal.clone());
+            if !self.shared.park((&self.signal, &me), seen, deadline, false) {
                 return Ok(0);
             }
         }

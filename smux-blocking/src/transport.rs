@@ -32,6 +32,10 @@ pub struct Parts {
     pub(crate) closer: Option<Closer>,
     pub(crate) half_closer: Option<Closer>,
     pub(crate) vectored: bool,
+    /// The socket itself, so a caller waiting for input can wait in `poll(2)` for it
+    /// and for a wake-up at once (see `Shared::park`).
+    #[cfg(unix)]
+    pub(crate) socket: Option<std::os::fd::OwnedFd>,
 }
 
 impl fmt::Debug for Parts {
@@ -52,6 +56,8 @@ impl Parts {
             closer: None,
             half_closer: None,
             vectored: false,
+            #[cfg(unix)]
+            socket: None,
         }
     }
 
@@ -112,6 +118,8 @@ macro_rules! socket {
                 self.set_nonblocking(false)?;
                 let (reader, closer, half) =
                     (self.try_clone()?, self.try_clone()?, self.try_clone()?);
+                #[cfg(unix)]
+                let parts_socket = self.try_clone()?;
                 // On Unix a timed-out send leaves the socket usable; Windows documents
                 // its state as indeterminate after a send timeout, so there writes
                 // just block.
@@ -121,6 +129,10 @@ macro_rules! socket {
                     .with_closer(move || drop(closer.shutdown(Shutdown::Both)))
                     .with_half_closer(move || drop(half.shutdown(Shutdown::Write)));
                 parts.vectored = true;
+                #[cfg(unix)]
+                {
+                    parts.socket = Some(parts_socket.into());
+                }
                 Ok(parts)
             }
         }
