@@ -6,7 +6,6 @@
 use std::fmt;
 use std::io::{self, IoSlice, Write};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::thread;
@@ -19,7 +18,7 @@ use crate::poller::Polls;
 use crate::signal::{lock, Signal};
 use crate::stream::Stream;
 use crate::transport::{Closer, Transport};
-use lead::{Lead, ReadSide};
+use lead::{Followers, Lead, ReadSide};
 
 mod lead;
 
@@ -60,8 +59,10 @@ pub(crate) struct Shared {
     rd: Mutex<ReadSide>,
     /// What a call needs to lead input, if the transport allows it.
     lead: Option<Lead>,
-    /// Stream calls waiting for another thread to lead input.
-    followers: AtomicUsize,
+    /// Stream calls waiting for another thread to lead input, and the waker that
+    /// counts one out.
+    followers: Arc<Followers>,
+    unfollow: Waker,
     /// The reader thread's waker.
     reader_waker: Waker,
     /// Streams may write through: the transport takes vectored writes (a socket,
@@ -325,6 +326,7 @@ impl Session {
         let parts = transport.into_parts()?;
         let (writer_signal, writer_waker) = Signal::new();
         let (reader_signal, reader_waker) = Signal::new();
+        let followers = Arc::new(Followers::default());
         #[cfg(unix)]
         let lead = Lead::new(parts.socket);
         #[cfg(not(unix))]
@@ -344,7 +346,8 @@ impl Session {
                 input: Input::new(),
             }),
             lead,
-            followers: AtomicUsize::new(0),
+            unfollow: Waker::from(followers.clone()),
+            followers,
             reader_waker,
             direct: parts.vectored,
             writer_waker,

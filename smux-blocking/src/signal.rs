@@ -3,9 +3,8 @@
 //! The connection parks `std::task::Waker`s, the same type the async adapters park.
 //! Here a waker is an [`Arc<Signal>`]: waking it bumps a counter and notifies a
 //! condition variable, so a thread that noted the counter before releasing the
-//! session lock cannot miss a wake-up that comes after. A thread that waits in
-//! `poll(2)` instead (leading input, see `Shared::park`) hooks a second waker that
-//! interrupts that poll.
+//! session lock cannot miss a wake-up that comes after. A second waker can be hooked
+//! to the next wake-up (to end a `poll(2)`, or to count a waiting call as woken).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Wake, Waker};
@@ -20,7 +19,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A wake-up counter with a condition variable.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
-    /// The count, and the waker that each wake-up also fires while one is hooked.
+    /// The count, and the waker the next wake-up also fires.
     epoch: Mutex<(u64, Option<Waker>)>,
     cv: Condvar,
 }
@@ -42,22 +41,23 @@ impl Signal {
         let hook = {
             let mut g = lock(&self.epoch);
             g.0 += 1;
-            g.1.clone()
+            g.1.take()
         };
         self.cv.notify_all();
         hook.into_iter().for_each(Waker::wake);
     }
 
-    /// Has every wake-up fire `hook` too, until [`Signal::unhook`]; false (and nothing
-    /// hooked) if the signal fired after `seen` was read.
+    /// Has the next wake-up fire `hook` too, unless it is [`Signal::unhook`]ed first;
+    /// false (and nothing hooked) if the signal fired after `seen` was read.
     pub(crate) fn hook(&self, seen: u64, hook: &Waker) -> bool {
         let mut g = lock(&self.epoch);
         g.1 = (g.0 == seen).then(|| hook.clone());
         g.1.is_some()
     }
 
-    pub(crate) fn unhook(&self) {
-        lock(&self.epoch).1 = None;
+    /// Takes the hook back; false if a wake-up fired it already.
+    pub(crate) fn unhook(&self) -> bool {
+        lock(&self.epoch).1.take().is_some()
     }
 
     /// Waits until the signal fired after `seen` was read, or until `deadline`.

@@ -2,14 +2,14 @@
 //! [`ReadSide`], reads the transport and feeds the connection, which wakes whoever the
 //! input was for. Over a socket (on Unix) a call that has to wait leads input itself
 //! while nobody does, waiting in `poll(2)` for the socket and for its own wake-up at
-//! once; the input it waits for then wakes its own thread, as with a plain socket,
-//! instead of the reader thread reading it and handing it over. The reader thread
-//! leads whenever no call does.
+//! once: the input it waits for then wakes its own thread, as with a plain socket,
+//! with no hand-off from the reader thread. The reader thread leads while no call
+//! does, and whenever a stream call waits for input that nobody else reads.
 
 use std::io::Read;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::MutexGuard;
-use std::task::Waker;
+use std::sync::atomic::{fence, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, MutexGuard};
+use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 use smux_proto::{Input, Plan};
@@ -18,7 +18,8 @@ use super::{calm, Shared};
 use crate::signal::Signal;
 
 /// How long the reader thread leaves input to the calls before it looks again whether
-/// one still leads it. Input that comes while nobody leads waits at most this long.
+/// one still leads it. Input that comes while nobody leads and no stream call waits
+/// (a keepalive, a new stream to accept) waits at most this long.
 const RELIEF: Duration = Duration::from_millis(1);
 
 /// The transport's read half and what was read from it and not fed yet.
@@ -31,6 +32,28 @@ impl ReadSide {
     fn read(&mut self) {
         let r = self.io.read(self.input.spare());
         self.input.filled(calm(r));
+    }
+}
+
+/// Stream calls waiting for input that another thread leads, until they are woken
+/// (their signal's hook counts them out), so a leader knows whether anyone still
+/// needs it.
+#[derive(Debug, Default)]
+pub(crate) struct Followers(AtomicUsize);
+
+impl Followers {
+    fn count(&self) -> usize {
+        self.0.load(SeqCst)
+    }
+}
+
+impl Wake for Followers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
@@ -50,8 +73,8 @@ pub(crate) type Lead = std::convert::Infallible;
 struct Poke(std::os::unix::net::UnixStream);
 
 #[cfg(unix)]
-impl std::task::Wake for Poke {
-    fn wake(self: std::sync::Arc<Self>) {
+impl Wake for Poke {
+    fn wake(self: Arc<Self>) {
         use std::io::Write;
         // A full socket pair already holds a wake-up.
         let _ = (&self.0).write(&[1]);
@@ -64,7 +87,7 @@ impl Lead {
         let (poke, woken) = std::os::unix::net::UnixStream::pair().ok()?;
         poke.set_nonblocking(true).ok()?;
         woken.set_nonblocking(true).ok()?;
-        let wake = Waker::from(std::sync::Arc::new(Poke(poke)));
+        let wake = Waker::from(Arc::new(Poke(poke)));
         socket.map(|socket| Lead { socket, woken, wake })
     }
 
@@ -91,9 +114,8 @@ impl Lead {
 
 impl Shared {
     /// Waits like [`Signal::wait`] for a call whose waker is `me`. If nobody leads
-    /// input and the transport allows it, this thread leads it meanwhile. `stream`
-    /// says it is a stream call (they come back soon for more input), which a leader
-    /// keeps in mind before it steps down.
+    /// input and the transport allows it, this thread leads it meanwhile. A `stream`
+    /// call that waits while another thread leads is counted as a follower.
     pub(crate) fn park(
         &self,
         (signal, me): (&Signal, &Waker),
@@ -101,22 +123,40 @@ impl Shared {
         deadline: Option<Instant>,
         stream: bool,
     ) -> bool {
-        if let (Some(lead), Ok(rd)) = (&self.lead, self.rd.try_lock()) {
-            if let Some(r) = self.lead(lead, rd, (signal, me), seen, deadline) {
-                return r;
+        let Some(lead) = &self.lead else {
+            return signal.wait(seen, deadline);
+        };
+        let rd = match self.rd.try_lock() {
+            Ok(rd) => rd,
+            Err(_) if !stream => return signal.wait(seen, deadline),
+            Err(_) => {
+                self.followers.0.fetch_add(1, SeqCst);
+                if !signal.hook(seen, &self.unfollow) {
+                    self.followers.0.fetch_sub(1, SeqCst);
+                    return true;
+                }
+                // Counted, look again: a leader that stepped down in between looks
+                // at the count after it let go.
+                fence(SeqCst);
+                let rd = self.rd.try_lock();
+                let r = rd.is_err().then(|| signal.wait(seen, deadline));
+                if signal.unhook() {
+                    self.followers.0.fetch_sub(1, SeqCst);
+                }
+                match (r, rd) {
+                    (None, Ok(rd)) => rd,
+                    (r, _) => return r.unwrap_or(true),
+                }
             }
-        }
-        let n = usize::from(stream);
-        self.followers.fetch_add(n, SeqCst);
-        let r = signal.wait(seen, deadline);
-        self.followers.fetch_sub(n, SeqCst);
-        r
+        };
+        let r = self.lead(lead, rd, (signal, me), seen, deadline);
+        r.unwrap_or_else(|| signal.wait(seen, deadline))
     }
 
     /// Leads input until this call's signal fires (`Some(true)`), its deadline passes
-    /// (`Some(false)`), or it should step down and wait as before (`None`): input is
-    /// held back, the session is done, or the input woke other calls, which may lead
-    /// next.
+    /// (`Some(false)`), or it steps down and waits as before (`None`): input is held
+    /// back, the session is done, or the input woke other calls and no stream call
+    /// waits on this one, so a woken call leads when it comes back for more.
     #[cfg(unix)]
     fn lead(
         &self,
@@ -126,15 +166,15 @@ impl Shared {
         seen: u64,
         deadline: Option<Instant>,
     ) -> Option<bool> {
-        let (r, woken) = loop {
+        let r = loop {
             let (plan, woken) = self.feed(&mut rd, Some(me));
             let now = Instant::now();
             if signal.epoch() != seen {
-                break (Some(true), woken);
+                break Some(true);
             } else if deadline.is_some_and(|d| d <= now) {
-                break (Some(false), woken);
+                break Some(false);
             } else if plan.done || !plan.read || self.steps_down(woken) {
-                break (None, woken);
+                break None;
             }
             let until = [deadline, plan.timer].into_iter().flatten().min();
             if lead.wait(signal, seen, until) {
@@ -142,8 +182,9 @@ impl Shared {
             }
         };
         drop(rd);
-        // Calls still waiting that this input did not wake: the reader thread leads.
-        if self.followers.load(SeqCst) > woken {
+        fence(SeqCst);
+        // A stream call still waits: the reader thread takes over.
+        if self.followers.count() > 0 {
             self.reader_waker.wake_by_ref();
         }
         r
@@ -169,10 +210,9 @@ impl Shared {
         self.run(drive, |p| p.done, me.is_some() && self.direct, me)
     }
 
-    /// A leader whose input woke calls steps down when no other stream call waits, so
-    /// a woken call leads when it comes back for more.
+    /// A leader whose input woke calls steps down when no stream call waits for it.
     fn steps_down(&self, woken: usize) -> bool {
-        woken > 0 && self.followers.load(SeqCst) <= woken
+        self.lead.is_some() && woken > 0 && self.followers.count() == 0
     }
 }
 
@@ -189,9 +229,13 @@ pub(super) fn reader(shared: &Shared, signal: &Signal) {
         if plan.done {
             return;
         }
-        if shared.lead.is_some() && shared.steps_down(woken) {
+        if shared.steps_down(woken) {
             drop(rd);
-            signal.wait(seen, relief);
+            fence(SeqCst);
+            // Unless a stream call came to wait meanwhile: then lead on.
+            if shared.followers.count() == 0 {
+                signal.wait(seen, relief);
+            }
         } else if plan.read {
             rd.read();
         } else {
