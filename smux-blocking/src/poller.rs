@@ -417,8 +417,7 @@ impl Poller {
             if let Some(r) = r {
                 return r;
             }
-            let me = Waker::from(self.signal.clone());
-            if !self.shared.park((&self.signal, &me), seen, deadline, false) {
+            if !self.shared.park(&self.signal, seen, deadline, false) {
                 return Ok(0);
             }
         }

@@ -19,6 +19,7 @@ use crate::signal::{lock, Signal};
 use crate::stream::Stream;
 use crate::transport::{Closer, Transport};
 use lead::{Followers, Lead, ReadSide};
+use std::sync::atomic::AtomicUsize;
 
 mod lead;
 
@@ -61,7 +62,7 @@ pub(crate) struct Shared {
     lead: Option<Lead>,
     /// Stream calls waiting for another thread to lead input, and the waker that
     /// counts one out.
-    followers: Arc<Followers>,
+    followers: Arc<AtomicUsize>,
     unfollow: Waker,
     /// The reader thread's waker.
     reader_waker: Waker,
@@ -86,29 +87,28 @@ impl Shared {
     /// Runs `f` under the lock; then wakes, with the lock released, whoever the call
     /// made ready (waiting calls, the session's threads, pollers).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        self.run(f, |_| false, false, None).0
+        self.run(f, |_| false, false).0
     }
 
     /// [`Shared::with`] for a stream call that may send on the calling thread
     /// (`own`): if the call gave the writer thread work, this thread does it when the
     /// write side is free, instead of a hand-off.
     pub(crate) fn with_io<R>(&self, own: bool, f: impl FnOnce(&mut Inner) -> R) -> R {
-        self.run(f, |_| false, own && self.direct, None).0
+        self.run(f, |_| false, own && self.direct).0
     }
 
     /// [`Shared::with`] for the I/O threads: once the plan says done, the transport is
     /// closed before anyone waiting in `Session::closed` is woken.
     fn drive(&self, f: impl FnOnce(&mut Connection) -> Plan) -> Plan {
-        self.run(|i| f(&mut i.conn), |p| p.done, false, None).0
+        self.run(|i| f(&mut i.conn), |p| p.done, false).0
     }
 
-    /// Also returns how many it woke, `me` and the writer thread aside.
+    /// Also returns how many it woke, the writer thread aside.
     fn run<R>(
         &self,
         f: impl FnOnce(&mut Inner) -> R,
         end: fn(&R) -> bool,
         own: bool,
-        me: Option<&Waker>,
     ) -> (R, usize) {
         let mut woken = Vec::new();
         let mut g = lock(&self.inner);
@@ -123,8 +123,7 @@ impl Shared {
         let all = woken.len();
         woken.retain(|w| !w.will_wake(&self.writer_waker));
         let owed = woken.len() < all;
-        let others = woken.iter().filter(|w| !me.is_some_and(|m| w.will_wake(m)));
-        let others = others.count();
+        let others = woken.len();
         woken.into_iter().for_each(Waker::wake);
         if owed && !(own && self.write_round()) {
             self.writer_waker.wake_by_ref();
@@ -186,7 +185,7 @@ impl Shared {
             if let Poll::Ready(r) = self.with(|i| f(&mut i.conn, &mut slot, &waker)) {
                 return Some(r);
             }
-            if !self.park((&signal, &waker), seen, deadline, false) {
+            if !self.park(&signal, seen, deadline, false) {
                 self.with(|i| i.conn.forget(&mut slot));
                 return None;
             }
@@ -326,7 +325,7 @@ impl Session {
         let parts = transport.into_parts()?;
         let (writer_signal, writer_waker) = Signal::new();
         let (reader_signal, reader_waker) = Signal::new();
-        let followers = Arc::new(Followers::default());
+        let followers = Arc::new(AtomicUsize::new(0));
         #[cfg(unix)]
         let lead = Lead::new(parts.socket);
         #[cfg(not(unix))]
@@ -346,7 +345,7 @@ impl Session {
                 input: Input::new(),
             }),
             lead,
-            unfollow: Waker::from(followers.clone()),
+            unfollow: Waker::from(Arc::new(Followers(followers.clone()))),
             followers,
             reader_waker,
             direct: parts.vectored,

@@ -263,9 +263,7 @@ impl Stream {
             match r {
                 Poll::Ready(r) => return Some(r),
                 Poll::Pending if nonblocking => return Some(Err(io::ErrorKind::WouldBlock.into())),
-                Poll::Pending if !h.shared.park((&h.signal, &h.waker), seen, deadline, true) => {
-                    return None
-                }
+                Poll::Pending if !h.shared.park(&h.signal, seen, deadline, true) => return None,
                 Poll::Pending => {}
             }
         }

@@ -35,24 +35,12 @@ impl ReadSide {
     }
 }
 
-/// Stream calls waiting for input that another thread leads, until they are woken
-/// (their signal's hook counts them out), so a leader knows whether anyone still
-/// needs it.
-#[derive(Debug, Default)]
-pub(crate) struct Followers(AtomicUsize);
-
-impl Followers {
-    fn count(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
+/// Counts a follower out when its signal fires: [`Shared::followers`] counts the
+/// stream calls that wait while another thread leads, until they are woken.
+pub(crate) struct Followers(pub(crate) Arc<AtomicUsize>);
 
 impl Wake for Followers {
     fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
         self.0.fetch_sub(1, SeqCst);
     }
 }
@@ -67,7 +55,14 @@ pub(crate) struct Lead {
 }
 
 #[cfg(not(unix))]
-pub(crate) type Lead = std::convert::Infallible;
+pub(crate) enum Lead {}
+
+#[cfg(not(unix))]
+impl Lead {
+    fn wait(&self, _: &Signal, _: u64, _: Option<Instant>) -> bool {
+        match *self {}
+    }
+}
 
 #[cfg(unix)]
 struct Poke(std::os::unix::net::UnixStream);
@@ -88,7 +83,11 @@ impl Lead {
         poke.set_nonblocking(true).ok()?;
         woken.set_nonblocking(true).ok()?;
         let wake = Waker::from(Arc::new(Poke(poke)));
-        socket.map(|socket| Lead { socket, woken, wake })
+        socket.map(|socket| Lead {
+            socket,
+            woken,
+            wake,
+        })
     }
 
     /// Waits until the socket is readable, `signal` fires or `until`; true if readable.
@@ -113,106 +112,88 @@ impl Lead {
 }
 
 impl Shared {
-    /// Waits like [`Signal::wait`] for a call whose waker is `me`. If nobody leads
-    /// input and the transport allows it, this thread leads it meanwhile. A `stream`
-    /// call that waits while another thread leads is counted as a follower.
+    /// Waits like [`Signal::wait`]. If nobody leads input and the transport allows
+    /// it, this thread leads it meanwhile. A `stream` call that waits while another
+    /// thread leads is counted as a follower until woken.
     pub(crate) fn park(
         &self,
-        (signal, me): (&Signal, &Waker),
+        signal: &Signal,
         seen: u64,
-        deadline: Option<Instant>,
+        at: Option<Instant>,
         stream: bool,
     ) -> bool {
         let Some(lead) = &self.lead else {
-            return signal.wait(seen, deadline);
+            return signal.wait(seen, at);
         };
-        let rd = match self.rd.try_lock() {
-            Ok(rd) => rd,
-            Err(_) if !stream => return signal.wait(seen, deadline),
-            Err(_) => {
-                self.followers.0.fetch_add(1, SeqCst);
-                if !signal.hook(seen, &self.unfollow) {
-                    self.followers.0.fetch_sub(1, SeqCst);
-                    return true;
-                }
-                // Counted, look again: a leader that stepped down in between looks
-                // at the count after it let go.
-                fence(SeqCst);
-                let rd = self.rd.try_lock();
-                let r = rd.is_err().then(|| signal.wait(seen, deadline));
-                if signal.unhook() {
-                    self.followers.0.fetch_sub(1, SeqCst);
-                }
-                match (r, rd) {
-                    (None, Ok(rd)) => rd,
-                    (r, _) => return r.unwrap_or(true),
-                }
+        let mut rd = self.rd.try_lock();
+        // (A wake-up between the hook and the count only makes the count high for a
+        // moment, which costs a needless look.)
+        if rd.is_err() && stream && signal.hook(seen, &self.unfollow) {
+            self.followers.fetch_add(1, SeqCst);
+            // A leader that let go meanwhile looks at the count after it did.
+            rd = self.rd.try_lock();
+            let r = rd.is_err().then(|| signal.wait(seen, at));
+            if signal.unhook() {
+                self.followers.fetch_sub(1, SeqCst);
             }
-        };
-        let r = self.lead(lead, rd, (signal, me), seen, deadline);
-        r.unwrap_or_else(|| signal.wait(seen, deadline))
+            if let Some(r) = r {
+                return r;
+            }
+        }
+        let r = rd.ok().and_then(|rd| self.lead(lead, rd, signal, seen, at));
+        r.unwrap_or_else(|| signal.wait(seen, at))
     }
 
     /// Leads input until this call's signal fires (`Some(true)`), its deadline passes
     /// (`Some(false)`), or it steps down and waits as before (`None`): input is held
     /// back, the session is done, or the input woke other calls and no stream call
-    /// waits on this one, so a woken call leads when it comes back for more.
-    #[cfg(unix)]
+    /// waits for it, so a woken call leads when it comes back for more.
     fn lead(
         &self,
         lead: &Lead,
         mut rd: MutexGuard<'_, ReadSide>,
-        (signal, me): (&Signal, &Waker),
+        signal: &Signal,
         seen: u64,
-        deadline: Option<Instant>,
+        at: Option<Instant>,
     ) -> Option<bool> {
         let r = loop {
-            let (plan, woken) = self.feed(&mut rd, Some(me));
-            let now = Instant::now();
+            let (plan, woken) = self.feed(&mut rd);
             if signal.epoch() != seen {
                 break Some(true);
-            } else if deadline.is_some_and(|d| d <= now) {
+            } else if at.is_some_and(|d| d <= Instant::now()) {
                 break Some(false);
             } else if plan.done || !plan.read || self.steps_down(woken) {
                 break None;
             }
-            let until = [deadline, plan.timer].into_iter().flatten().min();
-            if lead.wait(signal, seen, until) {
+            if lead.wait(signal, seen, [at, plan.timer].into_iter().flatten().min()) {
                 rd.read();
             }
         };
-        drop(rd);
-        fence(SeqCst);
-        // A stream call still waits: the reader thread takes over.
-        if self.followers.count() > 0 {
+        if self.let_go(rd) {
             self.reader_waker.wake_by_ref();
         }
         r
     }
 
-    #[cfg(not(unix))]
-    fn lead(
-        &self,
-        lead: &Lead,
-        _: MutexGuard<'_, ReadSide>,
-        _: (&Signal, &Waker),
-        _: u64,
-        _: Option<Instant>,
-    ) -> Option<bool> {
-        match *lead {}
-    }
-
-    /// Feeds what was read to the connection. Returns the plan and how many calls (or
-    /// pollers) it woke, `me` aside.
-    fn feed(&self, rd: &mut ReadSide, me: Option<&Waker>) -> (Plan, usize) {
+    /// Feeds what was read to the connection. Returns the plan and how many it woke.
+    /// Output that this calls for is the writer thread's: a write here could block
+    /// while holding the read side.
+    fn feed(&self, rd: &mut ReadSide) -> (Plan, usize) {
         let (input, waker) = (&mut rd.input, &self.reader_waker);
         let drive = |i: &mut super::Inner| i.conn.drive_input(Instant::now(), input, waker);
-        self.run(drive, |p| p.done, me.is_some() && self.direct, me)
+        self.run(drive, |p| p.done, false)
     }
 
     /// A leader whose input woke calls steps down when no stream call waits for it.
     fn steps_down(&self, woken: usize) -> bool {
-        self.lead.is_some() && woken > 0 && self.followers.count() == 0
+        self.lead.is_some() && woken > 0 && self.followers.load(SeqCst) == 0
+    }
+
+    /// Lets go of the lead; true if a stream call waits for input all the same.
+    fn let_go(&self, rd: MutexGuard<'_, ReadSide>) -> bool {
+        drop(rd);
+        fence(SeqCst);
+        self.followers.load(SeqCst) > 0
     }
 }
 
@@ -225,15 +206,13 @@ pub(super) fn reader(shared: &Shared, signal: &Signal) {
             signal.wait(seen, relief);
             continue;
         };
-        let (plan, woken) = shared.feed(&mut rd, None);
+        let (plan, woken) = shared.feed(&mut rd);
         if plan.done {
             return;
         }
         if shared.steps_down(woken) {
-            drop(rd);
-            fence(SeqCst);
-            // Unless a stream call came to wait meanwhile: then lead on.
-            if shared.followers.count() == 0 {
+            // Unless a stream call came to wait meanwhile: then it leads on.
+            if !shared.let_go(rd) {
                 signal.wait(seen, relief);
             }
         } else if plan.read {
