@@ -118,21 +118,17 @@ macro_rules! socket {
                 self.set_nonblocking(false)?;
                 let (reader, closer, half) =
                     (self.try_clone()?, self.try_clone()?, self.try_clone()?);
-                #[cfg(unix)]
-                let parts_socket = self.try_clone()?;
                 // On Unix a timed-out send leaves the socket usable; Windows documents
                 // its state as indeterminate after a send timeout, so there writes
                 // just block.
                 #[cfg(unix)]
                 self.set_write_timeout(Some(WRITE_CHECK))?;
-                let mut parts = Parts::new(reader, self)
+                let mut parts = Parts::new(reader, self.try_clone()?)
                     .with_closer(move || drop(closer.shutdown(Shutdown::Both)))
                     .with_half_closer(move || drop(half.shutdown(Shutdown::Write)));
                 parts.vectored = true;
                 #[cfg(unix)]
-                {
-                    parts.socket = Some(parts_socket.into());
-                }
+                let _ = parts.socket.insert(self.into());
                 Ok(parts)
             }
         }

@@ -113,7 +113,10 @@ impl Lead {
 
 impl Shared {
     /// Waits like [`Signal::wait`]. If nobody leads input and the transport allows
-    /// it, this thread leads it meanwhile. A `stream` call that waits while another
+    /// it, this thread leads it meanwhile, until its signal fires, `at` passes, or it
+    /// steps down (input is held back, the session is done, or the input woke other
+    /// calls and no stream call waits for it, so a woken call leads when it comes
+    /// back for more) and waits as before. A `stream` call that waits while another
     /// thread leads is counted as a follower until woken.
     pub(crate) fn park(
         &self,
@@ -140,22 +143,9 @@ impl Shared {
                 return r;
             }
         }
-        let r = rd.ok().and_then(|rd| self.lead(lead, rd, signal, seen, at));
-        r.unwrap_or_else(|| signal.wait(seen, at))
-    }
-
-    /// Leads input until this call's signal fires (`Some(true)`), its deadline passes
-    /// (`Some(false)`), or it steps down and waits as before (`None`): input is held
-    /// back, the session is done, or the input woke other calls and no stream call
-    /// waits for it, so a woken call leads when it comes back for more.
-    fn lead(
-        &self,
-        lead: &Lead,
-        mut rd: MutexGuard<'_, ReadSide>,
-        signal: &Signal,
-        seen: u64,
-        at: Option<Instant>,
-    ) -> Option<bool> {
+        let Ok(mut rd) = rd else {
+            return signal.wait(seen, at);
+        };
         let r = loop {
             let (plan, woken) = self.feed(&mut rd);
             if signal.epoch() != seen {
@@ -172,7 +162,7 @@ impl Shared {
         if self.let_go(rd) {
             self.reader_waker.wake_by_ref();
         }
-        r
+        r.unwrap_or_else(|| signal.wait(seen, at))
     }
 
     /// Feeds what was read to the connection. Returns the plan and how many it woke.
