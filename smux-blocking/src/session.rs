@@ -291,7 +291,8 @@ fn injected_spawn_failure(name: &str) -> Option<io::Error> {
 /// It runs two threads: a reader that moves bytes from the transport into the
 /// connection, and a writer that runs the timers (keepalive) and moves queued frames
 /// to the transport. Streams add no threads; over a socket, a stream's write with
-/// nothing queued ahead of it goes to the transport from the calling thread.
+/// nothing queued ahead of it goes to the transport from the calling thread, and on
+/// Unix a call waiting for input reads the socket itself while no other thread does.
 ///
 /// `Session` is a cheap handle: clones share the session. Dropping the last clone
 /// starts a graceful close, like [`Session::shutdown`] without the wait (at most 10 s to
