@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     /// counts one out.
     followers: Arc<AtomicUsize>,
     unfollow: Waker,
+    /// Counts the times a call took the lead.
+    leads: AtomicUsize,
     /// The reader thread's waker.
     reader_waker: Waker,
     /// Streams may write through: the transport takes vectored writes (a socket,
@@ -348,6 +350,7 @@ impl Session {
             lead,
             unfollow: Waker::from(Arc::new(Followers(followers.clone()))),
             followers,
+            leads: AtomicUsize::new(0),
             reader_waker,
             direct: parts.vectored,
             writer_waker,

@@ -21,6 +21,9 @@ use crate::signal::Signal;
 /// one still leads it. Input that comes while nobody leads and no stream call waits
 /// (a keepalive, a new stream to accept) waits at most this long.
 const RELIEF: Duration = Duration::from_millis(1);
+/// While one call keeps the lead (it waits long for input), the reader thread looks
+/// less and less often, up to this; that call wakes it when it lets go.
+const MAX_NAP: Duration = Duration::from_secs(1);
 
 /// The transport's read half and what was read from it and not fed yet.
 pub(crate) struct ReadSide {
@@ -146,6 +149,8 @@ impl Shared {
         let Ok(mut rd) = rd else {
             return signal.wait(seen, at);
         };
+        self.leads.fetch_add(1, SeqCst);
+        let since = Instant::now();
         let r = loop {
             let (plan, woken) = self.feed(&mut rd);
             if signal.epoch() != seen {
@@ -159,7 +164,8 @@ impl Shared {
                 rd.read();
             }
         };
-        if self.let_go(rd) {
+        // A stream call still waits, or the reader thread may be napping: it takes over.
+        if self.let_go(rd) || since.elapsed() > RELIEF {
             self.reader_waker.wake_by_ref();
         }
         r.unwrap_or_else(|| signal.wait(seen, at))
@@ -189,11 +195,20 @@ impl Shared {
 
 /// The reader thread: leads input while no call does.
 pub(super) fn reader(shared: &Shared, signal: &Signal) {
+    let (mut nap, mut last) = (RELIEF, 0);
     loop {
         let seen = signal.epoch();
         let relief = Some(Instant::now() + RELIEF);
         let Ok(mut rd) = shared.rd.try_lock() else {
-            signal.wait(seen, relief);
+            // The same call has kept the lead since the last look: look less often.
+            let leads = shared.leads.load(SeqCst);
+            nap = if leads == last {
+                (nap * 2).min(MAX_NAP)
+            } else {
+                RELIEF
+            };
+            last = leads;
+            signal.wait(seen, Some(Instant::now() + nap));
             continue;
         };
         let (plan, woken) = shared.feed(&mut rd);
