@@ -56,6 +56,16 @@
 //! never held across it. Non-blocking streams always leave the writing to the
 //! writer thread.
 //!
+//! Reading works the same way over a socket on Unix: a call that must wait for
+//! input (a read on an empty stream, a write waiting for window, an accept, a
+//! poller's wait) reads the socket itself while no other thread does, waiting in
+//! `poll(2)` on the socket and on its own wake-up, so the input it waits for wakes
+//! its own thread, with no hand-off from the reader thread. One thread reads at a
+//! time; the input it reads wakes whoever it was for. The reader thread reads
+//! whenever no call does, and at once when a stream call waits for input that no
+//! other thread reads. Input that comes while no thread reads and no stream call
+//! waits (a keepalive, a stream to accept) is read within about a millisecond.
+//!
 //! # Streams
 //!
 //! [`Session::open`] opens a stream; [`Session::accept`] (or

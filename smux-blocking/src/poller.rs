@@ -417,7 +417,7 @@ impl Poller {
             if let Some(r) = r {
                 return r;
             }
-            if !self.signal.wait(seen, deadline) {
+            if !self.shared.park(&self.signal, seen, deadline, false) {
                 return Ok(0);
             }
         }

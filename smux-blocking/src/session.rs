@@ -1,9 +1,10 @@
 //! The session: a [`Connection`] behind a mutex, driven by a reader thread and a
 //! writer thread. A stream's write goes straight to the transport from the calling
-//! thread when nothing is queued ahead of it and the write side is free.
+//! thread when nothing is queued ahead of it and the write side is free; a call that
+//! waits for input may read it itself (see [`lead`]).
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
@@ -17,6 +18,10 @@ use crate::poller::Polls;
 use crate::signal::{lock, Signal};
 use crate::stream::Stream;
 use crate::transport::{Closer, Transport};
+use lead::{Followers, Lead, ReadSide};
+use std::sync::atomic::AtomicUsize;
+
+mod lead;
 
 /// Everything the session lock protects.
 pub(crate) struct Inner {
@@ -51,6 +56,18 @@ pub(crate) struct Writer {
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub(crate) writer: Mutex<Writer>,
+    /// The read side; whoever holds it leads input.
+    rd: Mutex<ReadSide>,
+    /// What a call needs to lead input, if the transport allows it.
+    lead: Option<Lead>,
+    /// Stream calls waiting for another thread to lead input, and the waker that
+    /// counts one out.
+    followers: Arc<AtomicUsize>,
+    unfollow: Waker,
+    /// Counts the times a call took the lead.
+    leads: AtomicUsize,
+    /// The reader thread's waker.
+    reader_waker: Waker,
     /// Streams may write through: the transport takes vectored writes (a socket,
     /// whose blocked write times out so a caller never waits on it for long).
     pub(crate) direct: bool,
@@ -72,23 +89,29 @@ impl Shared {
     /// Runs `f` under the lock; then wakes, with the lock released, whoever the call
     /// made ready (waiting calls, the session's threads, pollers).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        self.run(f, |_| false, false)
+        self.run(f, |_| false, false).0
     }
 
     /// [`Shared::with`] for a stream call that may send on the calling thread
     /// (`own`): if the call gave the writer thread work, this thread does it when the
     /// write side is free, instead of a hand-off.
     pub(crate) fn with_io<R>(&self, own: bool, f: impl FnOnce(&mut Inner) -> R) -> R {
-        self.run(f, |_| false, own && self.direct)
+        self.run(f, |_| false, own && self.direct).0
     }
 
     /// [`Shared::with`] for the I/O threads: once the plan says done, the transport is
     /// closed before anyone waiting in `Session::closed` is woken.
     fn drive(&self, f: impl FnOnce(&mut Connection) -> Plan) -> Plan {
-        self.run(|i| f(&mut i.conn), |p| p.done, false)
+        self.run(|i| f(&mut i.conn), |p| p.done, false).0
     }
 
-    fn run<R>(&self, f: impl FnOnce(&mut Inner) -> R, end: fn(&R) -> bool, own: bool) -> R {
+    /// Also returns how many it woke, the writer thread aside.
+    fn run<R>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> R,
+        end: fn(&R) -> bool,
+        own: bool,
+    ) -> (R, usize) {
         let mut woken = Vec::new();
         let mut g = lock(&self.inner);
         let r = f(&mut g);
@@ -100,13 +123,14 @@ impl Shared {
             self.close_transport();
         }
         let all = woken.len();
-        woken.retain(|w| !(own && w.will_wake(&self.writer_waker)));
+        woken.retain(|w| !w.will_wake(&self.writer_waker));
         let owed = woken.len() < all;
+        let others = woken.len();
         woken.into_iter().for_each(Waker::wake);
-        if owed && !self.write_round() {
+        if owed && !(own && self.write_round()) {
             self.writer_waker.wake_by_ref();
         }
-        r
+        (r, others)
     }
 
     /// The writer thread's work, done on the calling thread while the write side is
@@ -163,7 +187,7 @@ impl Shared {
             if let Poll::Ready(r) = self.with(|i| f(&mut i.conn, &mut slot, &waker)) {
                 return Some(r);
             }
-            if !signal.wait(seen, deadline) {
+            if !self.park(&signal, seen, deadline, false) {
                 self.with(|i| i.conn.forget(&mut slot));
                 return None;
             }
@@ -197,25 +221,6 @@ pub(crate) fn calm<T>(r: io::Result<T>) -> io::Result<T> {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::ErrorKind::Interrupted.into(),
         _ => e,
     })
-}
-
-/// The reader thread: reads the transport while the connection wants input.
-fn reader(shared: &Shared, mut rd: Box<dyn Read + Send>) {
-    let (signal, waker) = Signal::new();
-    let mut input = Input::new();
-    loop {
-        let seen = signal.epoch();
-        let plan = shared.drive(|c| c.drive_input(Instant::now(), &mut input, &waker));
-        if plan.done {
-            return;
-        }
-        if plan.read {
-            let r = rd.read(input.spare());
-            input.filled(calm(r));
-        } else {
-            signal.wait(seen, plan.timer);
-        }
-    }
 }
 
 /// The writer thread: runs the timers and writes what the connection hands out. It
@@ -288,7 +293,8 @@ fn injected_spawn_failure(name: &str) -> Option<io::Error> {
 /// It runs two threads: a reader that moves bytes from the transport into the
 /// connection, and a writer that runs the timers (keepalive) and moves queued frames
 /// to the transport. Streams add no threads; over a socket, a stream's write with
-/// nothing queued ahead of it goes to the transport from the calling thread.
+/// nothing queued ahead of it goes to the transport from the calling thread, and on
+/// Unix a call waiting for input reads the socket itself while no other thread does.
 ///
 /// `Session` is a cheap handle: clones share the session. Dropping the last clone
 /// starts a graceful close, like [`Session::shutdown`] without the wait (at most 10 s to
@@ -321,6 +327,12 @@ impl Session {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let parts = transport.into_parts()?;
         let (writer_signal, writer_waker) = Signal::new();
+        let (reader_signal, reader_waker) = Signal::new();
+        let followers = Arc::new(AtomicUsize::new(0));
+        #[cfg(unix)]
+        let lead = Lead::new(parts.socket);
+        #[cfg(not(unix))]
+        let lead = None;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 conn,
@@ -331,6 +343,15 @@ impl Session {
                 output: Output::new(parts.vectored),
                 armed: None,
             }),
+            rd: Mutex::new(ReadSide {
+                io: parts.reader,
+                input: Input::new(),
+            }),
+            lead,
+            unfollow: Waker::from(Arc::new(Followers(followers.clone()))),
+            followers,
+            leads: AtomicUsize::new(0),
+            reader_waker,
             direct: parts.vectored,
             writer_waker,
             closers: Mutex::new((parts.closer, parts.half_closer)),
@@ -338,7 +359,7 @@ impl Session {
         // The writer first: it waits on its condvar until there is something to do, so
         // if the reader cannot start, ending the session stops it at once.
         let started = spawn(&shared, "writer", move |s| writer(s, &writer_signal))
-            .and_then(|()| spawn(&shared, "reader", move |s| reader(s, parts.reader)));
+            .and_then(|()| spawn(&shared, "reader", move |s| lead::reader(s, &reader_signal)));
         if let Err(e) = started {
             shared.with(|i| i.conn.abandon());
             shared.close_transport();

@@ -3,7 +3,8 @@
 //! The connection parks `std::task::Waker`s, the same type the async adapters park.
 //! Here a waker is an [`Arc<Signal>`]: waking it bumps a counter and notifies a
 //! condition variable, so a thread that noted the counter before releasing the
-//! session lock cannot miss a wake-up that comes after.
+//! session lock cannot miss a wake-up that comes after. A second waker can be hooked
+//! to the next wake-up (to end a `poll(2)`, or to count a waiting call as woken).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Wake, Waker};
@@ -18,7 +19,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A wake-up counter with a condition variable.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
-    epoch: Mutex<u64>,
+    /// The count, and the waker the next wake-up also fires.
+    epoch: Mutex<(u64, Option<Waker>)>,
     cv: Condvar,
 }
 
@@ -31,20 +33,38 @@ impl Signal {
 
     /// The current count; pass it to [`Signal::wait`].
     pub(crate) fn epoch(&self) -> u64 {
-        *lock(&self.epoch)
+        lock(&self.epoch).0
     }
 
     /// Fires the signal.
     pub(crate) fn notify(&self) {
-        *lock(&self.epoch) += 1;
+        let hook = {
+            let mut g = lock(&self.epoch);
+            g.0 += 1;
+            g.1.take()
+        };
         self.cv.notify_all();
+        hook.into_iter().for_each(Waker::wake);
+    }
+
+    /// Has the next wake-up fire `hook` too, unless it is [`Signal::unhook`]ed first;
+    /// false (and nothing hooked) if the signal fired after `seen` was read.
+    pub(crate) fn hook(&self, seen: u64, hook: &Waker) -> bool {
+        let mut g = lock(&self.epoch);
+        g.1 = (g.0 == seen).then(|| hook.clone());
+        g.1.is_some()
+    }
+
+    /// Takes the hook back; false if a wake-up fired it already.
+    pub(crate) fn unhook(&self) -> bool {
+        lock(&self.epoch).1.take().is_some()
     }
 
     /// Waits until the signal fired after `seen` was read, or until `deadline`.
     /// Returns false if the deadline passed first.
     pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
         let mut g = lock(&self.epoch);
-        while *g == seen {
+        while g.0 == seen {
             g = match deadline {
                 None => self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => match d.checked_duration_since(Instant::now()) {

@@ -50,9 +50,9 @@ pub struct Stream(Arc<Handle>);
 struct Handle {
     id: StreamId,
     shared: Arc<Shared>,
-    /// Calls blocked on this stream, through any handle, wait on it.
+    /// Calls blocked on this stream, through any handle, wait on it. (Their waker is
+    /// made from it per call, not kept: a stream's memory counts.)
     signal: Arc<Signal>,
-    waker: Waker,
     opts: Mutex<Opts>,
 }
 
@@ -76,12 +76,11 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 
 impl Stream {
     pub(crate) fn new(shared: Arc<Shared>, id: StreamId) -> Stream {
-        let (signal, waker) = Signal::new();
+        let signal = Arc::new(Signal::default());
         Stream(Arc::new(Handle {
             id,
             shared,
             signal,
-            waker,
             opts: Mutex::default(),
         }))
     }
@@ -255,15 +254,16 @@ impl Stream {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return None;
         }
+        let waker = Waker::from(h.signal.clone());
         loop {
             let seen = h.signal.epoch();
             let r = h
                 .shared
-                .with_io(!nonblocking, |i| op(&mut i.conn, h.id, &h.waker));
+                .with_io(!nonblocking, |i| op(&mut i.conn, h.id, &waker));
             match r {
                 Poll::Ready(r) => return Some(r),
                 Poll::Pending if nonblocking => return Some(Err(io::ErrorKind::WouldBlock.into())),
-                Poll::Pending if !h.signal.wait(seen, deadline) => return None,
+                Poll::Pending if !h.shared.park(&h.signal, seen, deadline, true) => return None,
                 Poll::Pending => {}
             }
         }

@@ -32,6 +32,10 @@ pub struct Parts {
     pub(crate) closer: Option<Closer>,
     pub(crate) half_closer: Option<Closer>,
     pub(crate) vectored: bool,
+    /// The socket itself, so a caller waiting for input can wait in `poll(2)` for it
+    /// and for a wake-up at once (see `Shared::park`).
+    #[cfg(unix)]
+    pub(crate) socket: Option<std::os::fd::OwnedFd>,
 }
 
 impl fmt::Debug for Parts {
@@ -52,6 +56,8 @@ impl Parts {
             closer: None,
             half_closer: None,
             vectored: false,
+            #[cfg(unix)]
+            socket: None,
         }
     }
 
@@ -117,10 +123,12 @@ macro_rules! socket {
                 // just block.
                 #[cfg(unix)]
                 self.set_write_timeout(Some(WRITE_CHECK))?;
-                let mut parts = Parts::new(reader, self)
+                let mut parts = Parts::new(reader, self.try_clone()?)
                     .with_closer(move || drop(closer.shutdown(Shutdown::Both)))
                     .with_half_closer(move || drop(half.shutdown(Shutdown::Write)));
                 parts.vectored = true;
+                #[cfg(unix)]
+                let _ = parts.socket.insert(self.into());
                 Ok(parts)
             }
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::transport::Parts;
+use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 

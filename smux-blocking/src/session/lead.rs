@@ -1,0 +1,230 @@
+//! Who reads the transport. One thread at a time leads input: it holds the
+//! [`ReadSide`], reads the transport and feeds the connection, which wakes whoever the
+//! input was for. Over a socket (on Unix) a call that has to wait leads input itself
+//! while nobody does, waiting in `poll(2)` for the socket and for its own wake-up at
+//! once: the input it waits for then wakes its own thread, as with a plain socket,
+//! with no hand-off from the reader thread. The reader thread leads while no call
+//! does, and whenever a stream call waits for input that nobody else reads.
+
+use std::io::Read;
+use std::sync::atomic::{fence, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, MutexGuard};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+use smux_proto::{Input, Plan};
+
+use super::{calm, Shared};
+use crate::signal::Signal;
+
+/// How long the reader thread leaves input to the calls before it looks again whether
+/// one still leads it. Input that comes while nobody leads and no stream call waits
+/// (a keepalive, a new stream to accept) waits at most this long.
+const RELIEF: Duration = Duration::from_millis(1);
+/// While one call keeps the lead (it waits long for input), the reader thread looks
+/// less and less often, up to this; that call wakes it when it lets go.
+const MAX_NAP: Duration = Duration::from_secs(1);
+
+/// The transport's read half and what was read from it and not fed yet.
+pub(crate) struct ReadSide {
+    pub(crate) io: Box<dyn Read + Send>,
+    pub(crate) input: Input,
+}
+
+impl ReadSide {
+    fn read(&mut self) {
+        let r = self.io.read(self.input.spare());
+        self.input.filled(calm(r));
+    }
+}
+
+/// Counts a follower out when its signal fires: [`Shared::followers`] counts the
+/// stream calls that wait while another thread leads, until they are woken.
+pub(crate) struct Followers(pub(crate) Arc<AtomicUsize>);
+
+impl Wake for Followers {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// What a call needs to lead input: the socket to wait on, and a wake-up that ends
+/// that wait early (a byte on a socket pair).
+#[cfg(unix)]
+pub(crate) struct Lead {
+    socket: std::os::fd::OwnedFd,
+    woken: std::os::unix::net::UnixStream,
+    wake: Waker,
+}
+
+#[cfg(not(unix))]
+pub(crate) enum Lead {}
+
+#[cfg(not(unix))]
+impl Lead {
+    fn wait(&self, _: &Signal, _: u64, _: Option<Instant>) -> bool {
+        match *self {}
+    }
+}
+
+#[cfg(unix)]
+struct Poke(std::os::unix::net::UnixStream);
+
+#[cfg(unix)]
+impl Wake for Poke {
+    fn wake(self: Arc<Self>) {
+        use std::io::Write;
+        // A full socket pair already holds a wake-up.
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+#[cfg(unix)]
+impl Lead {
+    pub(crate) fn new(socket: Option<std::os::fd::OwnedFd>) -> Option<Lead> {
+        let (poke, woken) = std::os::unix::net::UnixStream::pair().ok()?;
+        poke.set_nonblocking(true).ok()?;
+        woken.set_nonblocking(true).ok()?;
+        let wake = Waker::from(Arc::new(Poke(poke)));
+        socket.map(|socket| Lead {
+            socket,
+            woken,
+            wake,
+        })
+    }
+
+    /// Waits until the socket is readable, `signal` fires or `until`; true if readable.
+    fn wait(&self, signal: &Signal, seen: u64, until: Option<Instant>) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        if !signal.hook(seen, &self.wake) {
+            return false;
+        }
+        let left = until.map(|t| t.saturating_duration_since(Instant::now()));
+        let timeout = left.and_then(|d| Timespec::try_from(d).ok());
+        let mut fds = [
+            PollFd::new(&self.socket, PollFlags::IN),
+            PollFd::new(&self.woken, PollFlags::IN),
+        ];
+        let ready = poll(&mut fds, timeout.as_ref()).is_ok() && !fds[0].revents().is_empty();
+        signal.unhook();
+        if !fds[1].revents().is_empty() {
+            while (&self.woken).read(&mut [0; 64]).is_ok_and(|n| n > 0) {}
+        }
+        ready
+    }
+}
+
+impl Shared {
+    /// Waits like [`Signal::wait`]. If nobody leads input and the transport allows
+    /// it, this thread leads it meanwhile, until its signal fires, `at` passes, or it
+    /// steps down (input is held back, the session is done, or the input woke other
+    /// calls and no stream call waits for it, so a woken call leads when it comes
+    /// back for more) and waits as before. A `stream` call that waits while another
+    /// thread leads is counted as a follower until woken.
+    pub(crate) fn park(
+        &self,
+        signal: &Signal,
+        seen: u64,
+        at: Option<Instant>,
+        stream: bool,
+    ) -> bool {
+        let Some(lead) = &self.lead else {
+            return signal.wait(seen, at);
+        };
+        let mut rd = self.rd.try_lock();
+        // (A wake-up between the hook and the count only makes the count high for a
+        // moment, which costs a needless look.)
+        if rd.is_err() && stream && signal.hook(seen, &self.unfollow) {
+            self.followers.fetch_add(1, SeqCst);
+            // A leader that let go meanwhile looks at the count after it did.
+            rd = self.rd.try_lock();
+            let r = rd.is_err().then(|| signal.wait(seen, at));
+            if signal.unhook() {
+                self.followers.fetch_sub(1, SeqCst);
+            }
+            if let Some(r) = r {
+                return r;
+            }
+        }
+        let Ok(mut rd) = rd else {
+            return signal.wait(seen, at);
+        };
+        self.leads.fetch_add(1, SeqCst);
+        let since = Instant::now();
+        let r = loop {
+            let (plan, woken) = self.feed(&mut rd);
+            if signal.epoch() != seen {
+                break Some(true);
+            } else if at.is_some_and(|d| d <= Instant::now()) {
+                break Some(false);
+            } else if plan.done || !plan.read || self.steps_down(woken) {
+                break None;
+            }
+            if lead.wait(signal, seen, [at, plan.timer].into_iter().flatten().min()) {
+                rd.read();
+            }
+        };
+        // A stream call still waits, or the reader thread may be napping: it takes over.
+        if self.let_go(rd) || since.elapsed() > RELIEF {
+            self.reader_waker.wake_by_ref();
+        }
+        r.unwrap_or_else(|| signal.wait(seen, at))
+    }
+
+    /// Feeds what was read to the connection. Returns the plan and how many it woke.
+    /// Output that this calls for is the writer thread's: a write here could block
+    /// while holding the read side.
+    fn feed(&self, rd: &mut ReadSide) -> (Plan, usize) {
+        let (input, waker) = (&mut rd.input, &self.reader_waker);
+        let drive = |i: &mut super::Inner| i.conn.drive_input(Instant::now(), input, waker);
+        self.run(drive, |p| p.done, false)
+    }
+
+    /// A leader whose input woke calls steps down when no stream call waits for it.
+    fn steps_down(&self, woken: usize) -> bool {
+        self.lead.is_some() && woken > 0 && self.followers.load(SeqCst) == 0
+    }
+
+    /// Lets go of the lead; true if a stream call waits for input all the same.
+    fn let_go(&self, rd: MutexGuard<'_, ReadSide>) -> bool {
+        drop(rd);
+        fence(SeqCst);
+        self.followers.load(SeqCst) > 0
+    }
+}
+
+/// The reader thread: leads input while no call does.
+pub(super) fn reader(shared: &Shared, signal: &Signal) {
+    let (mut nap, mut last) = (RELIEF, 0);
+    loop {
+        let seen = signal.epoch();
+        let relief = Some(Instant::now() + RELIEF);
+        let Ok(mut rd) = shared.rd.try_lock() else {
+            // The same call has kept the lead since the last look: look less often.
+            let leads = shared.leads.load(SeqCst);
+            nap = if leads == last {
+                (nap * 2).min(MAX_NAP)
+            } else {
+                RELIEF
+            };
+            last = leads;
+            signal.wait(seen, Some(Instant::now() + nap));
+            continue;
+        };
+        let (plan, woken) = shared.feed(&mut rd);
+        if plan.done {
+            return;
+        }
+        if shared.steps_down(woken) {
+            // Unless a stream call came to wait meanwhile: then it leads on.
+            if !shared.let_go(rd) {
+                signal.wait(seen, relief);
+            }
+        } else if plan.read {
+            rd.read();
+        } else {
+            drop(rd);
+            signal.wait(seen, plan.timer);
+        }
+    }
+}
