@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     /// Stream calls waiting for another thread to lead input, and the waker that
     /// counts one out.
     followers: Arc<AtomicUsize>,
+    /// Calls other than stream calls (accept, ready, closed, a poller's wait) waiting
+    /// while another thread leads input.
+    others: AtomicUsize,
     unfollow: Waker,
     /// Counts the times a call took the lead.
     leads: AtomicUsize,
@@ -350,6 +353,7 @@ impl Session {
             lead,
             unfollow: Waker::from(Arc::new(Followers(followers.clone()))),
             followers,
+            others: AtomicUsize::new(0),
             leads: AtomicUsize::new(0),
             reader_waker,
             direct: parts.vectored,

@@ -147,7 +147,11 @@ impl Shared {
             }
         }
         let Ok(mut rd) = rd else {
-            return signal.wait(seen, at);
+            // Counted, so that a leader does not leave input unread while it waits.
+            self.others.fetch_add(1, SeqCst);
+            let r = signal.wait(seen, at);
+            self.others.fetch_sub(1, SeqCst);
+            return r;
         };
         self.leads.fetch_add(1, SeqCst);
         let since = Instant::now();
@@ -182,14 +186,15 @@ impl Shared {
 
     /// A leader whose input woke calls steps down when no stream call waits for it.
     fn steps_down(&self, woken: usize) -> bool {
-        self.lead.is_some() && woken > 0 && self.followers.load(SeqCst) == 0
+        let waiting = self.followers.load(SeqCst) + self.others.load(SeqCst);
+        self.lead.is_some() && woken > 0 && waiting == 0
     }
 
     /// Lets go of the lead; true if a stream call waits for input all the same.
     fn let_go(&self, rd: MutexGuard<'_, ReadSide>) -> bool {
         drop(rd);
         fence(SeqCst);
-        self.followers.load(SeqCst) > 0
+        self.followers.load(SeqCst) + self.others.load(SeqCst) > 0
     }
 }
 
