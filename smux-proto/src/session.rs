@@ -1208,17 +1208,14 @@ impl Session {
     /// [`Session::handle_input`]) is zero and nothing is buffered ahead of it. 0 when
     /// not possible. Report what was read with [`Session::read_direct`].
     pub fn direct_len(&self, id: StreamId, unparsed: usize) -> usize {
-        let Some(p) = self.payload.filter(|p| p.id == id.num && p.gen == id.gen) else {
-            return 0;
-        };
         let ready = self
             .streams
             .get(&id.num)
             .is_some_and(|s| s.gen == id.gen && s.takes_data() && s.recv_len == 0);
-        if unparsed > 0 || p.to != PayloadTo::Reader || !ready || !self.wants_input() {
+        if unparsed > 0 || !ready || !self.wants_input() {
             return 0;
         }
-        p.left as usize
+        self.payload_left(id)
     }
 
     /// Payload bytes of stream `id`'s data still to come in the frame being read (0 if
