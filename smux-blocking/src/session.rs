@@ -326,7 +326,7 @@ impl Session {
     /// inside) if the configuration is invalid, and if the transport cannot be taken
     /// apart or a thread cannot be started.
     pub fn new<T: Transport>(transport: T, config: Config, role: Role) -> io::Result<Session> {
-        let conn = Connection::new(config, role, Instant::now())
+        let mut conn = Connection::new(config, role, Instant::now())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let parts = transport.into_parts()?;
         let (writer_signal, writer_waker) = Signal::new();
@@ -336,6 +336,10 @@ impl Session {
         let lead = Lead::new(parts.socket);
         #[cfg(not(unix))]
         let lead = None;
+        if lead.is_some() {
+            // Readers read through from the socket (`Shared::read_through`).
+            conn.lend_reads();
+        }
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 conn,

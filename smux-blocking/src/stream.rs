@@ -143,7 +143,8 @@ impl Stream {
         }
         let o = self.opts();
         let at = deadline(o.write_timeout);
-        let r = self.block(at, o.nonblocking, |c, id, w| c.poll_shutdown(id, w));
+        let op = |c: &mut Connection, id, w: &Waker, _: &mut ()| c.poll_shutdown(id, w);
+        let r = self.block(at, o.nonblocking, &mut (), |_| None, op);
         // Writers blocked on another handle of this stream learn that writes now fail.
         self.0.signal.notify();
         let msg = "half-close timed out";
@@ -242,12 +243,15 @@ impl Stream {
     }
 
     /// Runs `op` until it is ready, waiting in between unless `nonblocking`; `None` if
-    /// `deadline` passed first.
-    fn block<T>(
+    /// `deadline` passed first. Waiting, `first` runs before each try, outside the
+    /// session's lock: a value from it is the result.
+    fn block<B: ?Sized, T>(
         &self,
         deadline: Option<Instant>,
         nonblocking: bool,
-        mut op: impl FnMut(&mut Connection, StreamId, &Waker) -> Poll<io::Result<T>>,
+        b: &mut B,
+        mut first: impl FnMut(&mut B) -> Option<T>,
+        mut op: impl FnMut(&mut Connection, StreamId, &Waker, &mut B) -> Poll<io::Result<T>>,
     ) -> Option<io::Result<T>> {
         let h = &*self.0;
         // A deadline already past hands nothing over, as on the async adapters.
@@ -257,9 +261,10 @@ impl Stream {
         let waker = Waker::from(h.signal.clone());
         loop {
             let seen = h.signal.epoch();
-            let r = h
-                .shared
-                .with_io(!nonblocking, |i| op(&mut i.conn, h.id, &waker));
+            if let Some(v) = (!nonblocking).then(|| first(b)).flatten() {
+                return Some(Ok(v));
+            }
+            let r = (h.shared).with_io(!nonblocking, |i| op(&mut i.conn, h.id, &waker, b));
             match r {
                 Poll::Ready(r) => return Some(r),
                 Poll::Pending if nonblocking => return Some(Err(io::ErrorKind::WouldBlock.into())),
@@ -297,7 +302,15 @@ impl Stream {
     }
 
     fn read_until(&self, buf: &mut [u8], at: Option<Instant>, nb: bool) -> io::Result<usize> {
-        let r = self.block(at, nb, |c, id, w| c.poll_read(id, buf, w));
+        // Read-through: this stream's payload straight from the socket into `buf`
+        // (not into small buffers: a system call per small read costs more than a copy).
+        let through = |buf: &mut [u8]| {
+            let n = (buf.len() >= 4096).then(|| self.0.shared.read_through(self.0.id, buf));
+            n.filter(|&n| n > 0)
+        };
+        let r = self.block(at, nb, buf, through, |c, id, w, buf| {
+            c.poll_read(id, buf, w)
+        });
         r.unwrap_or_else(|| Err(read_timed_out()))
     }
 
@@ -305,7 +318,8 @@ impl Stream {
     /// `deadline` passed first.
     fn write_until(&self, data: &[u8], at: Option<Instant>, nb: bool) -> Option<io::Result<usize>> {
         let direct = self.write_through(data, at, nb).map(Ok);
-        direct.or_else(|| self.block(at, nb, |c, id, w| c.poll_write(id, data, w)))
+        let op = |c: &mut Connection, id, w: &Waker, _: &mut ()| c.poll_write(id, data, w);
+        direct.or_else(|| self.block(at, nb, &mut (), |_| None, op))
     }
 
     fn write_inner(&self, data: &[u8]) -> io::Result<usize> {

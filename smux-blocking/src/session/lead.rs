@@ -12,7 +12,7 @@ use std::sync::{Arc, MutexGuard};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
-use smux_proto::{Input, Plan};
+use smux_proto::{Input, Plan, StreamId};
 
 use super::{calm, Shared};
 use crate::signal::Signal;
@@ -32,8 +32,13 @@ pub(crate) struct ReadSide {
 }
 
 impl ReadSide {
-    fn read(&mut self) {
-        let r = self.io.read(self.input.spare());
+    /// One read: at most `limit` bytes (the next frame header, see [`Plan::read_limit`]),
+    /// or as much as the transport has.
+    fn read(&mut self, limit: Option<usize>) {
+        let r = match limit {
+            Some(k) => self.io.read(self.input.header_room(k)),
+            None => self.io.read(self.input.spare()),
+        };
         self.input.filled(calm(r));
     }
 }
@@ -91,6 +96,16 @@ impl Lead {
             woken,
             wake,
         })
+    }
+
+    /// A read of the socket that never waits (`WouldBlock` when it has nothing),
+    /// whatever the socket's mode: for read-through, which must not block while the
+    /// caller holds the read side.
+    fn try_read(&self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
+        use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvFlags};
+        let mut control = RecvAncillaryBuffer::default();
+        let r = recvmsg(&self.socket, bufs, &mut control, RecvFlags::DONTWAIT);
+        r.map(|m| m.bytes).map_err(std::io::Error::from)
     }
 
     /// Waits until the socket is readable, `signal` fires or `until`; true if readable.
@@ -165,7 +180,7 @@ impl Shared {
                 break None;
             }
             if lead.wait(signal, seen, [at, plan.timer].into_iter().flatten().min()) {
-                rd.read();
+                rd.read(plan.read_limit);
             }
         };
         // A stream call still waits, or the reader thread may be napping: it takes over.
@@ -173,6 +188,30 @@ impl Shared {
             self.reader_waker.wake_by_ref();
         }
         r.unwrap_or_else(|| signal.wait(seen, at))
+    }
+
+    /// Read-through for a reader of stream `id` that finds nothing buffered: when the
+    /// connection allows it (its payload is next on the wire), reads it from the
+    /// socket straight into `buf`, without waiting and only if nobody else leads
+    /// input. Returns the bytes read; 0: wait as usual.
+    pub(crate) fn read_through(&self, id: StreamId, buf: &mut [u8]) -> usize {
+        #[cfg(unix)]
+        if let (Some(lead), Ok(mut rd)) = (&self.lead, self.rd.try_lock()) {
+            // Counted as a lead, so the reader thread, finding the read side taken,
+            // looks again soon.
+            self.leads.fetch_add(1, SeqCst);
+            let with =
+                |f: &mut dyn FnMut(&mut smux_proto::Connection)| self.with(|i| f(&mut i.conn));
+            let read = |v: &mut [std::io::IoSliceMut<'_>]| lead.try_read(v);
+            let n = smux_proto::read_through_into(id, &mut rd.input, buf, with, Instant::now, read);
+            if self.let_go(rd) {
+                // Another call waits for input that nobody reads now.
+                self.reader_waker.wake_by_ref();
+            }
+            return n;
+        }
+        let _ = (id, buf);
+        0
     }
 
     /// Feeds what was read to the connection. Returns the plan and how many it woke.
@@ -226,7 +265,9 @@ pub(super) fn reader(shared: &Shared, signal: &Signal) {
                 signal.wait(seen, relief);
             }
         } else if plan.read {
-            rd.read();
+            // In bulk, even after large frames: handing each payload to a reader
+            // thread (a header read, a wake-up, its read) costs more than the copy.
+            rd.read(None);
         } else {
             drop(rd);
             signal.wait(seen, plan.timer);

@@ -97,7 +97,7 @@ impl Connection {
         let (p, h) = input.through_done(payload, r);
         if input.is_closed() || p + h == 0 {
             self.take_back(id);
-            self.kick();
+            self.resume_input();
             return;
         }
         if let Some((_, until)) = self.lent.as_mut().filter(|(l, _)| *l == id) {
@@ -147,8 +147,15 @@ impl Connection {
     pub(super) fn take_back(&mut self, id: StreamId) {
         if self.lent.is_some_and(|(l, _)| l == id) {
             self.lent = None;
-            self.kick();
+            self.resume_input();
         }
+    }
+
+    /// The read side is back from a lend: whoever reads input goes on (the driver,
+    /// and a reader thread of an adapter that drives the directions apart).
+    fn resume_input(&mut self) {
+        self.woken.extend(self.reader.take());
+        self.kick();
     }
 
     /// Takes the read side back from a reader that read what it could, or passes it on to the reader of the next payload if that one waits too.
@@ -157,7 +164,7 @@ impl Connection {
             self.lent = None;
             self.lend(now, input);
             if self.lent.is_none() {
-                self.kick();
+                self.resume_input();
             }
         }
     }

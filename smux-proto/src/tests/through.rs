@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -193,6 +194,31 @@ fn a_reader_that_waits_gives_the_read_side_back() {
 
     let (sim, _) = parked_mid_frame(false, 20_000);
     assert!(sim.ends[1].plan.read, "no lend without lend_reads");
+}
+
+/// Driven apart (a reader thread waits while the read side is lent, until the lend's
+/// grace at the latest), the input side is woken as soon as the lend ends.
+#[test]
+fn the_end_of_a_lend_wakes_the_input_side_driven_apart() {
+    let (mut sim, s) = parked_mid_frame(true, 20_000);
+    let (count, reader) = counter();
+    let now = sim.now;
+    let e = &mut sim.ends[1];
+    let plan = e.conn.drive_input(now, &mut e.input, &reader);
+    assert!(!plan.read, "the read side is lent");
+    let woken = |c: &mut Connection| {
+        let mut owed = Vec::new();
+        c.take_wakers(&mut owed);
+        owed.into_iter().for_each(std::task::Waker::wake);
+        count.0.load(Ordering::SeqCst)
+    };
+    let before = woken(sim.conn(1));
+    // The reader takes what is buffered, then waits: that ends the lend.
+    let w = counter().1;
+    let mut buf = vec![0u8; 100_000];
+    ready(sim.conn(1).poll_read(s, &mut buf, &w)).unwrap();
+    assert!(sim.conn(1).poll_read(s, &mut buf, &w).is_pending());
+    assert!(woken(sim.conn(1)) > before, "the input side was woken");
 }
 
 /// A header the reader reads for another stream's frame is taken as the I/O side would
