@@ -19,8 +19,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A wake-up counter with a condition variable.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
-    /// The count, and the waker the next wake-up also fires.
-    epoch: Mutex<(u64, Option<Waker>)>,
+    /// The count, the waker the next wake-up also fires, and how many threads wait on
+    /// the condition variable (with none, a wake-up makes no system call).
+    epoch: Mutex<(u64, Option<Waker>, usize)>,
     cv: Condvar,
 }
 
@@ -38,12 +39,14 @@ impl Signal {
 
     /// Fires the signal.
     pub(crate) fn notify(&self) {
-        let hook = {
+        let (hook, waiting) = {
             let mut g = lock(&self.epoch);
             g.0 += 1;
-            g.1.take()
+            (g.1.take(), g.2 > 0)
         };
-        self.cv.notify_all();
+        if waiting {
+            self.cv.notify_all();
+        }
         hook.into_iter().for_each(Waker::wake);
     }
 
@@ -65,16 +68,21 @@ impl Signal {
     pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
         let mut g = lock(&self.epoch);
         while g.0 == seen {
-            g = match deadline {
-                None => self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => {
-                        let r = self.cv.wait_timeout(g, left);
-                        r.unwrap_or_else(PoisonError::into_inner).0
-                    }
-                    _ => return false,
-                },
+            let left = match deadline.map(|d| d.checked_duration_since(Instant::now())) {
+                Some(Some(left)) if !left.is_zero() => Some(left),
+                Some(_) => return false,
+                None => None,
             };
+            // Counted under the lock that `notify` takes, so it cannot miss this wait.
+            g.2 += 1;
+            g = match left {
+                None => self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
+                Some(left) => {
+                    let r = self.cv.wait_timeout(g, left);
+                    r.unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
+            g.2 -= 1;
         }
         true
     }
