@@ -302,11 +302,10 @@ impl Stream {
     }
 
     fn read_until(&self, buf: &mut [u8], at: Option<Instant>, nb: bool) -> io::Result<usize> {
-        // Read-through: this stream's payload straight from the socket into `buf`
-        // (not into small buffers: a system call per small read costs more than a copy).
-        let through = |buf: &mut [u8]| {
-            let n = (buf.len() >= 4096).then(|| self.0.shared.read_through(self.0.id, buf));
-            n.filter(|&n| n > 0)
+        // Read-through: this stream's payload straight from the socket into `buf`.
+        let through = |buf: &mut [u8]| match self.0.shared.read_through(self.0.id, buf) {
+            0 => None,
+            n => Some(n),
         };
         let r = self.block(at, nb, buf, through, |c, id, w, buf| {
             c.poll_read(id, buf, w)
