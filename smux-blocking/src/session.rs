@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     /// while another thread leads input.
     others: AtomicUsize,
     unfollow: Waker,
+    /// The signal of the call that came last to wait while another thread leads: the
+    /// reader thread hands it the lead when it is the only call waiting.
+    waiter: Mutex<Option<Arc<Signal>>>,
     /// Counts the times a call took the lead.
     leads: AtomicUsize,
     /// The reader thread's waker.
@@ -357,6 +360,7 @@ impl Session {
             lead,
             unfollow: Waker::from(Arc::new(Followers(followers.clone()))),
             followers,
+            waiter: Mutex::new(None),
             others: AtomicUsize::new(0),
             leads: AtomicUsize::new(0),
             reader_waker,

@@ -310,7 +310,12 @@ impl Stream {
         let r = self.block(at, nb, buf, through, |c, id, w, buf| {
             c.poll_read(id, buf, w)
         });
-        r.unwrap_or_else(|| Err(read_timed_out()))
+        let r = r.unwrap_or_else(|| Err(read_timed_out()));
+        if matches!(r, Ok(0)) && !buf.is_empty() {
+            // This stream ended: its reader is not back for more.
+            self.0.shared.attend();
+        }
+        r
     }
 
     /// Writes what it can of `data`: through, or into the session; `None` if

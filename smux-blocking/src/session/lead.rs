@@ -4,7 +4,11 @@
 //! while nobody does, waiting in `poll(2)` for the socket and for its own wake-up at
 //! once: the input it waits for then wakes its own thread, as with a plain socket,
 //! with no hand-off from the reader thread. The reader thread leads while no call
-//! does, and whenever a stream call waits for input that nobody else reads.
+//! does, and whenever a stream call waits for input that nobody else reads; but a call
+//! that waits alone gets the lead from it, so that in request and answer the answering
+//! thread reads its requests itself. Calls that wait for something other than their
+//! own stream's input (an accept) are left to the stream calls while those come back
+//! for more: a stream that ended hands them on (`Shared::attend`).
 
 use std::io::Read;
 use std::sync::atomic::{fence, AtomicUsize, Ordering::SeqCst};
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use smux_proto::{Input, Plan, StreamId};
 
 use super::{calm, Shared};
-use crate::signal::Signal;
+use crate::signal::{lock, Signal};
 
 /// How long the reader thread leaves input to the calls before it looks again whether
 /// one still leads it. Input that comes while nobody leads and no stream call waits
@@ -138,7 +142,7 @@ impl Shared {
     /// thread leads is counted as a follower until woken.
     pub(crate) fn park(
         &self,
-        signal: &Signal,
+        signal: &Arc<Signal>,
         seen: u64,
         at: Option<Instant>,
         stream: bool,
@@ -147,6 +151,9 @@ impl Shared {
             return signal.wait(seen, at);
         };
         let mut rd = self.rd.try_lock();
+        if rd.is_err() {
+            self.waits(signal);
+        }
         // (A wake-up between the hook and the count only makes the count high for a
         // moment, which costs a needless look.)
         if rd.is_err() && stream && signal.hook(seen, &self.unfollow) {
@@ -158,16 +165,14 @@ impl Shared {
                 self.followers.fetch_sub(1, SeqCst);
             }
             if let Some(r) = r {
+                self.waited(signal);
                 return r;
             }
         }
         let Ok(mut rd) = rd else {
-            // Counted, so that a leader does not leave input unread while it waits.
-            self.others.fetch_add(1, SeqCst);
-            let r = signal.wait(seen, at);
-            self.others.fetch_sub(1, SeqCst);
-            return r;
+            return self.wait_aside(signal, seen, at);
         };
+        self.waited(signal);
         self.leads.fetch_add(1, SeqCst);
         let since = Instant::now();
         let r = loop {
@@ -184,10 +189,38 @@ impl Shared {
             }
         };
         // A stream call still waits, or the reader thread may be napping: it takes over.
-        if self.let_go(rd) || since.elapsed() > RELIEF {
+        // Calls waiting aside are left to a stream call that got what it waited for: it
+        // is likely back soon to lead again (see `Shared::attend`).
+        if self.let_go(rd, !stream) || since.elapsed() > RELIEF {
             self.reader_waker.wake_by_ref();
         }
-        r.unwrap_or_else(|| signal.wait(seen, at))
+        r.unwrap_or_else(|| {
+            self.waits(signal);
+            self.wait_aside(signal, seen, at)
+        })
+    }
+
+    /// Waits aside (not leading, not as a follower), counted so that the thread that
+    /// leads next does not leave input unread while this call waits.
+    fn wait_aside(&self, signal: &Arc<Signal>, seen: u64, at: Option<Instant>) -> bool {
+        self.others.fetch_add(1, SeqCst);
+        let r = signal.wait(seen, at);
+        self.others.fetch_sub(1, SeqCst);
+        self.waited(signal);
+        r
+    }
+
+    /// After a stream call that does not come back for more (its stream ended): calls
+    /// waiting aside that nobody leads for get one of them, or the reader thread, to
+    /// lead.
+    pub(crate) fn attend(&self) {
+        if self.lead.is_none() || self.others.load(SeqCst) == 0 || self.rd.try_lock().is_err() {
+            return;
+        }
+        match self.lone_waiter() {
+            Some(lone) => lone.notify(),
+            None => self.reader_waker.wake_by_ref(),
+        }
     }
 
     /// Read-through for a reader of stream `id` that finds nothing buffered: when the
@@ -204,8 +237,8 @@ impl Shared {
                 |f: &mut dyn FnMut(&mut smux_proto::Connection)| self.with(|i| f(&mut i.conn));
             let read = |v: &mut [std::io::IoSliceMut<'_>]| lead.try_read(v);
             let n = smux_proto::read_through_into(id, &mut rd.input, buf, with, Instant::now, read);
-            if self.let_go(rd) {
-                // Another call waits for input that nobody reads now.
+            if self.let_go(rd, false) {
+                // Another stream call waits for input that nobody reads now.
                 self.reader_waker.wake_by_ref();
             }
             return n;
@@ -229,11 +262,35 @@ impl Shared {
         self.lead.is_some() && woken > 0 && waiting == 0
     }
 
-    /// Lets go of the lead; true if a stream call waits for input all the same.
-    fn let_go(&self, rd: MutexGuard<'_, ReadSide>) -> bool {
+    /// Notes `signal` as the last call to wait while another thread leads.
+    fn waits(&self, signal: &Arc<Signal>) {
+        *lock(&self.waiter) = Some(signal.clone());
+    }
+
+    /// Forgets `signal` as the last call to wait, unless another call came since.
+    fn waited(&self, signal: &Arc<Signal>) {
+        let mut last = lock(&self.waiter);
+        if last.as_ref().is_some_and(|s| Arc::ptr_eq(s, signal)) {
+            *last = None;
+        }
+    }
+
+    /// The one call that waits while this thread leads, if no other call does: it
+    /// had better lead itself. (The reader thread, reading on for it, would stand
+    /// between it and the peer at every request and answer: a thread wake-up more
+    /// each way.)
+    fn lone_waiter(&self) -> Option<Arc<Signal>> {
+        let waiting = self.followers.load(SeqCst) + self.others.load(SeqCst);
+        (waiting == 1).then(|| lock(&self.waiter).take()).flatten()
+    }
+
+    /// Lets go of the lead; true if a stream call (or, with `aside`, any call) waits
+    /// for input all the same.
+    fn let_go(&self, rd: MutexGuard<'_, ReadSide>, aside: bool) -> bool {
         drop(rd);
         fence(SeqCst);
-        self.followers.load(SeqCst) + self.others.load(SeqCst) > 0
+        let others = if aside { self.others.load(SeqCst) } else { 0 };
+        self.followers.load(SeqCst) + others > 0
     }
 }
 
@@ -261,9 +318,14 @@ pub(super) fn reader(shared: &Shared, signal: &Signal) {
         }
         if shared.steps_down(woken) {
             // Unless a stream call came to wait meanwhile: then it leads on.
-            if !shared.let_go(rd) {
+            if !shared.let_go(rd, true) {
                 signal.wait(seen, relief);
             }
+        } else if let Some(lone) = plan.read.then(|| shared.lone_waiter()).flatten() {
+            // It comes back, finds the read side free and leads.
+            drop(rd);
+            lone.notify();
+            signal.wait(seen, relief);
         } else if plan.read {
             // In bulk, even after large frames: handing each payload to a reader
             // thread (a header read, a wake-up, its read) costs more than the copy.
@@ -274,3 +336,6 @@ pub(super) fn reader(shared: &Shared, signal: &Signal) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
