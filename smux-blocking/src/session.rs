@@ -118,6 +118,20 @@ impl Shared {
         end: fn(&R) -> bool,
         own: bool,
     ) -> (R, usize) {
+        let (r, others, owed) = self.run_owed(f, end);
+        if owed && !(own && self.write_round()) {
+            self.writer_waker.wake_by_ref();
+        }
+        (r, others)
+    }
+
+    /// [`Shared::run`] that leaves the writer thread's work to the caller: also
+    /// returns whether it is owed.
+    pub(crate) fn run_owed<R>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> R,
+        end: fn(&R) -> bool,
+    ) -> (R, usize, bool) {
         let mut woken = Vec::new();
         let mut g = lock(&self.inner);
         let r = f(&mut g);
@@ -133,10 +147,15 @@ impl Shared {
         let owed = woken.len() < all;
         let others = woken.len();
         woken.into_iter().for_each(Waker::wake);
-        if owed && !(own && self.write_round()) {
+        (r, others, owed)
+    }
+
+    /// Gives the writer thread the work a call owes it, or does it on the calling
+    /// thread when the write side is free (over a socket).
+    pub(crate) fn pay(&self, owed: bool) {
+        if owed && !(self.direct && self.write_round()) {
             self.writer_waker.wake_by_ref();
         }
-        (r, others)
     }
 
     /// The writer thread's work, done on the calling thread while the write side is

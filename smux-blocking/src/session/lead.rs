@@ -233,14 +233,21 @@ impl Shared {
             // Counted as a lead, so the reader thread, finding the read side taken,
             // looks again soon.
             self.leads.fetch_add(1, SeqCst);
-            let with =
-                |f: &mut dyn FnMut(&mut smux_proto::Connection)| self.with(|i| f(&mut i.conn));
+            let owed = std::cell::Cell::new(false);
+            let with = |f: &mut dyn FnMut(&mut smux_proto::Connection)| {
+                let ((), _, o) = self.run_owed(|i| f(&mut i.conn), |_| false);
+                owed.set(owed.get() || o);
+            };
             let read = |v: &mut [std::io::IoSliceMut<'_>]| lead.try_read(v);
             let n = smux_proto::read_through_into(id, &mut rd.input, buf, with, Instant::now, read);
             if self.let_go(rd, false) {
                 // Another stream call waits for input that nobody reads now.
                 self.reader_waker.wake_by_ref();
             }
+            // What the read calls for (a window update) goes out from this thread, as
+            // for any stream call, now that it does not hold the read side: a write
+            // may wait on the socket.
+            self.pay(owed.get());
             return n;
         }
         let _ = (id, buf);
