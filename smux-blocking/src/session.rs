@@ -19,7 +19,7 @@ use crate::signal::{lock, Signal};
 use crate::stream::Stream;
 use crate::transport::{Closer, Transport};
 use lead::{Followers, Lead, ReadSide};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 mod lead;
 
@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     waiter: Mutex<Option<Arc<Signal>>>,
     /// Counts the times a call took the lead.
     leads: AtomicUsize,
+    /// A read-through gave the read side back with input to read: the reader thread
+    /// is owed a wake-up, unless the calling thread leads input itself next.
+    input_owed: AtomicBool,
     /// The reader thread's waker.
     reader_waker: Waker,
     /// Streams may write through: the transport takes vectored writes (a socket,
@@ -118,7 +121,7 @@ impl Shared {
         end: fn(&R) -> bool,
         own: bool,
     ) -> (R, usize) {
-        let (r, others, owed) = self.run_owed(f, end);
+        let (r, others, owed) = self.run_owed(f, end, false);
         if owed && !(own && self.write_round()) {
             self.writer_waker.wake_by_ref();
         }
@@ -126,11 +129,13 @@ impl Shared {
     }
 
     /// [`Shared::run`] that leaves the writer thread's work to the caller: also
-    /// returns whether it is owed.
+    /// returns whether it is owed. With `hold_input`, a wake-up of the reader thread
+    /// is held back too, as `input_owed` (see `Shared::read_through`).
     pub(crate) fn run_owed<R>(
         &self,
         f: impl FnOnce(&mut Inner) -> R,
         end: fn(&R) -> bool,
+        hold_input: bool,
     ) -> (R, usize, bool) {
         let mut woken = Vec::new();
         let mut g = lock(&self.inner);
@@ -141,6 +146,13 @@ impl Shared {
         drop(g);
         if end(&r) {
             self.close_transport();
+        }
+        if hold_input {
+            let all = woken.len();
+            woken.retain(|w| !w.will_wake(&self.reader_waker));
+            if woken.len() < all {
+                self.input_owed.store(true, SeqCst);
+            }
         }
         let all = woken.len();
         woken.retain(|w| !w.will_wake(&self.writer_waker));
@@ -382,6 +394,7 @@ impl Session {
             waiter: Mutex::new(None),
             others: AtomicUsize::new(0),
             leads: AtomicUsize::new(0),
+            input_owed: AtomicBool::new(false),
             reader_waker,
             direct: parts.vectored,
             writer_waker,

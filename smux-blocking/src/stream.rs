@@ -310,6 +310,9 @@ impl Stream {
         let r = self.block(at, nb, buf, through, |c, id, w, buf| {
             c.poll_read(id, buf, w)
         });
+        // A read-through that found the socket empty held back the reader thread's
+        // wake-up: this call led input itself, or it is owed now.
+        self.0.shared.pay_input();
         let r = r.unwrap_or_else(|| Err(read_timed_out()));
         if matches!(r, Ok(0)) && !buf.is_empty() {
             // This stream ended: its reader is not back for more.

@@ -173,6 +173,7 @@ impl Shared {
             return self.wait_aside(signal, seen, at);
         };
         self.waited(signal);
+        self.input_owed.store(false, SeqCst);
         self.leads.fetch_add(1, SeqCst);
         let since = Instant::now();
         let r = loop {
@@ -233,9 +234,12 @@ impl Shared {
             // Counted as a lead, so the reader thread, finding the read side taken,
             // looks again soon.
             self.leads.fetch_add(1, SeqCst);
+            // A read that finds the socket empty gives the read side back; the wake-up
+            // that calls the reader thread to read on waits: this thread, coming to
+            // wait, most likely leads itself (see `Shared::pay_input`).
             let owed = std::cell::Cell::new(false);
             let with = |f: &mut dyn FnMut(&mut smux_proto::Connection)| {
-                let ((), _, o) = self.run_owed(|i| f(&mut i.conn), |_| false);
+                let ((), _, o) = self.run_owed(|i| f(&mut i.conn), |_| false, true);
                 owed.set(owed.get() || o);
             };
             let read = |v: &mut [std::io::IoSliceMut<'_>]| lead.try_read(v);
@@ -252,6 +256,14 @@ impl Shared {
         }
         let _ = (id, buf);
         0
+    }
+
+    /// Wakes the reader thread if a read-through held its wake-up back and nobody
+    /// led input since: for a call that returns without waiting.
+    pub(crate) fn pay_input(&self) {
+        if self.input_owed.swap(false, SeqCst) {
+            self.reader_waker.wake_by_ref();
+        }
     }
 
     /// Feeds what was read to the connection. Returns the plan and how many it woke.
@@ -319,6 +331,7 @@ pub(super) fn reader(shared: &Shared, signal: &Signal) {
             signal.wait(seen, Some(Instant::now() + nap));
             continue;
         };
+        shared.input_owed.store(false, SeqCst);
         let (plan, woken) = shared.feed(&mut rd);
         if plan.done {
             return;
