@@ -8,6 +8,8 @@
 //! [`Session`]: crate::Session
 
 use std::collections::HashMap;
+use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
+use std::sync::{Mutex, PoisonError};
 use std::task::Waker;
 
 use crate::session::{Event, StreamId};
@@ -123,6 +125,54 @@ impl Waiters {
     }
 }
 
+/// A wake-up owed to a task that found a lock taken and went on without it: whoever
+/// holds the lock pays it when it lets go. An async adapter's driver uses it for the
+/// transport's write side, which a stream holds while it writes through: the driver
+/// reads meanwhile instead of waiting on the lock, and comes back for the write side
+/// when the stream is done.
+///
+/// The task calls [`WakeOnRelease::owe`], then tries the lock once more (the holder
+/// may have let go before it could see the note), and [`WakeOnRelease::cancel`]s if
+/// it got it; the holder calls [`WakeOnRelease::pay`] after unlocking.
+#[derive(Debug, Default)]
+pub struct WakeOnRelease {
+    owed: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl WakeOnRelease {
+    /// Notes that `waker` waits for the lock.
+    pub fn owe(&self, waker: &Waker) {
+        let mut w = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *w = Some(waker.clone());
+        }
+        drop(w);
+        self.owed.store(true, SeqCst);
+        // Ordered before the caller's second try of the lock, as `pay` orders the
+        // unlock before its look at `owed`: one of the two sees the other.
+        fence(SeqCst);
+    }
+
+    /// Takes the note back: the second try got the lock.
+    pub fn cancel(&self) {
+        self.owed.store(false, SeqCst);
+    }
+
+    /// Wakes the task that found the lock taken, if one did; call after unlocking.
+    pub fn pay(&self) {
+        fence(SeqCst);
+        if self.owed.swap(false, SeqCst) {
+            let w = self
+                .waker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            w.into_iter().for_each(Waker::wake);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +206,25 @@ mod tests {
         assert_eq!(woken.len(), 3);
         woken.drain(..).for_each(Waker::wake);
         assert_eq!(c.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_wake_owed_for_a_taken_lock_comes_once_when_it_is_paid() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let w = WakeOnRelease::default();
+        // Nothing owed: paying wakes nobody.
+        w.pay();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        w.owe(&waker);
+        w.owe(&waker);
+        w.pay();
+        w.pay();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // Taken back after the second try got the lock.
+        w.owe(&waker);
+        w.cancel();
+        w.pay();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 }

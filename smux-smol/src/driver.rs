@@ -134,8 +134,20 @@ impl<T> Future for Driver<T> {
         for _ in 0..ROUNDS_PER_WAKE {
             let shared = this.shared.clone();
             let mut r = shared.reader();
-            let mut w = shared.writer();
             let input = &mut r.input;
+            let Some(mut w) = shared.driver_writer(cx.waker()) else {
+                // A stream writes through: read meanwhile (it wakes us when it is done).
+                let plan = shared.with(|c| c.drive_input(Instant::now(), input, cx.waker()));
+                let mut read = false;
+                if !plan.done && plan.read && !read_waits {
+                    read = this.poll_read(&mut r, plan.read_limit, cx);
+                    read_waits = !read;
+                }
+                if !(plan.done || read) {
+                    return Poll::Pending;
+                }
+                continue;
+            };
             let plan =
                 (this.shared).with(|c| c.drive(Instant::now(), input, &mut w.output, cx.waker()));
             if plan.done {
@@ -154,8 +166,9 @@ impl<T> Future for Driver<T> {
                 (progress, read_waits) = (read, !read);
             }
             drop(r);
-            if !write_waits && (plan.write || plan.flush || plan.shutdown) {
-                let wrote = perform_write(plan, &mut this.shared.writer(), cx);
+            let out = !write_waits && (plan.write || plan.flush || plan.shutdown);
+            if let Some(mut w) = out.then(|| shared.driver_writer(cx.waker())).flatten() {
+                let wrote = perform_write(plan, &mut w, cx);
                 (progress, write_waits) = (progress || wrote, !wrote);
             }
             progress |= this.poll_timer(cx, plan.timer);

@@ -4,14 +4,16 @@ use std::any::Any;
 use std::future::poll_fn;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 use std::{fmt, io};
 
 use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{Config, Connection, EndReason, Input, Output, Role, Slot, Stats, LINGER};
+use smux_proto::{
+    Config, Connection, EndReason, Input, Output, Role, Slot, Stats, WakeOnRelease, LINGER,
+};
 
 use crate::driver::Driver;
 use crate::net::{invalid, TcpTransport};
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     conn: Mutex<Connection>,
     reader: Mutex<Reader>,
     writer: Mutex<Writer>,
+    /// The driver, if it found the write side taken by a stream writing through.
+    driver_skipped: WakeOnRelease,
     /// A process-unique number for log lines.
     pub(crate) tag: u64,
 }
@@ -90,6 +94,31 @@ impl Shared {
     /// by a panic in the transport) queues instead.
     pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
         self.writer.try_lock().ok()
+    }
+
+    /// The write side for the driver, or `None` while a stream writes through: that
+    /// stream wakes `driver` when it lets go ([`Shared::release_writer`]), so the
+    /// driver reads meanwhile instead of waiting on the lock.
+    pub(crate) fn driver_writer(&self, driver: &Waker) -> Option<MutexGuard<'_, Writer>> {
+        let take = || match self.writer.try_lock() {
+            Ok(w) => Some(w),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        take().or_else(|| {
+            self.driver_skipped.owe(driver);
+            let w = take();
+            if w.is_some() {
+                self.driver_skipped.cancel();
+            }
+            w
+        })
+    }
+
+    /// Lets go of the write side a stream took to write through.
+    pub(crate) fn release_writer(&self, w: MutexGuard<'_, Writer>) {
+        drop(w);
+        self.driver_skipped.pay();
     }
 
     /// The read side, for the driver.
@@ -199,6 +228,7 @@ impl Session {
             conn: Mutex::new(conn),
             reader: Mutex::new(Reader { tcp, input }),
             writer: Mutex::new(writer),
+            driver_skipped: WakeOnRelease::default(),
             tag,
         });
         let driver = Driver::new(shared.clone());

@@ -40,7 +40,10 @@ impl Core {
     fn write_through(&self, cx: &mut Context<'_>, buf: &[u8]) -> Option<usize> {
         let mut w = self.shared.try_writer()?;
         let Writer { io, output } = &mut *w;
-        let f = (self.shared).with(|c| c.begin_direct(self.id, buf.len(), output))?;
+        let Some(f) = (self.shared).with(|c| c.begin_direct(self.id, buf.len(), output)) else {
+            self.shared.release_writer(w);
+            return None;
+        };
         let n = f.len();
         let r = Pin::new(&mut *io).poll_write_vectored(cx, &f.slices(buf));
         let mut wake = f.written(output, buf, r);
@@ -48,7 +51,7 @@ impl Core {
             output.wrote_direct();
             wake = true;
         }
-        drop(w);
+        self.shared.release_writer(w);
         if wake {
             self.shared.with(|c| c.wake_driver());
         }

@@ -67,8 +67,9 @@ impl Driver {
                 progress = true;
             }
         }
-        if plan.write || plan.flush || plan.shutdown {
-            progress |= perform_write(plan, &mut self.shared.writer(), cx);
+        let out = plan.write || plan.flush || plan.shutdown;
+        if let Some(mut w) = out.then(|| self.shared.driver_writer(cx.waker())).flatten() {
+            progress |= perform_write(plan, &mut w, cx);
         }
         if let Some(t) = plan.timer {
             if self.armed != Some(t) {
@@ -127,17 +128,25 @@ impl Future for Driver {
         for _ in 0..ROUNDS_PER_WAKE {
             let shared = this.shared.clone();
             let mut r = shared.reader();
-            let mut w = shared.writer();
             let input = &mut r.input;
-            let plan = shared.with(|c| c.drive(now(), input, &mut w.output, cx.waker()));
-            if plan.done {
-                let reason = shared.with(|c| c.session().end_reason().cloned());
-                log_end(shared.tag, reason.unwrap_or(EndReason::Local));
-                close(&mut r, &mut w);
-                this.done = true;
-                return Poll::Ready(());
-            }
-            drop(w);
+            let plan = match shared.driver_writer(cx.waker()) {
+                Some(mut w) => {
+                    let plan = shared.with(|c| c.drive(now(), input, &mut w.output, cx.waker()));
+                    if plan.done {
+                        let reason = shared.with(|c| c.session().end_reason().cloned());
+                        log_end(shared.tag, reason.unwrap_or(EndReason::Local));
+                        close(&mut r, &mut w);
+                        this.done = true;
+                        return Poll::Ready(());
+                    }
+                    plan
+                }
+                // A stream writes through: read meanwhile (it wakes us when it is done).
+                None => match shared.with(|c| c.drive_input(now(), input, cx.waker())) {
+                    plan if plan.done => continue,
+                    plan => plan,
+                },
+            };
             if !this.perform(plan, &mut r, cx) {
                 return Poll::Pending;
             }

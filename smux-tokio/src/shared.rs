@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use smux_proto::{Connection, Input, Output, Slot};
+use smux_proto::{Connection, Input, Output, Slot, WakeOnRelease};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     conn: Mutex<Connection>,
     reader: Mutex<Reader>,
     writer: Mutex<Writer>,
+    /// The driver, if it found the write side taken by a stream writing through.
+    driver_skipped: WakeOnRelease,
     /// A number for log lines (unique within the process).
     pub(crate) tag: u64,
 }
@@ -75,6 +77,7 @@ impl Shared {
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
             writer: Mutex::new(writer),
+            driver_skipped: WakeOnRelease::default(),
             tag,
         }
     }
@@ -82,6 +85,26 @@ impl Shared {
     /// The write side, for the driver (which waits for it).
     pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The write side for the driver, or `None` while a stream writes through: that
+    /// stream wakes `driver` when it lets go ([`Shared::release_writer`]), so the
+    /// driver reads meanwhile instead of waiting on the lock.
+    pub(crate) fn driver_writer(&self, driver: &Waker) -> Option<MutexGuard<'_, Writer>> {
+        try_lock(&self.writer).or_else(|| {
+            self.driver_skipped.owe(driver);
+            let w = try_lock(&self.writer);
+            if w.is_some() {
+                self.driver_skipped.cancel();
+            }
+            w
+        })
+    }
+
+    /// Lets go of the write side a stream took to write through.
+    pub(crate) fn release_writer(&self, w: MutexGuard<'_, Writer>) {
+        drop(w);
+        self.driver_skipped.pay();
     }
 
     /// The write side if nobody holds it (a writer that finds it busy queues instead).

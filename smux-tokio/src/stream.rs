@@ -111,7 +111,10 @@ impl StreamRef {
     /// driver. Returns the bytes accepted, or `None` to take the queued path.
     fn write_through(&self, cx: &mut Context<'_>, data: &[u8]) -> Option<usize> {
         let mut w = self.shared.try_writer()?;
-        let f = (self.shared).with(|c| c.begin_direct(self.id, data.len(), &w.output))?;
+        let Some(f) = (self.shared).with(|c| c.begin_direct(self.id, data.len(), &w.output)) else {
+            self.shared.release_writer(w);
+            return None;
+        };
         let n = f.len();
         let r = w.io.as_mut().poll_write_vectored(cx, &f.slices(data));
         let mut wake = f.written(&mut w.output, data, r);
@@ -119,7 +122,7 @@ impl StreamRef {
             w.output.wrote_direct();
             wake = true;
         }
-        drop(w);
+        self.shared.release_writer(w);
         if wake {
             self.shared.with(|c| c.wake_driver());
         }
