@@ -27,7 +27,12 @@ const SYSTEMS: [&str; 7] = [
 
 /// Runs `smux` with `args`, killing it after `limit`; returns (success, stdout, stderr).
 fn run_smux(args: &[&str], limit: Duration) -> (bool, String, String) {
-    let dir = std::env::temp_dir().join(format!("smux-cli-test-{}", std::process::id()));
+    // A directory per call (tests run in parallel), removed once read; one whose run
+    // hung stays, for a look.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("smux-cli-test-{}-{n}", std::process::id());
+    let dir = std::env::temp_dir().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let out_path = dir.join(format!("out-{}", args.join("_").replace('/', "_")));
     let err_path = out_path.with_extension("err");
@@ -55,6 +60,7 @@ fn run_smux(args: &[&str], limit: Duration) -> (bool, String, String) {
     };
     let out = std::fs::read_to_string(&out_path).unwrap();
     let err = std::fs::read_to_string(&err_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     (status.success(), out, err)
 }
 
