@@ -151,7 +151,8 @@ impl Shared {
             return signal.wait(seen, at);
         };
         let mut rd = self.rd.try_lock();
-        if rd.is_err() {
+        let noted = rd.is_err();
+        if noted {
             self.waits(signal);
         }
         // (A wake-up between the hook and the count only makes the count high for a
@@ -172,7 +173,9 @@ impl Shared {
         let Ok(mut rd) = rd else {
             return self.wait_aside(signal, seen, at);
         };
-        self.waited(signal);
+        if noted {
+            self.waited(signal);
+        }
         self.input_owed.store(false, SeqCst);
         self.leads.fetch_add(1, SeqCst);
         let since = Instant::now();
