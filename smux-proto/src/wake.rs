@@ -133,7 +133,8 @@ impl Waiters {
 ///
 /// The task calls [`WakeOnRelease::owe`], then tries the lock once more (the holder
 /// may have let go before it could see the note), and [`WakeOnRelease::cancel`]s if
-/// it got it; the holder calls [`WakeOnRelease::pay`] after unlocking.
+/// it got it ([`WakeOnRelease::try_or_owe`] does all three); the holder calls
+/// [`WakeOnRelease::pay`] after unlocking.
 #[derive(Debug, Default)]
 pub struct WakeOnRelease {
     owed: AtomicBool,
@@ -157,6 +158,19 @@ impl WakeOnRelease {
     /// Takes the note back: the second try got the lock.
     pub fn cancel(&self) {
         self.owed.store(false, SeqCst);
+    }
+
+    /// The whole dance: `try_lock`, and if that fails, [`owe`](Self::owe) to `waker`
+    /// and try once more ([`cancel`](Self::cancel)ling if that one got it).
+    pub fn try_or_owe<G>(&self, waker: &Waker, try_lock: impl Fn() -> Option<G>) -> Option<G> {
+        try_lock().or_else(|| {
+            self.owe(waker);
+            let g = try_lock();
+            if g.is_some() {
+                self.cancel();
+            }
+            g
+        })
     }
 
     /// Wakes the task that found the lock taken, if one did; call after unlocking.
@@ -226,5 +240,12 @@ mod tests {
         w.cancel();
         w.pay();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // The dance: a lock free at once owes nothing; one taken twice owes a wake-up.
+        assert_eq!(w.try_or_owe(&waker, || Some(())), Some(()));
+        w.pay();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(w.try_or_owe(&waker, || None::<()>), None);
+        w.pay();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 }

@@ -105,14 +105,7 @@ impl Shared {
             Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         };
-        take().or_else(|| {
-            self.driver_skipped.owe(driver);
-            let w = take();
-            if w.is_some() {
-                self.driver_skipped.cancel();
-            }
-            w
-        })
+        self.driver_skipped.try_or_owe(driver, take)
     }
 
     /// Lets go of the write side a stream took to write through.

@@ -91,14 +91,7 @@ impl Shared {
     /// stream wakes `driver` when it lets go ([`Shared::release_writer`]), so the
     /// driver reads meanwhile instead of waiting on the lock.
     pub(crate) fn driver_writer(&self, driver: &Waker) -> Option<MutexGuard<'_, Writer>> {
-        try_lock(&self.writer).or_else(|| {
-            self.driver_skipped.owe(driver);
-            let w = try_lock(&self.writer);
-            if w.is_some() {
-                self.driver_skipped.cancel();
-            }
-            w
-        })
+        (self.driver_skipped).try_or_owe(driver, || try_lock(&self.writer))
     }
 
     /// Lets go of the write side a stream took to write through.
