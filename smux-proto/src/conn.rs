@@ -27,7 +27,6 @@
 //! the session; a hard close ([`Connection::close`]) ends it at once and drops what is
 //! queued.
 
-use std::collections::HashMap;
 use std::io;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -38,7 +37,6 @@ use crate::id::Role;
 use crate::link::{Direct, Input, Output, Plan, ReadState, WriteState, DIRECT_AHEAD};
 use crate::negotiate::Agreement;
 use crate::session::{Event, Session, Stats, StreamId, StreamState};
-use crate::transmit::Transmit;
 use crate::wake::Waiters;
 
 mod through;
@@ -88,7 +86,7 @@ struct Ending {
     in_done: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Accept,
     Agreement,
@@ -100,7 +98,8 @@ enum Kind {
 pub struct Connection {
     session: Session,
     waiters: Waiters,
-    slots: HashMap<(Kind, u64), Waker>,
+    /// Parked calls by slot: few (accepts, agreement and close waits), so a list.
+    slots: Vec<(Kind, u64, Waker)>,
     next_slot: u64,
     woken: Vec<Waker>,
     driver: Option<Waker>,
@@ -139,7 +138,7 @@ impl Connection {
         Ok(Connection {
             session: Session::new(config, role, now)?,
             waiters: Waiters::new(),
-            slots: HashMap::new(),
+            slots: Vec::new(),
             next_slot: 0,
             woken: Vec::new(),
             driver: None,
@@ -164,9 +163,10 @@ impl Connection {
         &self.session
     }
 
-    /// Moves the wakers owed so far into `out`; wake them after releasing the lock.
-    pub fn take_wakers(&mut self, out: &mut Vec<Waker>) {
-        out.append(&mut self.woken);
+    /// Moves the wakers owed so far into `out` (a `Vec`, or a small vector on the
+    /// stack); wake them after releasing the lock.
+    pub fn take_wakers(&mut self, out: &mut impl Extend<Waker>) {
+        out.extend(self.woken.drain(..));
     }
 
     /// Keeps every event from now on for [`Connection::take_events`] (for an adapter
@@ -437,10 +437,7 @@ impl Connection {
         self.woken.extend(self.driver.take());
         self.woken.extend(self.reader.take());
         self.waiters.take_all(&mut self.woken);
-        let keys: Vec<_> = self.slots.keys().copied().collect();
-        for k in keys {
-            self.woken.extend(self.slots.remove(&k));
-        }
+        self.woken.extend(self.slots.drain(..).map(|(_, _, w)| w));
     }
 
     /// Hands the session's events to the waiters, and the driver its work.
@@ -472,9 +469,13 @@ impl Connection {
     }
 
     fn wake_kind(&mut self, kind: Kind) {
-        let keys: Vec<_> = self.slots.keys().filter(|k| k.0 == kind).copied().collect();
-        for k in keys {
-            self.woken.extend(self.slots.remove(&k));
+        let mut i = 0;
+        while i < self.slots.len() {
+            if self.slots[i].0 == kind {
+                self.woken.push(self.slots.swap_remove(i).2);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -508,21 +509,16 @@ impl Connection {
             self.next_slot += 1;
             self.next_slot
         });
-        match self.slots.get_mut(&(kind, key)) {
-            Some(old) if old.will_wake(w) => {}
-            Some(old) => old.clone_from(w),
-            None => {
-                self.slots.insert((kind, key), w.clone());
-            }
+        match self.slots.iter_mut().find(|s| s.0 == kind && s.1 == key) {
+            Some((_, _, old)) => old.clone_from(w),
+            None => self.slots.push((kind, key, w.clone())),
         }
     }
 
     /// Forgets the waker of a dropped wait.
     pub fn forget(&mut self, slot: &mut Slot) {
         if let Some(key) = slot.0.take() {
-            for kind in [Kind::Accept, Kind::Agreement, Kind::Closed] {
-                self.slots.remove(&(kind, key));
-            }
+            self.slots.retain(|s| s.1 != key);
         }
     }
 
@@ -706,11 +702,8 @@ impl Connection {
         }
         // Control frames queued ahead (a new stream's SYN, the previous one's FIN) go
         // in the same write.
-        let mut ahead = Transmit::new();
-        let h = self.session.write_direct_after(id, len, &mut ahead)?;
         let mut head = [0u8; DIRECT_AHEAD * crate::frame::HEADER_LEN];
-        let n = ahead.len();
-        ahead.drain_into(&mut &mut head[..]);
+        let (h, n) = self.session.write_direct_after(id, len, &mut head)?;
         Some(Direct::new(&head[..n], h))
     }
 

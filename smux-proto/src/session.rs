@@ -856,12 +856,23 @@ impl Session {
         }
     }
 
-    /// Emits the first queued control frame (or drops it, if its stream has gone), with
-    /// the bookkeeping its tag calls for; false if the queue is empty.
+    /// Emits the first queued control frame (or drops it, if its stream has gone); false
+    /// if the queue is empty.
     fn emit_ctrl_front(&mut self, out: &mut Transmit) -> bool {
-        let Some((mut h, tag)) = self.ctrl.pop_front() else {
+        let Some(h) = self.take_ctrl_front() else {
             return false;
         };
+        if let Some(h) = h {
+            out.push_header(h);
+        }
+        true
+    }
+
+    /// Takes the first queued control frame (a header alone) with the bookkeeping its
+    /// tag calls for, and counts it as sent: `Some(None)` if it was dropped because its
+    /// stream has gone, `None` if the queue is empty.
+    fn take_ctrl_front(&mut self) -> Option<Option<Header>> {
+        let (mut h, tag) = self.ctrl.pop_front()?;
         if let Tag::Deferred(_) = tag {
             self.deferred -= 1;
             if self.deferred == 0 {
@@ -871,7 +882,7 @@ impl Session {
         match tag {
             Tag::Stream(gen) | Tag::Deferred(gen) => match self.stream_frame_leaving(h, gen) {
                 Some(len) => h.length = len,
-                None => return true,
+                None => return Some(None),
             },
             Tag::Answer => self.answers -= 1,
             Tag::Ping => {
@@ -889,13 +900,14 @@ impl Session {
                 }
             }
         }
-        self.emit(out, h);
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += crate::frame::HEADER_LEN as u64;
         match h.cmd {
             Cmd::Fin => self.fin_sent(h.id, h.length != 0),
             Cmd::Rst => self.fin_sent(h.id, false),
             _ => {}
         }
-        true
+        Some(Some(h))
     }
 
     /// The length a queued stream frame leaves with, `None` to drop it: its stream
@@ -1405,28 +1417,32 @@ impl Session {
 
     /// [`Session::write_direct`] for a caller that writes the control frames queued
     /// ahead too, in the same write: when no data and no CFM is queued and at most
-    /// `DIRECT_AHEAD` control frames are, they are emitted into `ahead` (which must be
-    /// empty) and the PSH's header returned. `None`: nothing was emitted.
+    /// `DIRECT_AHEAD` control frames are, their headers are encoded into `ahead` and
+    /// counted as sent. Returns the PSH's header and the count of bytes put in `ahead`;
+    /// `None`: nothing was taken.
     pub(crate) fn write_direct_after(
         &mut self,
         id: StreamId,
         len: usize,
-        ahead: &mut Transmit,
-    ) -> Option<Header> {
+        ahead: &mut [u8; crate::link::DIRECT_AHEAD * crate::frame::HEADER_LEN],
+    ) -> Option<(Header, usize)> {
         let queued = self.ctrl.len();
         let quiet = self.ready.is_empty() && self.cfm.is_empty();
         if queued == 0 || !quiet || queued > crate::link::DIRECT_AHEAD {
-            return self.write_direct(id, len);
+            return self.write_direct(id, len).map(|h| (h, 0));
         }
         let n = self.direct_room(id, len)?;
         // These frames concern this stream (its SYN) or others, never its window or
         // send buffer, so `n` stands. What they queue as they leave (a last FIN that
         // falls due) follows the PSH: it belongs to another stream.
+        let mut at = 0;
         for _ in 0..queued {
-            self.emit_ctrl_front(ahead);
+            if let Some(Some(h)) = self.take_ctrl_front() {
+                ahead[at..at + crate::frame::HEADER_LEN].copy_from_slice(&h.to_bytes());
+                at += crate::frame::HEADER_LEN;
+            }
         }
-        ahead.seal();
-        Some(self.take_direct(id.num, n))
+        Some((self.take_direct(id.num, n), at))
     }
 
     /// Accepts as much of `data` as the stream's window and the session's send queue

@@ -11,6 +11,7 @@ use std::{fmt, io};
 
 use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
+use smallvec::SmallVec;
 use smux_proto::{
     Config, Connection, EndReason, Input, Output, Role, Slot, Stats, WakeOnRelease, LINGER,
 };
@@ -78,7 +79,8 @@ impl Shared {
         // A poisoned lock is taken anyway: the core never panics on input, and a
         // panic elsewhere must not turn every later call into one.
         let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let (r, mut woken) = (f(&mut c), Vec::new());
+        // A call owes few wake-ups: they are collected on the stack, not allocated.
+        let (r, mut woken) = (f(&mut c), SmallVec::<[Waker; 4]>::new());
         c.take_wakers(&mut woken);
         drop(c);
         woken.into_iter().for_each(Waker::wake);

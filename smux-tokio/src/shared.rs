@@ -1,20 +1,16 @@
 //! The state every handle of one session shares: the [`Connection`] behind a mutex that
 //! is never held across an await or a system call.
 
-use std::cell::Cell;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use smallvec::SmallVec;
 use smux_proto::{Connection, Input, Output, Slot, WakeOnRelease};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
-
-thread_local! {
-    static WOKEN: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
-}
 
 /// The transport's write side and the bytes waiting for it: the driver writes from
 /// here, and so does a stream writer that finds nothing ahead of it (a write straight
@@ -120,17 +116,15 @@ impl Shared {
     /// is released. The core does not panic, so a poisoned lock (a panic in our own
     /// code while it was held) still guards consistent state.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        // A list kept per thread, so waking allocates nothing (a nested call, from a
-        // waker that calls back, just uses a list of its own).
-        let mut woken = WOKEN.take();
+        // A call owes few wake-ups: they are collected on the stack, not allocated.
+        let mut woken = SmallVec::<[Waker; 4]>::new();
         let r = {
             let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
             let r = f(&mut c);
             c.take_wakers(&mut woken);
             r
         };
-        woken.drain(..).for_each(Waker::wake);
-        WOKEN.set(woken);
+        woken.into_iter().for_each(Waker::wake);
         r
     }
 
