@@ -40,7 +40,7 @@ use crate::session::{Event, Session, Stats, StreamId, StreamState};
 use crate::wake::Waiters;
 
 mod through;
-pub use through::{read_through_into, ReadThrough, LEND_GRACE};
+pub use through::{poll_read_through, read_through_into, ReadThrough, LEND_GRACE};
 
 /// The output is refilled while it holds less than this.
 pub const TX_LIMIT: usize = 256 * 1024;

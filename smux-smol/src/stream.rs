@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_proto::{read_through_into, read_timed_out, Connection, PartialWrite, StreamId};
+use smux_proto::{poll_read_through, read_timed_out, Connection, PartialWrite, StreamId};
 
 use crate::session::{Reader, Shared, Writer};
 
@@ -85,31 +85,43 @@ impl Core {
     }
 
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        match self.read_through(buf) {
-            0 => self.shared.with(|c| c.poll_read(self.id, buf, cx.waker())),
-            n => Poll::Ready(Ok(n)),
+        match self.read_through(cx, buf) {
+            Some(r) => r,
+            None => self.shared.with(|c| c.poll_read(self.id, buf, cx.waker())),
         }
     }
 
     /// Reads this stream's data straight from a TCP socket into `buf` when it is next
     /// on the wire and nothing is buffered ahead of it (with the frame headers in
     /// between while the socket has more): no copy out of the session and no hand-off
-    /// from the driver. Returns the bytes read. The socket is non-blocking, so a read
-    /// with nothing there says `WouldBlock` and the driver's wait stays in place.
-    fn read_through(&self, buf: &mut [u8]) -> usize {
-        let Some(mut r) = self.shared.try_reader().filter(|_| !buf.is_empty()) else {
-            return 0;
-        };
+    /// from the driver. Else reads what is buffered, or waits, under the same lock.
+    /// `None`: the read side is busy (the driver reads); read as usual. The socket is
+    /// non-blocking, so a read with nothing there says `WouldBlock` and the driver's
+    /// wait stays in place.
+    fn read_through(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        let mut r = self.shared.try_reader().filter(|_| !buf.is_empty())?;
         let Reader {
             tcp: Some(tcp),
             input,
         } = &mut *r
         else {
-            return 0;
+            return None;
         };
         let with = |f: &mut dyn FnMut(&mut Connection)| self.shared.with(f);
         let read = |v: &mut [IoSliceMut<'_>]| tcp.get_ref().read_vectored(v);
-        read_through_into(self.id, input, buf, with, Instant::now, read)
+        Some(poll_read_through(
+            self.id,
+            input,
+            buf,
+            cx.waker(),
+            with,
+            Instant::now,
+            read,
+        ))
     }
 }
 

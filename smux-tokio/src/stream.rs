@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use smux_proto::{read_through_into, read_timed_out, Connection, PartialWrite, StreamId};
+use smux_proto::{poll_read_through, read_timed_out, Connection, PartialWrite, StreamId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -84,8 +84,11 @@ impl Drop for StreamRef {
 
 impl StreamRef {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if buf.remaining() == 0 || self.read_through(buf) {
+        if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
+        }
+        if let Some(r) = self.read_through(cx, buf) {
+            return r;
         }
         self.shared.with(|c| {
             // Initialise only as much of an uninitialised buffer as there is to copy.
@@ -132,23 +135,27 @@ impl StreamRef {
     /// Reads this stream's data straight from a TCP transport into `buf` when it is
     /// next on the wire and nothing is buffered ahead of it (also reading the frame
     /// headers in between while the transport has more): no copy out of the session
-    /// and no hand-off from the driver. Returns whether it read any. Reads are
-    /// non-blocking tries, so the driver's own wait on the socket stays in place.
-    fn read_through(&self, buf: &mut ReadBuf<'_>) -> bool {
+    /// and no hand-off from the driver. Else reads what is buffered, or waits, under
+    /// the same lock. `None`: the read side is busy (the driver reads), or the buffer
+    /// is not initialised; read as usual. Reads are non-blocking tries, so the
+    /// driver's own wait on the socket stays in place.
+    fn read_through(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>> {
         // Not into uninitialised memory: zeroing it first would cost what the copy saves.
         let init = buf.initialized().len() == buf.capacity();
-        let Some(mut r) = self.shared.try_reader().filter(|_| init) else {
-            return false;
-        };
+        let mut r = self.shared.try_reader().filter(|_| init)?;
         let Reader { io, input } = &mut *r;
         let ReadSide::Tcp(tcp) = io else {
-            return false;
+            return None;
         };
         let dst = buf.initialize_unfilled();
         let with = |f: &mut dyn FnMut(&mut Connection)| self.shared.with(f);
-        let n = read_through_into(self.id, input, dst, with, now, |v| tcp.try_read_vectored(v));
-        buf.advance(n);
-        n > 0
+        let read = |v: &mut [IoSliceMut<'_>]| tcp.try_read_vectored(v);
+        let r = poll_read_through(self.id, input, dst, cx.waker(), with, now, read);
+        Some(r.map_ok(|n| buf.advance(n)))
     }
 
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -6,6 +6,7 @@
 //! header or stops making progress.
 
 use std::io::{self, IoSliceMut};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::Connection;
@@ -195,16 +196,64 @@ pub fn read_through_into(
     buf: &mut [u8],
     with: impl Fn(&mut dyn FnMut(&mut Connection)),
     now: impl Fn() -> Instant,
-    mut read: impl FnMut(&mut [IoSliceMut<'_>]) -> io::Result<usize>,
+    read: impl FnMut(&mut [IoSliceMut<'_>]) -> io::Result<usize>,
 ) -> usize {
+    match through(id, input, buf, None, with, now, read) {
+        Some(Poll::Ready(Ok(n))) => n,
+        _ => 0,
+    }
+}
+
+/// A whole read call of an async adapter that holds the read side (`input`): a
+/// read-through as [`read_through_into`] makes it, else [`Connection::poll_read`]
+/// with the waker `w`. Where the read-through has nothing to read, the buffered read
+/// is made under the same lock, so a reader that finds its data buffered, or waits,
+/// takes the lock once.
+pub fn poll_read_through(
+    id: StreamId,
+    input: &mut Input,
+    buf: &mut [u8],
+    w: &Waker,
+    with: impl Fn(&mut dyn FnMut(&mut Connection)),
+    now: impl Fn() -> Instant,
+    read: impl FnMut(&mut [IoSliceMut<'_>]) -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    if let Some(r) = through(id, input, buf, Some(w), &with, now, read) {
+        return r;
+    }
+    let mut r = Poll::Pending;
+    with(&mut |c| r = c.poll_read(id, buf, w));
+    r
+}
+
+/// The read-through loop: `Some` with the read's result when it read, or (with
+/// `park`) when the buffered read it made instead under the same lock returned or
+/// parked `park`; `None`: nothing read, the caller reads as usual.
+fn through(
+    id: StreamId,
+    input: &mut Input,
+    buf: &mut [u8],
+    park: Option<&Waker>,
+    with: impl Fn(&mut dyn FnMut(&mut Connection)),
+    now: impl Fn() -> Instant,
+    mut read: impl FnMut(&mut [IoSliceMut<'_>]) -> io::Result<usize>,
+) -> Option<Poll<io::Result<usize>>> {
     // A few frames at most (headers of other frames are taken on the way).
     for _ in 0..4 {
         let mut step = ReadThrough::Wait;
-        with(&mut |c| step = c.read_through(id, input));
+        let mut done = None;
+        with(&mut |c| {
+            step = match c.read_through(id, input) {
+                // A small buffer reads buffered data faster than the transport.
+                ReadThrough::Payload(n) if buf.len() < n.min(SMALL_READ) => ReadThrough::Wait,
+                s => s,
+            };
+            if let (ReadThrough::Wait, Some(w)) = (step, park) {
+                done = Some(c.poll_read(id, buf, w));
+            }
+        });
         let (asked, r) = match step {
-            // A small buffer reads buffered data faster than the transport.
-            ReadThrough::Wait | ReadThrough::Payload(0) => return 0,
-            ReadThrough::Payload(n) if buf.len() < n.min(SMALL_READ) => return 0,
+            ReadThrough::Wait => return done,
             ReadThrough::Payload(n) if n <= buf.len() => {
                 // The payload's whole rest, and the next header with it.
                 let h = input.header_room(HEADER_LEN);
@@ -224,9 +273,12 @@ pub fn read_through_into(
                 c.read_through_done(at, id, input, asked, r);
             }
         });
-        if n == 0 || asked > 0 {
-            return n.min(asked);
+        if n == 0 {
+            return None;
+        }
+        if asked > 0 {
+            return Some(Poll::Ready(Ok(n.min(asked))));
         }
     }
-    0
+    None
 }

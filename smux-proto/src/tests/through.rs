@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::conn::{counter, ready, Sim};
 use crate::frame::HEADER_LEN;
-use crate::{read_through_into, Config, Connection, Slot, StreamId, LEND_GRACE};
+use crate::{poll_read_through, read_through_into, Config, Connection, Slot, StreamId, LEND_GRACE};
 
 /// A transport read by the reader itself: up to `max` bytes off the front of `pipe`
 /// into `bufs` in order (only the first one unless `vectored`), or `WouldBlock` when
@@ -346,4 +346,79 @@ fn a_reader_that_never_reads_through_gets_everything() {
     );
     let wakes = count.0.load(std::sync::atomic::Ordering::SeqCst);
     assert!(wakes < 2 * rounds, "{wakes} wake-ups in {rounds} rounds");
+}
+
+/// An async reader's whole call ([`poll_read_through`]): data already buffered is
+/// read, and a reader with nothing to read parks, each under one lock (once no read
+/// suggests more is waiting); a payload next on the wire is read through, under two
+/// (the step, and its result).
+#[test]
+fn a_read_call_that_finds_nothing_to_read_through_takes_the_lock_once() {
+    let mut sim = Sim::new(Config::default());
+    sim.conn(1).lend_reads();
+    let w = counter().1;
+    let id = sim.conn(0).open().unwrap();
+    ready(sim.conn(0).poll_write(id, &[5u8; 1000], &w)).unwrap();
+    sim.run_for(Duration::from_millis(10));
+    let s = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    let (parked, reader) = counter();
+    let mut call = |sim: &mut Sim, buf: &mut [u8]| {
+        let now = sim.now;
+        let e = &mut sim.ends[1];
+        let conn = RefCell::new(&mut e.conn);
+        let pipe = RefCell::new(&mut sim.pipes[0].bytes);
+        let locks = std::cell::Cell::new(0);
+        let with = |f: &mut dyn FnMut(&mut Connection)| {
+            locks.set(locks.get() + 1);
+            f(&mut conn.borrow_mut())
+        };
+        let read = |v: &mut [IoSliceMut<'_>]| take(&mut pipe.borrow_mut(), v, usize::MAX, true);
+        let r = poll_read_through(s, &mut e.input, buf, &reader, with, || now, read);
+        (r.map(Result::unwrap), locks.get())
+    };
+    let mut buf = vec![0u8; 50_000];
+    assert_eq!(call(&mut sim, &mut buf), (Poll::Ready(1000), 1), "buffered");
+    assert_eq!(buf[..1000], [5u8; 1000]);
+    // The simulated read filled what it asked, which suggests more is waiting: the
+    // reader tries for a header first, and that finding nothing says otherwise.
+    assert_eq!(
+        call(&mut sim, &mut buf),
+        (Poll::Pending, 3),
+        "nothing there"
+    );
+    assert_eq!(
+        call(&mut sim, &mut buf),
+        (Poll::Pending, 1),
+        "still nothing"
+    );
+    // The parked reader is woken by data the I/O side reads.
+    ready(sim.conn(0).poll_write(id, &[6u8; 300], &w)).unwrap();
+    sim.run_for(Duration::from_millis(10));
+    let mut owed = Vec::new();
+    sim.conn(1).take_wakers(&mut owed);
+    owed.into_iter().for_each(std::task::Waker::wake);
+    assert_eq!(
+        parked.0.load(Ordering::SeqCst),
+        1,
+        "the parked reader was woken"
+    );
+    assert_eq!(call(&mut sim, &mut buf), (Poll::Ready(300), 1));
+
+    // A large payload whose header alone the I/O side took: read through.
+    ready(sim.conn(0).poll_write(id, &[7u8; 40_000], &w)).unwrap();
+    sim.read_max = HEADER_LEN;
+    sim.step();
+    sim.read_max = 0;
+    sim.step();
+    sim.read_max = usize::MAX;
+    assert!(
+        !sim.pipes[0].bytes.is_empty(),
+        "the payload waits in the transport"
+    );
+    assert_eq!(
+        call(&mut sim, &mut buf),
+        (Poll::Ready(40_000), 2),
+        "read through"
+    );
+    assert!(buf[..40_000].iter().all(|&b| b == 7));
 }
