@@ -249,11 +249,10 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
             Link::Addr(addr) => Arc::new(TcpOpener(addr)),
             _ => return Err(io::Error::other("raw TCP needs an address")),
         },
-        System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxOpener(smux_tokio::Session::new(
-            socket(link)?,
-            smux_config(system),
-            smux_tokio::Role::Dialer,
-        )?)),
+        System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxOpener(
+            smux_tokio::Session::new(socket(link)?, smux_config(system), smux_tokio::Role::Dialer)?,
+            system == System::SmuxRs,
+        )),
         System::SmuxSmol => Arc::new(SmolOpener(smol_end(
             link,
             smux_smol::Role::Dialer,
@@ -299,11 +298,14 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
             Link::Listener(l) => Arc::new(TcpAcceptor(TcpListener::from_std(l)?)),
             _ => return Err(io::Error::other("raw TCP needs a listener")),
         },
-        System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxAcceptor(smux_tokio::Session::new(
-            socket(link)?,
-            smux_config(system),
-            smux_tokio::Role::Acceptor,
-        )?)),
+        System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxAcceptor(
+            smux_tokio::Session::new(
+                socket(link)?,
+                smux_config(system),
+                smux_tokio::Role::Acceptor,
+            )?,
+            system == System::SmuxRs,
+        )),
         System::SmuxSmol => Arc::new(SmolAcceptor(smol_end(
             link,
             smux_smol::Role::Acceptor,
@@ -367,26 +369,29 @@ fn smux_config(system: System) -> smux_tokio::Config {
     smux_tokio::Config::default().with_extensions(system != System::SmuxRsBase)
 }
 
-struct SmuxOpener(smux_tokio::Session);
+/// A session, and whether it has the extensions (known from the system, so no
+/// stream pays a lock to ask the session).
+struct SmuxOpener(smux_tokio::Session, bool);
 
 impl Opener for SmuxOpener {
     fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
-        Box::pin(async move { Ok(smux_io(&self.0, self.0.open().await?)) })
+        Box::pin(async move { Ok(smux_io(self.1, self.0.open().await?)) })
     }
 }
 
-struct SmuxAcceptor(smux_tokio::Session);
+/// A session, and whether it has the extensions.
+struct SmuxAcceptor(smux_tokio::Session, bool);
 
 impl Acceptor for SmuxAcceptor {
     fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
-        Box::pin(async move { Ok(smux_io(&self.0, self.0.accept().await?)) })
+        Box::pin(async move { Ok(smux_io(self.1, self.0.accept().await?)) })
     }
 }
 
 /// A stream as the scenarios use it. With extensions off there is no half-close, so
 /// a shutdown is a full close there (the stream is released, as async-smux does).
-fn smux_io(session: &smux_tokio::Session, s: smux_tokio::Stream) -> BoxIo {
-    if session.config().extensions() {
+fn smux_io(extensions: bool, s: smux_tokio::Stream) -> BoxIo {
+    if extensions {
         Box::new(s)
     } else {
         Box::new(FullClose(Some(s)))
