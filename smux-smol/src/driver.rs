@@ -68,8 +68,9 @@ impl<T> Driver<T> {
     }
 
     /// Keeps the timer armed no later than `at`. A deadline that moved later (the
-    /// keepalive pushed back by traffic) is left alone: the early wake-up re-arms it,
-    /// which saves a timer update per frame. True once it fired.
+    /// keepalive pushed back by traffic, a held-back frame that left) is left alone:
+    /// the early wake-up re-arms it, which saves a timer update per frame. True once
+    /// it fired.
     fn poll_timer(&mut self, cx: &mut Context<'_>, at: Option<Instant>) -> bool {
         let Some(at) = at else { return false };
         if self.timer_at.is_none_or(|armed| at < armed) {

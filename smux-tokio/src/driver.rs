@@ -72,20 +72,29 @@ impl Driver {
             progress |= perform_write(plan, &mut w, cx);
         }
         if let Some(t) = plan.timer {
-            if self.armed != Some(t) {
-                self.sleep.as_mut().reset(t.into());
-                self.armed = Some(t);
-                self.timer_polled = false;
-            }
-            if !self.timer_polled {
-                self.timer_polled = self.sleep.as_mut().poll(cx).is_pending();
-                if !self.timer_polled {
-                    self.armed = None;
-                    progress = true;
-                }
-            }
+            progress |= self.poll_timer(cx, t);
         }
         progress
+    }
+
+    /// Keeps the timer armed no later than `at`. A deadline that moved later (the
+    /// keepalive pushed back by traffic, a held-back frame that left) is left alone:
+    /// the early wake-up re-arms it, which saves a timer update per frame. True once
+    /// it fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, at: Instant) -> bool {
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.sleep.as_mut().reset(at.into());
+            self.armed = Some(at);
+            self.timer_polled = false;
+        }
+        if self.timer_polled {
+            return false;
+        }
+        self.timer_polled = self.sleep.as_mut().poll(cx).is_pending();
+        if !self.timer_polled {
+            self.armed = None;
+        }
+        !self.timer_polled
     }
 }
 
