@@ -362,7 +362,7 @@ fn a_read_call_that_finds_nothing_to_read_through_takes_the_lock_once() {
     sim.run_for(Duration::from_millis(10));
     let s = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
     let (parked, reader) = counter();
-    let mut call = |sim: &mut Sim, buf: &mut [u8]| {
+    let call = |sim: &mut Sim, buf: &mut [u8]| {
         let now = sim.now;
         let e = &mut sim.ends[1];
         let conn = RefCell::new(&mut e.conn);
