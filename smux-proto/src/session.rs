@@ -1470,9 +1470,11 @@ impl Session {
             self.block_writer(id.num);
             return Err(WriteError::Blocked);
         }
-        s.bufs_mut(&mut self.pool)
-            .send
-            .extend_from_slice(&data[..n]);
+        let send = &mut s.bufs_mut(&mut self.pool).send;
+        if send.is_empty() && send.capacity() < n {
+            self.pool.reclaim_send(send, n);
+        }
+        send.extend_from_slice(&data[..n]);
         if !s.has(flag::IN_READY) {
             s.set(flag::IN_READY, true);
             self.ready.push_back(id.num);
