@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::task::Waker;
 
 use crate::session::{Event, StreamId};
@@ -125,6 +125,48 @@ impl Waiters {
     }
 }
 
+/// How many times [`lock_briefly`] tries a taken lock before it waits on it: some tens
+/// of microseconds, a pause between tries (the core reads no clock).
+pub const SPINS: u32 = 2000;
+
+/// Locks `m` for a critical section that never blocks (the async adapters' session
+/// lock: no await, no system call, at most a copy of one write): while another thread
+/// holds it, tries again up to [`SPINS`] times before it waits like [`Mutex::lock`].
+/// Many writers on two runtime threads take turns copying into the session; waiting
+/// on the lock put a thread to sleep at almost every turn (a futex wait and wake and
+/// a context switch, which cost more than the copy being waited for). On a machine
+/// with one CPU it waits at once: the holder cannot run while this thread spins. A
+/// poisoned lock is taken anyway (the core does not panic on input, so the state
+/// behind it is consistent).
+pub fn lock_briefly<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    if let Some(g) = try_lock(m) {
+        return g;
+    }
+    if many_cpus() {
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if let Some(g) = try_lock(m) {
+                return g;
+            }
+        }
+    }
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Whether this process may run on more than one CPU (looked up once).
+fn many_cpus() -> bool {
+    static MANY: OnceLock<bool> = OnceLock::new();
+    *MANY.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// A wake-up owed to a task that found a lock taken and went on without it: whoever
 /// holds the lock pays it when it lets go. An async adapter's driver uses it for the
 /// transport's write side, which a stream holds while it writes through: the driver
@@ -220,6 +262,37 @@ mod tests {
         assert_eq!(woken.len(), 3);
         woken.drain(..).for_each(Waker::wake);
         assert_eq!(c.0.load(Ordering::SeqCst), 3);
+    }
+
+    /// A lock held longer than the tries last is waited for, and the holder's change
+    /// is seen; a poisoned lock is taken anyway.
+    #[test]
+    fn a_briefly_held_lock_is_taken_after_its_holder_and_even_poisoned() {
+        let m = Arc::new(Mutex::new(0u32));
+        *lock_briefly(&m) += 1;
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let mut g = m.lock().unwrap();
+                held_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                *g += 1;
+            })
+        };
+        held_rx.recv().unwrap();
+        assert_eq!(*lock_briefly(&m), 2, "waited for the holder");
+        holder.join().unwrap();
+        let poisoner = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let _g = m.lock().unwrap();
+                panic!("poison the lock");
+            })
+        };
+        assert!(poisoner.join().is_err());
+        assert!(m.is_poisoned());
+        assert_eq!(*lock_briefly(&m), 2);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 use smallvec::SmallVec;
 use smux_proto::{
-    Config, Connection, EndReason, Input, Output, Role, Slot, Stats, WakeOnRelease, LINGER,
+    lock_briefly, Config, Connection, EndReason, Input, Output, Role, Slot, Stats, WakeOnRelease,
+    LINGER,
 };
 
 use crate::driver::Driver;
@@ -76,9 +77,9 @@ impl Shared {
     /// Runs `f` on the connection under the lock, then wakes (after unlocking) whoever
     /// the call owes a wake-up.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        // A poisoned lock is taken anyway: the core never panics on input, and a
-        // panic elsewhere must not turn every later call into one.
-        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        // Held briefly by every call, so a taken lock is tried again before waiting; a
+        // poisoned one is taken anyway (see `lock_briefly`).
+        let mut c = lock_briefly(&self.conn);
         // A call owes few wake-ups: they are collected on the stack, not allocated.
         let (r, mut woken) = (f(&mut c), SmallVec::<[Waker; 4]>::new());
         c.take_wakers(&mut woken);

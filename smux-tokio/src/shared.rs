@@ -8,7 +8,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use smallvec::SmallVec;
-use smux_proto::{Connection, Input, Output, Slot, WakeOnRelease};
+use smux_proto::{lock_briefly, Connection, Input, Output, Slot, WakeOnRelease};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -113,13 +113,13 @@ impl Shared {
     }
 
     /// Runs `f` on the connection, then wakes the tasks it owes a wake-up once the lock
-    /// is released. The core does not panic, so a poisoned lock (a panic in our own
-    /// code while it was held) still guards consistent state.
+    /// is released. Every call holds the lock briefly, so a taken lock is tried again
+    /// before waiting; a poisoned one is taken anyway (see `lock_briefly`).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         // A call owes few wake-ups: they are collected on the stack, not allocated.
         let mut woken = SmallVec::<[Waker; 4]>::new();
         let r = {
-            let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut c = lock_briefly(&self.conn);
             let r = f(&mut c);
             c.take_wakers(&mut woken);
             r
