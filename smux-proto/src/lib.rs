@@ -196,4 +196,4 @@ pub use negotiate::Agreement;
 pub use probe::{verify_code, Probe, Verdict};
 pub use session::{Event, Session, Stats, StreamId, StreamState, RESET_REFUSED};
 pub use transmit::Transmit;
-pub use wake::{lock_briefly, Waiters, WakeOnRelease};
+pub use wake::{lock_briefly, try_lock, Waiters, WakeOnRelease};

@@ -153,7 +153,9 @@ pub fn lock_briefly<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+/// Tries `m` once: `None` while another thread holds it. A poisoned lock is taken
+/// anyway, as in [`lock_briefly`].
+pub fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     match m.try_lock() {
         Ok(g) => Some(g),
         Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),

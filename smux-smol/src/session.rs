@@ -4,7 +4,7 @@ use std::any::Any;
 use std::future::poll_fn;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 use std::{fmt, io};
@@ -13,8 +13,8 @@ use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 use smallvec::SmallVec;
 use smux_proto::{
-    lock_briefly, Config, Connection, EndReason, Input, Output, Role, Slot, Stats, WakeOnRelease,
-    LINGER,
+    lock_briefly, try_lock, Config, Connection, EndReason, Input, Output, Role, Slot, Stats,
+    WakeOnRelease, LINGER,
 };
 
 use crate::driver::Driver;
@@ -93,22 +93,17 @@ impl Shared {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The write side if it is free: a stream writer that finds it busy (or poisoned
-    /// by a panic in the transport) queues instead.
+    /// The write side if it is free: a stream writer that finds it busy queues instead.
+    /// A poisoned lock is taken, as the driver takes it (the same in every adapter).
     pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        self.writer.try_lock().ok()
+        try_lock(&self.writer)
     }
 
     /// The write side for the driver, or `None` while a stream writes through: that
     /// stream wakes `driver` when it lets go ([`Shared::release_writer`]), so the
     /// driver reads meanwhile instead of waiting on the lock.
     pub(crate) fn driver_writer(&self, driver: &Waker) -> Option<MutexGuard<'_, Writer>> {
-        let take = || match self.writer.try_lock() {
-            Ok(w) => Some(w),
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        };
-        self.driver_skipped.try_or_owe(driver, take)
+        (self.driver_skipped).try_or_owe(driver, || try_lock(&self.writer))
     }
 
     /// Lets go of the write side a stream took to write through.
@@ -124,7 +119,7 @@ impl Shared {
 
     /// The read side if it is free (a stream reader that finds it busy waits).
     pub(crate) fn try_reader(&self) -> Option<MutexGuard<'_, Reader>> {
-        self.reader.try_lock().ok()
+        try_lock(&self.reader)
     }
 
     /// Waits on a `poll_*` method of the connection that parks in a [`Slot`]; a

@@ -8,7 +8,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use smallvec::SmallVec;
-use smux_proto::{lock_briefly, Connection, Input, Output, Slot, WakeOnRelease};
+use smux_proto::{lock_briefly, try_lock, Connection, Input, Output, Slot, WakeOnRelease};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -148,14 +148,6 @@ impl Shared {
             self.with(|c| f(c, slot, cx.waker()))
         })
         .await
-    }
-}
-
-fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match m.try_lock() {
-        Ok(g) => Some(g),
-        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
