@@ -1,5 +1,5 @@
 //! Scenarios of the negotiated extensions: negotiation and fallback, half-close, reset,
-//! go-away, and windows that grow on a long fat link.
+//! go-away, and windows that grow where the link's bandwidth-delay product needs it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -314,16 +314,36 @@ impl Wire {
     }
 }
 
-/// Bytes one stream moves in each of `secs` simulated seconds over a link with 50 ms
-/// one-way delay and 1 Gbit/s each way, the reader reading at once.
-fn long_fat_link(config: Config, secs: u64) -> Vec<u64> {
+/// A simulated link: its one-way delay and its rate each way, in bytes per second.
+#[derive(Clone, Copy)]
+struct Link {
+    delay: Duration,
+    rate: f64,
+}
+
+/// A long fat link: 50 ms one-way delay (100 ms round trip), 1 Gbit/s each way.
+const LONG_FAT: Link = Link {
+    delay: Duration::from_millis(50),
+    rate: 125e6,
+};
+
+/// What one stream did over a simulated link: bytes moved in each interval, and the
+/// reading end's receive window at the end.
+struct LinkRun {
+    per_interval: Vec<u64>,
+    window: u32,
+}
+
+/// Moves one stream's data over `link` for `intervals` intervals of `interval`, the
+/// reader reading at once.
+fn over_link(config: Config, link: Link, interval: Duration, intervals: u32) -> LinkRun {
     let t0 = Instant::now();
     let mut now = t0;
     let mut a = Session::new(config.clone(), Role::Dialer, now).unwrap();
     let mut b = Session::new(config, Role::Acceptor, now).unwrap();
     let wire = |now| Wire {
-        delay: Duration::from_millis(50),
-        rate: 125e6,
+        delay: link.delay,
+        rate: link.rate,
         free_at: now,
         queue: VecDeque::new(),
     };
@@ -334,8 +354,8 @@ fn long_fat_link(config: Config, secs: u64) -> Vec<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     a.ping(now);
     let mut stream: Option<(StreamId, Option<StreamId>)> = None;
-    let mut per_second = vec![0u64; secs as usize];
-    let end = t0 + Duration::from_secs(secs);
+    let mut per_interval = vec![0u64; intervals as usize];
+    let end = t0 + interval * intervals;
     while now < end {
         // Extensions are negotiated in the first round trip; then one stream opens.
         if stream.is_none() && a.extensions_enabled() == config_ext(&b) {
@@ -365,7 +385,8 @@ fn long_fat_link(config: Config, secs: u64) -> Vec<u64> {
             .min()
             .unwrap();
         now = next.max(now);
-        let second = (now.duration_since(t0).as_secs() as usize).min(secs as usize - 1);
+        let at = now.duration_since(t0).as_nanos() / interval.as_nanos();
+        let at = (at as usize).min(intervals as usize - 1);
         for (s, w, input) in [(&mut b, &mut ab, &mut in_b), (&mut a, &mut ba, &mut in_a)] {
             while w.next().is_some_and(|t| t <= now) {
                 input.extend_from_slice(&w.queue.pop_front().unwrap().1);
@@ -386,7 +407,7 @@ fn long_fat_link(config: Config, secs: u64) -> Vec<u64> {
                     if n == 0 {
                         break;
                     }
-                    per_second[second] += n as u64;
+                    per_interval[at] += n as u64;
                     // As in an adapter, a CFM leaves as soon as a read queued it.
                     b.poll_transmit(now, &mut tx, 64 * 1024);
                     if !tx.is_empty() {
@@ -401,7 +422,18 @@ fn long_fat_link(config: Config, secs: u64) -> Vec<u64> {
         while b.poll_event().is_some() {}
         assert!(a.end_reason().is_none() && b.end_reason().is_none());
     }
-    per_second
+    let got = stream
+        .and_then(|(_, peer)| peer)
+        .expect("the stream was accepted");
+    LinkRun {
+        per_interval,
+        window: b.recv_window(got),
+    }
+}
+
+/// Bytes one stream moves in each of `secs` simulated seconds over [`LONG_FAT`].
+fn long_fat_link(config: Config, secs: u32) -> Vec<u64> {
+    over_link(config, LONG_FAT, Duration::from_secs(1), secs).per_interval
 }
 
 fn config_ext(s: &Session) -> bool {
@@ -549,4 +581,31 @@ fn going_away_releases_an_unaccepted_stream_the_peer_reset_without_a_refusal() {
     p.deliver(true, usize::MAX);
     p.settle();
     assert!(p.a.stream_ids().is_empty() && p.b.stream_ids().is_empty());
+}
+
+#[test]
+fn windows_grow_only_as_far_as_the_bandwidth_delay_product_needs() {
+    // Loopback-like: 25 us one way, 2 GB/s: the product (100 KB) is under the 512 KiB
+    // window, so the window alone never holds the stream back and must not grow.
+    let link = Link {
+        delay: Duration::from_micros(25),
+        rate: 2e9,
+    };
+    let ms = Duration::from_millis(1);
+    let run = over_link(Config::default(), link, ms, 20);
+    let last = run.per_interval[19] as f64;
+    assert!(last >= 0.8 * link.rate / 1000.0, "{:?}", run.per_interval);
+    assert_eq!(run.window, Config::default().window());
+    // Where the product is above it (8 ms round trip at 1 Gbit/s: 1 MB), the window
+    // grows while a whole window is read within two round trips: enough to fill the
+    // link, and less than four times the product.
+    let wan = Link {
+        delay: Duration::from_millis(4),
+        rate: 125e6,
+    };
+    let run = over_link(Config::default(), wan, Duration::from_millis(100), 5);
+    let bdp = wan.rate * 2.0 * wan.delay.as_secs_f64();
+    let last = run.per_interval[4] as f64;
+    assert!(last >= 0.8 * wan.rate / 10.0, "{:?}", run.per_interval);
+    assert!((run.window as f64) < 4.0 * bdp, "window {}", run.window);
 }
