@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use smux_proto::{Connection, Event as CoreEvent, StreamId};
 
-use crate::session::{Session, Shared};
+use crate::session::{Session, Shared, Woken};
 use crate::signal::Signal;
 use crate::stream::Stream;
 
@@ -168,7 +168,7 @@ struct PollerState {
 }
 
 impl PollerState {
-    fn wake(&mut self, woken: &mut Vec<Waker>) {
+    fn wake(&mut self, woken: &mut Woken) {
         if !std::mem::replace(&mut self.woken, true) {
             woken.push(Waker::from(self.signal.clone()));
         }
@@ -186,7 +186,7 @@ pub(crate) struct Polls {
 
 impl Polls {
     /// Marks the registration of `id` as possibly ready.
-    fn enqueue(&mut self, id: StreamId, woken: &mut Vec<Waker>) {
+    fn enqueue(&mut self, id: StreamId, woken: &mut Woken) {
         let Some(reg) = self.regs.get_mut(&id) else {
             return;
         };
@@ -200,7 +200,7 @@ impl Polls {
     }
 
     /// Hands the connection's events to the pollers that care.
-    pub(crate) fn route(&mut self, conn: &mut Connection, woken: &mut Vec<Waker>) {
+    pub(crate) fn route(&mut self, conn: &mut Connection, woken: &mut Woken) {
         conn.take_events(&mut self.events);
         let mut events = std::mem::take(&mut self.events);
         for ev in events.drain(..) {

@@ -11,6 +11,7 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use smux_proto::{Config, Connection, EndReason, Input, Output, Plan, Role, Slot, Stats};
 use smux_proto::{StreamId, LINGER, MAX_SLICES};
 
@@ -22,6 +23,9 @@ use lead::{Followers, Lead, ReadSide};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 mod lead;
+
+/// The wake-ups one lock round owes: few, so they are collected on the stack.
+pub(crate) type Woken = SmallVec<[Waker; 4]>;
 
 /// Everything the session lock protects.
 pub(crate) struct Inner {
@@ -137,7 +141,7 @@ impl Shared {
         end: fn(&R) -> bool,
         hold_input: bool,
     ) -> (R, usize, bool) {
-        let mut woken = Vec::new();
+        let mut woken = Woken::new();
         let mut g = lock(&self.inner);
         let r = f(&mut g);
         let Inner { conn, polls } = &mut *g;
