@@ -155,19 +155,25 @@ impl Shared {
         if noted {
             self.waits(signal);
         }
-        // (A wake-up between the hook and the count only makes the count high for a
-        // moment, which costs a needless look.)
-        if rd.is_err() && stream && signal.hook(seen, &self.unfollow) {
+        // Counted before the hook goes in: a wake-up that fires the hook at once takes
+        // the count back down, never below zero (a sum of counts would overflow).
+        // Counting first only makes the count high for a moment, which costs a
+        // needless look.
+        if rd.is_err() && stream {
             self.followers.fetch_add(1, SeqCst);
-            // A leader that let go meanwhile looks at the count after it did.
-            rd = self.rd.try_lock();
-            let r = rd.is_err().then(|| signal.wait(seen, at));
-            if signal.unhook() {
+            if signal.hook(seen, &self.unfollow) {
+                // A leader that let go meanwhile looks at the count after it did.
+                rd = self.rd.try_lock();
+                let r = rd.is_err().then(|| signal.wait(seen, at));
+                if signal.unhook() {
+                    self.followers.fetch_sub(1, SeqCst);
+                }
+                if let Some(r) = r {
+                    self.waited(signal);
+                    return r;
+                }
+            } else {
                 self.followers.fetch_sub(1, SeqCst);
-            }
-            if let Some(r) = r {
-                self.waited(signal);
-                return r;
             }
         }
         let Ok(mut rd) = rd else {
