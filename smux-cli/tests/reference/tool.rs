@@ -11,6 +11,23 @@ use smux_tests::reference::{binaries, Peer};
 use crate::{echo_target, refpeer_client, tcp_round_trip, Tool, SECS};
 
 #[test]
+fn a_reference_server_that_cannot_listen_is_noticed() {
+    let Some(bins) = binaries() else { return };
+    // Another test's listener holds the port (the race a free-port pick can lose):
+    // connects succeed, but not to refpeer, which exits.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let peer = Peer::refpeer_server_on("refpeer server", bins, "server", addr);
+    assert!(
+        peer.is_none(),
+        "a refpeer that could not bind {addr} was taken as listening"
+    );
+    drop(taken);
+    let (_server, addr) = Peer::refpeer_server("refpeer server", bins, "server");
+    assert!(std::net::TcpStream::connect(addr).is_ok());
+}
+
+#[test]
 fn probe_both_ways() {
     let Some(bins) = binaries() else { return };
     let (_server, addr) = Peer::refpeer_server("refpeer server", bins, "server");

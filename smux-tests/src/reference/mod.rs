@@ -247,23 +247,12 @@ fn run(mut cmd: Command, what: &str) {
     );
 }
 
-/// A free loopback port (for `refpeer`, which cannot report the port it got).
-pub fn free_port() -> SocketAddr {
+/// A loopback port that was free a moment ago (for `refpeer`, which cannot report
+/// the port it got). Another test may take it first: see [`Peer::refpeer_server`].
+fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a loopback port")
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-pub fn wait_listening(addr: SocketAddr, limit: Duration) {
-    let end = Instant::now() + limit;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "nothing listens on {addr} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A reference program running as a child process; killed when dropped.
@@ -338,16 +327,53 @@ impl Peer {
         (peer, addr)
     }
 
-    /// Starts `refpeer -mode MODE` on a free port and waits until it listens.
+    /// Starts `refpeer -mode MODE` on a free port and waits until it listens. A port
+    /// another test took between our look and refpeer's bind makes refpeer exit at
+    /// once (while the other test's listener answers our connect): then it starts
+    /// again on another port.
     pub fn refpeer_server(name: &str, bins: &Binaries, mode: &str) -> (Peer, SocketAddr) {
-        let addr = free_port();
-        let peer = Peer::spawn(
-            name,
-            &bins.refpeer,
-            &["-mode", mode, "-addr", &addr.to_string()],
-        );
-        wait_listening(addr, Duration::from_secs(20));
-        (peer, addr)
+        for _ in 0..5 {
+            let addr = free_port();
+            if let Some(peer) = Peer::refpeer_server_on(name, bins, mode, addr) {
+                return (peer, addr);
+            }
+            eprintln!("[{name}] could not listen on {addr}; trying another port");
+        }
+        panic!("{name}: could not listen on 5 free ports in a row");
+    }
+
+    /// Starts `refpeer -mode MODE` on `addr`; `None` if it could not listen there.
+    pub fn refpeer_server_on(
+        name: &str,
+        bins: &Binaries,
+        mode: &str,
+        addr: SocketAddr,
+    ) -> Option<Peer> {
+        let args = ["-mode", mode, "-addr", &addr.to_string()];
+        let mut peer = Peer::spawn(name, &bins.refpeer, &args);
+        peer.listens_on(addr, Duration::from_secs(20))
+            .then_some(peer)
+    }
+
+    /// Waits until something accepts TCP connections on `addr` while this program
+    /// runs, then a moment more: false if the program exited (it could not bind).
+    fn listens_on(&mut self, addr: SocketAddr, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut running = || self.child.try_wait().expect("try_wait").is_none();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if !running() {
+                return false;
+            }
+            assert!(
+                Instant::now() < end,
+                "{}: nothing listens on {addr} after {limit:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A program that failed to bind exits within milliseconds of starting.
+        std::thread::sleep(Duration::from_millis(200));
+        running()
     }
 
     /// The next line the program prints, waiting at most `limit`.
