@@ -305,6 +305,7 @@ impl Session {
         config.validate()?;
         let config_ext = config.extensions;
         let peer_window = config.window.min(ASSUMED_WINDOW);
+        let pool = Pool::new(config.max_buffered_out);
         Ok(Session {
             decoder: Decoder::new(config.max_frame),
             ids: IdMap::new(role),
@@ -326,7 +327,7 @@ impl Session {
             grants: VecDeque::new(),
             now,
             events: VecDeque::new(),
-            pool: Pool::default(),
+            pool,
             sliced: 0,
             stalled: None,
             last_psh: 0,
@@ -717,6 +718,7 @@ impl Session {
             self.after_own_frame();
             self.pin_queued = true;
             self.next_ping = now + self.config.keepalive_interval;
+            self.pool.let_go_idle();
             if self.agreement == Agreement::Extended {
                 // Window tuning follows the round-trip time as it changes.
                 self.ping(now);
@@ -942,8 +944,8 @@ impl Session {
             s.set(flag::IN_READY, false);
             return;
         };
-        let n = b.send.len().min(max);
-        let payload = b.send.split_to(n).freeze();
+        let payload = b.send.take(max, &mut self.pool);
+        let n = payload.len();
         let more = !b.send.is_empty();
         s.in_flight += n as u32;
         if more {
@@ -1470,11 +1472,9 @@ impl Session {
             self.block_writer(id.num);
             return Err(WriteError::Blocked);
         }
-        let send = &mut s.bufs_mut(&mut self.pool).send;
-        if send.is_empty() && send.capacity() < n {
-            self.pool.reclaim_send(send, n);
-        }
-        send.extend_from_slice(&data[..n]);
+        s.bufs_mut(&mut self.pool)
+            .send
+            .push(&data[..n], &mut self.pool);
         if !s.has(flag::IN_READY) {
             s.set(flag::IN_READY, true);
             self.ready.push_back(id.num);

@@ -36,9 +36,27 @@ pub(crate) struct Pool {
     free: Vec<Box<Buffers>>,
     /// Capacity held by `free`.
     bytes: usize,
+    /// Full-size send chunks emptied by framing, oldest first, for reuse once their
+    /// frames are written (at most `spare_max`).
+    spare: VecDeque<BytesMut>,
+    /// As many chunks as `max_buffered_out` fills: a busy session's send queue drains
+    /// that many at a time (with 16 where 64 fit, bulk transfers missed the free ones
+    /// and faulted in fresh memory again). They held queued bytes a moment before, so
+    /// keeping them does not raise the peak.
+    spare_max: usize,
+    /// Whether a full-size chunk was handed out since the last `let_go_idle`.
+    spare_used: bool,
 }
 
 impl Pool {
+    /// A pool for a session that queues at most `max_buffered_out` bytes to send.
+    pub(crate) fn new(max_buffered_out: usize) -> Pool {
+        Pool {
+            spare_max: max_buffered_out.div_ceil(SendBuf::CHUNK),
+            ..Pool::default()
+        }
+    }
+
     /// Most capacity the pool keeps.
     const MAX_BYTES: usize = 2 * 1024 * 1024;
     /// Buffers larger than this are freed rather than kept.
@@ -56,29 +74,55 @@ impl Pool {
         }
     }
 
-    /// Gives `send` (empty, with less room than `n` bytes) the allocation of a pooled
-    /// buffer whose frames have all gone out, instead of a fresh one: a send buffer's
-    /// allocation stays shared with its queued frames until they are written, so the
-    /// buffer a stream gets back is rarely free yet, while an older one often is.
-    /// Fresh memory costs a page fault per 4 KiB on first touch.
-    pub(crate) fn reclaim_send(&mut self, send: &mut BytesMut, n: usize) {
-        // The oldest first: their frames had the longest to go out.
+    /// An empty send chunk of `n` bytes or more. A full-size chunk is spare memory
+    /// whose frames have all been written, the oldest first (their frames had the
+    /// longest to go out): fresh memory of that size would be faulted in afresh, a page
+    /// per 4 KiB, each time the allocator has handed it back to the system. A smaller
+    /// one is a pooled buffer set's free send memory, or fresh. Says whether the chunk
+    /// is full-size.
+    fn send_chunk(&mut self, n: usize) -> (BytesMut, bool) {
+        if n > SendBuf::CHUNK / 2 {
+            self.spare_used = true;
+            let free = self
+                .spare
+                .iter_mut()
+                .position(|c| c.try_reclaim(SendBuf::CHUNK));
+            let c = free.and_then(|i| self.spare.remove(i));
+            return (
+                c.unwrap_or_else(|| BytesMut::with_capacity(SendBuf::CHUNK)),
+                true,
+            );
+        }
         for b in self.free.iter_mut().take(Self::SEARCH) {
             let before = b.capacity();
-            if b.send.is_empty() && b.send.try_reclaim(n) {
-                std::mem::swap(&mut b.send, send);
+            if b.send.is_empty() && b.send.head.try_reclaim(n) {
+                let c = std::mem::take(&mut b.send.head);
                 self.bytes = self.bytes - before + b.capacity();
-                return;
+                return (c, std::mem::take(&mut b.send.head_full));
             }
         }
+        (BytesMut::with_capacity(n), false)
+    }
+
+    /// Lets go of the spare send chunks if none was needed since the last call: an idle
+    /// session does not keep the memory of its last burst.
+    pub(crate) fn let_go_idle(&mut self) {
+        if !std::mem::take(&mut self.spare_used) {
+            self.spare = VecDeque::new();
+        }
+    }
+
+    /// Keeps an emptied full-size send chunk for `send_chunk`.
+    fn spare_send(&mut self, c: BytesMut) {
+        if self.spare.len() >= self.spare_max {
+            self.spare.pop_front();
+        }
+        self.spare.push_back(c);
     }
 
     fn put(&mut self, mut b: Box<Buffers>) {
         if b.tail.capacity() > Self::KEEP {
             b.tail = BytesMut::new();
-        }
-        if b.send.capacity() > Self::KEEP {
-            b.send = BytesMut::new();
         }
         if self.bytes + b.capacity() <= Self::MAX_BYTES && self.free.len() < 1024 {
             self.bytes += b.capacity();
@@ -170,7 +214,7 @@ pub(crate) struct Buffers {
     /// Bytes of `chunks` that are slices of read buffers.
     sliced: usize,
     /// Bytes accepted by writes and not yet framed.
-    pub(crate) send: BytesMut,
+    pub(crate) send: SendBuf,
 }
 
 impl Buffers {
@@ -180,7 +224,98 @@ impl Buffers {
     }
 
     fn capacity(&self) -> usize {
-        self.tail.capacity() + self.send.capacity()
+        self.tail.capacity() + self.send.head.capacity()
+    }
+}
+
+/// Bytes accepted by a stream's writes and not yet framed. Frames are cut from `head`.
+/// A write that does not fit in the room left goes into a new chunk rather than a
+/// larger allocation: growing a buffer that holds bytes moves them all, and a stream
+/// whose writes queue behind a busy socket would move its buffered bytes once per
+/// doubling (more bytes than it queued, and fresh pages each time).
+#[derive(Debug, Default)]
+pub(crate) struct SendBuf {
+    head: BytesMut,
+    /// Whether `head` was a full-size chunk, to be kept for reuse once emptied.
+    head_full: bool,
+    /// Chunks after `head`, oldest first; empty unless writes outgrew it.
+    more: VecDeque<BytesMut>,
+    /// Bytes in `more`.
+    more_len: usize,
+}
+
+impl SendBuf {
+    /// The size chunks grow to by doubling: a frame of the reference implementation's
+    /// largest, so a chunk's bytes leave in one frame.
+    const CHUNK: usize = 64 * 1024;
+
+    /// Bytes waiting to be framed.
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + self.more_len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `data`, in pieces of at most `CHUNK` bytes: a piece that does not fit
+    /// in the room left goes into a new chunk twice the size of the last (at most
+    /// `CHUNK`), so a piece is never cut in two.
+    pub(crate) fn push(&mut self, data: &[u8], pool: &mut Pool) {
+        for piece in data.chunks(Self::CHUNK) {
+            let n = piece.len();
+            if let Some(last) = self.more.back_mut() {
+                if last.capacity() - last.len() >= n {
+                    last.extend_from_slice(piece);
+                    self.more_len += n;
+                    continue;
+                }
+            } else if self.head.capacity() - self.head.len() >= n {
+                self.head.extend_from_slice(piece);
+                continue;
+            } else if self.head.is_empty() {
+                // Its own memory first: likely free, as its frames left first.
+                if !self.head.try_reclaim(n) {
+                    let (c, full) = pool.send_chunk(n);
+                    self.replace_head(c, full, pool);
+                }
+                self.head.extend_from_slice(piece);
+                continue;
+            }
+            let last = self.more.back().unwrap_or(&self.head).capacity();
+            let (mut c, _) = pool.send_chunk(n.max((last * 2).min(Self::CHUNK)));
+            c.extend_from_slice(piece);
+            self.more_len += n;
+            self.more.push_back(c);
+        }
+    }
+
+    /// Takes up to `max` bytes from the front, from one chunk: a frame's payload.
+    pub(crate) fn take(&mut self, max: usize, pool: &mut Pool) -> Bytes {
+        let out = self.head.split_to(self.head.len().min(max)).freeze();
+        if self.head.is_empty() {
+            if let Some(next) = self.more.pop_front() {
+                self.more_len -= next.len();
+                let full = next.capacity() >= Self::CHUNK;
+                self.replace_head(next, full, pool);
+            }
+        }
+        out
+    }
+
+    /// Makes `c` the head, keeping a full-size head it replaces for reuse.
+    fn replace_head(&mut self, c: BytesMut, full: bool, pool: &mut Pool) {
+        let old = std::mem::replace(&mut self.head, c);
+        if std::mem::replace(&mut self.head_full, full) {
+            pool.spare_send(old);
+        }
+    }
+
+    /// Drops every byte.
+    pub(crate) fn clear(&mut self) {
+        self.head.clear();
+        self.more.clear();
+        self.more_len = 0;
     }
 }
 
@@ -454,31 +589,102 @@ mod tests {
         );
     }
 
-    /// A send buffer whose frames are still queued is not reused; once they are gone,
-    /// its allocation is, rather than a fresh one.
+    /// A send chunk whose frames are still queued is not reused; once they are gone,
+    /// its memory is, rather than fresh memory.
     #[test]
-    fn a_send_allocation_is_reused_once_its_frames_went_out() {
-        let mut pool = Pool::default();
-        let mut b = Box::<Buffers>::default();
-        b.send.extend_from_slice(&[1u8; 64 * 1024]);
-        let start = b.send.as_ptr();
-        let frame = b.send.split().freeze();
-        pool.put(b);
-        let mut send = BytesMut::new();
-        pool.reclaim_send(&mut send, 64 * 1024);
-        assert_eq!(send.capacity(), 0, "the frame still holds that allocation");
+    fn a_send_chunk_is_reused_once_its_frames_went_out() {
+        let mut pool = Pool::new(1 << 20);
+        let mut send = SendBuf::default();
+        send.push(&[1u8; SendBuf::CHUNK], &mut pool);
+        let start = send.head.as_ptr();
+        send.push(&[2u8; 100], &mut pool);
+        let frame = send.take(usize::MAX, &mut pool);
+        assert_eq!(frame.len(), SendBuf::CHUNK);
+        let second = send.head.as_ptr();
+        assert_eq!(pool.spare.len(), 1, "the emptied first chunk");
+        let small = send.take(usize::MAX, &mut pool);
+        assert_eq!(&small[..], &[2u8; 100][..]);
+        // Both chunks are held by their frames: fresh memory.
+        send.push(&[3u8; SendBuf::CHUNK], &mut pool);
+        let third = send.head.as_ptr();
+        assert!(third != start && third != second);
+        let other = send.take(usize::MAX, &mut pool);
+        // The head's own memory comes first once its frames are gone...
+        drop(small);
+        drop(other);
+        send.push(&[4u8; SendBuf::CHUNK], &mut pool);
+        assert_eq!(send.head.as_ptr(), third);
+        let other = send.take(usize::MAX, &mut pool);
+        // ...then the spare chunk's.
         drop(frame);
-        pool.reclaim_send(&mut send, 64 * 1024);
-        assert!(send.capacity() >= 64 * 1024);
-        assert_eq!(send.as_ptr(), start, "the same allocation, reclaimed");
-        // The pool still counts what it holds.
+        send.push(&[5u8; SendBuf::CHUNK], &mut pool);
+        assert_eq!(send.head.as_ptr(), start, "the same memory, reclaimed");
+        drop(other);
+        // Spare memory stays while it is used, and goes once a period passes without.
+        drop(send.take(usize::MAX, &mut pool));
+        assert_eq!(pool.spare.len(), 2);
+        pool.let_go_idle();
+        assert_eq!(pool.spare.len(), 2, "used since the last call");
+        pool.let_go_idle();
+        assert!(pool.spare.is_empty());
+        // A pooled buffer set's send memory is found too, and the pool counts it.
+        let mut pool = Pool::new(1 << 20);
+        let mut b = Box::<Buffers>::default();
+        b.send.push(&[6u8; 1000], &mut pool);
+        let at = b.send.head.as_ptr();
+        drop(b.send.take(usize::MAX, &mut pool));
+        pool.put(b);
+        let (chunk, full) = pool.send_chunk(1000);
+        assert_eq!((chunk.as_ptr(), full), (at, false));
         let held: usize = pool.free.iter().map(|b| b.capacity()).sum();
         assert_eq!(pool.bytes, held);
     }
 
+    /// Buffered bytes never move: a write that does not fit goes into a new chunk,
+    /// chunks grow by doubling, and bytes come out in order, each frame from one chunk.
+    #[test]
+    fn send_bytes_stay_where_they_were_written() {
+        let mut pool = Pool::new(1 << 20);
+        let mut send = SendBuf::default();
+        let mut written = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..40u32 {
+            let data: Vec<u8> = (0..1000 + i * 97).map(|j| (i * 7 + j) as u8).collect();
+            send.push(&data, &mut pool);
+            written.extend_from_slice(&data);
+            starts.push(send.head.as_ptr());
+        }
+        assert_eq!(send.len(), written.len());
+        assert!(
+            starts.iter().all(|&p| p == starts[0]),
+            "the first chunk moved"
+        );
+        let sizes: Vec<usize> = send.more.iter().map(|c| c.capacity()).collect();
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+        assert!(sizes.iter().all(|&c| c <= SendBuf::CHUNK), "{sizes:?}");
+        let mut read = Vec::new();
+        while !send.is_empty() {
+            let before = send.len();
+            let frame = send.take(5000, &mut pool);
+            assert!(!frame.is_empty() && frame.len() <= 5000);
+            assert_eq!(send.len(), before - frame.len());
+            read.extend_from_slice(&frame);
+        }
+        assert_eq!(read, written);
+        assert!(send.more.is_empty());
+        // A write larger than a chunk fills whole chunks, behind the rest.
+        send.push(b"x", &mut pool);
+        send.push(&vec![9u8; 3 * SendBuf::CHUNK - 1], &mut pool);
+        assert_eq!(&send.take(usize::MAX, &mut pool)[..], b"x");
+        for n in [SendBuf::CHUNK, SendBuf::CHUNK, SendBuf::CHUNK - 1] {
+            assert_eq!(send.take(usize::MAX, &mut pool).len(), n);
+        }
+        assert!(send.is_empty());
+    }
+
     #[test]
     fn received_bytes_are_read_in_order_and_buffers_recycled() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(1 << 20);
         let mut s = Stream::new(1 << 20, 1 << 20, 0);
         s.push_recv(Bytes::from_static(b"ab"), true, &mut pool);
         s.push_recv(Bytes::from_static(b"cd"), true, &mut pool);
@@ -504,7 +710,7 @@ mod tests {
 
     #[test]
     fn large_pieces_are_kept_without_a_copy_and_read_in_order() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(1 << 20);
         let mut s = Stream::new(1 << 20, 1 << 20, 0);
         let big = Bytes::from(vec![3u8; 64 * 1024]);
         assert!(s.push_recv(big.clone(), true, &mut pool));
