@@ -93,6 +93,10 @@ enum Kind {
     Closed,
 }
 
+/// A direct write at least this large keeps the transport busy for longer than a
+/// wake-up of the driver costs (see [`Direct::takes_long`]).
+const LONG_DIRECT: usize = 16 * 1024;
+
 /// A session, its transport life cycle and its waiters; see the module docs.
 #[derive(Debug)]
 pub struct Connection {
@@ -704,7 +708,14 @@ impl Connection {
         // in the same write.
         let mut head = [0u8; DIRECT_AHEAD * crate::frame::HEADER_LEN];
         let (h, n) = self.session.write_direct_after(id, len, &mut head)?;
-        Some(Direct::new(&head[..n], h))
+        // A large write's copy into the kernel holds the socket's lock for a while; a
+        // read of the socket from another thread meanwhile would sleep on it. The
+        // driver waits for such a write instead of reading, unless the window left is
+        // low: then the peer's window update must be read without delay, or the writer
+        // runs out of window waiting for the driver.
+        let long = h.length as usize >= LONG_DIRECT
+            && self.session.writable_len(id) >= self.session.config().window() as usize / 4;
+        Some(Direct::new(&head[..n], h, long))
     }
 
     /// Wakes the I/O side: a direct write left bytes in the output (or could not flush)

@@ -330,12 +330,13 @@ pub struct Direct {
     head: [u8; (DIRECT_AHEAD + 1) * HEADER_LEN],
     head_len: usize,
     len: usize,
+    long: bool,
 }
 
 impl Direct {
     /// The frame `h`, after the encoded control frames `ahead` (at most
     /// `DIRECT_AHEAD` of them).
-    pub(crate) fn new(ahead: &[u8], h: Header) -> Direct {
+    pub(crate) fn new(ahead: &[u8], h: Header, long: bool) -> Direct {
         let mut head = [0u8; (DIRECT_AHEAD + 1) * HEADER_LEN];
         let head_len = ahead.len() + HEADER_LEN;
         head[..ahead.len()].copy_from_slice(ahead);
@@ -344,12 +345,21 @@ impl Direct {
             head,
             head_len,
             len: h.length as usize,
+            long,
         }
     }
 
     /// How many bytes of the caller's data the frame carries (the write's count).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the caller should tell the driver that this write keeps the transport
+    /// busy for a while ([`WakeOnRelease::hold_long`](crate::WakeOnRelease::hold_long)):
+    /// a large frame, with window enough left after it that the peer's window updates
+    /// can wait until the write is done.
+    pub fn takes_long(&self) -> bool {
+        self.long
     }
 
     /// Never true: a direct frame carries at least one byte.

@@ -179,13 +179,33 @@ fn many_cpus() -> bool {
 /// may have let go before it could see the note), and [`WakeOnRelease::cancel`]s if
 /// it got it ([`WakeOnRelease::try_or_owe`] does all three); the holder calls
 /// [`WakeOnRelease::pay`] after unlocking.
+///
+/// A holder about to write a large frame through says so ([`WakeOnRelease::hold_long`]):
+/// the driver then waits for its wake-up instead of reading meanwhile. The kernel
+/// holds a TCP socket's own lock while it copies a write in, so a read of the same
+/// socket from another thread sleeps until the copy is done: in a bulk transfer that
+/// was most of the context switches (a read for each window update that arrived
+/// during a 64 KiB write).
 #[derive(Debug, Default)]
 pub struct WakeOnRelease {
     owed: AtomicBool,
     waker: Mutex<Option<Waker>>,
+    long: AtomicBool,
 }
 
 impl WakeOnRelease {
+    /// Says that the holder's next call on the transport takes long (a large write);
+    /// [`pay`](Self::pay) takes it back.
+    pub fn hold_long(&self) {
+        self.long.store(true, SeqCst);
+    }
+
+    /// Whether the holder said its call takes long: a task that found the lock taken
+    /// should then wait for the wake-up it is owed rather than use the transport.
+    pub fn held_long(&self) -> bool {
+        self.long.load(SeqCst)
+    }
+
     /// Notes that `waker` waits for the lock.
     pub fn owe(&self, waker: &Waker) {
         let mut w = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
@@ -219,6 +239,8 @@ impl WakeOnRelease {
 
     /// Wakes the task that found the lock taken, if one did; call after unlocking.
     pub fn pay(&self) {
+        // Before the wake-up: the woken task must not see a long call still running.
+        self.long.store(false, SeqCst);
         fence(SeqCst);
         if self.owed.swap(false, SeqCst) {
             let w = self
@@ -322,5 +344,13 @@ mod tests {
         assert_eq!(w.try_or_owe(&waker, || None::<()>), None);
         w.pay();
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        // A long call is seen by the task that found the lock taken until it is paid.
+        assert!(!w.held_long());
+        w.hold_long();
+        assert_eq!(w.try_or_owe(&waker, || None::<()>), None);
+        assert!(w.held_long());
+        w.pay();
+        assert!(!w.held_long());
+        assert_eq!(count.0.load(Ordering::SeqCst), 3);
     }
 }

@@ -137,6 +137,12 @@ impl<T> Future for Driver<T> {
             let mut r = shared.reader();
             let input = &mut r.input;
             let Some(mut w) = shared.driver_writer(cx.waker()) else {
+                if shared.writer_held_long() {
+                    // A stream writes a large frame through: reading the socket now
+                    // would sleep on the kernel's lock until its copy is done. It
+                    // wakes us.
+                    return Poll::Pending;
+                }
                 // A stream writes through: read meanwhile (it wakes us when it is done).
                 let plan = shared.with(|c| c.drive_input(Instant::now(), input, cx.waker()));
                 let mut read = false;

@@ -106,6 +106,18 @@ impl Shared {
         (self.driver_skipped).try_or_owe(driver, || try_lock(&self.writer))
     }
 
+    /// Says that the stream holding the write side is about to write a large frame
+    /// through (see [`WakeOnRelease::hold_long`]).
+    pub(crate) fn hold_writer_long(&self) {
+        self.driver_skipped.hold_long();
+    }
+
+    /// Whether the stream holding the write side writes a large frame: the driver
+    /// waits for it rather than read the transport meanwhile.
+    pub(crate) fn writer_held_long(&self) -> bool {
+        self.driver_skipped.held_long()
+    }
+
     /// Lets go of the write side a stream took to write through.
     pub(crate) fn release_writer(&self, w: MutexGuard<'_, Writer>) {
         drop(w);

@@ -45,6 +45,9 @@ impl Core {
             return None;
         };
         let n = f.len();
+        if f.takes_long() {
+            self.shared.hold_writer_long();
+        }
         let r = Pin::new(&mut *io).poll_write_vectored(cx, &f.slices(buf));
         let mut wake = f.written(output, buf, r);
         if !wake && Pin::new(io).poll_flush(cx).is_pending() {

@@ -150,6 +150,9 @@ impl Future for Driver {
                     }
                     plan
                 }
+                // A stream writes a large frame through: reading the socket now would
+                // sleep on the kernel's lock until its copy is done. It wakes us.
+                None if shared.writer_held_long() => return Poll::Pending,
                 // A stream writes through: read meanwhile (it wakes us when it is done).
                 None => match shared.with(|c| c.drive_input(now(), input, cx.waker())) {
                     plan if plan.done => continue,

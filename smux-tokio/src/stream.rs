@@ -119,6 +119,9 @@ impl StreamRef {
             return None;
         };
         let n = f.len();
+        if f.takes_long() {
+            self.shared.hold_writer_long();
+        }
         let r = w.io.as_mut().poll_write_vectored(cx, &f.slices(data));
         let mut wake = f.written(&mut w.output, data, r);
         if !wake && w.io.as_mut().poll_flush(cx).is_pending() {

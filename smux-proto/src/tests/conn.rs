@@ -519,6 +519,29 @@ fn no_direct_write_over_a_transport_without_vectored_writes() {
     );
 }
 
+/// A direct write says it keeps the transport busy (the driver then waits for it
+/// rather than read the socket under the kernel's lock) only when it is large and
+/// leaves a quarter of the window: a writer short of window needs the peer's window
+/// update read at once.
+#[test]
+fn only_a_large_direct_write_with_window_to_spare_takes_long() {
+    let config = Config::default();
+    let quarter = config.window() as usize / 4;
+    let mut sim = Sim::new(config);
+    let id = sim.conn(0).open().unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let e = &mut sim.ends[0];
+    let small = e.conn.begin_direct(id, 1000, &e.output).expect("direct");
+    assert!(!small.takes_long());
+    let mut seen = Vec::new();
+    while let Some(f) = e.conn.begin_direct(id, 64 * 1024, &e.output) {
+        let left = e.conn.session().writable_len(id);
+        assert_eq!(f.takes_long(), f.len() >= 16 * 1024 && left >= quarter);
+        seen.push(f.takes_long());
+    }
+    assert!(seen.contains(&true) && seen.contains(&false), "{seen:?}");
+}
+
 fn wake_owed(c: &mut Connection) {
     let mut woken = Vec::new();
     c.take_wakers(&mut woken);
