@@ -127,8 +127,11 @@ fn blocking_client_against_a_blocking_echo_server() {
     let config = smux_blocking::Config::default();
     let listener = smux_blocking::Listener::bind("127.0.0.1:0", config.clone()).unwrap();
     let addr = listener.local_addr().unwrap();
+    let (server_tx, server_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (session, _) = listener.accept().unwrap();
+        let session = Arc::new(session);
+        let _ = server_tx.send(session.clone());
         while let Ok(stream) = session.accept() {
             std::thread::spawn(move || {
                 let reader = stream.try_clone().unwrap();
@@ -154,10 +157,17 @@ fn blocking_client_against_a_blocking_echo_server() {
             let _ = done.send(result.is_ok());
         });
     }
-    for _ in 0..STREAMS {
-        let ok = done_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("blocking new-user program did not finish within 120 s");
+    let server = server_rx.recv_timeout(Duration::from_secs(120));
+    for done in 0..STREAMS {
+        let Ok(ok) = done_rx.recv_timeout(Duration::from_secs(120)) else {
+            // What both sessions hold, for a hang that does not reproduce at will.
+            let server = server.as_ref().map(|s| s.stats());
+            panic!(
+                "blocking new-user program did not finish within 120 s: {done} of \
+                 {STREAMS} streams done; client {:?}; server {server:?}",
+                session.stats()
+            );
+        };
         assert!(ok, "a stream failed (see its panic above)");
     }
 }
