@@ -113,6 +113,14 @@ impl Config {
     /// Bytes buffered for reading across all streams of the session (default 32
     /// MiB). At the bound the session stops taking input until the application reads.
     /// At least `max_frame`.
+    ///
+    /// Size it for the streams your application may leave unread while it waits on
+    /// something else, such as its own writes on those streams: at least `window`
+    /// times their number, and twice that between two ends of ours, whose windows
+    /// may grow by up to half of this bound in all. Below that, such streams can fill
+    /// the bound at both ends, and then nothing moves (with the defaults: more than
+    /// 32 streams that each write a request of over a window before reading its
+    /// answer, to a peer that answers as it reads). See docs/SECURITY.md.
     pub fn max_buffered_in(&self) -> usize {
         self.max_buffered_in
     }

@@ -4,6 +4,15 @@
 //! copies and then shuts its side down. On every adapter every stream must come back
 //! whole. (An earlier version returned truncated data as a clean end-of-file: the
 //! streams opened before the ends agreed on the extensions had no half-close.)
+//!
+//! Both ends size `max_buffered_in` for this program, as the docs of
+//! `Config::max_buffered_in` say to: every stream here may hold a full window of
+//! input unread (its echo at the client while it still writes, its request at the
+//! server while the echo waits for the client), and 100 such streams need more than
+//! the default bound. With the defaults, runs whose streams all progress at the same
+//! pace filled the bound at both ends and stalled for good (seen once in CI on the
+//! blocking adapter; in every run with a bound of 16 MiB on the blocking and Tokio
+//! adapters).
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -21,6 +30,11 @@ const SIZE: usize = 1 << 20;
 /// and with it the confirmations the writes wait for (docs/PROTOCOL.md, section 11).
 /// So this client stays within that bound.
 const REFERENCE_STREAMS: usize = 48;
+
+/// The input bound for [`STREAMS`] streams between two ends of ours: a full default
+/// window (512 KiB) per stream, twice, since windows may grow by up to half of the
+/// bound in all (`Config::max_buffered_in`).
+const MAX_BUFFERED_IN: usize = 2 * STREAMS * 512 * 1024;
 
 /// The data stream `i` sends.
 fn data(i: usize) -> Vec<u8> {
@@ -40,7 +54,7 @@ fn check(i: usize, got: &[u8]) {
 fn tokio_client_against_a_tokio_echo_server() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     run(within(120, "tokio new-user program", async {
-        let config = smux_tokio::Config::default();
+        let config = smux_tokio::Config::default().with_max_buffered_in(MAX_BUFFERED_IN);
         let listener = smux_tokio::Listener::bind("127.0.0.1:0", config.clone())
             .await
             .unwrap();
@@ -81,7 +95,7 @@ fn tokio_client_against_a_tokio_echo_server() {
 fn smol_client_against_a_smol_echo_server() {
     use smol::io::{AsyncReadExt, AsyncWriteExt};
     smol::block_on(async {
-        let config = smux_smol::Config::default();
+        let config = smux_smol::Config::default().with_max_buffered_in(MAX_BUFFERED_IN);
         let listener = smux_smol::Listener::bind("127.0.0.1:0", config.clone()).unwrap();
         let addr = listener.local_addr().unwrap();
         let server = smol::spawn(async move {
@@ -124,7 +138,7 @@ fn smol_client_against_a_smol_echo_server() {
 
 #[test]
 fn blocking_client_against_a_blocking_echo_server() {
-    let config = smux_blocking::Config::default();
+    let config = smux_blocking::Config::default().with_max_buffered_in(MAX_BUFFERED_IN);
     let listener = smux_blocking::Listener::bind("127.0.0.1:0", config.clone()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (server_tx, server_rx) = std::sync::mpsc::channel();
