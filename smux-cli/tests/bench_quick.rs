@@ -15,11 +15,12 @@ const SCENARIOS: [&str; 9] = [
     "idle",
     "hol",
 ];
-const SYSTEMS: [&str; 7] = [
+const SYSTEMS: [&str; 8] = [
     "tcp",
     "smux-rs",
     "smux-smol",
     "smux-blocking",
+    "tcp-threads",
     "yamux",
     "tokio-yamux",
     "async-smux",
@@ -156,23 +157,25 @@ fn bench_rejects_unknown_names() {
 /// end-of-file. Speed is not asserted.
 #[test]
 fn quick_lfn_delivers_every_byte_intact() {
-    const LFN_SYSTEMS: [&str; 8] = [
+    const LFN_SYSTEMS: [&str; 9] = [
         "tcp",
         "smux-rs",
         "smux-rs-base",
         "smux-smol",
         "smux-blocking",
+        "tcp-threads",
         "yamux",
         "tokio-yamux+peek",
         "async-smux",
     ];
-    // The systems that must finish: ours and the physical reference.
-    const MUST_FINISH: [&str; 5] = [
+    // The systems that must finish: ours and the physical references.
+    const MUST_FINISH: [&str; 6] = [
         "tcp",
         "smux-rs",
         "smux-rs-base",
         "smux-smol",
         "smux-blocking",
+        "tcp-threads",
     ];
     let dir = std::env::temp_dir().join(format!("smux-cli-lfn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

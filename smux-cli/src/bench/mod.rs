@@ -11,7 +11,11 @@
 //!   builds a fresh session and tears it down (its tasks are aborted). smux-smol runs
 //!   the same harness on a smol executor of 2 threads instead (`exec.rs`);
 //!   smux-blocking has a harness of its own with a thread per busy stream
-//!   (`blocking/`).
+//!   (`blocking/`), which also runs tcp-threads: raw TCP on blocking std sockets,
+//!   one connection per stream, in the same thread shapes, so that smux-blocking
+//!   has a physical limit of its own kind (a round trip between two threads blocked
+//!   on sockets costs more than between tasks on a runtime, more so when the
+//!   threads are on different CPUs).
 //! * bulk-N: N streams are opened and each exchanges one byte each way (so every
 //!   system has announced it to the peer), then each loops `write_all` of 64 KiB; the
 //!   reader counts bytes per stream. After the warm-up, the window's bytes give the
@@ -80,13 +84,16 @@ Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn-1,churn-4,idle,hol
            only when named: it takes seconds per run
 
 Systems (default: all but tokio-yamux+peek and smux-rs-base; for lfn: tcp, smux-rs,
-smux-rs-base, smux-smol, smux-blocking, yamux, tokio-yamux+peek, async-smux):
+smux-rs-base, smux-smol, smux-blocking, tcp-threads, yamux, tokio-yamux+peek,
+async-smux):
   tcp               one TCP connection per stream: the physical limit
   smux-rs           smux-rs on Tokio (smux-tokio), extensions on
   smux-rs-base      smux-rs on Tokio with extensions off (the base protocol)
   smux-smol         smux-rs on smol (smux-smol; the whole run on a smol executor)
   smux-blocking     smux-rs on std threads (smux-blocking; a thread per busy stream,
-                    so bulk and rr up to 64 streams)
+                    so bulk, rr and churn up to 64 streams or loops)
+  tcp-threads       one TCP connection per stream on std threads and blocking
+                    sockets, threads as for smux-blocking: its physical limit
   yamux, tokio-yamux, tokio-yamux+peek, async-smux   other Rust multiplexers
 
 Examples:
@@ -307,8 +314,8 @@ fn run(opts: &Options) -> Result<(), String> {
                 let heap_before = crate::alloc::live_total();
                 let pressure_before = tcp_memory_pressures();
                 crate::alloc::reset_peak();
-                let outcome = if system == System::SmuxBlocking {
-                    blocking::run(scenario, p)
+                let outcome = if system.is_blocking() {
+                    blocking::run(system, scenario, p)
                 } else if scenario == Scenario::Idle {
                     scenarios::idle(system, p)
                 } else {

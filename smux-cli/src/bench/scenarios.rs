@@ -632,16 +632,18 @@ async fn churn(system: System, loops: usize, p: &Params) -> Res<Metrics> {
     })
 }
 
-/// Systems of the lfn scenario when none are named: the physical limit, smux-rs with
-/// and without its extensions and on each adapter, and the other multiplexers;
+/// Systems of the lfn scenario when none are named: the physical limits (raw TCP on
+/// Tokio and on threads), smux-rs with and without its extensions and on each
+/// adapter, and the other multiplexers;
 /// tokio-yamux with the workaround for its write-only stall, since a lone writer is
 /// all this scenario has.
-const LFN_SYSTEMS: [System; 8] = [
+const LFN_SYSTEMS: [System; 9] = [
     System::Tcp,
     System::SmuxRs,
     System::SmuxRsBase,
     System::SmuxSmol,
     System::SmuxBlocking,
+    System::TcpThreads,
     System::Yamux,
     System::TokioYamuxPeek,
     System::AsyncSmux,

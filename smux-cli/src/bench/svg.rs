@@ -61,6 +61,8 @@ fn colour(system: &str) -> &'static str {
         "smux-rs-base" => "#56B4E9",
         "smux-smol" => "#009E73",
         "smux-blocking" => "#CC79A7",
+        // Past the palette's eight: a lighter grey than raw TCP's, its kin.
+        "tcp-threads" => "#C8C8C8",
         "yamux" => "#E69F00",
         "tokio-yamux" => "#D55E00",
         "tokio-yamux+peek" => "#F0E442",

@@ -58,6 +58,9 @@ pub enum System {
     AsyncSmux,
     /// smux-rs through the blocking adapter (threads; some scenarios only).
     SmuxBlocking,
+    /// One TCP connection per stream on std threads and blocking sockets, with the
+    /// blocking harness's threads: the physical limit of smux-blocking.
+    TcpThreads,
     /// smux-rs through the smol adapter: each session's driver and the harness's
     /// tasks run on a smol executor (see [`smol_executor`] and `exec`); the harness
     /// reaches the streams through a futures-io to Tokio I/O trait wrapper.
@@ -66,12 +69,13 @@ pub enum System {
 
 impl System {
     /// All systems, in table order.
-    pub const ALL: [System; 9] = [
+    pub const ALL: [System; 10] = [
         System::Tcp,
         System::SmuxRs,
         System::SmuxRsBase,
         System::SmuxSmol,
         System::SmuxBlocking,
+        System::TcpThreads,
         System::Yamux,
         System::TokioYamux,
         System::TokioYamuxPeek,
@@ -79,11 +83,12 @@ impl System {
     ];
 
     /// The systems run when none are named.
-    pub const DEFAULT: [System; 7] = [
+    pub const DEFAULT: [System; 8] = [
         System::Tcp,
         System::SmuxRs,
         System::SmuxSmol,
         System::SmuxBlocking,
+        System::TcpThreads,
         System::Yamux,
         System::TokioYamux,
         System::AsyncSmux,
@@ -100,6 +105,7 @@ impl System {
             System::TokioYamuxPeek => "tokio-yamux+peek",
             System::AsyncSmux => "async-smux",
             System::SmuxBlocking => "smux-blocking",
+            System::TcpThreads => "tcp-threads",
             System::SmuxSmol => "smux-smol",
         }
     }
@@ -111,7 +117,13 @@ impl System {
 
     /// Whether streams are separate TCP connections (no multiplexing).
     pub fn is_raw(self) -> bool {
-        self == System::Tcp
+        matches!(self, System::Tcp | System::TcpThreads)
+    }
+
+    /// Whether the system runs on the blocking harness (std threads and sockets, a
+    /// thread per busy stream) rather than on an async runtime.
+    pub fn is_blocking(self) -> bool {
+        matches!(self, System::SmuxBlocking | System::TcpThreads)
     }
 }
 
@@ -242,8 +254,8 @@ fn socket(link: Link) -> io::Result<TcpStream> {
 pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
     let mut tasks = Tasks::default();
     let opener: Arc<dyn Opener> = match system {
-        System::SmuxBlocking => {
-            return Err(io::Error::other("the blocking adapter has no async end"))
+        System::SmuxBlocking | System::TcpThreads => {
+            return Err(io::Error::other("a blocking system has no async end"))
         }
         System::Tcp => match link {
             Link::Addr(addr) => Arc::new(TcpOpener(addr)),
@@ -291,8 +303,8 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
 pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
     let mut tasks = Tasks::default();
     let acceptor: Arc<dyn Acceptor> = match system {
-        System::SmuxBlocking => {
-            return Err(io::Error::other("the blocking adapter has no async end"))
+        System::SmuxBlocking | System::TcpThreads => {
+            return Err(io::Error::other("a blocking system has no async end"))
         }
         System::Tcp => match link {
             Link::Listener(l) => Arc::new(TcpAcceptor(TcpListener::from_std(l)?)),
@@ -665,4 +677,34 @@ impl Acceptor for AsyncSmuxAcceptor {
 
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "session closed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_defaults_are_known() {
+        for sys in System::ALL {
+            assert_eq!(System::parse(sys.name()), Some(sys), "{}", sys.name());
+        }
+        let names: Vec<&str> = System::ALL.iter().map(|s| s.name()).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[i + 1..].contains(n), "{n} twice");
+        }
+        assert!(System::DEFAULT.iter().all(|s| System::ALL.contains(s)));
+        assert_eq!(System::parse("tcp-threads"), Some(System::TcpThreads));
+        // Right after smux-blocking, in the table and in the default set.
+        for list in [&System::ALL[..], &System::DEFAULT[..]] {
+            let at = list
+                .iter()
+                .position(|&s| s == System::SmuxBlocking)
+                .unwrap();
+            assert_eq!(list[at + 1], System::TcpThreads);
+        }
+        assert!(System::TcpThreads.is_raw() && System::TcpThreads.is_blocking());
+        assert!(System::SmuxBlocking.is_blocking() && !System::SmuxBlocking.is_raw());
+        assert!(System::Tcp.is_raw() && !System::Tcp.is_blocking());
+        assert_eq!(System::parse("nonesuch"), None);
+    }
 }

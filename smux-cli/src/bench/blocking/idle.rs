@@ -10,13 +10,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::super::scenarios::{failed, hung, Metrics, Params, Res, Stop};
+use super::super::systems::System;
 use super::Pair;
 use crate::alloc;
 
 /// The idle scenario: `p.idle_streams` streams opened and left idle.
-pub(super) fn idle(p: &Params) -> Res<Metrics> {
+pub(super) fn idle(system: System, p: &Params) -> Res<Metrics> {
     let n = p.idle_streams;
-    let pair = Pair::new()?;
+    let pair = Pair::new(system, p)?;
     // Let the session's threads start and the handshake settle before the baseline.
     thread::sleep(Duration::from_millis(50));
     let base = alloc::live_total();
@@ -47,7 +48,7 @@ pub(super) fn idle(p: &Params) -> Res<Metrics> {
     }
     let mut kept = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = pair.open(p)?;
+        let mut s = pair.open(p.phase_timeout)?;
         let mut b = [1u8; 1];
         if let Err(e) = s.write_all(&b).and_then(|()| s.read_exact(&mut b)) {
             return Err(if e.kind() == std::io::ErrorKind::TimedOut {

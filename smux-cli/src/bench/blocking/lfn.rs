@@ -1,4 +1,4 @@
-//! lfn with the blocking adapter: the same long fat link (the relay between the two
+//! lfn on the blocking harness (smux-blocking, tcp-threads): the same long fat link (the relay between the two
 //! ends) and the same checks as the async harness (`scenarios::lfn`): two round trips
 //! on a first stream, then one stream writing the pattern from a thread while the
 //! reading end checks every byte; after the window the writer shuts its side down
@@ -14,24 +14,18 @@ use std::time::{Duration, Instant};
 use super::super::scenarios::{
     expected, failed, hung, LfnSink, Metrics, Params, Res, Stop, WRITE_SIZE,
 };
+use super::super::systems::System;
 use super::Pair;
 
 /// The lfn scenario.
-pub(super) fn lfn(p: &Params) -> Res<Metrics> {
+pub(super) fn lfn(system: System, p: &Params) -> Res<Metrics> {
     let limit = p.lfn_phase_timeout();
-    let pair = Pair::through(Some(p.link))?;
+    let pair = Pair::through(system, Some(p.link), limit)?;
     let sink = Arc::new(LfnSink::default());
     serve(&pair, sink.clone(), limit);
-    let open = || -> Res<smux_blocking::Stream> {
-        let s = pair.client.open().map_err(|e| failed("open", e))?;
-        s.set_read_timeout(Some(limit))
-            .and_then(|()| s.set_write_timeout(Some(limit)))
-            .map_err(|e| failed("open", e))?;
-        Ok(s)
-    };
     // As in the async harness: the extensions are agreed within these round trips,
-    // so the measured stream opened next is extended.
-    let mut hello = open()?;
+    // so the measured stream opened next is extended (raw TCP just makes them).
+    let mut hello = pair.open(limit)?;
     let mut b = [0u8; 1];
     for _ in 0..3 {
         hello
@@ -39,7 +33,7 @@ pub(super) fn lfn(p: &Params) -> Res<Metrics> {
             .and_then(|()| hello.read_exact(&mut b))
             .map_err(|e| stall("first stream's round trips", e))?;
     }
-    let mut s = open()?;
+    let mut s = pair.open(limit)?;
     s.write_all(b"L")
         .and_then(|()| s.read_exact(&mut b))
         .map_err(|e| stall("first exchange", e))?;
@@ -134,15 +128,7 @@ fn stall(what: &str, e: std::io::Error) -> Stop {
 /// The reading end: a stream tagged 'H' echoes single bytes until end-of-file; one
 /// tagged 'L' is read to end-of-file, every byte checked by `sink`.
 fn serve(pair: &Pair, sink: Arc<LfnSink>, limit: Duration) {
-    let server = pair.server.clone();
-    let (tx, rx) = mpsc::channel::<smux_blocking::Stream>();
-    pair.spawn(move || {
-        while let Ok(s) = server.accept() {
-            if tx.send(s).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = pair.accepted();
     pair.spawn(move || {
         // The readers are joined here, so the pair's teardown waits for them too.
         let mut threads = Vec::new();

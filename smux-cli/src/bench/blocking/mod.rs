@@ -1,38 +1,49 @@
-//! The blocking adapter (`smux-blocking`, std sockets and threads) in every scenario
-//! where a thread per busy stream fits: bulk, rr and churn with up to 64 streams or loops,
-//! hol, idle (no thread per idle stream) and lfn. Its session runs its own two
-//! threads per end; the harness adds one thread per busy stream. Teardown closes both
-//! sessions, which fails every blocked call at once.
+//! The blocking harness: std sockets and threads, a thread per busy stream, for
+//! smux-rs's blocking adapter (`smux-blocking`) and for raw TCP on blocking sockets
+//! with one connection per stream (`tcp-threads`, its physical limit), the same code
+//! for both (`ends.rs`). bulk, rr and churn run with up to 64 streams or loops; hol
+//! and lfn too; idle only for smux-blocking (no thread per idle stream). A
+//! smux-blocking session runs its own two threads per end; the harness adds one
+//! thread per busy stream. Teardown closes both ends (the session, or every socket
+//! of raw TCP and its listener), which fails every blocked call at once.
 
 use std::io::{self, Read, Write};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use smux_blocking::{Config, Session, Stream};
+use smux_blocking::Config;
 
 use super::relay::{Relay, Shape};
 use super::scenarios::{
     failed, hung, Metrics, Outcome, Params, Res, Scenario, Stop, CHURN_SIZE, HOL_STREAMS, RR_SIZE,
     WRITE_SIZE,
 };
+use super::systems::System;
+use ends::{Conn, End, Tcp};
 
+mod ends;
 mod idle;
 mod lfn;
 
 /// Most streams (each with a thread) the blocking harness runs.
 const MAX_STREAMS: usize = 64;
 
-/// Runs one scenario with the blocking adapter.
-pub fn run(scenario: Scenario, p: &Params) -> Outcome {
+/// Runs one scenario on `system` (smux-blocking or tcp-threads).
+pub fn run(system: System, scenario: Scenario, p: &Params) -> Outcome {
     let r = match scenario {
-        Scenario::Bulk(n) if n <= MAX_STREAMS => bulk(n, p),
-        Scenario::Rr(n) if n <= MAX_STREAMS => rr(n, p),
-        Scenario::Churn(n) if n <= MAX_STREAMS => churn(n, p),
-        Scenario::Hol => hol(p),
-        Scenario::Idle => idle::idle(p),
-        Scenario::Lfn => lfn::lfn(p),
+        Scenario::Bulk(n) if n <= MAX_STREAMS => bulk(system, n, p),
+        Scenario::Rr(n) if n <= MAX_STREAMS => rr(system, n, p),
+        Scenario::Churn(n) if n <= MAX_STREAMS => churn(system, n, p),
+        Scenario::Hol => hol(system, p),
+        // As for `tcp`: raw TCP has no session whose heap per stream means anything
+        // (its cost is in the kernel), and a thread per idle connection is not this
+        // harness's shape.
+        Scenario::Idle if system.is_raw() => return Outcome::NotApplicable,
+        Scenario::Idle => idle::idle(system, p),
+        Scenario::Lfn => lfn::lfn(system, p),
         // A thread per busy stream: over 64 the harness would measure threads.
         Scenario::Bulk(_) | Scenario::Rr(_) | Scenario::Churn(_) => return Outcome::NotApplicable,
     };
@@ -42,36 +53,42 @@ pub fn run(scenario: Scenario, p: &Params) -> Outcome {
     }
 }
 
-/// Both ends of one session and the threads of a run.
+/// Both ends of one run and the threads of the run.
 struct Pair {
-    client: Session,
-    server: Session,
+    client: End,
+    server: End,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// The delayed link between the ends, if any (dropped after the sessions).
+    /// The delayed link between the ends, if any (dropped after the ends).
     _relay: Option<Relay>,
 }
 
 impl Pair {
-    fn new() -> Res<Pair> {
-        Pair::through(None)
+    fn new(system: System, p: &Params) -> Res<Pair> {
+        Pair::through(system, None, p.phase_timeout)
     }
 
-    /// A session whose ends talk through a relay of `shape`, if one is given.
-    fn through(shape: Option<Shape>) -> Res<Pair> {
-        let listener = smux_blocking::Listener::bind("127.0.0.1:0", Config::default())
-            .map_err(|e| failed("listen", e))?;
-        let mut addr = listener.local_addr().map_err(|e| failed("listen", e))?;
+    /// The ends of `system`, talking through a relay of `shape` if one is given;
+    /// `limit` bounds each raw TCP connect.
+    fn through(system: System, shape: Option<Shape>, limit: Duration) -> Res<Pair> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| failed("listen", e))?;
+        let local = listener.local_addr().map_err(|e| failed("listen", e))?;
         let relay = shape
-            .map(|s| Relay::start(addr, s))
+            .map(|s| Relay::start(local, s))
             .transpose()
             .map_err(|e| failed("relay", e))?;
-        if let Some(r) = &relay {
-            addr = r.addr();
-        }
-        let client =
-            smux_blocking::connect(addr, Config::default()).map_err(|e| failed("connect", e))?;
-        let (server, _) = listener.accept().map_err(|e| failed("accept", e))?;
+        let addr = relay.as_ref().map_or(local, Relay::addr);
+        let (client, server) = if system.is_raw() {
+            let tcp = Tcp::new(listener, addr, limit);
+            (End::Tcp(tcp.clone()), End::Tcp(tcp))
+        } else {
+            let listener = smux_blocking::Listener::from_tcp(listener, Config::default())
+                .map_err(|e| failed("listen", e))?;
+            let client = smux_blocking::connect(addr, Config::default())
+                .map_err(|e| failed("connect", e))?;
+            let (server, _) = listener.accept().map_err(|e| failed("accept", e))?;
+            (End::Smux(client), End::Smux(server))
+        };
         Ok(Pair {
             client,
             server,
@@ -88,12 +105,28 @@ impl Pair {
         v.push(h);
     }
 
-    fn open(&self, p: &Params) -> Res<Stream> {
+    /// Opens a stream whose reads and writes wait at most `limit`.
+    fn open(&self, limit: Duration) -> Res<Conn> {
         let s = self.client.open().map_err(|e| failed("open", e))?;
-        s.set_read_timeout(Some(p.phase_timeout))
-            .and_then(|()| s.set_write_timeout(Some(p.phase_timeout)))
+        s.set_read_timeout(Some(limit))
+            .and_then(|()| s.set_write_timeout(Some(limit)))
             .map_err(|e| failed("open", e))?;
         Ok(s)
+    }
+
+    /// The streams the server end accepts, handed over by a thread of the pair's
+    /// (so it gets joined) until the end closes.
+    fn accepted(&self) -> mpsc::Receiver<Conn> {
+        let server = self.server.clone();
+        let (tx, rx) = mpsc::channel();
+        self.spawn(move || {
+            while let Ok(s) = server.accept() {
+                if tx.send(s).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
     }
 }
 
@@ -119,17 +152,8 @@ impl Drop for Pair {
 /// Server side of bulk and hol: tag 'S' streams are kept unread, others counted.
 fn serve_sinks(pair: &Pair, counters: Arc<Vec<AtomicU64>>) -> Arc<AtomicUsize> {
     let started = Arc::new(AtomicUsize::new(0));
-    let server = pair.server.clone();
     let next = started.clone();
-    let (tx, rx) = mpsc::channel::<Stream>();
-    // Accepting thread hands streams to the pair so they get joined.
-    pair.spawn(move || {
-        while let Ok(s) = server.accept() {
-            if tx.send(s).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = pair.accepted();
     let parked = Arc::new(Mutex::new(Vec::new()));
     let threads = Arc::new(Mutex::new(Vec::<JoinHandle<()>>::new()));
     let stop = pair.stop.clone();
@@ -180,7 +204,7 @@ fn start_writers(
     let data: Arc<[u8]> = vec![0x5a; WRITE_SIZE].into();
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = pair.open(p)?;
+        let mut s = pair.open(p.phase_timeout)?;
         let mut ack = [0u8; 1];
         if let Err(e) = s.write_all(&[tag]).and_then(|()| s.read_exact(&mut ack)) {
             return Err(
@@ -249,8 +273,8 @@ fn counters(n: usize) -> Arc<Vec<AtomicU64>> {
     Arc::new((0..n).map(|_| AtomicU64::new(0)).collect())
 }
 
-fn bulk(n: usize, p: &Params) -> Res<Metrics> {
-    let pair = Pair::new()?;
+fn bulk(system: System, n: usize, p: &Params) -> Res<Metrics> {
+    let pair = Pair::new(system, p)?;
     let c = counters(n);
     let started = serve_sinks(&pair, c.clone());
     start_writers(&pair, n, b'B', p, None)?;
@@ -267,10 +291,10 @@ fn bulk(n: usize, p: &Params) -> Res<Metrics> {
     })
 }
 
-fn hol(p: &Params) -> Res<Metrics> {
-    // As in the async harness: one session, eight streams alone, then with a stream
-    // whose receiver never reads.
-    let pair = Pair::new()?;
+fn hol(system: System, p: &Params) -> Res<Metrics> {
+    // As in the async harness: one session (or, for raw TCP, a connection per
+    // stream), eight streams alone, then with a stream whose receiver never reads.
+    let pair = Pair::new(system, p)?;
     let c = counters(HOL_STREAMS);
     let started = serve_sinks(&pair, c.clone());
     start_writers(&pair, HOL_STREAMS, b'B', p, None)?;
@@ -306,20 +330,12 @@ fn hol(p: &Params) -> Res<Metrics> {
     })
 }
 
-fn rr(n: usize, p: &Params) -> Res<Metrics> {
-    let pair = Pair::new()?;
-    let server = pair.server.clone();
-    let (tx, rx) = mpsc::channel::<Stream>();
-    pair.spawn(move || {
-        while let Ok(s) = server.accept() {
-            if tx.send(s).is_err() {
-                break;
-            }
-        }
-    });
+fn rr(system: System, n: usize, p: &Params) -> Res<Metrics> {
+    let pair = Pair::new(system, p)?;
+    let rx = pair.accepted();
     let mut streams = Vec::with_capacity(n);
     for _ in 0..n {
-        streams.push(pair.open(p)?);
+        streams.push(pair.open(p.phase_timeout)?);
     }
     // One echo thread per stream, started as the streams arrive.
     for _ in 0..n {
@@ -382,19 +398,10 @@ fn rr(n: usize, p: &Params) -> Res<Metrics> {
     })
 }
 
-fn churn(loops: usize, p: &Params) -> Res<Metrics> {
-    let pair = Pair::new()?;
+fn churn(system: System, loops: usize, p: &Params) -> Res<Metrics> {
+    let pair = Pair::new(system, p)?;
     // A pool of server threads, as many as the client's loops.
-    let (tx, rx) = mpsc::channel::<Stream>();
-    let rx = Arc::new(Mutex::new(rx));
-    let server = pair.server.clone();
-    pair.spawn(move || {
-        while let Ok(s) = server.accept() {
-            if tx.send(s).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = Arc::new(Mutex::new(pair.accepted()));
     for _ in 0..loops {
         let rx = rx.clone();
         pair.spawn(move || loop {
