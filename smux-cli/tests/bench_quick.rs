@@ -15,10 +15,11 @@ const SCENARIOS: [&str; 9] = [
     "idle",
     "hol",
 ];
-const SYSTEMS: [&str; 8] = [
+const SYSTEMS: [&str; 9] = [
     "tcp",
     "smux-rs",
     "smux-smol",
+    "tcp-smol",
     "smux-blocking",
     "tcp-threads",
     "yamux",
@@ -157,11 +158,12 @@ fn bench_rejects_unknown_names() {
 /// end-of-file. Speed is not asserted.
 #[test]
 fn quick_lfn_delivers_every_byte_intact() {
-    const LFN_SYSTEMS: [&str; 9] = [
+    const LFN_SYSTEMS: [&str; 10] = [
         "tcp",
         "smux-rs",
         "smux-rs-base",
         "smux-smol",
+        "tcp-smol",
         "smux-blocking",
         "tcp-threads",
         "yamux",
@@ -169,11 +171,12 @@ fn quick_lfn_delivers_every_byte_intact() {
         "async-smux",
     ];
     // The systems that must finish: ours and the physical references.
-    const MUST_FINISH: [&str; 6] = [
+    const MUST_FINISH: [&str; 7] = [
         "tcp",
         "smux-rs",
         "smux-rs-base",
         "smux-smol",
+        "tcp-smol",
         "smux-blocking",
         "tcp-threads",
     ];

@@ -9,8 +9,10 @@
 //!   scenario gives each end its own one-worker runtime, see below); sockets are
 //!   127.0.0.1 with `TCP_NODELAY`. Raw TCP uses one connection per stream. Each run
 //!   builds a fresh session and tears it down (its tasks are aborted). smux-smol runs
-//!   the same harness on a smol executor of 2 threads instead (`exec.rs`);
-//!   smux-blocking has a harness of its own with a thread per busy stream
+//!   the same harness on a smol executor of 2 threads instead (`exec.rs`), and so
+//!   does tcp-smol: raw TCP on smol's sockets (async-net), one connection per
+//!   stream, reached through the same futures-io to Tokio I/O wrapper, so that
+//!   smux-smol has a physical limit of its own runtime's shape; smux-blocking has a harness of its own with a thread per busy stream
 //!   (`blocking/`), which also runs tcp-threads: raw TCP on blocking std sockets,
 //!   one connection per stream, in the same thread shapes, so that smux-blocking
 //!   has a physical limit of its own kind (a round trip between two threads blocked
@@ -84,12 +86,14 @@ Scenarios (default: bulk-1,bulk-64,bulk-1024,rr-1,rr-64,churn-1,churn-4,idle,hol
            only when named: it takes seconds per run
 
 Systems (default: all but tokio-yamux+peek and smux-rs-base; for lfn: tcp, smux-rs,
-smux-rs-base, smux-smol, smux-blocking, tcp-threads, yamux, tokio-yamux+peek,
-async-smux):
+smux-rs-base, smux-smol, tcp-smol, smux-blocking, tcp-threads, yamux,
+tokio-yamux+peek, async-smux):
   tcp               one TCP connection per stream: the physical limit
   smux-rs           smux-rs on Tokio (smux-tokio), extensions on
   smux-rs-base      smux-rs on Tokio with extensions off (the base protocol)
   smux-smol         smux-rs on smol (smux-smol; the whole run on a smol executor)
+  tcp-smol          one TCP connection per stream on smol's sockets, run on the
+                    smol executor as for smux-smol: its physical limit
   smux-blocking     smux-rs on std threads (smux-blocking; a thread per busy stream,
                     so bulk, rr and churn up to 64 streams or loops)
   tcp-threads       one TCP connection per stream on std threads and blocking
@@ -327,7 +331,7 @@ fn run(opts: &Options) -> Result<(), String> {
                             Err(_) => Outcome::Hung("run".into()),
                         }
                     };
-                    if system == System::SmuxSmol {
+                    if system.is_smol() {
                         // On smol's terms (see `exec`), this thread one of the
                         // executor's; Tokio only keeps the time.
                         let _tokio = rt.enter();

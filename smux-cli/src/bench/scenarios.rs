@@ -287,9 +287,10 @@ async fn setup(system: System, link: Option<Shape>) -> Res<Run> {
     Ok(Run {
         client,
         server,
-        scope: Scope::new(match system {
-            System::SmuxSmol => Spawner::Smol(systems::smol_executor()),
-            _ => Spawner::Tokio,
+        scope: Scope::new(if system.is_smol() {
+            Spawner::Smol(systems::smol_executor())
+        } else {
+            Spawner::Tokio
         }),
         _relay: relay,
     })
@@ -633,15 +634,16 @@ async fn churn(system: System, loops: usize, p: &Params) -> Res<Metrics> {
 }
 
 /// Systems of the lfn scenario when none are named: the physical limits (raw TCP on
-/// Tokio and on threads), smux-rs with and without its extensions and on each
+/// Tokio, on smol and on threads), smux-rs with and without its extensions and on each
 /// adapter, and the other multiplexers;
 /// tokio-yamux with the workaround for its write-only stall, since a lone writer is
 /// all this scenario has.
-const LFN_SYSTEMS: [System; 9] = [
+const LFN_SYSTEMS: [System; 10] = [
     System::Tcp,
     System::SmuxRs,
     System::SmuxRsBase,
     System::SmuxSmol,
+    System::TcpSmol,
     System::SmuxBlocking,
     System::TcpThreads,
     System::Yamux,

@@ -61,8 +61,10 @@ fn colour(system: &str) -> &'static str {
         "smux-rs-base" => "#56B4E9",
         "smux-smol" => "#009E73",
         "smux-blocking" => "#CC79A7",
-        // Past the palette's eight: a lighter grey than raw TCP's, its kin.
+        // Past the palette's eight: raw TCP's kin in greys, lighter on threads,
+        // darker on smol.
         "tcp-threads" => "#C8C8C8",
+        "tcp-smol" => "#666666",
         "yamux" => "#E69F00",
         "tokio-yamux" => "#D55E00",
         "tokio-yamux+peek" => "#F0E442",

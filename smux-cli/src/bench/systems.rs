@@ -65,15 +65,19 @@ pub enum System {
     /// tasks run on a smol executor (see [`smol_executor`] and `exec`); the harness
     /// reaches the streams through a futures-io to Tokio I/O trait wrapper.
     SmuxSmol,
+    /// One TCP connection per stream (async-net / async-io sockets) on the smol
+    /// executor smux-smol's runs use: the physical limit of smux-smol.
+    TcpSmol,
 }
 
 impl System {
     /// All systems, in table order.
-    pub const ALL: [System; 10] = [
+    pub const ALL: [System; 11] = [
         System::Tcp,
         System::SmuxRs,
         System::SmuxRsBase,
         System::SmuxSmol,
+        System::TcpSmol,
         System::SmuxBlocking,
         System::TcpThreads,
         System::Yamux,
@@ -83,10 +87,11 @@ impl System {
     ];
 
     /// The systems run when none are named.
-    pub const DEFAULT: [System; 8] = [
+    pub const DEFAULT: [System; 9] = [
         System::Tcp,
         System::SmuxRs,
         System::SmuxSmol,
+        System::TcpSmol,
         System::SmuxBlocking,
         System::TcpThreads,
         System::Yamux,
@@ -107,6 +112,7 @@ impl System {
             System::SmuxBlocking => "smux-blocking",
             System::TcpThreads => "tcp-threads",
             System::SmuxSmol => "smux-smol",
+            System::TcpSmol => "tcp-smol",
         }
     }
 
@@ -117,13 +123,19 @@ impl System {
 
     /// Whether streams are separate TCP connections (no multiplexing).
     pub fn is_raw(self) -> bool {
-        matches!(self, System::Tcp | System::TcpThreads)
+        matches!(self, System::Tcp | System::TcpThreads | System::TcpSmol)
     }
 
     /// Whether the system runs on the blocking harness (std threads and sockets, a
     /// thread per busy stream) rather than on an async runtime.
     pub fn is_blocking(self) -> bool {
         matches!(self, System::SmuxBlocking | System::TcpThreads)
+    }
+
+    /// Whether the system's runs (harness tasks, drivers, sockets) are on the smol
+    /// executor (see [`smol_executor`] and `exec`) rather than on Tokio's runtime.
+    pub fn is_smol(self) -> bool {
+        matches!(self, System::SmuxSmol | System::TcpSmol)
     }
 }
 
@@ -257,8 +269,8 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
         System::SmuxBlocking | System::TcpThreads => {
             return Err(io::Error::other("a blocking system has no async end"))
         }
-        System::Tcp => match link {
-            Link::Addr(addr) => Arc::new(TcpOpener(addr)),
+        System::Tcp | System::TcpSmol => match link {
+            Link::Addr(addr) => Arc::new(TcpOpener(addr, system.is_smol())),
             _ => return Err(io::Error::other("raw TCP needs an address")),
         },
         System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxOpener(
@@ -307,7 +319,11 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
             return Err(io::Error::other("a blocking system has no async end"))
         }
         System::Tcp => match link {
-            Link::Listener(l) => Arc::new(TcpAcceptor(TcpListener::from_std(l)?)),
+            Link::Listener(l) => Arc::new(TcpAcceptor::Tokio(TcpListener::from_std(l)?)),
+            _ => return Err(io::Error::other("raw TCP needs a listener")),
+        },
+        System::TcpSmol => match link {
+            Link::Listener(l) => Arc::new(TcpAcceptor::Smol(l.try_into()?)),
             _ => return Err(io::Error::other("raw TCP needs a listener")),
         },
         System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxAcceptor(
@@ -349,30 +365,53 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
     })
 }
 
-// ---- raw TCP ----
+// ---- raw TCP, on Tokio's sockets or smol's ----
 
-struct TcpOpener(SocketAddr);
+/// The address to connect to, and whether to connect with smol's sockets (async-net
+/// on the async-io reactor, reached through the futures-io to Tokio I/O wrapper, as
+/// smux-smol's streams are) rather than Tokio's.
+struct TcpOpener(SocketAddr, bool);
 
 impl Opener for TcpOpener {
     fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
         Box::pin(async move {
-            let s = TcpStream::connect(self.0).await?;
-            s.set_nodelay(true)?;
-            Ok(Box::new(s) as BoxIo)
+            if self.1 {
+                smol_tcp(smol::net::TcpStream::connect(self.0).await?)
+            } else {
+                tokio_tcp(TcpStream::connect(self.0).await?)
+            }
         })
     }
 }
 
-struct TcpAcceptor(TcpListener);
+/// The listening socket, on Tokio's reactor or smol's.
+enum TcpAcceptor {
+    Tokio(TcpListener),
+    Smol(smol::net::TcpListener),
+}
 
 impl Acceptor for TcpAcceptor {
     fn accept(&self) -> BoxFut<'_, io::Result<BoxIo>> {
         Box::pin(async move {
-            let (s, _) = self.0.accept().await?;
-            s.set_nodelay(true)?;
-            Ok(Box::new(s) as BoxIo)
+            match self {
+                TcpAcceptor::Tokio(l) => tokio_tcp(l.accept().await?.0),
+                TcpAcceptor::Smol(l) => smol_tcp(l.accept().await?.0),
+            }
         })
     }
+}
+
+/// A Tokio TCP stream as the scenarios use it: `TCP_NODELAY` on, boxed.
+fn tokio_tcp(s: TcpStream) -> io::Result<BoxIo> {
+    s.set_nodelay(true)?;
+    Ok(Box::new(s))
+}
+
+/// A smol TCP stream as the scenarios use it: `TCP_NODELAY` on, behind the
+/// futures-io to Tokio I/O wrapper, boxed.
+fn smol_tcp(s: smol::net::TcpStream) -> io::Result<BoxIo> {
+    s.set_nodelay(true)?;
+    Ok(Box::new(s.compat()))
 }
 
 // ---- smux-rs ----
@@ -694,17 +733,24 @@ mod tests {
         }
         assert!(System::DEFAULT.iter().all(|s| System::ALL.contains(s)));
         assert_eq!(System::parse("tcp-threads"), Some(System::TcpThreads));
-        // Right after smux-blocking, in the table and in the default set.
+        assert_eq!(System::parse("tcp-smol"), Some(System::TcpSmol));
+        // Each adapter's physical limit right after it, in the table and in the
+        // default set.
         for list in [&System::ALL[..], &System::DEFAULT[..]] {
-            let at = list
-                .iter()
-                .position(|&s| s == System::SmuxBlocking)
-                .unwrap();
-            assert_eq!(list[at + 1], System::TcpThreads);
+            for (adapter, limit) in [
+                (System::SmuxBlocking, System::TcpThreads),
+                (System::SmuxSmol, System::TcpSmol),
+            ] {
+                let at = list.iter().position(|&s| s == adapter).unwrap();
+                assert_eq!(list[at + 1], limit);
+            }
         }
         assert!(System::TcpThreads.is_raw() && System::TcpThreads.is_blocking());
         assert!(System::SmuxBlocking.is_blocking() && !System::SmuxBlocking.is_raw());
         assert!(System::Tcp.is_raw() && !System::Tcp.is_blocking());
+        assert!(System::TcpSmol.is_raw() && !System::TcpSmol.is_blocking());
+        let smol: Vec<System> = System::ALL.into_iter().filter(|s| s.is_smol()).collect();
+        assert_eq!(smol, [System::SmuxSmol, System::TcpSmol]);
         assert_eq!(System::parse("nonesuch"), None);
     }
 }
