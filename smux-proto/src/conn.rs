@@ -44,6 +44,11 @@ pub use through::{poll_read_through, read_through_into, ReadThrough, LEND_GRACE}
 
 /// The output is refilled while it holds less than this.
 pub const TX_LIMIT: usize = 256 * 1024;
+/// How much an empty output is refilled with: the transport took everything it was
+/// given, so it can take a larger batch (fewer writes and rounds per byte), while an
+/// output the transport is slow to take stays near `TX_LIMIT`, so that the control
+/// frames queued behind it wait less.
+pub const TX_BATCH: usize = 1024 * 1024;
 /// How long reading goes on after writing failed, to take in what the peer sent
 /// before it went away.
 pub const WRITE_FAIL_GRACE: Duration = Duration::from_secs(2);
@@ -328,7 +333,12 @@ impl Connection {
             }
         }
         if output.is_open() && output.len() < TX_LIMIT {
-            s.poll_transmit(now, &mut output.tx, TX_LIMIT);
+            let limit = if output.is_empty() {
+                TX_BATCH
+            } else {
+                TX_LIMIT
+            };
+            s.poll_transmit(now, &mut output.tx, limit);
         }
     }
 

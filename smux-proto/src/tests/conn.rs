@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     Config, Connection, EndReason, Event, Input, Output, Plan, Probe, Role, Slot, StreamId,
-    MAX_SLICES,
+    MAX_SLICES, TX_BATCH, TX_LIMIT,
 };
 
 thread_local! {
@@ -807,4 +807,43 @@ fn a_direct_write_takes_the_queued_control_frames_along() {
     let e = &mut sim.ends[0];
     assert!(e.conn.begin_direct(b, 10, &e.output).is_none());
     let _ = a;
+}
+
+/// An output the transport emptied is refilled with a large batch (`TX_BATCH`); one
+/// it has not emptied only up to about `TX_LIMIT`, so the control frames queued behind
+/// a slow transport wait behind less.
+#[test]
+fn an_emptied_output_takes_a_larger_batch_than_one_still_full() {
+    let mut sim = Sim::new(Config::default());
+    let w = counter().1;
+    // Four streams with a window's worth each: 2 MiB queued, more than one batch.
+    let ids: Vec<_> = (0..4).map(|_| sim.conn(0).open().unwrap()).collect();
+    sim.run_for(Duration::from_millis(100));
+    let data = vec![7u8; 512 * 1024];
+    for &id in &ids {
+        let mut at = 0;
+        while let Poll::Ready(Ok(n)) = sim.conn(0).poll_write(id, &data[at..], &w) {
+            at += n;
+            if at == data.len() {
+                break;
+            }
+        }
+        assert_eq!(at, data.len(), "stream {id:?} took its window");
+    }
+    let now = sim.now;
+    let e = &mut sim.ends[0];
+    let mut output = Output::new(true);
+    e.conn.drive_output(now, &mut output, &w);
+    let frame = 64 * 1024 + 7;
+    assert!(output.len() >= TX_BATCH, "emptied: {}", output.len());
+    assert!(output.len() < TX_BATCH + frame, "emptied: {}", output.len());
+    // The transport takes most of it but not all: refilled only up to TX_LIMIT.
+    output.written(Ok(output.len() - 100 * 1024));
+    e.conn.drive_output(now, &mut output, &w);
+    assert!(output.len() >= TX_LIMIT, "still full: {}", output.len());
+    assert!(
+        output.len() < TX_LIMIT + frame,
+        "still full: {}",
+        output.len()
+    );
 }
