@@ -217,6 +217,15 @@ impl Connection {
         self.conclude(plan)
     }
 
+    /// Whether the plan the last [`Connection::drive`] returned still stands: nothing
+    /// called for the I/O side since (its wakers are unused) and its timer is not due.
+    /// An adapter woken by the transport alone may then carry out that plan's read
+    /// before it drives again, and take what it read in the same round.
+    pub fn plan_stands(&self, now: Instant) -> bool {
+        let woken = self.driver.is_none() || self.reader.is_none();
+        !woken && !self.done && self.planned.is_none_or(|t| now < t)
+    }
+
     /// The read side alone, for an adapter that reads on one thread and writes on
     /// another: feeds `input` and says whether to read on (only [`Plan::read`],
     /// [`Plan::timer`] and [`Plan::done`] are set). `reader` is woken when input that

@@ -39,6 +39,9 @@ pub struct Driver<T> {
     timer: Timer,
     /// The instant `timer` is armed for, until it fires.
     timer_at: Option<Instant>,
+    /// The plan of the round that found nothing to do, if it reads: carried out
+    /// first at the next wake-up when it still stands (see `Connection::plan_stands`).
+    waiting: Option<Plan>,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -58,6 +61,7 @@ impl<T> Driver<T> {
             done: false,
             timer: Timer::never(),
             timer_at: None,
+            waiting: None,
             transport: PhantomData,
         }
     }
@@ -132,6 +136,15 @@ impl<T> Future for Driver<T> {
         // A direction that returned Pending is not tried again in this call: its
         // waker is registered, and a retry would only cost a system call.
         let (mut read_waits, mut write_waits) = (false, false);
+        if let Some(plan) = this.waiting.take() {
+            // Most wake-ups are the transport's: read at once, and take it in the
+            // round below, rather than drive a round that finds nothing new first.
+            let shared = this.shared.clone();
+            let mut r = shared.reader();
+            if shared.plan_stands() {
+                read_waits = !this.poll_read(&mut r, plan.read_limit, cx);
+            }
+        }
         for _ in 0..ROUNDS_PER_WAKE {
             let shared = this.shared.clone();
             let mut r = shared.reader();
@@ -180,6 +193,7 @@ impl<T> Future for Driver<T> {
             }
             progress |= this.poll_timer(cx, plan.timer);
             if !progress {
+                this.waiting = (plan.read && read_waits).then_some(plan);
                 return Poll::Pending;
             }
         }

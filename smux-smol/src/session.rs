@@ -88,6 +88,11 @@ impl Shared {
         r
     }
 
+    /// Whether the driver's last plan still stands (see `Connection::plan_stands`).
+    pub(crate) fn plan_stands(&self) -> bool {
+        lock_briefly(&self.conn).plan_stands(Instant::now())
+    }
+
     /// The write side, for the driver (which waits for it; nobody holds it long).
     pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)

@@ -30,6 +30,9 @@ pub(crate) struct Driver {
     armed: Option<Instant>,
     /// `sleep` holds this wake-up's waker already: polling it again is wasted.
     timer_polled: bool,
+    /// The plan of the round that found nothing to do, if it reads: carried out
+    /// first at the next wake-up when it still stands (see `Connection::plan_stands`).
+    waiting: Option<Plan>,
     done: bool,
 }
 
@@ -39,6 +42,7 @@ impl Driver {
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             timer_polled: false,
+            waiting: None,
             shared,
             done: false,
         }
@@ -48,25 +52,7 @@ impl Driver {
     /// progressed. The write side is locked only around its own calls, so stream
     /// writers can write through meanwhile.
     fn perform(&mut self, plan: Plan, r: &mut Reader, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        if let (true, Some(k)) = (plan.read, plan.read_limit) {
-            let mut room = ReadBuf::new(r.input.header_room(k));
-            let res = Pin::new(&mut r.io).poll_read(cx, &mut room);
-            let n = room.filled().len();
-            progress = res.is_ready();
-            // Not ready yet reports as interrupted: nothing read.
-            let res = match res {
-                Poll::Ready(res) => res.map(|()| n),
-                Poll::Pending => Err(std::io::ErrorKind::Interrupted.into()),
-            };
-            r.input.filled(res);
-        } else if plan.read {
-            let read = pin!(r.io.read_buf(r.input.read_buf()));
-            if let Poll::Ready(res) = read.poll(cx) {
-                r.input.read_done(res);
-                progress = true;
-            }
-        }
+        let mut progress = perform_read(plan, r, cx);
         let out = plan.write || plan.flush || plan.shutdown;
         if let Some(mut w) = out.then(|| self.shared.driver_writer(cx.waker())).flatten() {
             progress |= perform_write(plan, &mut w, cx);
@@ -96,6 +82,30 @@ impl Driver {
         }
         !self.timer_polled
     }
+}
+
+/// The read side's part of `plan`; returns whether anything was read.
+fn perform_read(plan: Plan, r: &mut Reader, cx: &mut Context<'_>) -> bool {
+    let mut progress = false;
+    if let (true, Some(k)) = (plan.read, plan.read_limit) {
+        let mut room = ReadBuf::new(r.input.header_room(k));
+        let res = Pin::new(&mut r.io).poll_read(cx, &mut room);
+        let n = room.filled().len();
+        progress = res.is_ready();
+        // Not ready yet reports as interrupted: nothing read.
+        let res = match res {
+            Poll::Ready(res) => res.map(|()| n),
+            Poll::Pending => Err(std::io::ErrorKind::Interrupted.into()),
+        };
+        r.input.filled(res);
+    } else if plan.read {
+        let read = pin!(r.io.read_buf(r.input.read_buf()));
+        if let Poll::Ready(res) = read.poll(cx) {
+            r.input.read_done(res);
+            progress = true;
+        }
+    }
+    progress
 }
 
 /// The write side's part of `plan`: write out, flush, shut down. Returns whether
@@ -134,6 +144,15 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.timer_polled = false;
+        if let Some(plan) = this.waiting.take() {
+            // Most wake-ups are the transport's: read at once, and take it in the
+            // round below, rather than drive a round that finds nothing new first.
+            let shared = this.shared.clone();
+            let mut r = shared.reader();
+            if shared.plan_stands() {
+                perform_read(plan, &mut r, cx);
+            }
+        }
         for _ in 0..ROUNDS_PER_WAKE {
             let shared = this.shared.clone();
             let mut r = shared.reader();
@@ -160,6 +179,7 @@ impl Future for Driver {
                 },
             };
             if !this.perform(plan, &mut r, cx) {
+                this.waiting = plan.read.then_some(plan);
                 return Poll::Pending;
             }
         }

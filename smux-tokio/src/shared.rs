@@ -140,6 +140,11 @@ impl Shared {
         r
     }
 
+    /// Whether the driver's last plan still stands (see `Connection::plan_stands`).
+    pub(crate) fn plan_stands(&self) -> bool {
+        lock_briefly(&self.conn).plan_stands(now())
+    }
+
     /// Waits on a call that parks in a [`Slot`] (accept, ready, closed); a wait dropped
     /// early (a `select!` drops many) forgets its waker at once.
     pub(crate) async fn wait<R>(

@@ -15,14 +15,19 @@ use crate::{
 thread_local! {
     /// Whether the simulations of this thread drive the two directions apart.
     static SPLIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether they read first with the last plan while it stands, as the async
+    /// adapters do when woken.
+    static READ_FIRST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `test` with one `drive` per end, then with the directions driven apart.
+/// Runs `test` with one `drive` per end, again reading first while the last plan
+/// stands, then with the directions driven apart.
 fn both_drives(test: fn()) {
-    SPLIT.with(|s| s.set(false));
-    test();
-    SPLIT.with(|s| s.set(true));
-    test();
+    for (split, first) in [(false, false), (false, true), (true, false)] {
+        SPLIT.with(|s| s.set(split));
+        READ_FIRST.with(|s| s.set(first));
+        test();
+    }
 }
 
 /// Counts how often it was woken.
@@ -64,6 +69,9 @@ pub(super) struct Sim {
     /// Drive each end's two directions apart (as a reader thread and a writer thread
     /// would), instead of with one `drive`.
     split: bool,
+    /// Before a `drive`, read as the last plan said while it stands
+    /// (`Connection::plan_stands`).
+    read_first: bool,
     pub(super) now: Instant,
     pub(super) ends: [End; 2],
     /// pipes[i]: from end i to end 1 - i.
@@ -90,6 +98,7 @@ impl Sim {
         };
         Sim {
             split: SPLIT.with(|s| s.get()),
+            read_first: READ_FIRST.with(|s| s.get()),
             now,
             ends: [end(Role::Dialer), end(Role::Acceptor)],
             pipes: [pipe(), pipe()],
@@ -105,6 +114,10 @@ impl Sim {
             if e.done {
                 continue;
             }
+            if self.read_first && !self.split && e.conn.plan_stands(self.now) {
+                self.read(i);
+            }
+            let e = &mut self.ends[i];
             e.plan = if self.split {
                 let r = e.conn.drive_input(self.now, &mut e.input, &self.driver);
                 let mut w = e.conn.drive_output(self.now, &mut e.output, &self.driver);
@@ -124,19 +137,8 @@ impl Sim {
                 e.done = true;
                 continue;
             }
-            if e.plan.read && !e.deaf {
-                let from = &mut self.pipes[1 - i];
-                if !from.bytes.is_empty() && self.read_max > 0 {
-                    // A read of what the plan allows (a full read when more waits).
-                    let limit = e.plan.read_limit.unwrap_or(64 * 1024);
-                    let n = from.bytes.len().min(self.read_max).min(limit);
-                    e.input.header_room(n).copy_from_slice(&from.bytes[..n]);
-                    from.bytes.drain(..n);
-                    e.input.filled(Ok(n));
-                } else if from.shut {
-                    e.input.read_done(Ok(0));
-                }
-            }
+            self.read(i);
+            let e = &mut self.ends[i];
             let to = &mut self.pipes[i];
             if e.plan.write {
                 if to.broken {
@@ -165,6 +167,24 @@ impl Sim {
             if e.plan.shutdown {
                 to.shut = true;
                 e.output.shut(Ok(()));
+            }
+        }
+    }
+
+    /// End `i` reads from its pipe as its last plan says.
+    fn read(&mut self, i: usize) {
+        let e = &mut self.ends[i];
+        if e.plan.read && !e.deaf {
+            let from = &mut self.pipes[1 - i];
+            if !from.bytes.is_empty() && self.read_max > 0 {
+                // A read of what the plan allows (a full read when more waits).
+                let limit = e.plan.read_limit.unwrap_or(64 * 1024);
+                let n = from.bytes.len().min(self.read_max).min(limit);
+                e.input.header_room(n).copy_from_slice(&from.bytes[..n]);
+                from.bytes.drain(..n);
+                e.input.filled(Ok(n));
+            } else if from.shut {
+                e.input.read_done(Ok(0));
             }
         }
     }
@@ -846,4 +866,54 @@ fn an_emptied_output_takes_a_larger_batch_than_one_still_full() {
         "still full: {}",
         output.len()
     );
+}
+
+/// The last plan stands (an adapter woken may read with it before driving again)
+/// until something calls for the I/O side: an open or a write that queues output, a
+/// reader that makes room for held-back input, the plan's timer, the session's end.
+#[test]
+fn a_plan_stands_until_the_io_side_is_called_for() {
+    let mut sim = Sim::new(Config {
+        max_buffered_in: 64 * 1024,
+        ..Config::default()
+    });
+    let id = stream_with(&mut sim, b"hello");
+    sim.run_for(Duration::from_millis(20));
+    let stands = |sim: &mut Sim, i: usize| {
+        let now = sim.now;
+        sim.conn(i).plan_stands(now)
+    };
+    assert!(stands(&mut sim, 0) && stands(&mut sim, 1));
+
+    sim.conn(0).open().unwrap();
+    assert!(!stands(&mut sim, 0), "an open queues a SYN");
+    sim.step();
+    assert!(stands(&mut sim, 0));
+
+    let w = counter().1;
+    ready(sim.conn(0).poll_write(id, b"more", &w)).unwrap();
+    assert!(!stands(&mut sim, 0), "a write queues a frame");
+    sim.run_for(Duration::from_millis(1));
+    assert!(stands(&mut sim, 0) && stands(&mut sim, 1));
+
+    // End 1 holds input back once its unread bytes reach the bound; a read that
+    // makes room calls for the I/O side.
+    ready(sim.conn(0).poll_write(id, &[7; 100 * 1024], &w)).unwrap();
+    sim.run_for(Duration::from_millis(5));
+    assert!(!sim.conn(1).session().wants_input());
+    assert!(stands(&mut sim, 1) && !sim.ends[1].plan.read);
+    let (got, _) = read_accepted(&mut sim);
+    assert_eq!(
+        got, b"hellomore",
+        "the next frame does not fit under the bound"
+    );
+    assert!(!stands(&mut sim, 1), "room for held-back input");
+    sim.run_for(Duration::from_millis(5));
+
+    let timer = sim.ends[0].plan.timer.expect("the keepalive is always due");
+    assert!(sim.conn(0).plan_stands(timer - Duration::from_nanos(1)));
+    assert!(!sim.conn(0).plan_stands(timer), "the plan's timer is due");
+
+    sim.conn(0).close();
+    assert!(!stands(&mut sim, 0), "the session ended");
 }
