@@ -175,7 +175,10 @@ impl Connection {
     /// Moves the wakers owed so far into `out` (a `Vec`, or a small vector on the
     /// stack); wake them after releasing the lock.
     pub fn take_wakers(&mut self, out: &mut impl Extend<Waker>) {
-        out.extend(self.woken.drain(..));
+        // Most calls owe none: skip the drain.
+        if !self.woken.is_empty() {
+            out.extend(self.woken.drain(..));
+        }
     }
 
     /// Keeps every event from now on for [`Connection::take_events`] (for an adapter

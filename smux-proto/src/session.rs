@@ -683,18 +683,16 @@ impl Session {
         if self.end.is_some() {
             return None;
         }
-        let ping = if self.pin_queued {
-            None
-        } else {
-            Some(self.next_ping)
-        };
-        let dead = self.last_recv + self.config.keepalive_timeout;
+        let mut t = self.last_recv + self.config.keepalive_timeout;
+        if !self.pin_queued {
+            t = t.min(self.next_ping);
+        }
         // A writer whose send-queue turn came and who never wrote gives its room back.
-        let turn = self.grants.front().map(|&(_, at)| at + GRANT_TTL);
-        [ping, Some(dead), turn, self.deferred_until()]
-            .into_iter()
-            .flatten()
-            .min()
+        if let Some(&(_, at)) = self.grants.front() {
+            t = t.min(at + GRANT_TTL);
+        }
+        // Called at every round of the I/O side: kept to plain comparisons.
+        Some(self.deferred_until().map_or(t, |d| t.min(d)))
     }
 
     /// Runs the timers due at `now`: queues a PIN, or ends a silent session.

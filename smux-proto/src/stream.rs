@@ -481,6 +481,11 @@ impl Stream {
             while !rest.is_empty() {
                 let room = b.tail.capacity() - b.tail.len();
                 if room == 0 {
+                    // A tail read to the end is used again when nothing else holds
+                    // its memory (small frames, one after another, allocate nothing).
+                    if b.tail.is_empty() && b.tail.try_reclaim(block) {
+                        continue;
+                    }
                     if !b.tail.is_empty() {
                         b.chunks.push_back((b.tail.split().freeze(), false));
                     }

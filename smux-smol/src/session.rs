@@ -84,7 +84,9 @@ impl Shared {
         let (r, mut woken) = (f(&mut c), SmallVec::<[Waker; 4]>::new());
         c.take_wakers(&mut woken);
         drop(c);
-        woken.into_iter().for_each(Waker::wake);
+        if !woken.is_empty() {
+            woken.into_iter().for_each(Waker::wake);
+        }
         r
     }
 

@@ -136,7 +136,9 @@ impl Shared {
             c.take_wakers(&mut woken);
             r
         };
-        woken.into_iter().for_each(Waker::wake);
+        if !woken.is_empty() {
+            woken.into_iter().for_each(Waker::wake);
+        }
         r
     }
 
