@@ -223,10 +223,14 @@ impl Connection {
     /// Whether the plan the last [`Connection::drive`] returned still stands: nothing
     /// called for the I/O side since (its wakers are unused) and its timer is not due.
     /// An adapter woken by the transport alone may then carry out that plan's read
-    /// before it drives again, and take what it read in the same round.
+    /// before it drives again, and take what it read in the same round. Never after
+    /// large frames where readers read through ([`Connection::lend_reads`]): there the
+    /// next plan may read a header alone, or lend the read side, for a reader that
+    /// parked meanwhile (and a round per 16 KiB or more costs little).
     pub fn plan_stands(&self, now: Instant) -> bool {
         let woken = self.driver.is_none() || self.reader.is_none();
-        !woken && !self.done && self.planned.is_none_or(|t| now < t)
+        let large = self.lends && self.session.large_frames();
+        !woken && !large && !self.done && self.planned.is_none_or(|t| now < t)
     }
 
     /// The read side alone, for an adapter that reads on one thread and writes on

@@ -136,16 +136,22 @@ impl<T> Future for Driver<T> {
         // A direction that returned Pending is not tried again in this call: its
         // waker is registered, and a retry would only cost a system call.
         let (mut read_waits, mut write_waits) = (false, false);
+        // The clock is read once for the first round and the check before it.
+        let mut at = Instant::now();
         if let Some(plan) = this.waiting.take() {
             // Most wake-ups are the transport's: read at once, and take it in the
             // round below, rather than drive a round that finds nothing new first.
+            // Not while a stream writes a large frame through (see below).
             let shared = this.shared.clone();
             let mut r = shared.reader();
-            if shared.plan_stands() {
+            if !shared.writer_held_long() && shared.plan_stands(at) {
                 read_waits = !this.poll_read(&mut r, plan.read_limit, cx);
             }
         }
-        for _ in 0..ROUNDS_PER_WAKE {
+        for round in 0..ROUNDS_PER_WAKE {
+            if round > 0 {
+                at = Instant::now();
+            }
             let shared = this.shared.clone();
             let mut r = shared.reader();
             let input = &mut r.input;
@@ -157,7 +163,7 @@ impl<T> Future for Driver<T> {
                     return Poll::Pending;
                 }
                 // A stream writes through: read meanwhile (it wakes us when it is done).
-                let plan = shared.with(|c| c.drive_input(Instant::now(), input, cx.waker()));
+                let plan = shared.with(|c| c.drive_input(at, input, cx.waker()));
                 let mut read = false;
                 if !plan.done && plan.read && !read_waits {
                     read = this.poll_read(&mut r, plan.read_limit, cx);
@@ -168,8 +174,7 @@ impl<T> Future for Driver<T> {
                 }
                 continue;
             };
-            let plan =
-                (this.shared).with(|c| c.drive(Instant::now(), input, &mut w.output, cx.waker()));
+            let plan = (this.shared).with(|c| c.drive(at, input, &mut w.output, cx.waker()));
             if plan.done {
                 // The transport goes now: the write side (the whole transport unless
                 // TCP) and the read handle.

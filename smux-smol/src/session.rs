@@ -91,8 +91,8 @@ impl Shared {
     }
 
     /// Whether the driver's last plan still stands (see `Connection::plan_stands`).
-    pub(crate) fn plan_stands(&self) -> bool {
-        lock_briefly(&self.conn).plan_stands(Instant::now())
+    pub(crate) fn plan_stands(&self, now: Instant) -> bool {
+        lock_briefly(&self.conn).plan_stands(now)
     }
 
     /// The write side, for the driver (which waits for it; nobody holds it long).

@@ -144,22 +144,28 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.timer_polled = false;
+        // The clock is read once for the first round and the check before it.
+        let mut at = now();
         if let Some(plan) = this.waiting.take() {
             // Most wake-ups are the transport's: read at once, and take it in the
             // round below, rather than drive a round that finds nothing new first.
+            // Not while a stream writes a large frame through (see below).
             let shared = this.shared.clone();
             let mut r = shared.reader();
-            if shared.plan_stands() {
+            if !shared.writer_held_long() && shared.plan_stands(at) {
                 perform_read(plan, &mut r, cx);
             }
         }
-        for _ in 0..ROUNDS_PER_WAKE {
+        for round in 0..ROUNDS_PER_WAKE {
+            if round > 0 {
+                at = now();
+            }
             let shared = this.shared.clone();
             let mut r = shared.reader();
             let input = &mut r.input;
             let plan = match shared.driver_writer(cx.waker()) {
                 Some(mut w) => {
-                    let plan = shared.with(|c| c.drive(now(), input, &mut w.output, cx.waker()));
+                    let plan = shared.with(|c| c.drive(at, input, &mut w.output, cx.waker()));
                     if plan.done {
                         let reason = shared.with(|c| c.session().end_reason().cloned());
                         log_end(shared.tag, reason.unwrap_or(EndReason::Local));
@@ -173,7 +179,7 @@ impl Future for Driver {
                 // sleep on the kernel's lock until its copy is done. It wakes us.
                 None if shared.writer_held_long() => return Poll::Pending,
                 // A stream writes through: read meanwhile (it wakes us when it is done).
-                None => match shared.with(|c| c.drive_input(now(), input, cx.waker())) {
+                None => match shared.with(|c| c.drive_input(at, input, cx.waker())) {
                     plan if plan.done => continue,
                     plan => plan,
                 },

@@ -143,8 +143,8 @@ impl Shared {
     }
 
     /// Whether the driver's last plan still stands (see `Connection::plan_stands`).
-    pub(crate) fn plan_stands(&self) -> bool {
-        lock_briefly(&self.conn).plan_stands(now())
+    pub(crate) fn plan_stands(&self, now: Instant) -> bool {
+        lock_briefly(&self.conn).plan_stands(now)
     }
 
     /// Waits on a call that parks in a [`Slot`] (accept, ready, closed); a wait dropped

@@ -917,3 +917,26 @@ fn a_plan_stands_until_the_io_side_is_called_for() {
     sim.conn(0).close();
     assert!(!stands(&mut sim, 0), "the session ended");
 }
+
+/// Where readers read through, a plan after large frames never stands: the next one
+/// may read a header alone and lend the read side to a reader that parked meanwhile.
+/// After small frames it does (a request/response stream parks its reader at every
+/// request).
+#[test]
+fn after_large_frames_no_plan_stands() {
+    for (size, stands) in [(64 * 1024, false), (100, true)] {
+        let mut sim = Sim::new(Config::default());
+        sim.conn(1).lend_reads();
+        stream_with(&mut sim, &vec![1; size]);
+        sim.run_for(Duration::from_millis(5));
+        let (got, _) = read_accepted(&mut sim);
+        assert_eq!(got.len(), size);
+        sim.run_for(Duration::from_millis(1));
+        let now = sim.now;
+        assert_eq!(sim.conn(1).plan_stands(now), stands, "{size}-byte frames");
+        assert!(
+            sim.conn(0).plan_stands(now),
+            "the sender does not read through"
+        );
+    }
+}
