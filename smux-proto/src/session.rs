@@ -1183,12 +1183,10 @@ impl Session {
                 _ => Err(ReadError::Blocked),
             };
         }
-        let mut pool = std::mem::take(&mut self.pool);
         let s = self.streams.get_mut(&id.num).expect("found above");
         let sliced = s.sliced();
-        let n = s.read_into(buf, &mut pool);
+        let n = s.read_into(buf, &mut self.pool);
         self.sliced -= sliced - s.sliced();
-        self.pool = pool;
         self.consumed(id.num, n);
         Ok(n)
     }
@@ -1204,12 +1202,10 @@ impl Session {
                 _ => Err(ReadError::Blocked),
             };
         }
-        let mut pool = std::mem::take(&mut self.pool);
         let s = self.streams.get_mut(&id.num).expect("found above");
         let sliced = s.sliced();
-        let chunk = s.read_chunk(max, &mut pool);
+        let chunk = s.read_chunk(max, &mut self.pool);
         self.sliced -= sliced - s.sliced();
-        self.pool = pool;
         self.consumed(id.num, chunk.len());
         Ok(Some(chunk))
     }

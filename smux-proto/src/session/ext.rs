@@ -452,10 +452,11 @@ pub(super) fn grow_window(
         return false;
     }
     // Session microseconds, wrapping after 71 minutes: tuning compares nearby instants.
+    // Read only at the ends of a measurement, not at every read.
     let (now, epoch) = clock;
-    let now = now.saturating_duration_since(epoch).as_micros() as u32;
+    let micros = || now.saturating_duration_since(epoch).as_micros() as u32;
     if s.tune_bytes == 0 {
-        s.tune_at = now;
+        s.tune_at = micros();
     }
     s.tune_bytes = s.tune_bytes.saturating_add(n as u32);
     if s.tune_bytes < s.recv_window {
@@ -463,7 +464,7 @@ pub(super) fn grow_window(
     }
     s.tune_bytes = 0;
     let rtt = rtt.as_micros().min(u128::from(u32::MAX / 4)) as u32;
-    if now.wrapping_sub(s.tune_at) > 2 * rtt {
+    if micros().wrapping_sub(s.tune_at) > 2 * rtt {
         return false;
     }
     let want = s.recv_window.saturating_mul(2).min(config.max_window) - s.recv_window;
