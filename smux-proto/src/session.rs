@@ -10,14 +10,14 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::{Config, ConfigError};
 use crate::error::{EndReason, OpenError, ProtocolError, ReadError, TransportError, WriteError};
 use crate::frame::{Cmd, Decoder, Frame, Header};
 use crate::id::{IdMap, Role};
 use crate::negotiate::{Agreement, Offer, ASSUMED_WINDOW};
-use crate::stream::{flag, LocalFin, Pool, State, Stream};
+use crate::stream::{flag, LocalFin, Pool, State, Stream, SLICE_FROM};
 use crate::transmit::Transmit;
 use crate::util::{IdBuildHasher, Rng};
 
@@ -410,14 +410,13 @@ impl Session {
                     break;
                 }
                 let n = input.len().min(p.left as usize);
-                let piece = input.split_to(n).freeze();
                 self.stats.bytes_received += n as u64;
                 self.last_recv = now;
                 self.payload = (p.left as usize > n).then_some(Payload {
                     left: p.left - n as u32,
                     ..p
                 });
-                self.on_psh_piece(p, piece);
+                self.on_psh_piece(p, input, n);
                 continue;
             }
             let header = match self.decoder.peek_header(input) {
@@ -593,8 +592,9 @@ impl Session {
 
     /// A piece of the payload of the PSH `p` (the stream may have been released or
     /// reset since its header).
-    fn on_psh_piece(&mut self, p: Payload, piece: Bytes) {
-        let n = piece.len();
+    /// Takes the next `n` bytes of `input`, a piece of payload `p`: copied into its
+    /// stream, or split off without a copy when large.
+    fn on_psh_piece(&mut self, p: Payload, input: &mut BytesMut, n: usize) {
         let live = self.streams.get_mut(&p.id).filter(|s| s.gen == p.gen);
         let to = match (p.to, live) {
             (PayloadTo::Nobody, _) | (_, None) => PayloadTo::Nobody,
@@ -603,6 +603,9 @@ impl Session {
             // Reset, or a base stream released since the header.
             _ => PayloadTo::Nobody,
         };
+        if to != PayloadTo::Reader {
+            input.advance(n);
+        }
         match to {
             PayloadTo::Nobody => self.stats.bytes_discarded += n as u64,
             PayloadTo::Sink => {
@@ -617,8 +620,13 @@ impl Session {
                 // an eighth of the input bound, so what is held stays within about
                 // twice it.
                 let may_slice = self.sliced + n <= self.config.max_buffered_in / 8;
-                if s.push_recv(piece, may_slice, &mut self.pool) {
+                if may_slice && n >= SLICE_FROM {
+                    s.push_recv(input.split_to(n).freeze(), true, &mut self.pool);
                     self.sliced += n;
+                } else {
+                    // Small pieces are copied straight from the read buffer.
+                    s.push_copy(&input[..n], &mut self.pool);
+                    input.advance(n);
                 }
                 self.stats.buffered_in += n;
                 if was_empty && !s.has(flag::READABLE_QUEUED) {

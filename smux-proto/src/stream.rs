@@ -27,6 +27,10 @@ use bytes::{Buf, Bytes, BytesMut};
 /// The largest block that received bytes are copied into.
 const TAIL_BLOCK: usize = 32 * 1024;
 
+/// Received pieces smaller than this are always copied: a slice saves little and pins
+/// a lot.
+pub(crate) const SLICE_FROM: usize = 16 * 1024;
+
 /// Drained buffer sets kept for reuse, so a busy session does not allocate (and fault
 /// in fresh pages) every time a stream's buffer empties and fills again. Boxed because
 /// they move in and out of streams, where an idle stream holds only a pointer.
@@ -459,45 +463,50 @@ impl Stream {
     /// Buffers a piece of received payload; returns true if it was kept as a slice
     /// (only when `may_slice` and the piece is large).
     pub(crate) fn push_recv(&mut self, piece: Bytes, may_slice: bool, pool: &mut Pool) -> bool {
-        /// Smaller pieces are always copied: a slice saves little and pins a lot.
-        const SLICE_FROM: usize = 16 * 1024;
         let slice = may_slice && piece.len() >= SLICE_FROM;
+        if !slice {
+            self.push_copy(&piece, pool);
+            return false;
+        }
+        self.recv_len += piece.len() as u32;
+        let b = self.bufs_mut(pool);
+        if !b.tail.is_empty() {
+            b.chunks.push_back((b.tail.split().freeze(), false));
+        }
+        b.sliced += piece.len();
+        b.chunks.push_back((piece, true));
+        true
+    }
+
+    /// Buffers a copy of a piece of received payload.
+    pub(crate) fn push_copy(&mut self, piece: &[u8], pool: &mut Pool) {
         self.recv_len += piece.len() as u32;
         // Blocks grow with what the stream holds, so a stream holding a few bytes
         // costs a few bytes.
         let block = (self.recv_len as usize).clamp(64, TAIL_BLOCK);
         let b = self.bufs_mut(pool);
-        if slice {
-            if !b.tail.is_empty() {
-                b.chunks.push_back((b.tail.split().freeze(), false));
-            }
-            b.sliced += piece.len();
-            b.chunks.push_back((piece, true));
-        } else {
-            // Copied into blocks, each filled before the next: growing the tail would
-            // double an allocation that also holds the bytes already read from its
-            // front, and a new block per piece would strand the rest of the last one.
-            let mut rest = &piece[..];
-            while !rest.is_empty() {
-                let room = b.tail.capacity() - b.tail.len();
-                if room == 0 {
-                    // A tail read to the end is used again when nothing else holds
-                    // its memory (small frames, one after another, allocate nothing).
-                    if b.tail.is_empty() && b.tail.try_reclaim(block) {
-                        continue;
-                    }
-                    if !b.tail.is_empty() {
-                        b.chunks.push_back((b.tail.split().freeze(), false));
-                    }
-                    b.tail = BytesMut::with_capacity(block);
+        // Copied into blocks, each filled before the next: growing the tail would
+        // double an allocation that also holds the bytes already read from its front,
+        // and a new block per piece would strand the rest of the last one.
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let room = b.tail.capacity() - b.tail.len();
+            if room == 0 {
+                // A tail read to the end is used again when nothing else holds
+                // its memory (small frames, one after another, allocate nothing).
+                if b.tail.is_empty() && b.tail.try_reclaim(block) {
                     continue;
                 }
-                let k = room.min(rest.len());
-                b.tail.extend_from_slice(&rest[..k]);
-                rest = &rest[k..];
+                if !b.tail.is_empty() {
+                    b.chunks.push_back((b.tail.split().freeze(), false));
+                }
+                b.tail = BytesMut::with_capacity(block);
+                continue;
             }
+            let k = room.min(rest.len());
+            b.tail.extend_from_slice(&rest[..k]);
+            rest = &rest[k..];
         }
-        slice
     }
 
     /// Bytes held as slices of read buffers.
