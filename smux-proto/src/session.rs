@@ -590,9 +590,8 @@ impl Session {
         }
     }
 
-    /// A piece of the payload of the PSH `p` (the stream may have been released or
-    /// reset since its header).
-    /// Takes the next `n` bytes of `input`, a piece of payload `p`: copied into its
+    /// Takes the next `n` bytes of `input`, a piece of the payload of the PSH `p` (the
+    /// stream may have been released or reset since its header): copied into its
     /// stream, or split off without a copy when large.
     fn on_psh_piece(&mut self, p: Payload, input: &mut BytesMut, n: usize) {
         let live = self.streams.get_mut(&p.id).filter(|s| s.gen == p.gen);
