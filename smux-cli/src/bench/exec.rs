@@ -1,8 +1,9 @@
 //! Where a run's tasks run: Tokio's runtime for every system but smux-smol and
 //! tcp-smol, whose runs (harness tasks, session drivers and smol's sockets alike) run
-//! on a smol executor, as a smol application's would, with as many threads as the Tokio runtime has workers (the
-//! bench's main thread among them). Tokio's timers still serve both: the run enters
-//! the Tokio runtime's context, whose idle workers drive them.
+//! on a smol executor, as a smol application's would, with as many threads as the
+//! Tokio runtime has workers (the bench's main thread among them). Tokio's timers
+//! still serve both: the run enters the Tokio runtime's context, whose idle workers
+//! drive them.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -12,12 +12,12 @@
 //!   the same harness on a smol executor of 2 threads instead (`exec.rs`), and so
 //!   does tcp-smol: raw TCP on smol's sockets (async-net), one connection per
 //!   stream, reached through the same futures-io to Tokio I/O wrapper, so that
-//!   smux-smol has a physical limit of its own runtime's shape; smux-blocking has a harness of its own with a thread per busy stream
-//!   (`blocking/`), which also runs tcp-threads: raw TCP on blocking std sockets,
-//!   one connection per stream, in the same thread shapes, so that smux-blocking
-//!   has a physical limit of its own kind (a round trip between two threads blocked
-//!   on sockets costs more than between tasks on a runtime, more so when the
-//!   threads are on different CPUs).
+//!   smux-smol has a physical limit of its own runtime's shape; smux-blocking has a
+//!   harness of its own with a thread per busy stream (`blocking/`), which also runs
+//!   tcp-threads: raw TCP on blocking std sockets, one connection per stream, in the
+//!   same thread shapes, so that smux-blocking has a physical limit of its own kind
+//!   (a round trip between two threads blocked on sockets costs more than between
+//!   tasks on a runtime, more so when the threads are on different CPUs).
 //! * bulk-N: N streams are opened and each exchanges one byte each way (so every
 //!   system has announced it to the peer), then each loops `write_all` of 64 KiB; the
 //!   reader counts bytes per stream. After the warm-up, the window's bytes give the

@@ -270,7 +270,10 @@ pub fn client(system: System, link: Link) -> io::Result<ClientEnd> {
             return Err(io::Error::other("a blocking system has no async end"))
         }
         System::Tcp | System::TcpSmol => match link {
-            Link::Addr(addr) => Arc::new(TcpOpener(addr, system.is_smol())),
+            Link::Addr(addr) => Arc::new(TcpOpener {
+                addr,
+                smol: system.is_smol(),
+            }),
             _ => return Err(io::Error::other("raw TCP needs an address")),
         },
         System::SmuxRs | System::SmuxRsBase => Arc::new(SmuxOpener(
@@ -367,18 +370,21 @@ pub fn server(system: System, link: Link) -> io::Result<ServerEnd> {
 
 // ---- raw TCP, on Tokio's sockets or smol's ----
 
-/// The address to connect to, and whether to connect with smol's sockets (async-net
-/// on the async-io reactor, reached through the futures-io to Tokio I/O wrapper, as
-/// smux-smol's streams are) rather than Tokio's.
-struct TcpOpener(SocketAddr, bool);
+/// Connects to `addr`, with smol's sockets if `smol` (async-net on the async-io
+/// reactor, reached through the futures-io to Tokio I/O wrapper, as smux-smol's
+/// streams are), else Tokio's.
+struct TcpOpener {
+    addr: SocketAddr,
+    smol: bool,
+}
 
 impl Opener for TcpOpener {
     fn open(&self) -> BoxFut<'_, io::Result<BoxIo>> {
         Box::pin(async move {
-            if self.1 {
-                smol_tcp(smol::net::TcpStream::connect(self.0).await?)
+            if self.smol {
+                smol_tcp(smol::net::TcpStream::connect(self.addr).await?)
             } else {
-                tokio_tcp(TcpStream::connect(self.0).await?)
+                tokio_tcp(TcpStream::connect(self.addr).await?)
             }
         })
     }
