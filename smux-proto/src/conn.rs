@@ -10,7 +10,8 @@
 //! `open`, ...) take the lock, call the matching method and park a waker when they must
 //! wait. Every method collects the wakers it owes in the connection; the adapter takes
 //! them with [`Connection::take_wakers`] and wakes them after releasing the lock, so no
-//! waker runs under it.
+//! waker runs under it. An adapter on a work-stealing runtime has the I/O side's
+//! rounds wake one task at a time ([`Connection::pace_wakes`]).
 //!
 //! The life cycle, in one place:
 //!
@@ -39,7 +40,9 @@ use crate::negotiate::Agreement;
 use crate::session::{Event, Session, Stats, StreamId, StreamState};
 use crate::wake::Waiters;
 
+mod pace;
 mod through;
+pub use pace::PACE_LIMIT;
 pub use through::{poll_read_through, read_through_into, ReadThrough, LEND_GRACE};
 
 /// The output is refilled while it holds less than this.
@@ -111,6 +114,8 @@ pub struct Connection {
     slots: Vec<(Kind, u64, Waker)>,
     next_slot: u64,
     woken: Vec<Waker>,
+    /// Wake-ups of the I/O side held back for the next call (see [`Connection::pace_wakes`]).
+    pacing: pace::Pacing,
     driver: Option<Waker>,
     /// A graceful close started, with its deadline if it has one.
     closing: Option<Option<Instant>>,
@@ -150,6 +155,7 @@ impl Connection {
             slots: Vec::new(),
             next_slot: 0,
             woken: Vec::new(),
+            pacing: Default::default(),
             driver: None,
             closing: None,
             hard: false,
@@ -173,12 +179,15 @@ impl Connection {
     }
 
     /// Moves the wakers owed so far into `out` (a `Vec`, or a small vector on the
-    /// stack); wake them after releasing the lock.
+    /// stack); wake them after releasing the lock. Call it after every call, as
+    /// wake-ups paced by [`Connection::pace_wakes`] leave with the call after the I/O
+    /// round that held them.
     pub fn take_wakers(&mut self, out: &mut impl Extend<Waker>) {
         // Most calls owe none: skip the drain.
         if !self.woken.is_empty() {
             out.extend(self.woken.drain(..));
         }
+        self.take_held(out);
     }
 
     /// Keeps every event from now on for [`Connection::take_events`] (for an adapter
@@ -216,6 +225,7 @@ impl Connection {
         plan.read = read.read;
         plan.read_limit = read.read_limit;
         plan.timer = [plan.timer, read.timer].into_iter().flatten().min();
+        self.pace(now, &mut plan);
         self.planned = plan.timer;
         self.conclude(plan)
     }
@@ -245,7 +255,8 @@ impl Connection {
             self.kick();
         }
         self.after_io(now, input.is_closed(), self.output_open);
-        let plan = self.plan_input(now, input);
+        let mut plan = self.plan_input(now, input);
+        self.pace(now, &mut plan);
         self.conclude(plan)
     }
 
@@ -468,6 +479,7 @@ impl Connection {
         self.woken.extend(self.reader.take());
         self.waiters.take_all(&mut self.woken);
         self.woken.extend(self.slots.drain(..).map(|(_, _, w)| w));
+        self.release_held();
     }
 
     /// Hands the session's events to the waiters, and the driver its work.

@@ -94,6 +94,8 @@ impl Session {
         if let ReadSide::Tcp(_) = read {
             conn.lend_reads();
         }
+        // Tokio's scheduler steals work when one wake-up displaces another.
+        conn.pace_wakes();
         let writer = Writer {
             io: write,
             output: Output::new(vectored),

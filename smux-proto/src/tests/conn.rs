@@ -18,14 +18,24 @@ thread_local! {
     /// Whether they read first with the last plan while it stands, as the async
     /// adapters do when woken.
     static READ_FIRST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether their connections pace wake-ups, as the Tokio adapter's do.
+    static PACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `test` with one `drive` per end, again reading first while the last plan
-/// stands, then with the directions driven apart.
+/// stands, again with wake-ups paced too (as on Tokio), then with the directions
+/// driven apart.
 fn both_drives(test: fn()) {
-    for (split, first) in [(false, false), (false, true), (true, false)] {
+    let modes = [
+        (false, false, false),
+        (false, true, false),
+        (false, true, true),
+        (true, false, false),
+    ];
+    for (split, first, pace) in modes {
         SPLIT.with(|s| s.set(split));
         READ_FIRST.with(|s| s.set(first));
+        PACE.with(|s| s.set(pace));
         test();
     }
 }
@@ -84,8 +94,16 @@ pub(super) struct Sim {
 impl Sim {
     pub(super) fn new(config: Config) -> Sim {
         let now = Instant::now();
+        let pace = PACE.with(|s| s.get());
+        let conn = |role| {
+            let mut c = Connection::new(config.clone(), role, now).unwrap();
+            if pace {
+                c.pace_wakes();
+            }
+            c
+        };
         let end = |role| End {
-            conn: Connection::new(config.clone(), role, now).unwrap(),
+            conn: conn(role),
             input: Input::new(),
             output: Output::new(true),
             plan: Plan::default(),
@@ -938,5 +956,84 @@ fn after_large_frames_no_plan_stands() {
             sim.conn(0).plan_stands(now),
             "the sender does not read through"
         );
+    }
+}
+
+/// Paced, a round of the I/O side that owes two wake-ups hands out the first and
+/// holds the second for the next call of any kind, and comes back by `PACE_LIMIT` to
+/// hand it out itself if no call comes. Unpaced, both leave at once.
+#[test]
+fn a_paced_round_wakes_one_task_and_the_next_call_the_others() {
+    for pace in [false, true] {
+        let mut sim = Sim::new(Config::default());
+        if pace {
+            sim.conn(1).pace_wakes();
+        }
+        let (a, b) = (sim.conn(0).open().unwrap(), sim.conn(0).open().unwrap());
+        sim.run_for(Duration::from_millis(5));
+        let mut slot = Slot::default();
+        let w = counter().1;
+        let ids = [0, 1].map(|_| ready(sim.conn(1).poll_accept(&mut slot, &w)).unwrap());
+        let counts = [counter(), counter()];
+        for (id, (_, waker)) in ids.iter().zip(&counts) {
+            assert!(sim.conn(1).poll_read(*id, &mut [0; 8], waker).is_pending());
+        }
+        let woken = || {
+            counts
+                .iter()
+                .map(|(c, _)| c.0.load(Ordering::SeqCst))
+                .sum::<usize>()
+        };
+        for id in [a, b] {
+            ready(sim.conn(0).poll_write(id, b"x", &w)).unwrap();
+        }
+        // Both frames reach end 1 in one read; its next round takes them.
+        for step in 0.. {
+            if woken() > 0 {
+                break;
+            }
+            assert!(step < 10, "the frames never arrived");
+            sim.step();
+        }
+        if !pace {
+            assert_eq!(woken(), 2);
+            continue;
+        }
+        assert_eq!(woken(), 1, "the first wake-up leaves with the round");
+        assert_eq!(sim.ends[1].conn.held_wakes(), 1);
+        let back = sim.ends[1].plan.timer.expect("a plan to come back");
+        assert!(back <= sim.now + crate::PACE_LIMIT);
+        // The next call, whatever it is, hands out the one held.
+        let mut out = Vec::new();
+        let _ = sim.conn(1).readiness(ids[0], false);
+        sim.conn(1).take_wakers(&mut out);
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(woken(), 2);
+        assert_eq!(sim.ends[1].conn.held_wakes(), 0);
+
+        // Held again, with no call after: the round at `back` hands it out.
+        for (id, (_, waker)) in ids.iter().zip(&counts) {
+            let mut buf = [0; 8];
+            assert_eq!(
+                ready(sim.conn(1).poll_read(*id, &mut buf, waker)).unwrap(),
+                1
+            );
+            assert!(sim.conn(1).poll_read(*id, &mut buf, waker).is_pending());
+        }
+        for id in [a, b] {
+            ready(sim.conn(0).poll_write(id, b"y", &w)).unwrap();
+        }
+        for step in 0.. {
+            if woken() > 2 {
+                break;
+            }
+            assert!(step < 10, "the frames never arrived");
+            sim.step();
+        }
+        assert_eq!(woken(), 3);
+        let back = sim.ends[1].plan.timer.expect("a plan to come back");
+        sim.now = back;
+        sim.step();
+        assert_eq!(woken(), 4, "the I/O side came back for the one held");
     }
 }
