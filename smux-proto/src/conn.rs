@@ -190,6 +190,12 @@ impl Connection {
         self.take_held(out);
     }
 
+    /// Whether [`Connection::take_wakers`] has anything to hand out (most calls owe
+    /// no wake-up, and an adapter can then skip collecting them).
+    pub fn owes_wakers(&self) -> bool {
+        !self.woken.is_empty() || self.holds_wakes()
+    }
+
     /// Keeps every event from now on for [`Connection::take_events`] (for an adapter
     /// that routes events to readiness pollers).
     pub fn keep_events(&mut self) {

@@ -80,13 +80,15 @@ impl Shared {
         // Held briefly by every call, so a taken lock is tried again before waiting; a
         // poisoned one is taken anyway (see `lock_briefly`).
         let mut c = lock_briefly(&self.conn);
+        let r = f(&mut c);
+        if !c.owes_wakers() {
+            return r;
+        }
         // A call owes few wake-ups: they are collected on the stack, not allocated.
-        let (r, mut woken) = (f(&mut c), SmallVec::<[Waker; 4]>::new());
+        let mut woken = SmallVec::<[Waker; 4]>::new();
         c.take_wakers(&mut woken);
         drop(c);
-        if !woken.is_empty() {
-            woken.into_iter().for_each(Waker::wake);
-        }
+        woken.into_iter().for_each(Waker::wake);
         r
     }
 

@@ -128,17 +128,16 @@ impl Shared {
     /// is released. Every call holds the lock briefly, so a taken lock is tried again
     /// before waiting; a poisoned one is taken anyway (see `lock_briefly`).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let mut c = lock_briefly(&self.conn);
+        let r = f(&mut c);
+        if !c.owes_wakers() {
+            return r;
+        }
         // A call owes few wake-ups: they are collected on the stack, not allocated.
         let mut woken = SmallVec::<[Waker; 4]>::new();
-        let r = {
-            let mut c = lock_briefly(&self.conn);
-            let r = f(&mut c);
-            c.take_wakers(&mut woken);
-            r
-        };
-        if !woken.is_empty() {
-            woken.into_iter().for_each(Waker::wake);
-        }
+        c.take_wakers(&mut woken);
+        drop(c);
+        woken.into_iter().for_each(Waker::wake);
         r
     }
 

@@ -77,6 +77,11 @@ impl Connection {
         }
     }
 
+    /// Whether wake-ups are held back (they leave with a later `take_wakers`).
+    pub(super) fn holds_wakes(&self) -> bool {
+        !self.pacing.held.is_empty()
+    }
+
     /// Everything held back is owed now (the connection finished).
     pub(super) fn release_held(&mut self) {
         self.woken.append(&mut self.pacing.held);

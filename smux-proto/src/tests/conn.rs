@@ -1001,6 +1001,10 @@ fn a_paced_round_wakes_one_task_and_the_next_call_the_others() {
         }
         assert_eq!(woken(), 1, "the first wake-up leaves with the round");
         assert_eq!(sim.ends[1].conn.held_wakes(), 1);
+        assert!(
+            sim.ends[1].conn.owes_wakers(),
+            "an adapter must not skip the held one"
+        );
         let back = sim.ends[1].plan.timer.expect("a plan to come back");
         assert!(back <= sim.now + crate::PACE_LIMIT);
         // The next call, whatever it is, hands out the one held.
@@ -1010,6 +1014,7 @@ fn a_paced_round_wakes_one_task_and_the_next_call_the_others() {
         out.into_iter().for_each(Waker::wake);
         assert_eq!(woken(), 2);
         assert_eq!(sim.ends[1].conn.held_wakes(), 0);
+        assert!(!sim.ends[1].conn.owes_wakers());
 
         // Held again, with no call after: the round at `back` hands it out.
         for (id, (_, waker)) in ids.iter().zip(&counts) {
