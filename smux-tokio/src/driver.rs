@@ -28,7 +28,8 @@ pub(crate) struct Driver {
     sleep: Pin<Box<Sleep>>,
     /// The instant `sleep` is set to, until it fires.
     armed: Option<Instant>,
-    /// `sleep` holds this wake-up's waker already: polling it again is wasted.
+    /// `sleep` holds this task's waker for the armed instant: polling it again before
+    /// that instant is wasted (a spawned task keeps its waker).
     timer_polled: bool,
     /// The plan of the round that found nothing to do, if it reads: carried out
     /// first at the next wake-up when it still stands (see `Connection::plan_stands`).
@@ -51,14 +52,14 @@ impl Driver {
     /// Carries out `plan` once with the read side `r`; returns whether anything
     /// progressed. The write side is locked only around its own calls, so stream
     /// writers can write through meanwhile.
-    fn perform(&mut self, plan: Plan, r: &mut Reader, cx: &mut Context<'_>) -> bool {
+    fn perform(&mut self, plan: Plan, r: &mut Reader, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = perform_read(plan, r, cx);
         let out = plan.write || plan.flush || plan.shutdown;
         if let Some(mut w) = out.then(|| self.shared.driver_writer(cx.waker())).flatten() {
             progress |= perform_write(plan, &mut w, cx);
         }
         if let Some(t) = plan.timer {
-            progress |= self.poll_timer(cx, t);
+            progress |= self.poll_timer(cx, t, now);
         }
         progress
     }
@@ -66,14 +67,14 @@ impl Driver {
     /// Keeps the timer armed no later than `at`. A deadline that moved later (the
     /// keepalive pushed back by traffic, a held-back frame that left) is left alone:
     /// the early wake-up re-arms it, which saves a timer update per frame. True once
-    /// it fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, at: Instant) -> bool {
+    /// it fired. Polled again only once the armed instant is due at `now`.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, at: Instant, now: Instant) -> bool {
         if self.armed.is_none_or(|armed| at < armed) {
             self.sleep.as_mut().reset(at.into());
             self.armed = Some(at);
             self.timer_polled = false;
         }
-        if self.timer_polled {
+        if self.timer_polled && self.armed.is_some_and(|armed| now < armed) {
             return false;
         }
         self.timer_polled = self.sleep.as_mut().poll(cx).is_pending();
@@ -143,7 +144,6 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.timer_polled = false;
         // The clock is read once for the first round and the check before it.
         let mut at = now();
         if let Some(plan) = this.waiting.take() {
@@ -184,7 +184,7 @@ impl Future for Driver {
                     plan => plan,
                 },
             };
-            if !this.perform(plan, &mut r, cx) {
+            if !this.perform(plan, &mut r, cx, at) {
                 this.waiting = plan.read.then_some(plan);
                 return Poll::Pending;
             }
