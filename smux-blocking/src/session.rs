@@ -113,9 +113,19 @@ impl Shared {
     }
 
     /// [`Shared::with`] for the I/O threads: once the plan says done, the transport is
-    /// closed before anyone waiting in `Session::closed` is woken.
+    /// closed before anyone waiting in `Session::closed` is woken; a stall notice
+    /// (`Connection::take_stall`) is logged.
     fn drive(&self, f: impl FnOnce(&mut Connection) -> Plan) -> Plan {
-        self.run(|i| f(&mut i.conn), |p| p.done, false).0
+        let run = |i: &mut Inner| {
+            let plan = f(&mut i.conn);
+            let stall = i.conn.take_stall();
+            (plan, stall.map(|s| (s, i.conn.session().role())))
+        };
+        let ((plan, stall), _) = self.run(run, |(p, _)| p.done, false);
+        if let Some((stall, role)) = stall {
+            tracing::warn!(?role, "{stall}");
+        }
+        plan
     }
 
     /// Also returns how many it woke, the writer thread aside.

@@ -120,7 +120,10 @@ impl Config {
     /// may grow by up to half of this bound in all. Below that, such streams can fill
     /// the bound at both ends, and then nothing moves (with the defaults: more than
     /// 32 streams that each write a request of over a window before reading its
-    /// answer, to a peer that answers as it reads). See docs/SECURITY.md.
+    /// answer, to a peer that answers as it reads). See docs/SECURITY.md. A session
+    /// whose input stays held back at the bound for
+    /// [`STALL_NOTICE`](crate::STALL_NOTICE) logs a warning that says so (every
+    /// adapter, through `tracing`).
     pub fn max_buffered_in(&self) -> usize {
         self.max_buffered_in
     }

@@ -41,8 +41,10 @@ use crate::session::{Event, Session, Stats, StreamId, StreamState};
 use crate::wake::Waiters;
 
 mod pace;
+mod stall;
 mod through;
 pub use pace::PACE_LIMIT;
+pub use stall::{Stall, STALL_NOTICE};
 pub use through::{poll_read_through, read_through_into, ReadThrough, LEND_GRACE};
 
 /// The output is refilled while it holds less than this.
@@ -116,6 +118,8 @@ pub struct Connection {
     woken: Vec<Waker>,
     /// Wake-ups of the I/O side held back for the next call (see [`Connection::pace_wakes`]).
     pacing: pace::Pacing,
+    /// Input held back at the bound: since when, and whether it was reported.
+    stall: stall::StallWatch,
     driver: Option<Waker>,
     /// A graceful close started, with its deadline if it has one.
     closing: Option<Option<Instant>>,
@@ -156,6 +160,7 @@ impl Connection {
             next_slot: 0,
             woken: Vec::new(),
             pacing: Default::default(),
+            stall: Default::default(),
             driver: None,
             closing: None,
             hard: false,
@@ -231,6 +236,7 @@ impl Connection {
         plan.read = read.read;
         plan.read_limit = read.read_limit;
         plan.timer = [plan.timer, read.timer].into_iter().flatten().min();
+        self.watch_stall(now, &mut plan);
         self.pace(now, &mut plan);
         self.planned = plan.timer;
         self.conclude(plan)
@@ -256,6 +262,7 @@ impl Connection {
     pub fn drive_input(&mut self, now: Instant, input: &mut Input, reader: &Waker) -> Plan {
         set_waker(&mut self.reader, reader);
         self.take_input(now, input);
+        self.note_stall(now);
         if self.session.has_transmit() || self.replan_due() {
             // Input can call for output (answers, confirmations, handshake frames).
             self.kick();
@@ -282,6 +289,7 @@ impl Connection {
             .into_iter()
             .flatten()
             .min();
+        self.watch_stall(now, &mut plan);
         self.planned = plan.timer;
         self.conclude(plan)
     }
@@ -545,10 +553,11 @@ impl Connection {
         self.woken.extend(self.driver.take());
     }
 
-    /// Whether frames held back to leave with others must leave before the write
-    /// side's timer fires: it must plan again.
+    /// Whether frames held back to leave with others must leave, or a stall be
+    /// reported, before the write side's timer fires: it must plan again.
     fn replan_due(&self) -> bool {
-        let due = self.session.deferred_until();
+        let due = [self.session.deferred_until(), self.stall_due()];
+        let due = due.into_iter().flatten().min();
         due.is_some_and(|t| self.planned.is_none_or(|p| t < p))
     }
 

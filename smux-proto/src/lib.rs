@@ -182,8 +182,9 @@ mod tests;
 
 pub use config::{Config, ConfigError};
 pub use conn::{
-    poll_read_through, read_through_into, Connection, ReadThrough, Readiness, Slot, FINISH_GRACE,
-    LEND_GRACE, LINGER, PACE_LIMIT, ROUNDS_PER_WAKE, TX_BATCH, TX_LIMIT, WRITE_FAIL_GRACE,
+    poll_read_through, read_through_into, Connection, ReadThrough, Readiness, Slot, Stall,
+    FINISH_GRACE, LEND_GRACE, LINGER, PACE_LIMIT, ROUNDS_PER_WAKE, STALL_NOTICE, TX_BATCH,
+    TX_LIMIT, WRITE_FAIL_GRACE,
 };
 pub use error::{
     read_timed_out, reset_code, EndReason, NotSmux, OpenError, PartialWrite, ProtocolError,

@@ -734,7 +734,7 @@ impl Session {
     }
 
     /// True while input is held back until the application reads (`max_buffered_in`).
-    fn waits_for_reader(&self) -> bool {
+    pub(crate) fn waits_for_reader(&self) -> bool {
         self.stalled
             .is_some_and(|need| self.stats.buffered_in + need > self.config.max_buffered_in)
     }

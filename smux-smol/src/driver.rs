@@ -174,7 +174,13 @@ impl<T> Future for Driver<T> {
                 }
                 continue;
             };
-            let plan = (this.shared).with(|c| c.drive(at, input, &mut w.output, cx.waker()));
+            let (plan, stall) = (this.shared).with(|c| {
+                let plan = c.drive(at, input, &mut w.output, cx.waker());
+                (plan, c.take_stall())
+            });
+            if let Some(stall) = stall {
+                tracing::warn!(session = this.shared.tag, "{stall}");
+            }
             if plan.done {
                 // The transport goes now: the write side (the whole transport unless
                 // TCP) and the read handle.

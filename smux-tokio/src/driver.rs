@@ -165,7 +165,13 @@ impl Future for Driver {
             let input = &mut r.input;
             let plan = match shared.driver_writer(cx.waker()) {
                 Some(mut w) => {
-                    let plan = shared.with(|c| c.drive(at, input, &mut w.output, cx.waker()));
+                    let (plan, stall) = shared.with(|c| {
+                        let plan = c.drive(at, input, &mut w.output, cx.waker());
+                        (plan, c.take_stall())
+                    });
+                    if let Some(stall) = stall {
+                        tracing::warn!(session = shared.tag, "{stall}");
+                    }
                     if plan.done {
                         let reason = shared.with(|c| c.session().end_reason().cloned());
                         log_end(shared.tag, reason.unwrap_or(EndReason::Local));

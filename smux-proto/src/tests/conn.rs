@@ -1042,3 +1042,56 @@ fn a_paced_round_wakes_one_task_and_the_next_call_the_others() {
         assert_eq!(woken(), 4, "the I/O side came back for the one held");
     }
 }
+
+/// Input held back at `max_buffered_in` is reported once it has been for
+/// `STALL_NOTICE`, once per stall; reading lets input flow again, and a new stall is
+/// reported again.
+#[test]
+fn input_held_back_at_the_bound_is_reported_once_per_stall() {
+    both_drives(input_held_back_at_the_bound_is_reported_once_per_stall_once);
+}
+
+fn input_held_back_at_the_bound_is_reported_once_per_stall_once() {
+    let bound = 64 * 1024;
+    let mut sim = Sim::new(Config {
+        max_buffered_in: bound,
+        ..Config::default()
+    });
+    let id = stream_with(&mut sim, &[7; 100 * 1024]);
+    sim.run_for(Duration::from_millis(5));
+    assert!(
+        !sim.conn(1).session().wants_input(),
+        "held back at the bound"
+    );
+    assert_eq!(sim.conn(1).take_stall(), None, "not before its notice time");
+    let start = sim.now;
+    sim.run_for(crate::STALL_NOTICE + Duration::from_millis(100));
+    let stall = sim.conn(1).take_stall().expect("reported");
+    assert!(stall.held_for >= crate::STALL_NOTICE);
+    assert!(stall.held_for <= sim.now - start + Duration::from_millis(5));
+    assert_eq!(stall.max_buffered_in, bound);
+    assert!(stall.buffered_in > 0 && stall.buffered_in <= bound);
+    assert!(stall.to_string().contains("max_buffered_in"));
+    sim.run_for(crate::STALL_NOTICE * 2);
+    assert_eq!(sim.conn(1).take_stall(), None, "once per stall");
+    assert_eq!(sim.conn(0).take_stall(), None, "the sender's input flows");
+
+    // Reading lets input flow; the rest arrives and is read.
+    let w = counter().1;
+    let acc = ready(sim.conn(1).poll_accept(&mut Slot::default(), &w)).unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..100 {
+        while let Poll::Ready(Ok(n)) = sim.conn(1).poll_read(acc, &mut buf, &w) {
+            got += n;
+        }
+        sim.run_for(Duration::from_millis(1));
+    }
+    assert_eq!(got, 100 * 1024);
+    assert_eq!(sim.conn(1).take_stall(), None);
+
+    // A new stall is a new notice.
+    ready(sim.conn(0).poll_write(id, &[8; 100 * 1024], &w)).unwrap();
+    sim.run_for(crate::STALL_NOTICE + Duration::from_millis(100));
+    assert!(sim.conn(1).take_stall().is_some(), "reported again");
+}
