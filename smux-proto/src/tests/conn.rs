@@ -959,6 +959,22 @@ fn after_large_frames_no_plan_stands() {
     }
 }
 
+/// Writes `data` to each of `ids` on end 0, then steps until `arrived` (at most 10
+/// steps).
+fn write_both_until(sim: &mut Sim, ids: [StreamId; 2], data: &[u8], arrived: impl Fn() -> bool) {
+    let w = counter().1;
+    for id in ids {
+        ready(sim.conn(0).poll_write(id, data, &w)).unwrap();
+    }
+    for _ in 0..10 {
+        if arrived() {
+            return;
+        }
+        sim.step();
+    }
+    assert!(arrived(), "the frames never arrived");
+}
+
 /// Paced, a round of the I/O side that owes two wake-ups hands out the first and
 /// holds the second for the next call of any kind, and comes back by `PACE_LIMIT` to
 /// hand it out itself if no call comes. Unpaced, both leave at once.
@@ -984,17 +1000,8 @@ fn a_paced_round_wakes_one_task_and_the_next_call_the_others() {
                 .map(|(c, _)| c.0.load(Ordering::SeqCst))
                 .sum::<usize>()
         };
-        for id in [a, b] {
-            ready(sim.conn(0).poll_write(id, b"x", &w)).unwrap();
-        }
         // Both frames reach end 1 in one read; its next round takes them.
-        for step in 0.. {
-            if woken() > 0 {
-                break;
-            }
-            assert!(step < 10, "the frames never arrived");
-            sim.step();
-        }
+        write_both_until(&mut sim, [a, b], b"x", || woken() > 0);
         if !pace {
             assert_eq!(woken(), 2);
             continue;
@@ -1025,16 +1032,7 @@ fn a_paced_round_wakes_one_task_and_the_next_call_the_others() {
             );
             assert!(sim.conn(1).poll_read(*id, &mut buf, waker).is_pending());
         }
-        for id in [a, b] {
-            ready(sim.conn(0).poll_write(id, b"y", &w)).unwrap();
-        }
-        for step in 0.. {
-            if woken() > 2 {
-                break;
-            }
-            assert!(step < 10, "the frames never arrived");
-            sim.step();
-        }
+        write_both_until(&mut sim, [a, b], b"y", || woken() > 2);
         assert_eq!(woken(), 3);
         let back = sim.ends[1].plan.timer.expect("a plan to come back");
         sim.now = back;
